@@ -1,0 +1,46 @@
+"""The root of every error streamrec raises on purpose.
+
+Each package has its own ``exceptions.py`` whose classes derive from
+:class:`StreamrecError`, so callers can catch the whole family in one place and
+third-party errors are wrapped with ``raise ... from`` at our boundaries.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DataNotFound",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "MigrationError",
+    "RecordValidationError",
+    "StreamrecError",
+]
+
+
+class StreamrecError(Exception):
+    """Root of all streamrec errors."""
+
+
+class ConfigurationError(StreamrecError):
+    """A setting is missing, malformed or inconsistent; the message names it."""
+
+
+class RecordValidationError(StreamrecError):
+    """A record decoded fine but its values break the contract (e.g. a RATING without a rating)."""
+
+
+class DatabaseError(StreamrecError):
+    """Postgres answered with an error we cannot recover from by retrying."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """Postgres cannot be reached right now; the operation may be retried."""
+
+
+class MigrationError(DatabaseError):
+    """A migration failed, or an applied migration file was edited afterwards."""
+
+
+class DataNotFound(StreamrecError):
+    """A data set (e.g. MovieLens) is not where the settings say it is."""
