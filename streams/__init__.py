@@ -1,0 +1,1 @@
+"""Everything that touches Kafka: settings, topics, Avro serde, clients, the embedded stack."""

