@@ -1,0 +1,175 @@
+"""Request/response client: publish a RecRequest, await the matching RecResponse.
+
+The client reads ``rec.responses`` without a consumer group: at start it pins every
+partition at its current high watermark (so no response produced after start can be
+missed, and no group join delays the first request), then one background thread
+hands each response to the caller waiting for its ``request_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from types import TracebackType
+from typing import Any, Self
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from opentelemetry.trace import SpanKind
+
+from recsys.records import RecRequest, RecResponse, new_id
+from streams.exceptions import BrokerUnavailable, RequestTimeout, SerializationError
+from streams.kafka import consumer_config, poll_batch
+from streams.producer import RecordProducer
+from streams.settings import Settings
+from streams.tracing import tracer
+
+__all__ = ["RecClient"]
+
+log = logging.getLogger(__name__)
+
+
+class RecClient:
+    """Ask for recommendations and wait for them; thread-safe, one instance per process."""
+
+    def __init__(self, settings: Settings, producer: RecordProducer | None = None) -> None:
+        self.settings = settings
+        self.producer = producer or RecordProducer(settings, config={"linger.ms": 0})
+        self.topics = self.producer.topics
+        self._pending: dict[str, Future[RecResponse]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: Consumer | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(settings)
+
+    def start(self) -> Self:
+        """Pin the response partitions at their end and start the reader thread."""
+        if self._thread is not None:
+            return self
+        conf = consumer_config(
+            self.settings,
+            group_id=f"streamrec-client-{new_id()[:12]}",
+            latency_sensitive=True,
+            logger=logging.getLogger("librdkafka"),
+        )
+        consumer = Consumer(conf)
+        topic = self.topics.rec_responses.name
+        try:
+            md = consumer.list_topics(topic, timeout=self.settings.admin_timeout_s)
+            partitions = sorted(md.topics[topic].partitions)
+            if not partitions:
+                raise BrokerUnavailable(f"topic {topic} has no partitions (not created yet?)")
+            assignment = []
+            for p in partitions:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=self.settings.admin_timeout_s
+                )
+                assignment.append(TopicPartition(topic, p, high))
+        except KafkaException as exc:
+            consumer.close()
+            raise BrokerUnavailable(
+                f"cannot read {topic} at {self.settings.kafka_bootstrap}: {exc}"
+            ) from exc
+        consumer.assign(assignment)
+        self._consumer = consumer
+        self._thread = threading.Thread(target=self._run, name="rec-client", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        assert self._consumer is not None
+        serde = self.producer.serde
+        while not self._stop.is_set():
+            try:
+                messages = poll_batch(self._consumer, 256, 0.05)
+            except KafkaException:
+                log.exception("response consumer failed")
+                time.sleep(0.5)
+                continue
+            for msg in messages:
+                if msg.error():
+                    continue
+                try:
+                    response = serde.decode(msg.value(), RecResponse)
+                except SerializationError as exc:
+                    log.warning("undecodable response at %s: %s", msg.offset(), exc)
+                    continue
+                with self._lock:
+                    future = self._pending.pop(response.request_id, None)
+                if future is not None and not future.done():
+                    future.set_result(response)
+        self._consumer.close()
+
+    def submit(self, request: RecRequest) -> Future[RecResponse]:
+        """Publish ``request``; the future resolves with its response."""
+        if self._thread is None:
+            self.start()
+        future: Future[RecResponse] = Future()
+        with self._lock:
+            self._pending[request.request_id] = future
+        with tracer().start_as_current_span("rec.request", kind=SpanKind.CLIENT):
+            self.producer.publish_request(request)
+            self.producer.producer.flush(0)  # hand it to librdkafka's sender now
+        return future
+
+    def request(self, user_id: str, *, timeout_s: float = 5.0, **fields: Any) -> RecResponse:
+        """Ask for recommendations for ``user_id`` and wait for the answer.
+
+        Raises:
+            RequestTimeout: no response within ``timeout_s``.
+        """
+        request = RecRequest(user_id=user_id, **fields)
+        return self.wait(request, self.submit(request), timeout_s)
+
+    def wait(
+        self, request: RecRequest, future: Future[RecResponse], timeout_s: float
+    ) -> RecResponse:
+        """Wait for the response to a submitted request."""
+        try:
+            return future.result(timeout=timeout_s)
+        except FutureTimeout:
+            with self._lock:
+                self._pending.pop(request.request_id, None)
+            raise RequestTimeout(
+                f"no response to request {request.request_id} within {timeout_s:.1f}s "
+                f"(is the serve worker running on {self.topics.rec_requests.name}?)"
+            ) from None
+
+    async def arequest(self, user_id: str, *, timeout_s: float = 5.0, **fields: Any) -> RecResponse:
+        """Async variant of :meth:`request`."""
+        request = RecRequest(user_id=user_id, **fields)
+        future = self.submit(request)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+        except TimeoutError:
+            with self._lock:
+                self._pending.pop(request.request_id, None)
+            raise RequestTimeout(
+                f"no response to request {request.request_id} within {timeout_s:.1f}s"
+            ) from None
+
+    def close(self) -> None:
+        """Stop the reader thread and flush the producer."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.producer.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

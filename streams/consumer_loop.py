@@ -1,0 +1,297 @@
+"""The at-least-once consume → handle → produce → commit loop of confluent-kafka workers.
+
+One batch at a time:
+
+1. consume up to ``max_batch`` messages (the fetch wait bounds latency on Tansu);
+2. decode each with the Avro serde; anything that does not decode or validate goes to
+   its dead-letter topic with the reason (never crashes, never vanishes);
+3. ``await handler(batch)`` — the domain call; it may produce through the shared
+   producer;
+4. flush the producer (outputs and dead letters acknowledged by the broker);
+5. commit the batch's offsets.
+
+Offsets are committed only after the handler's effects are durable, so a crash at any
+point replays the batch; handlers make their effects idempotent. A handler raising
+:class:`Retryable` (Postgres away, a timeout) has the same batch retried with backoff
+while the partitions are paused; any other exception is a bug and stops the worker
+loudly, without committing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from recsys.exceptions import StreamrecError
+from recsys.records import Record
+from streams.dlq import DeadLetters
+from streams.exceptions import SerializationError
+from streams.kafka import consumer_config, poll_batch
+from streams.producer import RecordProducer
+from streams.settings import Settings
+from streams.topics import TopicSpec
+
+__all__ = ["ConsumerLoop", "Inbound", "LoopStats", "Retryable", "headers_of", "where"]
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Record)
+
+
+class Retryable(StreamrecError):
+    """A handler failure worth retrying the same batch for (transient I/O)."""
+
+
+@dataclass(frozen=True)
+class Inbound(Generic[R]):
+    """One decoded input message and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: R
+    headers: list[tuple[str, bytes]]
+    timestamp_ms: int
+
+    @property
+    def source(self) -> str:
+        """``topic[partition]@offset``."""
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass
+class LoopStats:
+    """Counters a loop keeps (shown by the demo and at shutdown)."""
+
+    consumed: int = 0
+    handled: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    retries: int = 0
+    commits: int = 0
+    last_commit: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+Handler = Callable[[list[Inbound[Any]]], Awaitable[None]]
+
+
+def where(msg: Message) -> tuple[str, int, int]:
+    """``(topic, partition, offset)`` of a consumed message (never None once consumed)."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset
+
+
+def headers_of(msg: Message) -> list[tuple[str, bytes]]:
+    """The message's headers as ``(name, bytes)`` pairs."""
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    out = []
+    for key, value in pairs:
+        if isinstance(value, str):
+            value = value.encode()
+        out.append((str(key), value or b""))
+    return out
+
+
+class ConsumerLoop:
+    """Run ``handler`` over decoded batches of ``inputs`` with at-least-once commits."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        worker: str,
+        inputs: Sequence[TopicSpec],
+        handler: Handler,
+        producer: RecordProducer,
+        latency_sensitive: bool = False,
+        max_batch: int = 500,
+        poll_timeout_s: float = 0.2,
+        group_id: str | None = None,
+        on_assign: Callable[[list[tuple[str, int]]], None] | None = None,
+        on_revoke: Callable[[list[tuple[str, int]]], None] | None = None,
+        consumer_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.inputs = {spec.name: spec for spec in inputs}
+        self.handler = handler
+        self.producer = producer
+        self.dead_letters = DeadLetters(producer, worker)
+        self.max_batch = max_batch
+        self.poll_timeout_s = poll_timeout_s
+        self.group_id = group_id or f"{settings.topic_prefix}streamrec-{worker}"
+        self.stats = LoopStats()
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._assigned: set[tuple[str, int]] = set()
+        self._conf = consumer_config(
+            settings,
+            self.group_id,
+            latency_sensitive=latency_sensitive,
+            logger=logging.getLogger("librdkafka"),
+            **(consumer_overrides or {}),
+        )
+        self._consumer: Consumer | None = None
+
+    # ---- rebalance --------------------------------------------------------------------
+    def _assign_cb(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        self._assigned |= set(tps)
+        log.info("%s assigned %s", self.worker, tps)
+        if self._on_assign:
+            self._on_assign(tps)
+
+    def _revoke_cb(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        self._assigned -= set(tps)
+        log.info("%s revoked %s", self.worker, tps)
+        if self._on_revoke:
+            self._on_revoke(tps)
+
+    @property
+    def assigned(self) -> set[tuple[str, int]]:
+        """Partitions currently owned by this loop."""
+        return set(self._assigned)
+
+    # ---- decoding ---------------------------------------------------------------------
+    def _decode(self, msg: Message) -> Inbound[Any] | None:
+        """Decode one message, or dead-letter it and return None."""
+        topic, partition, offset = where(msg)
+        spec = self.inputs[topic]
+        raw_key = msg.key()
+        headers = headers_of(msg)
+        try:
+            key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+        except UnicodeDecodeError as exc:
+            self._dead_letter(spec, msg, "bad_key", f"key is not UTF-8: {exc}")
+            return None
+        assert spec.value is not None
+        try:
+            value = self.producer.serde.decode(msg.value(), spec.value)
+        except SerializationError as exc:
+            self._dead_letter(spec, msg, exc.reason, str(exc))
+            return None
+        return Inbound(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=key,
+            value=value,
+            headers=headers,
+            timestamp_ms=msg.timestamp()[1],
+        )
+
+    def _dead_letter(self, spec: TopicSpec, msg: Message, reason: str, error: str) -> None:
+        _, partition, offset = where(msg)
+        self.dead_letters.send(
+            spec,
+            key=msg.key(),
+            value=msg.value(),
+            partition=partition,
+            offset=offset,
+            reason=reason,
+            error=error,
+            headers=headers_of(msg),
+        )
+        self.stats.dead_lettered += 1
+
+    # ---- the loop ---------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> LoopStats:
+        """Consume until ``stop`` is set; commit what was handled; close the consumer."""
+        consumer = Consumer(self._conf)
+        self._consumer = consumer
+        consumer.subscribe(list(self.inputs), on_assign=self._assign_cb, on_revoke=self._revoke_cb)
+        loop = asyncio.get_running_loop()
+        try:
+            while not stop.is_set():
+                messages: list[Message] = await loop.run_in_executor(
+                    None, poll_batch, consumer, self.max_batch, self.poll_timeout_s
+                )
+                if messages:
+                    await self._process(consumer, messages, stop)
+        finally:
+            await loop.run_in_executor(None, consumer.close)
+            self._consumer = None
+            log.info("%s stopped: %s", self.worker, self.stats)
+        return self.stats
+
+    async def _process(
+        self, consumer: Consumer, messages: list[Message], stop: asyncio.Event
+    ) -> None:
+        batch: list[Inbound[Any]] = []
+        offsets: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal() or not err.retriable():
+                    log.error("%s consumer error: %s", self.worker, err.str())
+                continue
+            self.stats.consumed += 1
+            topic, partition, offset = where(msg)
+            offsets[(topic, partition)] = offset + 1
+            inbound = self._decode(msg)
+            if inbound is not None:
+                batch.append(inbound)
+        if batch:
+            await self._handle_with_retry(consumer, batch, stop)
+        # effects durable before the commit: outputs and dead letters acknowledged
+        await asyncio.get_running_loop().run_in_executor(None, self.producer.flush)
+        self._commit(consumer, offsets)
+
+    async def _handle_with_retry(
+        self, consumer: Consumer, batch: list[Inbound[Any]], stop: asyncio.Event
+    ) -> None:
+        delay = 0.2
+        paused: list[TopicPartition] = []
+        try:
+            while True:
+                try:
+                    await self.handler(batch)
+                    self.stats.handled += len(batch)
+                    self.stats.batches += 1
+                    return
+                except Retryable as exc:
+                    self.stats.retries += 1
+                    if not paused:
+                        paused = consumer.assignment()
+                        consumer.pause(paused)
+                    log.warning(
+                        "%s: retrying a batch of %d in %.1fs: %s",
+                        self.worker,
+                        len(batch),
+                        delay,
+                        exc,
+                    )
+                    deadline = time.monotonic() + delay
+                    while time.monotonic() < deadline:
+                        # keep group membership alive (max.poll.interval) while paused
+                        consumer.poll(0)
+                        await asyncio.sleep(min(0.1, delay))
+                    delay = min(delay * 2, 10.0)
+                    if stop.is_set():
+                        raise
+        finally:
+            if paused:
+                consumer.resume(paused)
+
+    def _commit(self, consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
+        owned = {tp: off for tp, off in offsets.items() if tp in self._assigned}
+        if not owned:
+            return
+        consumer.commit(
+            offsets=[TopicPartition(t, p, off) for (t, p), off in owned.items()],
+            asynchronous=False,
+        )
+        self.stats.commits += 1
+        self.stats.last_commit.update(owned)

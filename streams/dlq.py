@@ -1,0 +1,130 @@
+"""Dead letters: bad input is parked with the reason, never crashes a worker, never vanishes.
+
+A message that does not decode or does not validate is copied byte-for-byte to
+``<topic>.dlq`` with the original key and headers, plus ``dlq.*`` headers naming
+the reason, the source ``topic[partition]@offset`` and the worker. The worker then
+commits past it. Replaying a dead letter after a fix is a plain re-publish of its
+value to the source topic (``streamrec replay --from-dlq``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from recsys.records import utcnow
+from streams.producer import RecordProducer
+from streams.topics import TopicSpec
+
+__all__ = ["DeadLetter", "DeadLetters", "dlq_headers", "parse_dlq_headers"]
+
+log = logging.getLogger(__name__)
+
+H_REASON = "dlq.reason"
+H_ERROR = "dlq.error"
+H_TOPIC = "dlq.source.topic"
+H_PARTITION = "dlq.source.partition"
+H_OFFSET = "dlq.source.offset"
+H_WORKER = "dlq.worker"
+H_AT = "dlq.failed_at"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """The error headers of one dead letter, parsed back."""
+
+    reason: str
+    error: str
+    topic: str
+    partition: int
+    offset: int
+    worker: str
+    failed_at: str
+
+    @property
+    def source(self) -> str:
+        """``topic[partition]@offset`` of the original message."""
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+def dlq_headers(
+    *,
+    reason: str,
+    error: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    worker: str,
+    original: Sequence[tuple[str, bytes | None]] | None = None,
+) -> list[tuple[str, bytes]]:
+    """Original headers (minus any earlier ``dlq.*``) plus our error headers."""
+    kept = [(k, v or b"") for k, v in (original or []) if not k.startswith("dlq.")]
+    return [
+        *kept,
+        (H_REASON, reason.encode()),
+        (H_ERROR, error[:4000].encode()),
+        (H_TOPIC, topic.encode()),
+        (H_PARTITION, str(partition).encode()),
+        (H_OFFSET, str(offset).encode()),
+        (H_WORKER, worker.encode()),
+        (H_AT, utcnow().isoformat().encode()),
+    ]
+
+
+def parse_dlq_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> DeadLetter:
+    """Read the ``dlq.*`` headers of a dead letter."""
+    h = {k: (v or b"").decode() for k, v in headers or []}
+    return DeadLetter(
+        reason=h.get(H_REASON, ""),
+        error=h.get(H_ERROR, ""),
+        topic=h.get(H_TOPIC, ""),
+        partition=int(h.get(H_PARTITION, "-1")),
+        offset=int(h.get(H_OFFSET, "-1")),
+        worker=h.get(H_WORKER, ""),
+        failed_at=h.get(H_AT, ""),
+    )
+
+
+class DeadLetters:
+    """Sends dead letters for one worker through a shared producer."""
+
+    def __init__(self, producer: RecordProducer, worker: str) -> None:
+        self.producer = producer
+        self.worker = worker
+        self.count = 0
+
+    def send(
+        self,
+        spec: TopicSpec,
+        *,
+        key: bytes | str | None,
+        value: bytes | None,
+        partition: int,
+        offset: int,
+        reason: str,
+        error: str,
+        headers: Sequence[tuple[str, bytes | None]] | None = None,
+    ) -> None:
+        """Queue the original bytes on ``spec``'s DLQ; the caller flushes before committing."""
+        if spec.dlq is None:  # pragma: no cover - every data topic has one
+            raise ValueError(f"{spec.name} has no dead-letter topic")
+        log.warning(
+            "dead letter %s[%d]@%d → %s: %s (%s)",
+            spec.name, partition, offset, spec.dlq.name, reason, error[:300],
+        )  # fmt: skip
+        self.producer.send_raw(
+            spec.dlq,
+            key,
+            value,
+            dlq_headers(
+                reason=reason,
+                error=error,
+                topic=spec.name,
+                partition=partition,
+                offset=offset,
+                worker=self.worker,
+                original=headers,
+            ),
+        )
+        self.count += 1
