@@ -1,0 +1,206 @@
+"""Postgres access: connection pools and the migration runner.
+
+Pools are created closed and opened by the composition root, so importing this
+module never connects. Every pooled connection gets pgvector's type adapters and the
+configured statement timeout. The schema lives only in ``migrations/NNNN_name.sql``;
+:func:`apply_migrations` applies the missing ones in order, each in its own
+transaction, under an advisory lock (two processes starting at once do not race),
+and refuses to run if an applied file was edited afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from recsys.exceptions import DatabaseUnavailable, MigrationError
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "Migration",
+    "apply_migrations",
+    "async_pool",
+    "discover_migrations",
+    "pool",
+    "wait_for_database",
+]
+
+log = logging.getLogger(__name__)
+
+_CHECKOUT = Path(__file__).resolve().parent.parent / "migrations"
+_BUNDLED = Path(__file__).resolve().parent / "_bundled" / "migrations"
+#: The folder of numbered SQL migrations (checkout or wheel).
+MIGRATIONS_DIR = _CHECKOUT if _CHECKOUT.is_dir() else _BUNDLED
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_LOCK_KEY = 0x5354_5245  # "STRE"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered SQL file."""
+
+    version: int
+    name: str
+    path: Path
+
+    @property
+    def sql_text(self) -> str:
+        return self.path.read_text()
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql_text.encode()).hexdigest()
+
+
+def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """All ``NNNN_name.sql`` files in version order; duplicate numbers are an error."""
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if not match:
+            raise MigrationError(f"migration file {path.name} is not named NNNN_name.sql")
+        version = int(match.group(1))
+        if version in found:
+            raise MigrationError(f"two migrations share number {version:04d}")
+        found[version] = Migration(version, match.group(2), path)
+    return [found[v] for v in sorted(found)]
+
+
+def _connect(dsn: str, timeout_s: float = 10.0) -> psycopg.Connection:
+    try:
+        return psycopg.connect(dsn, connect_timeout=max(1, int(timeout_s)), autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot connect to Postgres: {exc}".strip()) from exc
+
+
+def wait_for_database(dsn: str, timeout_s: float = 10.0) -> str:
+    """Connect once and return the server version, or raise :class:`DatabaseUnavailable`."""
+    with _connect(dsn, timeout_s) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row else "?"
+
+
+def apply_migrations(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Apply the missing migrations in order; return those applied now.
+
+    Raises:
+        MigrationError: a migration failed (its transaction is rolled back), or an
+            applied migration's file changed since (its checksum differs).
+        DatabaseUnavailable: Postgres cannot be reached.
+    """
+    migrations = discover_migrations(directory)
+    applied_now: list[Migration] = []
+    with _connect(dsn) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            conn.execute(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version    integer PRIMARY KEY,
+                    name       text NOT NULL,
+                    checksum   text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """
+            )
+            done = {
+                int(v): c
+                for v, c in conn.execute("SELECT version, checksum FROM schema_migrations")
+            }
+            for migration in migrations:
+                if migration.version in done:
+                    if done[migration.version] != migration.checksum:
+                        raise MigrationError(
+                            f"migration {migration.path.name} was edited after it was applied; "
+                            "add a new migration instead of changing an applied one"
+                        )
+                    continue
+                try:
+                    with conn.transaction():
+                        conn.execute(sql.SQL(migration.sql_text))  # type: ignore[arg-type,unused-ignore]
+                        conn.execute(
+                            "INSERT INTO schema_migrations (version, name, checksum) "
+                            "VALUES (%s, %s, %s)",
+                            (migration.version, migration.name, migration.checksum),
+                        )
+                except psycopg.Error as exc:
+                    raise MigrationError(f"migration {migration.path.name} failed: {exc}") from exc
+                log.info("applied migration %s", migration.path.name)
+                applied_now.append(migration)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    return applied_now
+
+
+def _configure_sync(statement_timeout_ms: int, ef_search: int):  # type: ignore[no-untyped-def]
+    def configure(conn: psycopg.Connection) -> None:
+        from pgvector.psycopg import register_vector
+
+        register_vector(conn)
+        conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
+        conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
+        conn.commit()
+
+    return configure
+
+
+def _configure_async(statement_timeout_ms: int, ef_search: int):  # type: ignore[no-untyped-def]
+    async def configure(conn: psycopg.AsyncConnection) -> None:
+        from pgvector.psycopg import register_vector_async
+
+        await register_vector_async(conn)
+        await conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
+        await conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
+        await conn.commit()
+
+    return configure
+
+
+def pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    statement_timeout_ms: int = 5000,
+    ef_search: int = 100,
+    name: str = "streamrec",
+) -> ConnectionPool:
+    """A closed connection pool; the caller opens it (``pool.open(wait=True)``)."""
+    return ConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        name=name,
+        configure=_configure_sync(statement_timeout_ms, ef_search),
+        reconnect_timeout=60,
+    )
+
+
+def async_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    statement_timeout_ms: int = 5000,
+    ef_search: int = 100,
+    name: str = "streamrec",
+) -> AsyncConnectionPool:
+    """A closed async pool; open it inside the running loop (``await pool.open()``)."""
+    return AsyncConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        name=name,
+        configure=_configure_async(statement_timeout_ms, ef_search),
+        reconnect_timeout=60,
+    )
