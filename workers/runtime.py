@@ -1,0 +1,109 @@
+"""Running one worker: the start-up checks every worker shares, then its loop.
+
+A worker module exposes ``async def run(ctx, stop)``; this module resolves it by name,
+checks that the record classes match ``schemas/``, that co-partitioned topics agree,
+logs the capability summary, and runs it until SIGINT/SIGTERM sets ``stop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from recsys import records
+from recsys.exceptions import ConfigurationError
+from streams import admin
+from streams.schema_check import check_all
+from streams.settings import WORKER_NAMES, Settings
+from streams.tracing import setup_tracing
+from workers.bootstrap import Context, bootstrap
+from workers.doctor import log_capabilities
+
+__all__ = [
+    "ALL_RECORDS",
+    "WorkerMain",
+    "available_workers",
+    "resolve_worker",
+    "run_worker",
+    "serve_forever",
+]
+
+log = logging.getLogger(__name__)
+
+WorkerMain = Callable[[Context, asyncio.Event], Awaitable[None]]
+
+#: Every record class that has a schema; checked against schemas/ at start-up.
+ALL_RECORDS: tuple[type[records.Record], ...] = (
+    records.CatalogChange,
+    records.ItemEnriched,
+    records.UserEvent,
+    records.RecRequest,
+    records.RecResponse,
+    records.LlmInvolvement,
+    records.FeedbackExample,
+    records.Evidence,
+    records.RecommendedItem,
+)
+
+
+def resolve_worker(name: str) -> WorkerMain:
+    """The ``run`` coroutine of worker ``name``."""
+    if name not in WORKER_NAMES:
+        raise ConfigurationError(f"unknown worker {name!r}; known: {', '.join(WORKER_NAMES)}")
+    try:
+        module = importlib.import_module(f"workers.{name}_worker")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"workers.{name}_worker":
+            raise ConfigurationError(f"worker {name!r} is not part of this build") from exc
+        raise
+    return cast(WorkerMain, module.run)
+
+
+def available_workers() -> list[str]:
+    """Workers whose module exists in this build."""
+    out = []
+    for name in WORKER_NAMES:
+        if importlib.util.find_spec(f"workers.{name}_worker") is not None:
+            out.append(name)
+    return out
+
+
+def preflight(settings: Settings, worker: str) -> None:
+    """Checks every worker runs before consuming anything."""
+    check_all(ALL_RECORDS)
+    admin.probe(settings)
+    admin.check_co_partitioning(settings)
+    log_capabilities(settings, worker)
+
+
+async def serve_forever(
+    name: str,
+    ctx: Context,
+    stop: asyncio.Event | None = None,
+    *,
+    install_signals: bool = False,
+) -> None:
+    """Run worker ``name`` with ``ctx`` until ``stop`` is set (or a signal arrives)."""
+    main = resolve_worker(name)
+    stop = stop or asyncio.Event()
+    if install_signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await main(ctx, stop)
+    finally:
+        await ctx.aclose()
+
+
+def run_worker(name: str, settings: Settings, **overrides: Any) -> None:
+    """Entry point of ``streamrec worker NAME``: preflight, tracing, run until signalled."""
+    tracing = setup_tracing(settings, service=f"streamrec-{name}")
+    log.info("%s: tracing %s", name, tracing)
+    preflight(settings, name)
+    ctx = bootstrap(settings, **overrides)
+    asyncio.run(serve_forever(name, ctx, install_signals=True))
