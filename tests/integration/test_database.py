@@ -1,0 +1,75 @@
+"""Migrations against the real embedded Postgres."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from recsys import db
+from recsys.exceptions import DatabaseUnavailable, MigrationError
+from streams.embedded import EmbeddedPostgres
+
+
+@pytest.fixture
+def empty_db(postgres: EmbeddedPostgres) -> str:
+    import uuid
+
+    name = f"m_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return postgres.dsn(name)
+
+
+def test_migrations_apply_once_and_are_recorded(empty_db: str) -> None:
+    first = db.apply_migrations(empty_db)
+    assert [m.version for m in first] == [m.version for m in db.discover_migrations()]
+    assert db.apply_migrations(empty_db) == []
+    with psycopg.connect(empty_db) as conn:
+        rows = conn.execute(
+            "SELECT version, name FROM schema_migrations ORDER BY version"
+        ).fetchall()
+        assert [r[0] for r in rows] == [m.version for m in first]
+        assert conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname='vector'"
+        ).fetchone() == ("0.8.2",)
+
+
+def test_an_edited_applied_migration_is_refused(empty_db: str, tmp_path: Path) -> None:
+    (tmp_path / "0001_one.sql").write_text("CREATE TABLE one (v int);")
+    db.apply_migrations(empty_db, tmp_path)
+    (tmp_path / "0001_one.sql").write_text("CREATE TABLE one (v bigint);")
+    with pytest.raises(MigrationError, match="edited after it was applied"):
+        db.apply_migrations(empty_db, tmp_path)
+
+
+def test_a_failing_migration_rolls_back_and_says_which(empty_db: str, tmp_path: Path) -> None:
+    (tmp_path / "0001_ok.sql").write_text("CREATE TABLE ok (v int);")
+    (tmp_path / "0002_broken.sql").write_text(
+        "CREATE TABLE half (v int); SELECT no_such_function();"
+    )
+    with pytest.raises(MigrationError, match=r"0002_broken\.sql failed"):
+        db.apply_migrations(empty_db, tmp_path)
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT to_regclass('half')").fetchone() == (None,)
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (1,)
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseUnavailable, match="cannot connect to Postgres"):
+        db.wait_for_database(f"postgresql://postgres@/x?host={tmp_path}&port=1", timeout_s=1)
+
+
+def test_pool_registers_pgvector(database: str) -> None:
+    import numpy as np
+
+    pool = db.pool(database)
+    pool.open(wait=True)
+    try:
+        with pool.connection() as conn:
+            value = conn.execute("SELECT '[1,2,3]'::vector").fetchone()
+            assert value is not None and np.allclose(value[0].to_numpy(), [1, 2, 3])
+            assert conn.execute("SHOW hnsw.ef_search").fetchone() == ("100",)
+    finally:
+        pool.close()

@@ -1,0 +1,77 @@
+"""docker-compose.yml and the Dockerfile, validated statically (no Docker engine here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from streams.settings import Settings
+from workers.supervisor import settings_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _compose() -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def test_compose_names_the_services() -> None:
+    services = _compose()["services"]
+    for name in (
+        "kafka",
+        "postgres",
+        "otel-collector",
+        "jaeger",
+        "enrich",
+        "users",
+        "serve",
+        "feedback",
+        "archive",
+        "migrate",
+        "topics",
+    ):
+        assert name in services, name
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
+    assert services["postgres"]["image"].startswith("pgvector/pgvector")
+
+
+def test_workers_point_at_the_right_hosts_with_valid_settings() -> None:
+    services = _compose()["services"]
+    for name in ("enrich", "users", "serve", "feedback", "archive"):
+        svc = services[name]
+        env = svc["environment"]
+        assert env["STREAMREC_BOOTSTRAP_SERVERS"] == "kafka:9092"
+        assert "@postgres:5432/" in env["STREAMREC_DATABASE_URL"]
+        assert env["STREAMREC_OTEL_ENDPOINT"] == "http://otel-collector:4318"
+        assert svc["command"] == ["worker", name]
+        assert svc["build"] == "."
+        assert {"kafka", "postgres"} <= set(svc["depends_on"])
+        # every STREAMREC_ variable must be a real setting
+        known = {f"STREAMREC_{f.upper()}" for f in Settings.model_fields}
+        assert set(env) <= known, set(env) - known
+
+
+def test_collector_forwards_to_jaeger() -> None:
+    conf = yaml.safe_load((REPO / "deploy" / "otel-collector.yaml").read_text())
+    assert conf["exporters"]["otlp/jaeger"]["endpoint"].startswith("jaeger:")
+    assert _compose()["services"]["otel-collector"]["volumes"][0].startswith(
+        "./deploy/otel-collector.yaml"
+    )
+
+
+def test_dockerfile_installs_cpu_torch_first_and_runs_the_cli() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    torch_at = text.index("download.pytorch.org/whl/cpu")
+    assert torch_at < text.index("pip install -c")
+    assert 'ENTRYPOINT ["streamrec"]' in text
+    for folder in ("schemas", "migrations", "streams", "recsys", "workers"):
+        assert f"COPY {folder} " in text
+
+
+def test_child_environment_round_trips_settings() -> None:
+    s = Settings(broker_port=1234, workers=("enrich", "serve"), llm_rerank=False)
+    env = settings_env(s)
+    assert env["STREAMREC_BROKER_PORT"] == "1234"
+    assert env["STREAMREC_WORKERS"] == "enrich,serve"
+    assert env["STREAMREC_LLM_RERANK"] == "false"

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+
+from recsys import records as r
+from streams.exceptions import SerializationError
+from streams.poison import poison_messages
+from streams.serde import AvroSerde
+from streams.settings import Settings
+from streams.topics import Topics
+
+
+@pytest.fixture(scope="module")
+def serde() -> AvroSerde:
+    return AvroSerde()
+
+
+@pytest.mark.parametrize("topic", [t.base for t in Topics(Settings()).data_topics()])
+def test_poison_messages_fail_with_their_reason(serde: AvroSerde, topic: str) -> None:
+    spec = next(t for t in Topics(Settings()).data_topics() if t.base == topic)
+    assert spec.value is not None
+    for reason, payload in poison_messages(spec, serde).items():
+        with pytest.raises(SerializationError) as info:
+            serde.decode(payload, spec.value)
+        assert info.value.reason == reason
+
+
+def test_empty_value_is_a_tombstone_error(serde: AvroSerde) -> None:
+    with pytest.raises(SerializationError) as info:
+        serde.decode(None, r.UserEvent)
+    assert info.value.reason == "empty"
+
+
+def test_invalid_value_message_names_the_field(serde: AvroSerde) -> None:
+    spec = Topics(Settings()).rec_requests
+    payload = poison_messages(spec, serde)["invalid_value"]
+    with pytest.raises(SerializationError, match="k: Input should be greater than or equal to 1"):
+        serde.decode(payload, r.RecRequest)
+
+
+def test_reader_resolves_an_older_writer_schema() -> None:
+    """A message written with an older schema (one field fewer) still decodes, with the default."""
+    from streams.registry import LocalRegistry, load_avsc
+
+    old = load_avsc("streamrec.RecRequest")
+    old["fields"] = [f for f in old["fields"] if f["name"] != "context"]
+    registry = LocalRegistry()
+    registry.add(old)
+    serde = AvroSerde(registry)
+    import io
+    import struct
+
+    from fastavro import parse_schema, schemaless_writer
+
+    from streams.registry import schema_id_of
+
+    buf = io.BytesIO()
+    buf.write(struct.pack(">bI", 0, schema_id_of(old)))
+    datum = {
+        "request_id": "q",
+        "user_id": "u",
+        "k": 3,
+        "query": None,
+        "exclude_item_ids": [],
+        "deadline_ms": 100,
+        "requested_at": 0,
+    }
+    schemaless_writer(buf, parse_schema(old, _write_hint=False), datum)
+    decoded = serde.decode(buf.getvalue(), r.RecRequest)
+    assert decoded.context == {} and decoded.k == 3
