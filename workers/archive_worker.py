@@ -51,7 +51,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
 
     def write(batch: list[Inbound[Any]]) -> None:
         for inbound in batch:
-            writer.write(archived_from_inbound(inbound, specs[inbound.topic], ctx.serde))
+            writer.write(archived_from_inbound(inbound, ctx.serde))
         writer.roll_due()
 
     async def handler(batch: list[Inbound[Any]]) -> None:

@@ -178,7 +178,7 @@ def evaluate(
 ) -> None:
     """Metrics over archived responses and outcomes, sliced by warmth bucket, route and
     llm_used, with IPS/SNIPS of other routing policies."""
-    from workers.cli import _settings, console
+    from workers.cli import _settings, console, err_console
 
     settings = _settings()
     opts = EvaluateOptions(
@@ -186,7 +186,8 @@ def evaluate(
         targets=tuple(target or DEFAULT_TARGETS), clip=clip, reward=reward,
         categories=categories, json_out=json_out, html=html,
     )  # fmt: skip
-    report = run_evaluate(settings, opts)
+    with err_console.status("reading the archive and evaluating"):
+        report = run_evaluate(settings, opts)
     if json_out is not None and str(json_out) == "-":
         typer.echo(json.dumps(report, indent=2, default=_json_default))
         return

@@ -4,13 +4,16 @@ commit hold-back, range reading, byte-exact re-encoding and exports."""
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
+import struct
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from fastavro import parse_schema, schemaless_writer
 from fastavro import reader as avro_reader
 
 from recsys.archive import (
@@ -23,8 +26,9 @@ from recsys.archive import (
 )
 from recsys.archive.layout import INPROGRESS_DIR
 from recsys.records import FeedbackExample
-from streams.serde import AvroSerde
-from streams.wire import schema_id_of_wire, wire_bytes
+from streams.serde import MAGIC_BYTE, AvroSerde
+from streams.topics import TopicSpec
+from streams.wire import archived_from_raw, schema_id_of_wire, wire_bytes
 
 TOPIC = "t.feedback.examples"
 DAY1 = int(datetime(2026, 1, 31, 23, 59, tzinfo=UTC).timestamp() * 1000)
@@ -187,3 +191,28 @@ def test_exports(tmp_path: Path, fmt: str) -> None:
         assert json.loads(json.dumps(rows[0]))["topic"] == TOPIC
     with pytest.raises(ValueError, match="unknown export format"):
         export_messages(iter(messages), tmp_path / "x.json", "json")
+
+
+def test_a_value_from_an_older_schema_keeps_its_original_bytes() -> None:
+    older = dict(SCHEMA, fields=[f for f in SCHEMA["fields"] if f["name"] != "serve_latency_ms"])
+    serde = AvroSerde()
+    old_id = serde.registry.add(older)  # type: ignore[attr-defined]
+    datum = {
+        k: v for k, v in example(1).model_dump(mode="python").items() if k != "serve_latency_ms"
+    }
+    buf = io.BytesIO()
+    buf.write(struct.pack(">bI", MAGIC_BYTE, old_id))
+    schemaless_writer(buf, parse_schema(older), datum)
+    raw = buf.getvalue()
+    spec = TopicSpec(base=TOPIC, name=TOPIC, key="user_id", value=FeedbackExample, partitions=1,
+                     description="")  # fmt: skip
+    archived = archived_from_raw(topic=TOPIC, partition=0, offset=0, timestamp_ms=DAY1, key=b"u1",
+                                 headers=[], value=raw, spec=spec, serde=serde)  # fmt: skip
+    assert archived.schema_id == old_id
+    assert archived.value["serve_latency_ms"] == 0.0  # read with today's schema
+    assert archived.raw_value == raw and wire_bytes(archived) == raw
+    # today's writer: no copy of the bytes is needed
+    current = serde.encode(example(1), f"{TOPIC}-value")
+    plain = archived_from_raw(topic=TOPIC, partition=0, offset=1, timestamp_ms=DAY1, key=b"u1",
+                              headers=[], value=current, spec=spec, serde=serde)  # fmt: skip
+    assert plain.raw_value is None and wire_bytes(plain) == current
