@@ -13,6 +13,10 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# pytest's default temp root is shared by every session on the machine and prunes old
+# session folders; give each checkout its own so parallel runs never delete each other's
+# embedded Postgres. Short, under /tmp: unix-socket paths are limited to 107 bytes.
+TEST_TMP ?= /tmp/streamrec-test-$(shell echo "$(CURDIR)" | md5sum | cut -c1-8)
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 # this machine's pip.conf names an empty local index; drop that one warning line
@@ -37,17 +41,17 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check streams workers recsys tests benchmarks
 	$(VENV)/bin/ruff format --check streams workers recsys tests benchmarks
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest --basetemp=$(TEST_TMP) $(PYTEST_ARGS)
 
 ## make demo: embedded stack + workers + synthetic workload, then a summary
 demo: $(STAMP)
 	$(VENV)/bin/streamrec demo $(DEMO_ARGS)
 
 unit: $(STAMP)
-	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+	$(VENV)/bin/pytest --basetemp=$(TEST_TMP) tests/unit $(PYTEST_ARGS)
 
 integration: $(STAMP)
-	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
+	$(VENV)/bin/pytest --basetemp=$(TEST_TMP) tests/integration $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check streams workers recsys tests benchmarks

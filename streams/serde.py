@@ -45,6 +45,9 @@ class AvroSerde:
         self.registry: SchemaRegistry = registry or LocalRegistry()
         self._codecs: dict[type[Record], RecordCodec] = {}
         self._writers: dict[int, Any] = {}
+        # (subject, record type) → schema id: the registry lookup hashes the schema's
+        # canonical form, far too slow to repeat for every message
+        self._ids: dict[tuple[str, type[Record]], int] = {}
 
     def codec(self, model: type[Record]) -> RecordCodec:
         """Parsed reader/writer schema for ``model`` (loaded from ``schemas/`` once)."""
@@ -58,7 +61,10 @@ class AvroSerde:
     def encode(self, record: Record, subject: str) -> bytes:
         """Record → wire bytes. ``subject`` names the registry subject (``<topic>-value``)."""
         codec = self.codec(type(record))
-        schema_id = self.registry.id_for(subject, codec.schema)
+        key = (subject, type(record))
+        schema_id = self._ids.get(key)
+        if schema_id is None:
+            schema_id = self._ids[key] = self.registry.id_for(subject, codec.schema)
         buf = io.BytesIO()
         buf.write(_HEADER.pack(MAGIC_BYTE, schema_id))
         try:
