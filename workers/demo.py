@@ -24,6 +24,7 @@ from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
+from workers.enrich_report import demo_llm, enrich_report
 from workers.runtime import available_workers
 from workers.stack import Stack
 from workers.supervisor import Supervisor
@@ -79,7 +80,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
         topic_prefix=settings.topic_prefix or f"demo-{int(time.time())}."
     )
     console.rule("[bold]streamrec demo")
-    with Stack(settings) as stack:
+    with demo_llm(settings, options.llm) as (settings, llm_server), Stack(settings) as stack:
         s = stack.settings
         topics = Topics(s)
         console.print(
@@ -114,6 +115,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
             )
             lags = _wait_caught_up(s, topics, workers, options.catch_up_timeout_s)
             _report(console, s, topics, lags)
+            enrich_report(console, s, topics, workers, llm_server)
         finally:
             codes = supervisor.stop()
             log.info("workers stopped: %s", codes)

@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from recsys.embedding import SentenceTransformerEmbedder
 from recsys.enrichment import Taxonomy, content_hash, enriched_text, enrichment_prompt, raw_text
+from recsys.exceptions import ConfigurationError
 from recsys.items.pgvector import PgItemStore
 from recsys.llm.prompts import quote_untrusted, unquote
 from recsys.llm.server import SIMULATED_MODEL, SimulatedLlmServer
@@ -31,6 +33,7 @@ from tests.integration.enrich_harness import (
     rows,
     snapshot,
 )
+from workers.enrich_report import demo_llm, enrich_report
 
 PROMPT_VERSION = enrichment_prompt(Taxonomy()).version
 
@@ -222,6 +225,36 @@ async def test_without_an_llm_items_are_embedded_from_raw_text_and_bad_input_is_
         ("no_endpoint", False, False, "no_endpoint")
     ] * 2
     assert {e.enrichment_status for e in enriched_events(settings, 2)} == {EnrichmentStatus.LLM_OFF}
+    # the demo's report section reads the same table and topics
+    console = Console(record=True, width=200)
+    enrich_report(console, settings, topics, ["enrich"])
+    report = console.export_text()
+    for line in (
+        "enrichment (LLM: off)",
+        "items in the table (all runs)",
+        "stored with status LLM_OFF",
+        "this run, catalog.enriched LLM_OFF",
+        "this run, rec.llm-log enrich no_endpoint",
+    ):
+        assert line in report
+
+
+def test_the_demo_llm_choices(settings: Settings) -> None:
+    with demo_llm(settings, "simulated") as (simulated, server):
+        assert server is not None and simulated.llm_enabled
+        assert simulated.llm_base_url == server.base_url and "simulated" in str(simulated.llm_model)
+    with demo_llm(settings.with_overrides(llm_base_url="http://x/v1", llm_model="m"), "none") as (
+        off,
+        none,
+    ):
+        assert none is None and not off.llm_enabled
+    with (
+        pytest.raises(ConfigurationError, match="--llm endpoint needs"),
+        demo_llm(settings, "endpoint"),
+    ):
+        pass
+    with pytest.raises(ConfigurationError, match="--llm must be one of"), demo_llm(settings, "gpt"):
+        pass
 
 
 HOSTILE = [
