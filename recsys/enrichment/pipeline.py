@@ -2,18 +2,21 @@
 
 For each item (the newest change of it in the batch):
 
-1. a version not newer than the stored one changes nothing (replays, late arrivals);
+1. a version not newer than the stored one changes nothing (replays, late arrivals) —
+   except that the very change already stored (same version and change id) is announced
+   again, since a crash may have come between its write and the commit;
 2. a delete writes a tombstone: the item is ineligible at once, its row stays;
 3. an upsert whose content hash equals the stored one only moves the version
    (``UNCHANGED``: no LLM call, no embedding);
 4. otherwise: LLM enrichment (cache, deadline, fallback to raw text) → raw-text and
-   enriched-text embeddings, micro-batched across the whole batch → one atomic,
-   versioned write of every item.
+   enriched-text embeddings, micro-batched across the whole batch → versioned writes
+   in chunks (each atomic), each chunk written while the next items are embedded.
 
-It returns one :class:`~recsys.records.ItemEnriched` per applied write, after the
-write; LLM involvement records go to ``emit`` as they happen. Postgres trouble raises
-:class:`~recsys.exceptions.DatabaseUnavailable` with nothing half-written, so the
-caller can retry the same batch; LLM trouble never raises.
+It returns one :class:`~recsys.records.ItemEnriched` per applied (or re-announced)
+write, after all writes; LLM involvement records go to ``emit`` as they happen.
+Postgres trouble raises :class:`~recsys.exceptions.DatabaseUnavailable` once the writes
+in flight are over, so the caller can retry the same batch (the versioned writes make
+that safe); LLM trouble never raises.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class PipelineStats:
     changes: int = 0
     stale: int = 0
     written: int = 0
+    reannounced: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
 
 
@@ -66,6 +70,42 @@ def latest_changes(changes: Sequence[CatalogChange]) -> dict[str, CatalogChange]
         if current is None or change.version >= current.version:
             latest[change.item_id] = change
     return latest
+
+
+class _ChunkWriter:
+    """Applies writes in chunks, one chunk at a time, while the caller goes on."""
+
+    def __init__(self, store: ItemStore, chunk: int) -> None:
+        self.store = store
+        self.chunk = chunk
+        self._pending: list[ItemWrite] = []
+        self._tasks: list[asyncio.Task[set[str]]] = []
+        self._lock = asyncio.Lock()
+
+    def add(self, write: ItemWrite) -> None:
+        self._pending.append(write)
+        if len(self._pending) >= self.chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._tasks.append(asyncio.ensure_future(self._apply(batch)))
+
+    async def _apply(self, batch: list[ItemWrite]) -> set[str]:
+        async with self._lock:
+            return await self.store.apply(batch)
+
+    async def finish(self) -> set[str]:
+        """Apply what is left; wait for every chunk; the ids applied (or the first error)."""
+        self._flush()
+        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        applied: set[str] = set()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            applied |= result
+        return applied
 
 
 class EnrichmentPipeline:
@@ -80,11 +120,14 @@ class EnrichmentPipeline:
         batch_size: int = 64,
         batch_wait_s: float = 0.2,
         deadline_s: float = 20.0,
+        write_chunk: int | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.enricher = enricher
         self.deadline_s = deadline_s
+        #: Items per write (one transaction each); a write runs while later items embed.
+        self.write_chunk = write_chunk or max(64, batch_size)
         self.stats = PipelineStats()
         self.batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(
             self._embed, max_size=batch_size, max_wait_s=batch_wait_s
@@ -108,28 +151,39 @@ class EnrichmentPipeline:
         return list(vectors)
 
     async def process(self, changes: Sequence[CatalogChange], emit: LogSink) -> list[ItemEnriched]:
-        """Apply a batch of changes; return the events of the writes that applied."""
+        """Apply a batch of changes; return the events of the writes that applied.
+
+        Items are written in chunks as soon as they are embedded, so Postgres's index
+        inserts overlap with the embedding of the next items. A change already applied
+        (same version and change id: the batch is being retried, or replayed after a crash
+        between the write and the commit) is announced again rather than dropped, so
+        ``catalog.enriched`` is at-least-once like everything else.
+        """
         self.stats.changes += len(changes)
         latest = latest_changes(changes)
         self.stats.stale += len(changes) - len(latest)  # superseded within the batch
         states = await self.store.states(list(latest))
         deadline = time.monotonic() + self.deadline_s
-        writes: list[ItemWrite] = []
-        unchanged: list[CatalogChange] = []
+        quick: list[ItemWrite] = []  # tombstones and version bumps: nothing to embed
+        unchanged: set[str] = set()
+        again: list[str] = []
         to_build: list[tuple[CatalogChange, str]] = []
         for change in latest.values():
             state = states.get(change.item_id)
             if state is not None and change.version <= state.version:
-                self.stats.stale += 1
+                if (change.version, change.change_id) == (state.version, state.change_id):
+                    again.append(change.item_id)
+                else:
+                    self.stats.stale += 1
                 continue
             if change.op is ChangeOp.DELETE:
-                writes.append(
+                quick.append(
                     Tombstone(change.item_id, change.version, change.change_id, change.occurred_at)
                 )
                 continue
             digest = content_hash(change)
             if self._unchanged(state, digest):
-                writes.append(
+                quick.append(
                     VersionBump(
                         change.item_id,
                         change.version,
@@ -138,7 +192,7 @@ class EnrichmentPipeline:
                         change.occurred_at,
                     )
                 )
-                unchanged.append(change)
+                unchanged.add(change.item_id)
                 emit(
                     LlmInvolvement(
                         request_id=change.change_id,
@@ -151,11 +205,23 @@ class EnrichmentPipeline:
                 )
                 continue
             to_build.append((change, digest))
-        writes.extend(await self._build_all(to_build, deadline, emit))
-        applied = await self.store.apply(writes)
+        writer = _ChunkWriter(self.store, self.write_chunk)
+        for write in quick:
+            writer.add(write)
+        records: list[ItemRecord] = []
+        build_error: Exception | None = None
+        try:
+            records = await self._build_all(to_build, deadline, emit, writer)
+        except Exception as exc:  # finish the writes in flight first
+            build_error = exc
+        applied = await writer.finish()
+        if build_error is not None:
+            raise build_error
+        writes: list[ItemWrite] = [*quick, *records]
         self.stats.written += len(applied)
         self.stats.stale += len(writes) - len(applied)
-        return await self._events(writes, applied, states, {c.item_id for c in unchanged})
+        events = await self._events(writes, applied, states, unchanged)
+        return events + await self._reannounce(again)
 
     def _unchanged(self, state: ItemState | None, digest: str) -> bool:
         return (
@@ -166,7 +232,11 @@ class EnrichmentPipeline:
         )
 
     async def _build_all(
-        self, items: list[tuple[CatalogChange, str]], deadline: float, emit: LogSink
+        self,
+        items: list[tuple[CatalogChange, str]],
+        deadline: float,
+        emit: LogSink,
+        writer: _ChunkWriter,
     ) -> list[ItemRecord]:
         if not items:
             return []
@@ -178,16 +248,22 @@ class EnrichmentPipeline:
             if enriching == 0:  # nothing more will be submitted: do not wait for the timer
                 self.batcher.flush()
 
-        results = await asyncio.gather(
-            *(self._build(c, d, deadline, emit, enriched_one) for c, d in items),
-            return_exceptions=True,
-        )
-        self.batcher.flush()
+        tasks = [
+            asyncio.ensure_future(self._build(c, d, deadline, emit, enriched_one)) for c, d in items
+        ]
         records: list[ItemRecord] = []
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-            records.append(result)
+        error: Exception | None = None
+        for next_done in asyncio.as_completed(tasks):
+            try:
+                record = await next_done
+            except Exception as exc:  # let the others finish; report the first
+                error = error or exc
+                continue
+            records.append(record)
+            writer.add(record)
+        self.batcher.flush()
+        if error is not None:
+            raise error
         return records
 
     async def _build(
@@ -263,6 +339,31 @@ class EnrichmentPipeline:
             enriched_at=utcnow(),
             occurred_at=change.occurred_at,
         )
+
+    async def _reannounce(self, item_ids: list[str]) -> list[ItemEnriched]:
+        """Events for changes that were already applied, from the stored rows."""
+        events = []
+        for row in await self.store.get_many(item_ids):
+            events.append(
+                ItemEnriched(
+                    item_id=row.item_id,
+                    version=row.version,
+                    change_id=row.change_id,
+                    deleted=row.deleted,
+                    content_hash=row.content_hash,
+                    enrichment_status=EnrichmentStatus.DELETED
+                    if row.deleted
+                    else row.enrichment_status,
+                    embedding_model=row.embedding_model or "",
+                    embedding_dim=row.embedding_dim or 0,
+                    prompt_version=row.prompt_version,
+                    llm_model=row.llm_model,
+                    tags=list(row.tags),
+                    enriched_at=row.enriched_at or utcnow(),
+                )
+            )
+        self.stats.reannounced += len(events)
+        return events
 
     async def _events(
         self,

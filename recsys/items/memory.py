@@ -94,6 +94,7 @@ class InMemoryItemStore:
                     deleted=row.deleted,
                     embedding_model=row.embedding_model,
                     has_vectors=row.embedding_model is not None,
+                    change_id=row.change_id,
                 )
         return out
 

@@ -122,6 +122,7 @@ class ItemState:
     deleted: bool
     embedding_model: str | None
     has_vectors: bool
+    change_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -231,7 +231,7 @@ class PgItemStore:
             return {}
         rows = await self._fetch(
             sql.SQL(
-                "SELECT item_id, version, content_hash, deleted, embedding_model, "
+                "SELECT item_id, version, change_id, content_hash, deleted, embedding_model, "
                 "raw_embedding IS NOT NULL AS has_vectors FROM {t} WHERE item_id = ANY(%s)"
             ).format(t=self.table),
             (list(item_ids),),
@@ -243,6 +243,7 @@ class PgItemStore:
                 deleted=r["deleted"],
                 embedding_model=r["embedding_model"],
                 has_vectors=r["has_vectors"],
+                change_id=r["change_id"],
             )
             for r in rows
         }

@@ -167,6 +167,7 @@ async def test_version_bump_keeps_content_and_vectors(loaded: ItemStore) -> None
     assert b.enrichment_status is EnrichmentStatus.ENRICHED and b.raw_embedding is not None
     states = await loaded.states(["b", "zz"])
     assert list(states) == ["b"] and states["b"].version == 4 and states["b"].has_vectors
+    assert states["b"].change_id == "b-c4"
 
 
 async def test_delete_then_late_and_new_versions(store: ItemStore) -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from recsys.enrichment import Enricher, EnrichmentPipeline, InMemoryEnrichmentCache
 from recsys.enrichment.pipeline import latest_changes
-from recsys.exceptions import ConfigurationError
-from recsys.items import InMemoryItemStore
+from recsys.exceptions import ConfigurationError, DatabaseUnavailable
+from recsys.items import InMemoryItemStore, ItemWrite
 from recsys.records import CatalogChange, ChangeOp, EnrichmentStatus, LlmInvolvement
 
 
@@ -69,8 +69,11 @@ async def test_versions_unchanged_content_and_deletes(
     assert a.summary is None and a.tags == () and a.embedding_model == "fake-embedder"
     calls = len(embedder.batches)
 
-    # a replay changes nothing and emits nothing
-    assert await pipeline.process([change("a", 1)], logs.append) == []
+    # the same change again (a retry, or a replay after a crash before the commit):
+    # nothing is written, the stored version is announced again
+    (again,) = await pipeline.process([change("a", 1)], logs.append)
+    assert (again.item_id, again.version, again.enrichment_status) == ("a", 1, "LLM_OFF")
+    assert len(embedder.batches) == calls and len(logs) == 2
     # same content, newer version: the version moves, nothing is re-embedded
     (bump,) = await pipeline.process([change("a", 2, available=False)], logs.append)
     assert bump.enrichment_status is EnrichmentStatus.UNCHANGED and bump.version == 2
@@ -90,7 +93,8 @@ async def test_versions_unchanged_content_and_deletes(
     # changed content: embedded again
     (edit,) = await pipeline.process([change("a", 5, "A remastered film.")], logs.append)
     assert edit.enrichment_status is EnrichmentStatus.LLM_OFF and len(embedder.batches) > calls
-    assert pipeline.stats.stale == 3  # the replay, the superseded and the late version
+    assert pipeline.stats.stale == 2  # the superseded and the late version
+    assert pipeline.stats.reannounced == 1
 
 
 async def test_embeddings_are_micro_batched_across_items(
@@ -99,6 +103,34 @@ async def test_embeddings_are_micro_batched_across_items(
     pipeline, store, embedder, logs = parts
     await pipeline.process([change(f"i{n}", 1, f"Film {n}.") for n in range(5)], logs.append)
     assert embedder.batches == [2, 2, 1]  # size-bounded, the rest flushed (no hour-long wait)
+    assert await store.count(eligible_only=True) == 5
+
+
+class FlakyStore(InMemoryItemStore):
+    """Fails the n-th apply once, like Postgres going away in the middle of a batch."""
+
+    def __init__(self, fail_on: int) -> None:
+        super().__init__()
+        self.fail_on, self.calls = fail_on, 0
+
+    async def apply(self, writes: Sequence[ItemWrite]) -> set[str]:
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise DatabaseUnavailable("Postgres went away")
+        return await super().apply(writes)
+
+
+async def test_a_batch_retried_after_a_partial_write_announces_every_item() -> None:
+    store, embedder = FlakyStore(fail_on=2), FakeEmbedder()
+    pipeline = EnrichmentPipeline(
+        store, embedder, Enricher(None, InMemoryEnrichmentCache()), batch_size=2, write_chunk=2
+    )
+    batch = [change(f"i{n}", 1, f"Film {n}.") for n in range(5)]
+    with pytest.raises(DatabaseUnavailable):
+        await pipeline.process(batch, lambda r: None)
+    assert 0 < await store.count() < 5  # some chunks made it, one did not
+    events = await pipeline.process(batch, lambda r: None)  # the consumer loop retries
+    assert sorted(e.item_id for e in events) == [f"i{n}" for n in range(5)]
     assert await store.count(eligible_only=True) == 5
 
 
