@@ -94,6 +94,8 @@ async def pipeline_rate(
             "consumer_batches": loop.stats.batches,
             "embedding_batches": len(sizes),
             "mean_embedding_batch": round(sum(sizes) / max(1, len(sizes)), 1),
+            "embedding_busy_s": round(pipeline.batcher.busy_s, 2),
+            "write_busy_s": round(pipeline.stats.write_s, 2),
         }
     finally:
         stop.set()

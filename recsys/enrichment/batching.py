@@ -10,6 +10,7 @@ concurrent batch would only compete for the same cores.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -36,6 +37,8 @@ class MicroBatcher(Generic[T, R]):
         self.max_wait_s = max_wait_s
         #: Sizes of the batches run so far (observability and tests).
         self.batch_sizes: list[int] = []
+        #: Wall time spent inside ``process`` so far.
+        self.busy_s = 0.0
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -78,19 +81,23 @@ class MicroBatcher(Generic[T, R]):
     async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         async with self._lock:
             self.batch_sizes.append(len(batch))
+            started = time.perf_counter()
             try:
                 results = await self.process([item for item, _ in batch])
                 if len(results) != len(batch):
                     raise RuntimeError(f"batch of {len(batch)} gave {len(results)} results")
             except asyncio.CancelledError:
+                self.busy_s += time.perf_counter() - started
                 for _, future in batch:
                     future.cancel()
                 raise
             except Exception as exc:
+                self.busy_s += time.perf_counter() - started
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 return
+            self.busy_s += time.perf_counter() - started
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)

@@ -59,6 +59,8 @@ class PipelineStats:
     stale: int = 0
     written: int = 0
     reannounced: int = 0
+    #: Wall seconds inside item-store writes (they overlap with embedding).
+    write_s: float = 0.0
     statuses: Counter[str] = field(default_factory=Counter)
 
 
@@ -75,9 +77,10 @@ def latest_changes(changes: Sequence[CatalogChange]) -> dict[str, CatalogChange]
 class _ChunkWriter:
     """Applies writes in chunks, one chunk at a time, while the caller goes on."""
 
-    def __init__(self, store: ItemStore, chunk: int) -> None:
+    def __init__(self, store: ItemStore, chunk: int, stats: PipelineStats) -> None:
         self.store = store
         self.chunk = chunk
+        self.stats = stats
         self._pending: list[ItemWrite] = []
         self._tasks: list[asyncio.Task[set[str]]] = []
         self._lock = asyncio.Lock()
@@ -94,7 +97,11 @@ class _ChunkWriter:
 
     async def _apply(self, batch: list[ItemWrite]) -> set[str]:
         async with self._lock:
-            return await self.store.apply(batch)
+            started = time.perf_counter()
+            try:
+                return await self.store.apply(batch)
+            finally:
+                self.stats.write_s += time.perf_counter() - started
 
     async def finish(self) -> set[str]:
         """Apply what is left; wait for every chunk; the ids applied (or the first error)."""
@@ -205,7 +212,7 @@ class EnrichmentPipeline:
                 )
                 continue
             to_build.append((change, digest))
-        writer = _ChunkWriter(self.store, self.write_chunk)
+        writer = _ChunkWriter(self.store, self.write_chunk, self.stats)
         for write in quick:
             writer.add(write)
         records: list[ItemRecord] = []
