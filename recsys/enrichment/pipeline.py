@@ -33,6 +33,7 @@ import numpy as np
 from recsys.embedding import Embedder
 from recsys.enrichment.batching import MicroBatcher
 from recsys.enrichment.enricher import Enricher, EnrichOutcome, LogSink
+from recsys.enrichment.events import item_event
 from recsys.enrichment.text import content_hash, enriched_text, raw_text
 from recsys.exceptions import ConfigurationError
 from recsys.items import ItemRecord, ItemState, ItemStore, ItemWrite, Tombstone, VersionBump
@@ -227,8 +228,7 @@ class EnrichmentPipeline:
         writes: list[ItemWrite] = [*quick, *records]
         self.stats.written += len(applied)
         self.stats.stale += len(writes) - len(applied)
-        events = await self._events(writes, applied, states, unchanged)
-        return events + await self._reannounce(again)
+        return await self._events(records, applied, unchanged, again)
 
     def _unchanged(self, state: ItemState | None, digest: str) -> bool:
         return (
@@ -347,89 +347,17 @@ class EnrichmentPipeline:
             occurred_at=change.occurred_at,
         )
 
-    async def _reannounce(self, item_ids: list[str]) -> list[ItemEnriched]:
-        """Events for changes that were already applied, from the stored rows."""
-        events = []
-        for row in await self.store.get_many(item_ids):
-            events.append(
-                ItemEnriched(
-                    item_id=row.item_id,
-                    version=row.version,
-                    change_id=row.change_id,
-                    deleted=row.deleted,
-                    content_hash=row.content_hash,
-                    enrichment_status=EnrichmentStatus.DELETED
-                    if row.deleted
-                    else row.enrichment_status,
-                    embedding_model=row.embedding_model or "",
-                    embedding_dim=row.embedding_dim or 0,
-                    prompt_version=row.prompt_version,
-                    llm_model=row.llm_model,
-                    tags=list(row.tags),
-                    enriched_at=row.enriched_at or utcnow(),
-                )
-            )
-        self.stats.reannounced += len(events)
-        return events
-
     async def _events(
-        self,
-        writes: list[ItemWrite],
-        applied: set[str],
-        states: dict[str, ItemState],
-        unchanged: set[str],
+        self, records: list[ItemRecord], applied: set[str], unchanged: set[str], again: list[str]
     ) -> list[ItemEnriched]:
-        stored = {r.item_id: r for r in await self.store.get_many(sorted(unchanged & applied))}
-        events = []
-        now = utcnow()
-        for write in writes:
-            if write.item_id not in applied:
-                continue
-            if isinstance(write, ItemRecord):
-                events.append(
-                    ItemEnriched(
-                        item_id=write.item_id,
-                        version=write.version,
-                        change_id=write.change_id,
-                        content_hash=write.content_hash,
-                        enrichment_status=write.enrichment_status,
-                        embedding_model=write.embedding_model or "",
-                        embedding_dim=write.embedding_dim or 0,
-                        prompt_version=write.prompt_version,
-                        llm_model=write.llm_model,
-                        tags=list(write.tags),
-                        enriched_at=write.enriched_at or now,
-                    )
-                )
-            elif isinstance(write, VersionBump):
-                row = stored.get(write.item_id)
-                events.append(
-                    ItemEnriched(
-                        item_id=write.item_id,
-                        version=write.version,
-                        change_id=write.change_id,
-                        content_hash=row.content_hash if row else "",
-                        enrichment_status=EnrichmentStatus.UNCHANGED,
-                        embedding_model=(row.embedding_model or "") if row else "",
-                        embedding_dim=(row.embedding_dim or 0) if row else 0,
-                        prompt_version=row.prompt_version if row else None,
-                        llm_model=row.llm_model if row else None,
-                        tags=list(row.tags) if row else [],
-                        enriched_at=now,
-                    )
-                )
-            else:
-                state = states.get(write.item_id)
-                events.append(
-                    ItemEnriched(
-                        item_id=write.item_id,
-                        version=write.version,
-                        change_id=write.change_id,
-                        deleted=True,
-                        content_hash=state.content_hash if state else "",
-                        enrichment_status=EnrichmentStatus.DELETED,
-                        enriched_at=now,
-                    )
-                )
-            self.stats.statuses[str(events[-1].enrichment_status)] += 1
+        """One event per applied write (and per re-announced change), in write order."""
+        events = [item_event(r) for r in records if r.item_id in applied]
+        built = {r.item_id for r in records}
+        from_rows = [i for i in applied if i not in built] + again
+        for row in await self.store.get_many(sorted(from_rows)):
+            status = EnrichmentStatus.UNCHANGED if row.item_id in unchanged else None
+            events.append(item_event(row, status, at=utcnow() if status else None))
+        self.stats.reannounced += len(again)
+        for event in events:
+            self.stats.statuses[str(event.enrichment_status)] += 1
         return events

@@ -14,26 +14,37 @@ every use case needs and none should re-implement:
 * accounting: tokens from ``usage``, latency, attempts, cost from the configured prices.
 
 A call never raises for an LLM problem: it returns an :class:`LlmResult` whose
-``reason`` says exactly why it failed (see :func:`is_retryable` and the constants below),
+``reason`` says exactly why it failed (the constants of :mod:`recsys.llm.result`, or ``http_<status>``),
 so callers can fall back and log without try/except around every call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from recsys.exceptions import ConfigurationError
-from recsys.llm.exceptions import LlmCallError
+from recsys.llm.answer import read_answer, short
+from recsys.llm.result import (
+    CONNECTION,
+    DEADLINE,
+    EMPTY,
+    INVALID_JSON,
+    REFUSED,
+    SCHEMA_VIOLATION,
+    TIMEOUT,
+    TRUNCATED,
+    LlmResult,
+    LlmStats,
+    is_retryable,
+    is_transport_failure,
+)
 
 __all__ = [
     "CONNECTION",
@@ -59,31 +70,6 @@ log = logging.getLogger(__name__)
 #: The temperature ceiling of every structured call (constrained, repeatable output).
 MAX_TEMPERATURE = 0.3
 
-# ---- failure reasons (also ``http_<status>`` for any HTTP error status) ----------------
-TIMEOUT = "timeout"  # one attempt exceeded its timeout
-DEADLINE = "deadline"  # the caller's deadline left no time for (another) attempt
-CONNECTION = "connection"  # could not connect / connection dropped
-INVALID_JSON = "invalid_json"  # the answer is not a JSON object
-SCHEMA_VIOLATION = "schema_violation"  # JSON, but not what the schema/model allows
-EMPTY = "empty_response"  # no choice or no content
-REFUSED = "refused"  # the model refused (``message.refusal``)
-TRUNCATED = "truncated"  # finish_reason == "length": the answer was cut off
-
-
-def is_retryable(reason: str) -> bool:
-    """Reasons worth another attempt with backoff: timeouts, connection errors, 429, 5xx."""
-    if reason in (TIMEOUT, CONNECTION, "http_429"):
-        return True
-    return reason.startswith("http_5")
-
-
-def is_transport_failure(reason: str | None) -> bool:
-    """True for failures of the endpoint (timeouts, HTTP errors, connection), as opposed
-    to a well-formed answer that is invalid. Circuit breakers count only these."""
-    if reason is None:
-        return False
-    return reason in (TIMEOUT, CONNECTION, DEADLINE) or reason.startswith("http_")
-
 
 class LlmSettings(Protocol):
     """The settings fields the client reads (``streams.settings.Settings`` has them)."""
@@ -108,54 +94,7 @@ class LlmSettings(Protocol):
     def llm_price_out_per_1k(self) -> float: ...
 
 
-T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class LlmResult(Generic[T]):
-    """Outcome of one structured call (all attempts), successful or not."""
-
-    ok: bool
-    value: T | None
-    model: str
-    reason: str | None = None
-    detail: str = ""
-    content: str | None = None
-    validation_errors: tuple[str, ...] = ()
-    tokens_in: int = 0
-    tokens_out: int = 0
-    latency_ms: float = 0.0
-    attempts: int = 0
-    cost_usd: float = 0.0
-
-    @property
-    def validated(self) -> bool | None:
-        """True: the answer validated; False: an answer came but was invalid; None: no answer."""
-        if self.ok:
-            return True
-        if self.reason in (INVALID_JSON, SCHEMA_VIOLATION, TRUNCATED, EMPTY, REFUSED):
-            return False
-        return None
-
-    def unwrap(self) -> T:
-        """The validated value, or :class:`LlmCallError` with the reason."""
-        if not self.ok or self.value is None:
-            raise LlmCallError(self.reason or "unknown", self.detail)
-        return self.value
-
-
-@dataclass
-class LlmStats:
-    """Running totals of one client (shown by the demo, useful in benchmarks)."""
-
-    calls: int = 0
-    ok: int = 0
-    attempts: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
-    failures: Counter[str] = field(default_factory=Counter)
 
 
 def response_format(name: str, schema: Mapping[str, Any], *, strict: bool = True) -> dict[str, Any]:
@@ -409,11 +348,9 @@ class LlmClient:
             raise _Failure(reason, f"no answer within {budget:.2f}s") from exc
         except openai.APIStatusError as exc:
             retry_after = _retry_after(exc)
-            raise _Failure(
-                f"http_{exc.status_code}", _short(str(exc.message)), retry_after
-            ) from exc
+            raise _Failure(f"http_{exc.status_code}", short(str(exc.message)), retry_after) from exc
         except openai.APIConnectionError as exc:
-            raise _Failure(CONNECTION, _short(f"{exc}: {exc.__cause__ or ''}")) from exc
+            raise _Failure(CONNECTION, short(f"{exc}: {exc.__cause__ or ''}")) from exc
         finally:
             slots.release()
 
@@ -436,54 +373,20 @@ class LlmClient:
             "attempts": attempts,
             "cost_usd": self.cost(tokens_in, tokens_out),
         }
-        choices = getattr(response, "choices", None) or []
-        content: str | None = None
-        reason: str | None = None
-        detail = ""
-        errors: tuple[str, ...] = ()
-        if not choices:
-            reason, detail = EMPTY, "the response has no choices"
-        else:
-            choice = choices[0]
-            message = choice.message
-            content = message.content
-            if getattr(message, "refusal", None):
-                reason, detail = REFUSED, _short(str(message.refusal))
-            elif not content:
-                reason, detail = EMPTY, "the answer has no content"
-            elif choice.finish_reason == "length":
-                reason, detail = TRUNCATED, "the answer was cut off at the token limit"
-        value: Any = None
-        if reason is None:
-            assert content is not None
-            try:
-                data = json.loads(content)
-            except json.JSONDecodeError as exc:
-                data = None
-                reason, detail = INVALID_JSON, f"not JSON: {exc}"
-            if reason is None and not isinstance(data, dict):
-                reason, detail = INVALID_JSON, f"expected a JSON object, got {type(data).__name__}"
-            if reason is None:
-                if model is None:
-                    value = data
-                else:
-                    try:
-                        value = model.model_validate(data, context=dict(context or {}))
-                    except ValidationError as exc:
-                        errors = tuple(_error_text(e) for e in exc.errors())
-                        reason, detail = SCHEMA_VIOLATION, "; ".join(errors)
+        answer = read_answer(response, model, context)
+        reason = answer.reason
         self._account(common, reason)
         if reason is not None:
             return LlmResult(
                 ok=False,
                 value=None,
                 reason=reason,
-                detail=_short(detail),
-                content=content,
-                validation_errors=errors,
+                detail=answer.detail,
+                content=answer.content,
+                validation_errors=answer.errors,
                 **common,
             )
-        return LlmResult(ok=True, value=value, content=content, **common)
+        return LlmResult(ok=True, value=answer.value, content=answer.content, **common)
 
     def _failed(self, failure: _Failure | None, started: float, attempts: int) -> LlmResult[Any]:
         assert failure is not None
@@ -520,13 +423,3 @@ def _retry_after(exc: Any) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _error_text(error: Mapping[str, Any]) -> str:
-    loc = ".".join(str(p) for p in error.get("loc", ())) or "answer"
-    return _short(f"{loc}: {error.get('msg', 'invalid')}", 300)
-
-
-def _short(text: str, limit: int = 500) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -21,22 +21,21 @@ or over HTTP (``POST /_control/behaviour``):
 Every request is recorded (messages, model, temperature, response_format, …) and
 counted, and the peak number of requests in flight is kept, for assertions.
 
-Run it standalone with ``python -m recsys.llm.server --port 8089 --mode honest``.
+Run it standalone with ``python -m recsys.llm.server --port 8089 --mode honest``
+(:mod:`recsys.llm.standalone`).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from types import TracebackType
 from typing import Any, Self
@@ -50,7 +49,6 @@ __all__ = [
     "Behaviour",
     "RecordedRequest",
     "SimulatedLlmServer",
-    "main",
 ]
 
 log = logging.getLogger(__name__)
@@ -409,43 +407,7 @@ def _error(status: int, message: str, kind: str) -> Any:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m recsys.llm.server``: serve until interrupted."""
-    from aiohttp import web
-
-    parser = argparse.ArgumentParser(description="streamrec's simulated OpenAI-compatible LLM")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8089)
-    parser.add_argument("--mode", default="honest", help="honest, slow, http_429, …")
-    parser.add_argument("--delay-s", type=float, default=30.0, help="delay of the slow mode")
-    parser.add_argument(
-        "--plugin",
-        action="append",
-        default=[],
-        metavar="MODULE:FUNCTION",
-        help="call FUNCTION(server) to register more handlers (repeatable)",
-    )
-    args = parser.parse_args(argv)
-    server = SimulatedLlmServer(
-        args.host, args.port, behaviour=Behaviour(mode=args.mode, delay_s=args.delay_s)
-    )
-    for spec in args.plugin:
-        module_name, _, func_name = spec.partition(":")
-        getattr(importlib.import_module(module_name), func_name or "register")(server)
-
-    async def on_startup(app: Any) -> None:
-        server._stopping = asyncio.Event()
-
-    async def on_shutdown(app: Any) -> None:
-        if server._stopping is not None:
-            server._stopping.set()
-
-    app = server.app()
-    app.on_startup.append(on_startup)
-    app.on_shutdown.append(on_shutdown)
-    print(f"simulated LLM {server.model} at {server.base_url}", flush=True)
-    web.run_app(app, host=args.host, port=args.port, print=None, handler_cancellation=True)
-
-
 if __name__ == "__main__":
+    from recsys.llm.standalone import main
+
     main()
