@@ -75,6 +75,10 @@ def latest_changes(changes: Sequence[CatalogChange]) -> dict[str, CatalogChange]
     return latest
 
 
+def _raw(change: CatalogChange) -> str:
+    return raw_text(change.title, change.categories, change.description)
+
+
 class _ChunkWriter:
     """Applies writes in chunks, one chunk at a time, while the caller goes on."""
 
@@ -255,8 +259,12 @@ class EnrichmentPipeline:
             if enriching == 0:  # nothing more will be submitted: do not wait for the timer
                 self.batcher.flush()
 
+        # raw texts are queued in start order: by length, so that micro-batches hold texts
+        # of similar length and pad little (what sentence-transformers does within a call)
+        by_length = sorted(items, key=lambda item: len(_raw(item[0])))
         tasks = [
-            asyncio.ensure_future(self._build(c, d, deadline, emit, enriched_one)) for c, d in items
+            asyncio.ensure_future(self._build(c, d, deadline, emit, enriched_one))
+            for c, d in by_length
         ]
         records: list[ItemRecord] = []
         error: Exception | None = None
@@ -281,8 +289,7 @@ class EnrichmentPipeline:
         emit: LogSink,
         enriched_one: Callable[[], None],
     ) -> ItemRecord:
-        raw = raw_text(change.title, change.categories, change.description)
-        raw_vector = self.batcher.submit(raw)
+        raw_vector = self.batcher.submit(_raw(change))
         enriched_vector: asyncio.Future[np.ndarray] | None = None
         try:
             outcome = await self.enricher.enrich(change, digest, deadline=deadline, emit=emit)
