@@ -12,6 +12,7 @@ __all__ = [
     "DataNotFound",
     "DatabaseError",
     "DatabaseUnavailable",
+    "InvalidRange",
     "MigrationError",
     "RecordValidationError",
     "StreamrecError",
@@ -44,3 +45,7 @@ class MigrationError(DatabaseError):
 
 class DataNotFound(StreamrecError):
     """A data set (e.g. MovieLens) is not where the settings say it is."""
+
+
+class InvalidRange(ConfigurationError):
+    """A replay or evaluation range is empty, inverted or names what does not exist."""

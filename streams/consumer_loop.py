@@ -11,7 +11,11 @@ One batch at a time:
 5. commit the batch's offsets.
 
 Offsets are committed only after the handler's effects are durable, so a crash at any
-point replays the batch; handlers make their effects idempotent. A handler raising
+point replays the batch; handlers make their effects idempotent. A worker whose effects
+become durable later than its handler returns (the archive keeps an open file across
+batches) passes ``committable`` to hold commits back to what is durable, and
+``housekeeping`` to do time-driven work (roll a file, close windows) when no messages
+arrive and once more at shutdown; commits follow each housekeeping call. A handler raising
 :class:`Retryable` (Postgres away, a timeout) has the same batch retried with backoff
 while the partitions are paused; any other exception is a bug and stops the worker
 loudly, without committing.
@@ -59,6 +63,8 @@ class Inbound(Generic[R]):
     value: R
     headers: list[tuple[str, bytes]]
     timestamp_ms: int
+    #: The value exactly as consumed (wire bytes), for workers that keep it (archive).
+    raw_value: bytes | None = None
 
     @property
     def source(self) -> str:
@@ -80,6 +86,10 @@ class LoopStats:
 
 
 Handler = Callable[[list[Inbound[Any]]], Awaitable[None]]
+#: Next offsets to commit → the part of them whose effects are durable.
+Committable = Callable[[dict[tuple[str, int], int]], dict[tuple[str, int], int]]
+#: Time-driven work; called with ``final=True`` once after ``stop`` is set.
+Housekeeping = Callable[[bool], Awaitable[None]]
 
 
 def where(msg: Message) -> tuple[str, int, int]:
@@ -119,6 +129,8 @@ class ConsumerLoop:
         on_assign: Callable[[list[tuple[str, int]]], None] | None = None,
         on_revoke: Callable[[list[tuple[str, int]]], None] | None = None,
         consumer_overrides: dict[str, Any] | None = None,
+        committable: Committable | None = None,
+        housekeeping: Housekeeping | None = None,
     ) -> None:
         self.settings = settings
         self.worker = worker
@@ -133,6 +145,10 @@ class ConsumerLoop:
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._assigned: set[tuple[str, int]] = set()
+        self._committable = committable
+        self._housekeeping = housekeeping
+        #: Next offset per partition that was consumed and handled (maybe not committed).
+        self._positions: dict[tuple[str, int], int] = {}
         self._conf = consumer_config(
             settings,
             self.group_id,
@@ -153,6 +169,8 @@ class ConsumerLoop:
     def _revoke_cb(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         self._assigned -= set(tps)
+        for tp in tps:
+            self._positions.pop(tp, None)
         log.info("%s revoked %s", self.worker, tps)
         if self._on_revoke:
             self._on_revoke(tps)
@@ -188,6 +206,7 @@ class ConsumerLoop:
             value=value,
             headers=headers,
             timestamp_ms=msg.timestamp()[1],
+            raw_value=msg.value(),
         )
 
     def _dead_letter(self, spec: TopicSpec, msg: Message, reason: str, error: str) -> None:
@@ -218,6 +237,10 @@ class ConsumerLoop:
                 )
                 if messages:
                     await self._process(consumer, messages, stop)
+                elif self._housekeeping is not None:
+                    await self._housekeep(consumer, final=False)
+            if self._housekeeping is not None:
+                await self._housekeep(consumer, final=True)
         finally:
             await loop.run_in_executor(None, consumer.close)
             self._consumer = None
@@ -247,7 +270,23 @@ class ConsumerLoop:
             await self._handle_with_retry(consumer, batch, stop)
         # effects durable before the commit: outputs and dead letters acknowledged
         await asyncio.get_running_loop().run_in_executor(None, self.producer.flush)
-        self._commit(consumer, offsets)
+        self._positions.update(offsets)
+        self._commit(consumer, self._due_commits())
+
+    async def _housekeep(self, consumer: Consumer, *, final: bool) -> None:
+        assert self._housekeeping is not None
+        await self._housekeeping(final)
+        await asyncio.get_running_loop().run_in_executor(None, self.producer.flush)
+        self._commit(consumer, self._due_commits())
+
+    def _due_commits(self) -> dict[tuple[str, int], int]:
+        """Positions (held back to what is durable) not committed yet."""
+        positions = dict(self._positions)
+        if self._committable is not None:
+            positions = self._committable(positions)
+        return {
+            tp: off for tp, off in positions.items() if off > self.stats.last_commit.get(tp, -1)
+        }
 
     async def _handle_with_retry(
         self, consumer: Consumer, batch: list[Inbound[Any]], stop: asyncio.Event

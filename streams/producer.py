@@ -110,8 +110,14 @@ class RecordProducer:
         key: str | bytes | None,
         value: bytes | None,
         headers: KafkaHeaders | None = None,
+        *,
+        timestamp_ms: int | None = None,
     ) -> None:
-        """Queue already-encoded bytes (dead letters, replays of archived records)."""
+        """Queue already-encoded bytes (dead letters, replays of archived records).
+
+        ``timestamp_ms`` sets the message timestamp (replays keep the original one).
+        """
+        extra: dict[str, Any] = {} if timestamp_ms is None else {"timestamp": timestamp_ms}
         while True:
             try:
                 self.producer.produce(
@@ -120,6 +126,7 @@ class RecordProducer:
                     key=key,
                     headers=cast(Any, headers),
                     on_delivery=self._on_delivery,
+                    **extra,
                 )
                 break
             except BufferError:

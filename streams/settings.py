@@ -206,6 +206,21 @@ class Settings(BaseSettings):
     archive_roll_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Roll files at size.")
     archive_roll_s: float = Field(300.0, gt=0, description="Roll files after this many seconds.")
     archive_user_events: bool = Field(False, description="Also archive user.events.")
+    archive_requests: bool = Field(
+        True,
+        description="Also archive rec.requests (counterfactual replay from the archive "
+        "re-runs them).",
+    )
+    feedback_allowed_lateness_s: int = Field(
+        60,
+        ge=0,
+        description="An impression's window closes (and its examples are emitted) once "
+        "event time on its partition passes window end + this; events that arrive later "
+        "do not count.",
+    )
+    feedback_sweep_s: float = Field(
+        1.0, gt=0, description="How often the feedback worker looks for windows to close."
+    )
 
     # ---- tracing -----------------------------------------------------------------------
     otel_exporter: Literal["none", "console", "otlp"] | None = Field(

@@ -303,6 +303,18 @@ def demo(
     run_demo(settings, DemoOptions(items=items, users=users, requests=requests, llm=llm), console)
 
 
+# ---- replay / evaluate ------------------------------------------------------------------
+def _register_data_commands() -> None:
+    from workers.evaluate_cmd import evaluate
+    from workers.replay_cmd import replay
+
+    app.command("replay")(friendly_errors(replay))
+    app.command("evaluate")(friendly_errors(evaluate))
+
+
+_register_data_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -25,6 +25,7 @@ from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
 from workers.enrich_report import demo_llm, enrich_report
+from workers.feedback_demo import report_feedback_archive
 from workers.runtime import available_workers
 from workers.stack import Stack
 from workers.supervisor import Supervisor
@@ -77,7 +78,9 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
     if settings.embedded_broker and not port_is_free(settings.broker_host, settings.broker_port):
         settings = settings.with_overrides(broker_port=free_port(settings.broker_host))
     settings = settings.with_overrides(
-        topic_prefix=settings.topic_prefix or f"demo-{int(time.time())}."
+        topic_prefix=settings.topic_prefix or f"demo-{int(time.time())}.",
+        # the archive commits once a file rolls: roll soon so the demo catches up
+        archive_roll_s=min(settings.archive_roll_s, 5.0),
     )
     console.rule("[bold]streamrec demo")
     with demo_llm(settings, options.llm) as (settings, llm_server), Stack(settings) as stack:
@@ -116,6 +119,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
             lags = _wait_caught_up(s, topics, workers, options.catch_up_timeout_s)
             _report(console, s, topics, lags)
             enrich_report(console, s, topics, workers, llm_server)
+            report_feedback_archive(console, s, topics)
         finally:
             codes = supervisor.stop()
             log.info("workers stopped: %s", codes)

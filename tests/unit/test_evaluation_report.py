@@ -1,0 +1,152 @@
+"""The sliced report on a tiny fixture whose numbers are worked out by hand, and the
+HTML it renders (self-contained: inline PNGs, no external assets)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from recsys.evaluation import EvaluationData, evaluate, render_html
+from recsys.records import (
+    EventType,
+    FeedbackExample,
+    LlmInvolvement,
+    LlmUseCase,
+    RecommendedItem,
+    RecRequest,
+    RecResponse,
+    Route,
+    UserEvent,
+    WarmthBucket,
+)
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _resp(rid: str, user: str, items: list[str], route: Route, warmth: WarmthBucket,
+          llm: bool, p: float, latency: float, policy: str = "production") -> RecResponse:  # fmt: skip
+    return RecResponse(
+        request_id=rid, user_id=user, route=route, warmth_bucket=warmth, propensity=p,
+        llm_used=llm, latency_ms=latency, produced_at=T0, policy=policy,
+        items=[RecommendedItem(item_id=i, rank=n, score=1.0, source="t") for n, i in enumerate(items, 1)],
+    )  # fmt: skip
+
+
+def _event(user: str, kind: EventType, item: str, minutes: float, eid: str) -> UserEvent:
+    return UserEvent(
+        event_id=eid, user_id=user, event_type=kind, item_id=item,
+        rating=4.5 if kind is EventType.RATING else None,
+        occurred_at=T0 + timedelta(minutes=minutes),
+    )  # fmt: skip
+
+
+def _example(rid: str, user: str, item: str, clicked: bool) -> FeedbackExample:
+    return FeedbackExample(
+        example_id=f"{rid}:{item}", request_id=rid, user_id=user, item_id=item, rank=1,
+        route="CF", warmth_bucket="WARM", llm_used=False, propensity=1.0, clicked=clicked,
+        impression_at=T0,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def data() -> EvaluationData:
+    r1 = _resp("r1", "u1", ["a", "b"], Route.CF, WarmthBucket.WARM, False, 1.0, 10.0)
+    r2 = _resp("r2", "u2", ["c", "d"], Route.CONTENT, WarmthBucket.COLD, True, 0.5, 30.0)
+    events = [
+        _event("u1", EventType.CLICK, "b", 5, "e1"),  # r1: {b}
+        _event("u1", EventType.CLICK, "b", 6, "e1"),  # duplicate event id: ignored
+        _event("u1", EventType.VIEW, "a", 5, "e2"),  # a view is not a positive
+        _event("u2", EventType.PURCHASE, "c", 1, "e3"),  # r2: {c, z}
+        _event("u2", EventType.RATING, "z", 2, "e4"),
+        _event("u2", EventType.CLICK, "d", 90, "e5"),  # after the 30-minute window
+        _event("u2", EventType.CLICK, "d", -5, "e6"),  # before the impression
+    ]
+    examples = [
+        _example("r1", "u1", "a", False), _example("r1", "u1", "b", True),
+        _example("r1", "u1", "b", True),  # re-emitted: same example_id, counted once
+        _example("r2", "u2", "c", False), _example("r2", "u2", "d", False),
+    ]  # fmt: skip
+    log = [
+        LlmInvolvement(request_id="r2", use_case=LlmUseCase.RERANK, called=True, used=True,
+                       decision="called", cost_usd=0.002, hallucinated_ids=["q"]),
+        LlmInvolvement(request_id="r2", use_case=LlmUseCase.EXPLAIN, called=True, used=True,
+                       decision="called", cost_usd=0.001),
+    ]  # fmt: skip
+    cf = [
+        _resp("r1", "u1", ["b", "x"], Route.POPULARITY, WarmthBucket.WARM, False, 1.0, 1.0, "no-llm"),
+        _resp("r2", "u2", ["z", "c"], Route.POPULARITY, WarmthBucket.COLD, False, 1.0, 1.0, "no-llm"),
+    ]  # fmt: skip
+    return EvaluationData(
+        responses=[r1, r2, r1],  # r1 logged twice (at-least-once): counted once
+        examples=examples,
+        llm_log=log,
+        requests={"r2": RecRequest(request_id="r2", user_id="u2", query="a funny film")},
+        events=events,
+        counterfactual={"no-llm": cf},
+    )
+
+
+def test_sliced_metrics_by_hand(data: EvaluationData) -> None:
+    report = evaluate(data, k=2, window_s=1800, targets=["logged", "router-no-llm"])
+    assert report["relevance_source"] == "user.events"
+    prod = report["systems"]["production"]
+    overall = prod["overall"]
+    assert overall["n"] == 2 and overall["n_judged"] == 2
+    # r1: [a, b] vs {b} → recall 1, NDCG 1/log2(3) = 0.630930, AP 1/2, RR 1/2
+    # r2: [c, d] vs {c, z} → recall 1/2, NDCG 1/(1 + 0.630930) = 0.613147, AP 1/2, RR 1
+    assert overall["recall@2"] == pytest.approx(0.75)
+    assert overall["ndcg@2"] == pytest.approx((0.630930 + 0.613147) / 2, abs=1e-6)
+    assert overall["map@2"] == pytest.approx(0.5)
+    assert overall["mrr"] == pytest.approx(0.75)
+    assert overall["hit_rate@2"] == 1.0
+    assert overall["llm_involvement_rate"] == 0.5
+    assert overall["cost_usd_total"] == pytest.approx(0.003)
+    assert overall["cost_usd_mean"] == pytest.approx(0.0015)
+    assert overall["hallucination_rate"] == pytest.approx(0.5)  # 1 of 2 calls
+    assert overall["latency_ms_p50"] == pytest.approx(20.0)
+    # catalog = items seen anywhere: a b c d (events, responses) z x (cf) = 6; top-2 shows 4
+    assert overall["coverage"] == pytest.approx(4 / 6)
+    assert prod["by_llm_used"]["true"]["recall@2"] == pytest.approx(0.5)
+    assert prod["by_llm_used"]["false"]["recall@2"] == pytest.approx(1.0)
+    assert prod["by_route"]["CONTENT"]["cost_usd_total"] == pytest.approx(0.003)
+    assert prod["by_route"]["CF"]["cost_usd_total"] == 0.0
+    assert set(prod["by_warmth_bucket"]) == {"COLD", "WARM"}
+    # the counterfactual, judged by the same events: r1 [b, x] → 1; r2 [z, c] → 1
+    cf = report["systems"]["no-llm"]["overall"]
+    assert cf["recall@2"] == pytest.approx(1.0) and cf["llm_involvement_rate"] == 0.0
+    assert cf["cost_usd_mean"] is None  # no LLM log of its own
+
+
+def test_off_policy_section(data: EvaluationData) -> None:
+    report = evaluate(data, k=2, targets=["logged", "router-no-llm"])
+    ope = report["off_policy"]
+    # rewards from examples: r1 had a click (1), r2 none (0)
+    assert ope["n_logged"] == 2 and ope["logged_mean_reward"] == pytest.approx(0.5)
+    assert ope["estimates"]["logged"]["snips"] == pytest.approx(0.5)
+    # router-no-llm: r1 (WARM, CF, no LLM) → 1/1; r2 (query, CONTENT, LLM) → 0 → IPS 1/2
+    assert ope["estimates"]["router-no-llm"]["ips"] == pytest.approx(0.5)
+    assert ope["estimates"]["router-no-llm"]["snips"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unknown target policy"):
+        evaluate(data, targets=["nope"])
+
+
+def test_falls_back_to_feedback_examples_without_events(data: EvaluationData) -> None:
+    data.events = None
+    report = evaluate(data, k=2, targets=["logged"])
+    assert report["relevance_source"] == "feedback.examples"
+    overall = report["systems"]["production"]["overall"]
+    assert overall["n_judged"] == 1  # only r1 had a successful shown item (b)
+    assert overall["recall@2"] == pytest.approx(1.0)
+
+
+def test_html_report_is_self_contained(data: EvaluationData) -> None:
+    data.categories = {"a": ["x"], "b": ["y"], "c": ["x"], "d": ["x"], "z": ["y"], "x": ["y"]}
+    report = evaluate(data, k=2, targets=["logged", "router-no-llm"])
+    assert report["systems"]["production"]["overall"]["ild"] == pytest.approx(0.5)  # 1 and 0
+    page = render_html(report)
+    assert page.count("data:image/png;base64,") >= 4
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    assert "<script" not in text and "http" not in text  # no external assets
+    assert "router-no-llm" in page and "no-llm" in page
