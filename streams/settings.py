@@ -163,6 +163,12 @@ class Settings(BaseSettings):
     llm_breaker_failures: int = Field(5, ge=1, description="Failures that open the breaker.")
     llm_breaker_reset_s: float = Field(30.0, gt=0, description="Seconds the breaker stays open.")
     llm_enrich: bool = Field(True, description="Use the LLM to enrich catalog items.")
+    enrich_deadline_s: float = Field(
+        20.0,
+        gt=0,
+        description="Deadline of one item's LLM enrichment, retries included; past it the "
+        "item is stored from its raw text (LLM_FAILED, reason logged).",
+    )
     llm_rerank: bool = Field(True, description="Use the LLM to rerank eligible requests.")
     llm_explain: bool = Field(False, description="Let the LLM word explanations (checked).")
     tag_taxonomy: Annotated[tuple[str, ...] | None, NoDecode] = Field(

@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -114,3 +115,22 @@ def movielens_path() -> Path:
             "to run this test"
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    """The real all-MiniLM-L6-v2 embedder, loaded once per session (from its wheel)."""
+    from recsys.embedding import SentenceTransformerEmbedder
+
+    model = SentenceTransformerEmbedder()
+    assert model.dim == 384  # load now, outside any test's timing
+    return model
+
+
+@pytest.fixture
+def llm_server() -> Iterator[Any]:
+    """Our simulated OpenAI-compatible LLM on a free port, honest until told otherwise."""
+    from recsys.llm.server import SimulatedLlmServer
+
+    with SimulatedLlmServer() as server:
+        yield server

@@ -24,6 +24,7 @@ from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
+from workers.enrich_report import demo_llm, enrich_report
 from workers.feedback_demo import report_feedback_archive
 from workers.runtime import available_workers
 from workers.stack import Stack
@@ -82,7 +83,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
         archive_roll_s=min(settings.archive_roll_s, 5.0),
     )
     console.rule("[bold]streamrec demo")
-    with Stack(settings) as stack:
+    with demo_llm(settings, options.llm) as (settings, llm_server), Stack(settings) as stack:
         s = stack.settings
         topics = Topics(s)
         console.print(
@@ -117,6 +118,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
             )
             lags = _wait_caught_up(s, topics, workers, options.catch_up_timeout_s)
             _report(console, s, topics, lags)
+            enrich_report(console, s, topics, workers, llm_server)
             report_feedback_archive(console, s, topics)
         finally:
             codes = supervisor.stop()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from typing import Literal
 
@@ -104,6 +106,22 @@ def _embedding(settings: Settings) -> Capability:
     return Capability("embedding model", "on", f"{description} on {settings.embedding_device}")
 
 
+def _http_status(url: str, headers: dict[str, str], timeout_s: float) -> int:
+    """HTTP status of a GET (the standard library: the ``httpx`` package is not a dependency).
+
+    Raises:
+        OSError: no answer (refused, unreachable, timed out, bad URL).
+    """
+    request = urllib.request.Request(url, headers=headers, method="GET")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except ValueError as exc:  # malformed URL
+        raise OSError(str(exc)) from exc
+
+
 def _llm(settings: Settings, timeout_s: float) -> Capability:
     if not settings.llm_base_url:
         return Capability(
@@ -114,18 +132,16 @@ def _llm(settings: Settings, timeout_s: float) -> Capability:
         )
     if not settings.llm_model:
         return Capability("LLM endpoint", "off", "STREAMREC_LLM_MODEL is unset")
-    import httpx
-
     url = settings.llm_base_url.rstrip("/") + "/models"
     headers = {}
     if settings.llm_api_key is not None:
         headers["Authorization"] = f"Bearer {settings.llm_api_key.get_secret_value()}"
     try:
-        response = httpx.get(url, headers=headers, timeout=timeout_s)
-    except httpx.HTTPError as exc:
+        status = _http_status(url, headers, timeout_s)
+    except OSError as exc:
         return Capability("LLM endpoint", "error", f"{settings.llm_base_url} unreachable: {exc}")
-    if response.status_code >= 400:
-        return Capability("LLM endpoint", "error", f"{url} answered HTTP {response.status_code}")
+    if status >= 400:
+        return Capability("LLM endpoint", "error", f"{url} answered HTTP {status}")
     return Capability(
         "LLM endpoint", "on", f"model {settings.llm_model} at {settings.llm_base_url}"
     )
@@ -139,15 +155,14 @@ def _registry(settings: Settings, timeout_s: float) -> Capability:
             "on",
             f"local, built from schemas/ ({n} schemas; no STREAMREC_SCHEMA_REGISTRY_URL)",
         )
-    import httpx
-
     try:
-        response = httpx.get(
-            settings.schema_registry_url.rstrip("/") + "/subjects", timeout=timeout_s
-        )
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
+        status = _http_status(settings.schema_registry_url.rstrip("/") + "/subjects", {}, timeout_s)
+    except OSError as exc:
         return Capability("schema registry", "error", f"{settings.schema_registry_url}: {exc}")
+    if status >= 400:
+        return Capability(
+            "schema registry", "error", f"{settings.schema_registry_url}: HTTP {status}"
+        )
     return Capability(
         "schema registry", "on", f"Confluent Schema Registry at {settings.schema_registry_url}"
     )

@@ -1,0 +1,111 @@
+"""What an enrichment is: the schema the LLM must answer, its validation, and the prompt.
+
+The JSON schema goes to the endpoint as ``response_format`` (structured output); the
+pydantic model re-checks every answer, because a model (or a hostile item text) can
+still produce an over-long summary, extra fields or tags outside the taxonomy. The
+prompt version hashes the template and this schema, which embeds the taxonomy: a new
+taxonomy is a new prompt version, so cached answers made under the old one are not
+reused.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from recsys.enrichment.taxonomy import Taxonomy, normalise_tag
+from recsys.llm.prompts import ENRICH_SYSTEM, ENRICH_USER, PromptTemplate, quote_untrusted
+from recsys.records import CatalogChange
+
+__all__ = [
+    "AUDIENCES",
+    "MAX_SUMMARY_WORDS",
+    "SCHEMA_NAME",
+    "Enrichment",
+    "enrichment_messages",
+    "enrichment_prompt",
+    "enrichment_schema",
+]
+
+SCHEMA_NAME = "enrichment"
+MAX_SUMMARY_WORDS = 80
+AUDIENCES = ("general", "kids", "teens", "adults", "families")
+
+Theme = Annotated[str, Field(min_length=1, max_length=60)]
+
+
+class Enrichment(BaseModel):
+    """A validated LLM reading of one item (validate with ``context={"taxonomy": ...}``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    summary: str = Field(min_length=1, max_length=1200)
+    themes: list[Theme] = Field(max_length=6)
+    mood: str = Field(min_length=1, max_length=40)
+    audience: Literal["general", "kids", "teens", "adults", "families"]
+    tags: list[str] = Field(max_length=12)
+
+    @field_validator("summary")
+    @classmethod
+    def _at_most_80_words(cls, value: str) -> str:
+        words = value.split()
+        if len(words) > MAX_SUMMARY_WORDS:
+            raise ValueError(f"summary has {len(words)} words, at most {MAX_SUMMARY_WORDS}")
+        return " ".join(words)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_in_taxonomy(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        taxonomy = (info.context or {}).get("taxonomy")
+        if not isinstance(taxonomy, Taxonomy):
+            raise ValueError("no taxonomy given to validate the tags against")
+        outside = [t for t in value if t not in taxonomy]
+        if outside:
+            raise ValueError(f"tags outside the taxonomy: {outside[:5]}")
+        return list(dict.fromkeys(normalise_tag(t) for t in value))
+
+
+def enrichment_schema(taxonomy: Taxonomy) -> dict[str, Any]:
+    """JSON schema of the answer (strict structured-output subset: no length keywords)."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["summary", "themes", "mood", "audience", "tags"],
+        "properties": {
+            "summary": {
+                "type": "string",
+                "description": f"What the item is about, at most {MAX_SUMMARY_WORDS} words.",
+            },
+            "themes": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Up to 6 short theme phrases.",
+            },
+            "mood": {"type": "string", "description": "One or two words."},
+            "audience": {"type": "string", "enum": list(AUDIENCES)},
+            "tags": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(taxonomy.tags)},
+                "description": "Only allowed tags that the item text supports.",
+            },
+        },
+    }
+
+
+def enrichment_prompt(taxonomy: Taxonomy) -> PromptTemplate:
+    """The versioned enrichment prompt for this taxonomy."""
+    return PromptTemplate(SCHEMA_NAME, ENRICH_SYSTEM, ENRICH_USER, enrichment_schema(taxonomy))
+
+
+def enrichment_messages(
+    prompt: PromptTemplate, change: CatalogChange, taxonomy: Taxonomy
+) -> list[dict[str, str]]:
+    """The chat messages for one item, its text quoted as untrusted data."""
+    item = {
+        "title": change.title,
+        "categories": list(change.categories),
+        "description": change.description,
+        "attributes": dict(change.attributes),
+    }
+    return prompt.render(allowed_tags=", ".join(taxonomy.tags), item=quote_untrusted("ITEM", item))

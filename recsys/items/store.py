@@ -1,0 +1,76 @@
+"""The ``ItemStore`` port: what enrichment writes and serving reads.
+
+Two implementations share one contract test suite with known answers:
+:class:`recsys.items.pgvector.PgItemStore` (Postgres + pgvector, HNSW cosine indexes)
+and :class:`recsys.items.memory.InMemoryItemStore` (numpy, exact).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from recsys.items.model import ItemFilters, ItemRecord, ItemState, ItemWrite, Space
+
+__all__ = ["ItemStore", "Neighbours"]
+
+#: ``[(item_id, cosine similarity)]``, most similar first.
+Neighbours = list[tuple[str, float]]
+
+
+class ItemStore(Protocol):
+    """Versioned item rows with two vector spaces."""
+
+    async def dimension(self) -> int:
+        """Dimension of stored vectors."""
+        ...
+
+    async def apply(self, writes: Sequence[ItemWrite]) -> set[str]:
+        """Apply versioned writes atomically; the ids whose write was newer (applied).
+
+        Raises:
+            DatabaseUnavailable: the store cannot be reached (nothing was written).
+        """
+        ...
+
+    async def states(self, item_ids: Sequence[str]) -> dict[str, ItemState]:
+        """Version, content hash and flags of the stored items among ``item_ids``."""
+        ...
+
+    async def knn(
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        space: Space = "enriched",
+        filters: ItemFilters | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> Neighbours:
+        """Up to ``k`` eligible items nearest to ``vector`` by cosine similarity."""
+        ...
+
+    async def get_many(
+        self, item_ids: Sequence[str], *, with_vectors: bool = False
+    ) -> list[ItemRecord]:
+        """Stored rows of ``item_ids`` (deleted ones too), in the order asked; missing skipped."""
+        ...
+
+    async def eligible_ids(self, item_ids: Sequence[str]) -> set[str]:
+        """The subset that exists, is not deleted, is available and is embedded."""
+        ...
+
+    async def vectors(
+        self, item_ids: Sequence[str], *, space: Space = "enriched"
+    ) -> dict[str, np.ndarray]:
+        """Stored vectors of ``space`` for the given items (missing ones left out)."""
+        ...
+
+    async def categories(self) -> list[str]:
+        """Every category of an eligible item, sorted."""
+        ...
+
+    async def count(self, *, eligible_only: bool = False) -> int:
+        """Number of rows (or of eligible items)."""
+        ...

@@ -1,0 +1,155 @@
+"""The ``enrich`` worker: catalog.changes → enriched, embedded items in pgvector.
+
+Thin on purpose: decode (the consumer loop dead-letters what does not decode or
+validate) → :meth:`recsys.enrichment.EnrichmentPipeline.process` → emit
+``catalog.enriched`` for every applied write and one ``rec.llm-log`` record per LLM call
+or decision not to call → flush → commit. Postgres being away is :class:`Retryable`:
+the same batch is retried with backoff while the partitions are paused, so no offset
+is ever committed past an item that is not in the table. LLM trouble never blocks the
+partition: calls are bounded in concurrency and by a per-item deadline, and a failing
+endpoint trips a breaker; items then go on with their raw text.
+
+Tests and the demo pass ready-made parts through ``Context.extras``: ``embedder``
+(a shared model), ``llm_client``. The running loop and pipeline are put back into
+``extras`` (``enrich_loop``, ``enrich_pipeline``) for observation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from typing import Any
+
+from recsys.embedding import Embedder, SentenceTransformerEmbedder
+from recsys.enrichment import Enricher, EnrichmentPipeline, PgEnrichmentCache, Taxonomy
+from recsys.exceptions import DatabaseUnavailable
+from recsys.items.pgvector import PgItemStore
+from recsys.llm.breaker import CircuitBreaker
+from recsys.llm.client import LlmClient
+from recsys.records import LlmInvolvement
+from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
+from streams.tracing import consume_span
+from workers.bootstrap import Context
+
+__all__ = ["run"]
+
+log = logging.getLogger(__name__)
+
+
+def _llm(ctx: Context) -> tuple[LlmClient | None, str]:
+    """The LLM client for enrichment, or None and the reason it is off."""
+    s = ctx.settings
+    if "llm_client" in ctx.extras:
+        return ctx.extras["llm_client"], "no_endpoint"
+    if not s.llm_enabled:
+        return None, "no_endpoint"
+    if not s.llm_enrich:
+        return None, "disabled"
+    return LlmClient.from_settings(s), "no_endpoint"
+
+
+async def _load_model(embedder: Embedder, stop: asyncio.Event) -> bool:
+    """Load the model in a daemon thread; False if ``stop`` came first.
+
+    Loading torch and the weights can take tens of seconds on a busy machine; a worker
+    asked to stop meanwhile must not keep its supervisor waiting (the default executor
+    would be joined at exit, so a daemon thread is used instead).
+    """
+    loop = asyncio.get_running_loop()
+    loaded: asyncio.Future[int] = loop.create_future()
+
+    def deliver(result: int | None, error: BaseException | None) -> None:
+        if loaded.done():
+            return
+        if error is not None:
+            loaded.set_exception(error)
+        else:
+            loaded.set_result(result or 0)
+
+    def load() -> None:
+        try:
+            dim, error = embedder.dim, None
+        except BaseException as exc:  # handed to the loop
+            dim, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop may be gone (stopped meanwhile)
+            loop.call_soon_threadsafe(deliver, dim, error)
+
+    threading.Thread(target=load, name="enrich-model-load", daemon=True).start()
+    stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([loaded, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if loaded.done():
+        loaded.result()  # raises a loading error
+        return True
+    return False
+
+
+async def run(ctx: Context, stop: asyncio.Event) -> None:
+    """Consume catalog.changes until ``stop`` is set."""
+    s, topics, producer = ctx.settings, ctx.topics, ctx.producer
+    apool = await ctx.async_pool("enrich")
+    embedder: Embedder = ctx.extras.get("embedder") or SentenceTransformerEmbedder(
+        s.embedding_model, s.embedding_device, s.embedding_batch_size
+    )
+    client, off_reason = _llm(ctx)
+    enricher = Enricher(
+        client,
+        PgEnrichmentCache(apool),
+        Taxonomy.from_setting(s.tag_taxonomy),
+        off_reason=off_reason,
+        breaker=CircuitBreaker(s.llm_breaker_failures, s.llm_breaker_reset_s),
+    )
+    pipeline = EnrichmentPipeline(
+        PgItemStore(apool, ef_search=s.hnsw_ef_search),
+        embedder,
+        enricher,
+        batch_size=s.embedding_batch_size,
+        batch_wait_s=s.embedding_batch_wait_ms / 1000,
+        deadline_s=s.enrich_deadline_s,
+    )
+    if not await _load_model(embedder, stop):
+        log.info("enrich: stopped while the embedding model was loading")
+        return
+    await pipeline.check()
+    log.info(
+        "enrich: model %s, LLM %s, prompt %s",
+        embedder.name,
+        enricher.model or f"off ({off_reason})",
+        enricher.prompt.version,
+    )
+
+    def emit_log(record: LlmInvolvement) -> None:
+        producer.send(topics.llm_log, record.request_id, record)
+
+    async def handle(batch: list[Inbound[Any]]) -> None:
+        with consume_span(
+            "catalog.changes enrich",
+            batch[0].headers,
+            {"messaging.batch.message_count": len(batch)},
+        ):
+            try:
+                events = await pipeline.process([m.value for m in batch], emit_log)
+            except DatabaseUnavailable as exc:
+                raise Retryable(str(exc)) from exc
+            for event in events:
+                producer.send(topics.catalog_enriched, event.item_id, event)
+
+    loop = ConsumerLoop(
+        s,
+        worker="enrich",
+        inputs=[topics.catalog_changes],
+        handler=handle,
+        producer=producer,
+        max_batch=500,
+    )
+    ctx.extras["enrich_loop"] = loop
+    ctx.extras["enrich_pipeline"] = pipeline
+    try:
+        await loop.run(stop)
+    finally:
+        if client is not None:
+            await client.aclose()
