@@ -194,9 +194,22 @@ class Settings(BaseSettings):
 
     # ---- serving -----------------------------------------------------------------------
     rerank_cap: int = Field(30, ge=1, le=50, description="Candidates the LLM may rerank.")
-    candidate_pool: int = Field(200, ge=10, description="Candidates gathered per request.")
+    candidate_pool: int = Field(100, ge=10, description="Candidates gathered per request.")
     serve_concurrency: int = Field(32, ge=1, description="Requests served concurrently.")
     response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
+    route_epsilon: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Probability of exploring another feasible route (logged propensity).",
+    )
+    serving_space: Literal["raw", "enriched"] = Field(
+        "enriched", description="Item vectors content retrieval searches."
+    )
+    content_popularity_weight: float = Field(
+        0.5, ge=0.0, description="Weight of the popularity prior in content scores."
+    )
+    llm_intent: bool = Field(True, description="Use the LLM to parse natural-language queries.")
 
     # ---- feedback / archive ------------------------------------------------------------
     attribution_window_s: int = Field(
