@@ -49,11 +49,12 @@ MIN_YEAR, MAX_YEAR = 1870, 2100
 
 
 def _norm(text: str) -> str:
-    """Lower-case ASCII-folded words and digits separated by single spaces."""
+    """Lower-case ASCII-folded words, digits and clause punctuation (``,`` ``.`` ``;``…)
+    separated by single spaces; other punctuation (``sci-fi``) becomes a space."""
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    text = text.replace("'", "")
-    return " ".join(re.findall(r"[^\W_]+", text))
+    text = text.replace("'", "").replace("\u2019", "")
+    return " ".join(re.findall(r"[^\W_]+|[,.;:!?]", text))
 
 
 def _catalog_map(categories: Iterable[str]) -> dict[str, str]:
@@ -148,7 +149,8 @@ _NEGATORS = (
     r"dont want|don t want|no more|not any|anything but"
 )
 _NEG = re.compile(rf"\b(?:{_NEGATORS})\b((?:\s+\w+){{1,3}})")
-_NEG_STOP = {"but", "and", "or", "please", "with", "from", "in", "for", "like", "that"}
+_NEG_STOP = {"but", "and", "or", "please", "with", "from", "in", "for", "like", "that", "no",
+             "not", "nothing", "without"}  # fmt: skip
 _NEG_FILLER = {"too", "any", "more", "so", "very", "a", "an", "the", "really", "much"}
 _DECADE_WORDS = {
     "twenties": 1920, "thirties": 1930, "forties": 1940, "fifties": 1950, "sixties": 1960,
