@@ -192,6 +192,36 @@ class Settings(BaseSettings):
         86_400, ge=0, description="Duplicate event_ids are ignored within this window."
     )
 
+    # ---- collaborative filtering -------------------------------------------------------
+    als_factors: Literal[16, 32, 64, 128, 256] = Field(
+        64,
+        description="ALS latent factors (one of 16, 32, 64, 128, 256: each has its own "
+        "pgvector HNSW index, which needs a fixed dimension).",
+    )
+    als_iterations: int = Field(15, ge=1, description="ALS training iterations.")
+    als_regularization: float = Field(
+        0.05, ge=0, description="ALS L2 regularisation (λ); also used by the fold-in."
+    )
+    als_alpha: float = Field(
+        2.0, gt=0, description="ALS confidence scale alpha: confidence = 1 + alpha * event weight."
+    )
+    als_threads: int = Field(2, ge=0, description="Threads ALS training uses (0 = one per core).")
+    als_keep_versions: int = Field(
+        3, ge=1, description="ALS versions kept in Postgres (the active one always is)."
+    )
+    cf_cache_s: float = Field(
+        5.0, ge=0, description="How long serving caches the active ALS version."
+    )
+    popularity_half_life_h: float = Field(
+        168.0, gt=0, description="Half-life of popularity scores, hours."
+    )
+    popularity_max_age_s: float = Field(
+        300.0,
+        gt=0,
+        description="Popularity snapshot age after which serving refreshes it (in the "
+        "background); `train-cf` refreshes it too.",
+    )
+
     # ---- serving -----------------------------------------------------------------------
     rerank_cap: int = Field(30, ge=1, le=50, description="Candidates the LLM may rerank.")
     candidate_pool: int = Field(100, ge=10, description="Candidates gathered per request.")
