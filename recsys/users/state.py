@@ -43,6 +43,7 @@ from recsys.users.recent import push_recent
 __all__ = [
     "POSITIVE_RATING",
     "VISIT_EVENTS",
+    "Accepted",
     "Position",
     "RecentSnapshot",
     "Session",
@@ -286,20 +287,32 @@ def _apply_session(state: UserState, event: UserEvent, cfg: UserStateConfig) -> 
     state.session = current
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """An event that changed the state, with what derived effects need to know."""
+
+    event: UserEvent
+    #: Where it sat in ``user.events`` (None offline).
+    position: Position | None
+    #: The user's recent items just before it (co-visitation pairs the event with them).
+    recent_before: RecentSnapshot
+    #: The session it was counted in (None for a straggler from an earlier session).
+    session_id: str | None
+
+
 def apply_events(
     state: UserState | None,
     events: Iterable[UserEvent | tuple[UserEvent, Position | None]],
     cfg: UserStateConfig,
-) -> tuple[UserState | None, list[tuple[UserEvent, RecentSnapshot]]]:
+) -> tuple[UserState | None, list[Accepted]]:
     """Apply events of one user in order; return the new state and the accepted events.
 
     ``state`` is not changed (a new object is returned). Each event may carry its
     ``(partition, offset)`` in ``user.events`` so that a redelivery is recognised even
-    past the dedup window. Each accepted event comes with the recent items *before* it
-    (what co-visitation pairs it with).
+    past the dedup window.
     """
     current = _thaw(state) if state is not None else None
-    accepted: list[tuple[UserEvent, RecentSnapshot]] = []
+    accepted: list[Accepted] = []
     for item in events:
         event, position = item if isinstance(item, tuple) else (item, None)
         if current is None:
@@ -308,10 +321,16 @@ def apply_events(
             raise ValueError(f"event of {event.user_id!r} applied to {current.user_id!r}")
         if _is_duplicate(current, event, position):
             continue
-        accepted.append((event, current.recent_items))
+        before = current.recent_items
+        session_before = current.session
         _apply_one(current, event, cfg)
         if position is not None:
             current.last_position = position
+        session = current.session
+        counted = session is not None and session is not session_before
+        accepted.append(
+            Accepted(event, position, before, session.session_id if counted and session else None)
+        )
     return current, accepted
 
 

@@ -169,7 +169,8 @@ def test_redelivery_is_recognised_by_offset() -> None:
 
 def test_accepted_events_carry_the_recent_items_before_them() -> None:
     _, accepted = apply_events(None, [ev("VIEW", "a"), ev("VIEW", "b", s=1)], CFG)
-    assert [[i for i, _ in recent] for _, recent in accepted] == [[], ["a"]]
+    assert [[i for i, _ in a.recent_before] for a in accepted] == [[], ["a"]]
+    assert accepted[0].session_id == accepted[1].session_id == f"u1:{int(T0.timestamp() * 1000)}"
 
 
 def test_unknown_items_and_events_of_another_user() -> None:
