@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from recsys import db
-from recsys.cf.covisit import CovisitConfig, Covisitation
+from recsys.cf.covisit import Covisitation, CovisitConfig
 from recsys.cf.pg_covisit import PgCovisitation
 from recsys.records import EventType, UserEvent, WarmthBucket
 from recsys.users.nearline import update_batch
