@@ -191,6 +191,27 @@ class Settings(BaseSettings):
     dedup_window_s: int = Field(
         86_400, ge=0, description="Duplicate event_ids are ignored within this window."
     )
+    dedup_max_events: int = Field(
+        1000,
+        ge=1,
+        description="At most this many recent event_ids are kept per user for dedup "
+        "(redeliveries are recognised by offset regardless).",
+    )
+    covisit_half_life_h: float = Field(
+        168.0, gt=0, description="Half-life of co-visitation weights, hours."
+    )
+    covisit_window_items: int = Field(
+        20, ge=1, description="A visit is paired with at most this many of the user's recent items."
+    )
+    covisit_window_s: int = Field(
+        86_400, ge=1, description="Only recent items visited within this many seconds pair up."
+    )
+    users_batch_size: int = Field(
+        2000, ge=1, description="Events the users worker takes per batch (stream.take)."
+    )
+    users_batch_wait_ms: int = Field(
+        100, ge=1, description="Max wait to fill a users-worker batch."
+    )
 
     # ---- collaborative filtering -------------------------------------------------------
     als_factors: Literal[16, 32, 64, 128, 256] = Field(
