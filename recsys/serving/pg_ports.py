@@ -7,10 +7,19 @@ from typing import Literal
 
 import numpy as np
 
+from recsys.cf.als_store import PgAls
+from recsys.cf.pg_covisit import PgCovisitation
+from recsys.cf.popularity import PgPopularity
 from recsys.items.model import ItemFilters, ItemRecord
 from recsys.items.pgvector import PgItemStore
+from recsys.records import WarmthBucket
+from recsys.serving.ports import UserView
+from recsys.users.store import PgUserStates
 
-__all__ = ["PgItems"]
+__all__ = ["PgCf", "PgItems", "PgUsers"]
+
+#: Fold-in weight of a recent item halves every this many positions (newest = 1).
+RECENT_HALF_LIFE = 20.0
 
 
 class PgItems:
@@ -43,3 +52,54 @@ class PgItems:
 
     async def categories(self) -> list[str]:
         return await self.store.categories()
+
+
+class PgUsers:
+    """:class:`~recsys.serving.ports.UserReader` over the users worker's read model."""
+
+    def __init__(self, states: PgUserStates, consumed_limit: int = 1000) -> None:
+        self.states = states
+        self.consumed_limit = consumed_limit
+
+    async def view(self, user_id: str) -> UserView:
+        state = await self.states.get(user_id)
+        consumed = await self.states.consumed(user_id, self.consumed_limit)
+        if state is None:
+            return UserView(user_id, consumed=frozenset(consumed))
+        session = state.session
+        recent = tuple(
+            (item, 0.5 ** (position / RECENT_HALF_LIFE))
+            for position, (item, _) in enumerate(state.recent_items)
+        )
+        return UserView(
+            user_id=user_id,
+            warmth=WarmthBucket(state.warmth),
+            positives=state.positives,
+            recent=recent,
+            session_items=tuple(i for i, _ in session.items) if session is not None else (),
+            session_query=session.query if session is not None else None,
+            consumed=frozenset(consumed),
+        )
+
+
+class PgCf:
+    """:class:`~recsys.serving.ports.CfSource` over the ALS, co-visitation and popularity tables."""
+
+    def __init__(self, als: PgAls, covisit: PgCovisitation, popularity: PgPopularity) -> None:
+        self.als_store, self.covisit_store, self.popularity = als, covisit, popularity
+
+    async def als(
+        self, recent: Sequence[tuple[str, float]], n: int, exclude: Collection[str]
+    ) -> list[tuple[str, float]]:
+        return await self.als_store.recommend(recent, n, exclude)
+
+    async def covisit(
+        self, items: Sequence[str], n: int, exclude: Collection[str]
+    ) -> list[tuple[str, float, str]]:
+        return await self.covisit_store.neighbors(items, n, exclude)
+
+    async def popular(self, n: int, exclude: Collection[str]) -> list[tuple[str, float]]:
+        return await self.popularity.top(n, exclude)
+
+    async def model_version(self) -> str | None:
+        return await self.als_store.active_version()
