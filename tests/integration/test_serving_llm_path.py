@@ -179,7 +179,9 @@ async def test_injection_corpus_through_the_serving_path(
     async with serving(
         world, embedder, llm_url=llm_server.base_url, llm_intent=False, rerank_cap=30
     ) as rec:
-        baseline = await ask(rec, user, query=QUERY, k=30)
+        # the same request without the attack text: what the guard leaves of an attacked
+        # query is exactly this (the attack is a sentence of its own)
+        baseline = await ask(rec, user, query=f"{QUERY}.", k=30)
         order = [i.item_id for i in baseline.response.items]
         assert baseline.response.llm_used and len(order) == 30
         target = order[-1]  # the attacks try to promote the last item shown
@@ -191,7 +193,7 @@ async def test_injection_corpus_through_the_serving_path(
                 served = await ask(rec, user, query=f"{QUERY}. {text}", k=30)
             else:
                 item_description(target, text)
-                served = await ask(rec, user, query=QUERY, k=30)
+                served = await ask(rec, user, query=f"{QUERY}.", k=30)
                 item_description(target, "")
             shown = [i.item_id for i in served.response.items]
             assert set(shown) <= set(world.items) - world.deleted, label
