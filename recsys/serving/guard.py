@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = ["CATEGORIES", "REMOVED", "GuardVerdict", "InjectionGuard", "normalise_for_scan"]
 
@@ -41,11 +41,17 @@ CATEGORIES = ("override", "role", "fake_output", "id_smuggling", "prompt_leak")
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 _LATIN = re.compile(r"[a-z]")
+_SPACES = re.compile(r"[ \t\r\f\v]+")
 
 
 def normalise_for_scan(text: str) -> str:
     """Case-folded, zero-width-free text with accents stripped from Latin letters only
     (Cyrillic ``й`` keeps its breve), whitespace collapsed."""
+    if text.isascii():  # the common case: nothing to fold but case (and maybe spaces)
+        low = text.lower()
+        if "  " in low or "\t" in low or "\r" in low or "\f" in low or "\v" in low:
+            return _SPACES.sub(" ", low)
+        return low
     text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).casefold()
     out: list[str] = []
     for ch in unicodedata.normalize("NFD", text):
@@ -54,7 +60,7 @@ def normalise_for_scan(text: str) -> str:
         out.append(ch)
     text = unicodedata.normalize("NFC", "".join(out))
     text = text.replace("\u2019", "'").replace("\u201c", '"').replace("\u201d", '"')
-    return re.sub(r"[ \t\r\f\v]+", " ", text)
+    return _SPACES.sub(" ", text)
 
 
 @dataclass(frozen=True)
@@ -71,10 +77,18 @@ class _Rule:
     language: str
     pattern: re.Pattern[str]
     check: Callable[[re.Match[str]], bool] | None = None
+    #: the rule can only match text containing one of these (a cheap prefilter)
+    needles: tuple[str, ...] = ()
 
     def hits(self, text: str) -> bool:
         check = self.check
         return any(check is None or check(m) for m in self.pattern.finditer(text))
+
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+_STEM = 4
+# bytes.translate table: ASCII letters and digits stay, everything else becomes a space
+_WORD_BYTES = bytes(i if chr(i).isascii() and chr(i).isalnum() else 32 for i in range(256))
 
 
 _S = r"[^.!?;\n\u3002\uff01\uff1f]"  # anything within one sentence
@@ -111,7 +125,7 @@ def _names_an_item(match: re.Match[str]) -> bool:
     return obj is None or bool(_ITEMISH.search(obj))
 
 
-_RULES: tuple[_Rule, ...] = (
+_PATTERNS: tuple[_Rule, ...] = (
     # ---- override ---------------------------------------------------------------------
     _Rule(
         "override",
@@ -452,6 +466,67 @@ _RULES: tuple[_Rule, ...] = (
     ),
 )
 
+# Needles per rule, in the order of _PATTERNS: each rule's regex can only match text that
+# contains one of them, so most ordinary text is cleared by substring tests alone.
+_NEEDLES: tuple[tuple[str, ...], ...] = (
+    # override: en ×3, fr, de, es, it, pt, ru, zh
+    ("instruction", "rules", "prompt", "direction", "directive", "guideline", "guidance",
+     "command", "constraint", "programming", "policies", "system message"),
+    ("above", "before this", "said before", "you were told"),
+    ("new instruction", "new rule", "new task", "new system prompt", "do not follow",
+     "you must"),
+    ("instruction", "consigne", "regles", "directive"),
+    ("anweisung", "instruktion", "regeln", "befehle", "vorgaben"),
+    ("instrucciones", "reglas", "indicaciones", "directrices"),
+    ("istruzioni", "regole", "indicazioni", "direttive"),
+    ("instrucoes", "regras", "orientacoes", "diretrizes", "comandos"),
+    ("инструкци", "правил", "указани", "команд"),
+    ("指令", "指示", "说明", "规则", "提示", "命令"),
+    # role: any, en, fr, de, es, it, pt, ru, zh
+    ("system", "developer", "assistant", "tool", "im_start", "im_end", "endoftext", "inst]",
+     "###"),
+    ("you are", "youre", "you're", "from now on", "pretend", "act as", "roleplay",
+     "role-play", "role play", "jailbreak", "developer mode", "do anything now", "your new"),
+    ("maintenant", "desormais", "a present", "semblant", "comme", "en tant que", "le role"),
+    ("du bist", "sie sind", " so", "agiere", "handle", "verhalte", "bist du"),
+    ("eres", "seras", "usted es", "finge", "finja", "como"),
+    ("sei", "fingi", "finta", "comportati", "agisci"),
+    ("agora", "finja", "finge", "como"),
+    ("теперь", "притворись", "представь", "как", "с этого момента"),
+    ("你现在是", "从现在", "假装你", "扮演", "没有限制"),
+    # fake output
+    ("{", "role", "ranked_ids", "tool", "function", "<", ">", "```"),
+    # id smuggling: en ×2, fr, de, es, it, pt, ru, zh
+    ("first", "1st", "top", "#1", " 1", ".1", "no1", "number one", "highest", "above",
+     "before"),
+    ("always", "be ranked", "be placed", "be listed", "be shown", "be put",
+     "be recommended", "appear", "the best", "the only", "the top", "the perfect",
+     "everyone", "every user", "all users", "everybody", "each user", "highest", "top ",
+     "maximum", "max "),
+    ("toujours", "en premier", "en tete", "en premiere", "au sommet", "premiere place",
+     "numero un"),
+    ("immer", "stets", "erste", "spitze", "ganz oben", "platz 1", "platz eins"),
+    ("siempre", "primer", "primera", "arriba del todo", "al principio"),
+    ("sempre", "primo posto", "in cima", "per primo", "prima posizione"),
+    ("sempre", "primeiro", "no topo", "primeira"),
+    ("всегда", "на перв", "в начал", "на верх", "наверх", "первым"),
+    ("推荐", "第一", "首位", "最前", "顶部", "最上"),
+    # prompt leak: en, fr, de, es, it, pt, ru, zh
+    ("prompt", "instructions", "guidelines", "configuration", "what are your",
+     "what were your", "what is your", "repeat"),
+    ("prompt", "instructions", "consignes"),
+    ("prompt", "systemprompt", "anweisungen", "instruktionen"),
+    ("prompt", "instrucciones"),
+    ("prompt", "istruzioni"),
+    ("prompt", "instrucoes"),
+    ("промпт", "инструкци", "системн"),
+    ("系统提示", "提示词", "指令", "指示", "系统消息"),
+)  # fmt: skip
+
+_RULES: tuple[_Rule, ...] = tuple(
+    replace(rule, needles=needles) for rule, needles in zip(_PATTERNS, _NEEDLES, strict=True)
+)
+
 # Fragments removed before sentence-level neutralisation: JSON-ish objects and chat markup.
 _FRAGMENTS = re.compile(
     r"\{[^{}]{0,2000}\}|```.*?```|<\|?[a-z_/ ]{1,20}\|?>|\[/?INST\]|<<<|>>>", re.S | re.I
@@ -464,14 +539,49 @@ class InjectionGuard:
 
     def __init__(self, rules: tuple[_Rule, ...] = _RULES) -> None:
         self._rules = rules
+        # The fast ASCII path. Every rule's regex starts its words at word boundaries,
+        # so a needle present in the text means its longest word starts a token of the
+        # text: rules are looked up by the 4-letter stems of the text's tokens. Non-word
+        # needles ({, ###) are substring tests; rules whose needles are all non-ASCII
+        # (Cyrillic, Chinese) cannot match ASCII text.
+        by_stem: dict[bytes, set[int]] = {}
+        by_symbol: dict[str, set[int]] = {}
+        self._always: tuple[int, ...] = tuple(i for i, r in enumerate(rules) if not r.needles)
+        for i, rule in enumerate(rules):
+            for needle in rule.needles:
+                if not needle.isascii():
+                    continue
+                words = _TOKEN.findall(needle)
+                if words:
+                    stem = max(words, key=len)[:_STEM].encode()
+                    by_stem.setdefault(stem, set()).add(i)
+                else:
+                    by_symbol.setdefault(needle, set()).add(i)
+        self._by_stem = {k: tuple(v) for k, v in by_stem.items()}
+        self._by_symbol = tuple((k, tuple(v)) for k, v in by_symbol.items())
 
     def scan(self, text: str | None) -> GuardVerdict:
         """Which rules ``text`` trips (``category:language`` each, in rule order)."""
         if not text:
             return GuardVerdict(False, [])
         norm = normalise_for_scan(text)
+        if norm.isascii():
+            todo = set(self._always)
+            by_stem = self._by_stem
+            for token in norm.encode().translate(_WORD_BYTES).split():
+                hit = by_stem.get(token[:_STEM])
+                if hit is not None:
+                    todo.update(hit)
+            for symbol, indexes in self._by_symbol:
+                if symbol in norm:
+                    todo.update(indexes)
+            candidates = [self._rules[i] for i in sorted(todo)]
+        else:
+            candidates = [
+                r for r in self._rules if not r.needles or any(n in norm for n in r.needles)
+            ]
         reasons: list[str] = []
-        for rule in self._rules:
+        for rule in candidates:
             reason = f"{rule.category}:{rule.language}"
             if reason not in reasons and rule.hits(norm):
                 reasons.append(reason)
