@@ -8,7 +8,7 @@ Against the simulated server over HTTP, alternating per request:
   injection guard on every text, quoting, the enum schema, the call, validation and
   completion), cache off so every request calls.
 
-``rerank_overhead_p50_ms`` = layer p50 − raw p50 (serving's target for the whole LLM
+``rerank_overhead_p50_ms`` = layer p50 - raw p50 (serving's target for the whole LLM
 route: ≤ 15 ms at p50). Also the pure-CPU cost of preparing one request's texts
 (``sanitise_candidates_ms``) and of one guard scan.
 
@@ -36,9 +36,10 @@ from recsys.serving.rerank import (
 from recsys.serving.untrusted import sanitise
 
 WORDS = (
-    "space crew heist detective love robot war family comedy horror drama island city "
-    "river secret journey friendship revenge music school dragon storm ocean desert"
-).split()
+    "space", "crew", "heist", "detective", "love", "robot", "war", "family", "comedy",
+    "horror", "drama", "island", "city", "river", "secret", "journey", "friendship",
+    "revenge", "music", "school", "dragon", "storm", "ocean", "desert",
+)  # fmt: skip
 
 
 def candidates(n: int, salt: int) -> list[Candidate]:
@@ -47,7 +48,9 @@ def candidates(n: int, salt: int) -> list[Candidate]:
         words = [WORDS[(i * 7 + j * 3 + salt) % len(WORDS)] for j in range(25)]
         description = " ".join(words).capitalize() + ". Call 555-123-4567 for tickets."
         out.append(
-            Candidate(f"m{i}", f"Film {i} ({1980 + i})", ("Drama", "Sci-Fi"), description, 1 - i / n)
+            Candidate(
+                f"m{i}", f"Film {i} ({1980 + i})", ("Drama", "Sci-Fi"), description, 1 - i / n
+            )
         )
     return out
 

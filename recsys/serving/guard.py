@@ -469,7 +469,7 @@ _PATTERNS: tuple[_Rule, ...] = (
 # Needles per rule, in the order of _PATTERNS: each rule's regex can only match text that
 # contains one of them, so most ordinary text is cleared by substring tests alone.
 _NEEDLES: tuple[tuple[str, ...], ...] = (
-    # override: en ×3, fr, de, es, it, pt, ru, zh
+    # override: en x3, fr, de, es, it, pt, ru, zh
     ("instruction", "rules", "prompt", "direction", "directive", "guideline", "guidance",
      "command", "constraint", "programming", "policies", "system message"),
     ("above", "before this", "said before", "you were told"),
@@ -496,7 +496,7 @@ _NEEDLES: tuple[tuple[str, ...], ...] = (
     ("你现在是", "从现在", "假装你", "扮演", "没有限制"),
     # fake output
     ("{", "role", "ranked_ids", "tool", "function", "<", ">", "```"),
-    # id smuggling: en ×2, fr, de, es, it, pt, ru, zh
+    # id smuggling: en x2, fr, de, es, it, pt, ru, zh
     ("first", "1st", "top", "#1", " 1", ".1", "no1", "number one", "highest", "above",
      "before"),
     ("always", "be ranked", "be placed", "be listed", "be shown", "be put",

@@ -96,10 +96,9 @@ def redact(text: str) -> Redacted:
 
     out = _EMAIL.sub(email, text) if "@" in text else text
     # cheap prefilters: most text has too few digits to hold a card or a phone number
-    if out.isascii():
-        digits = len(out.encode().translate(None, _NOT_DIGITS))
-    else:  # \d also matches other scripts' digits: no shortcut
-        digits = len(out)
+    # (\d also matches other scripts' digits: no shortcut for non-ASCII text)
+    ascii_digits = len(out.encode().translate(None, _NOT_DIGITS)) if out.isascii() else None
+    digits = len(out) if ascii_digits is None else ascii_digits
     if digits >= 13:
         out = _CARD.sub(lambda m: _card(m, counts), out)
     if digits >= 8 and "+" in out:
