@@ -307,9 +307,11 @@ def demo(
 def _register_data_commands() -> None:
     from workers.evaluate_cmd import evaluate
     from workers.replay_cmd import replay
+    from workers.train_cf_cmd import train_cf
 
     app.command("replay")(friendly_errors(replay))
     app.command("evaluate")(friendly_errors(evaluate))
+    app.command("train-cf")(friendly_errors(train_cf))
 
 
 _register_data_commands()
