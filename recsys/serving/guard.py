@@ -103,12 +103,14 @@ _POSITION = (
     r"(?:first|1st|at the top|on top|to the top|at the very top|at #?1|as #?1|#1|number one|"
     r"no\.? ?1|highest|above (?:all|every|everything|the others|others)|"
     r"before (?:all|every|everything|the others)|in first place|to first place|"
-    r"top of (?:the|every|your|each) (?:list|ranking|results|recommendations))"
+    r"top of (?:the|every|your|each) (?:list|ranking|results|recommendations)|"
+    r"at position (?:1|one)\b|(?:as|at) the (?:top|first|only)(?: (?:result|item|pick|choice|"
+    r"answer|recommendation|spot|position|place))?|top (?:result|pick|spot|position|place))"
 )
 _EN_SMUGGLE = _rx(
     r"\b(?:rank|put|place|move|list|show|position|sort|boost|promote|push|bump|pin|feature|"
     r"recommend|suggest|prioriti[sz]e|rate|score|return|output|make)\b"
-    rf"(?P<obj>{_S}{{0,40}}?)\b{_POSITION}"
+    rf"(?P<obj>{_S}{{0,40}}?)(?<!\w){_POSITION}"
 )
 _ITEMISH = re.compile(
     r"\d|[\"'“”«]|\b(?:this|it|that|these|item|movie|film|product|title|id|listing|entry|sku"
@@ -121,8 +123,8 @@ _ITEMISH = re.compile(
 def _names_an_item(match: re.Match[str]) -> bool:
     """A "put X first" match counts only when X is an item (an id, "this film", a quoted
     title), not a genre or a person ("show comedies first", "put the family first")."""
-    obj = match.groupdict().get("obj")
-    return obj is None or bool(_ITEMISH.search(obj))
+    objs = [v for k, v in match.groupdict().items() if k.startswith("obj") and v is not None]
+    return not objs or any(_ITEMISH.search(obj) for obj in objs)
 
 
 _PATTERNS: tuple[_Rule, ...] = (
@@ -150,7 +152,7 @@ _PATTERNS: tuple[_Rule, ...] = (
         "override",
         "en",
         _rx(
-            r"\bnew (?:instructions?|rules|task|system prompt)\s*:|\bdo not follow (?:the|your|any)"
+            r"\bnew (?:instructions?|rules|task|system prompt|candidates|items|ranking)\s*:|\bdo not follow (?:the|your|any)"
             r" (?:instructions|rules)|\byou must (?:now )?(?:obey|follow) (?:me|these|my)\b"
         ),
     ),
@@ -473,8 +475,8 @@ _NEEDLES: tuple[tuple[str, ...], ...] = (
     ("instruction", "rules", "prompt", "direction", "directive", "guideline", "guidance",
      "command", "constraint", "programming", "policies", "system message"),
     ("above", "before this", "said before", "you were told"),
-    ("new instruction", "new rule", "new task", "new system prompt", "do not follow",
-     "you must"),
+    ("new instruction", "new rule", "new task", "new system prompt", "new candidates",
+     "new items", "new ranking", "do not follow", "you must"),
     ("instruction", "consigne", "regles", "directive"),
     ("anweisung", "instruktion", "regeln", "befehle", "vorgaben"),
     ("instrucciones", "reglas", "indicaciones", "directrices"),
@@ -498,7 +500,7 @@ _NEEDLES: tuple[tuple[str, ...], ...] = (
     ("{", "role", "ranked_ids", "tool", "function", "<", ">", "```"),
     # id smuggling: en x2, fr, de, es, it, pt, ru, zh
     ("first", "1st", "top", "#1", " 1", ".1", "no1", "number one", "highest", "above",
-     "before"),
+     "before", "position", "only"),
     ("always", "be ranked", "be placed", "be listed", "be shown", "be put",
      "be recommended", "appear", "the best", "the only", "the top", "the perfect",
      "everyone", "every user", "all users", "everybody", "each user", "highest", "top ",
@@ -523,8 +525,84 @@ _NEEDLES: tuple[tuple[str, ...], ...] = (
     ("系统提示", "提示词", "指令", "指示", "系统消息"),
 )  # fmt: skip
 
-_RULES: tuple[_Rule, ...] = tuple(
-    replace(rule, needles=needles) for rule, needles in zip(_PATTERNS, _NEEDLES, strict=True)
+# More rules, each with its needles inline.
+_EXTRA: tuple[_Rule, ...] = (
+    _Rule(
+        "override",
+        "en",
+        _rx(
+            r"\b(?:ignore|disregard|forget)\b (?:the |this |your )?(?:user'?s?|customer'?s?|"
+            r"their|the|this) (?:query|request|question|preferences|input|history|search|"
+            r"context|data)\b|\b(?:begin|start) (?:new |the )?instructions?\b"
+            r"|\bend of (?:the )?(?:data|input|context|candidates|document|user input|query)\b"
+        ),
+        needles=("query", "request", "question", "preferences", "input", "history", "search",
+                 "context", "data", "instruction", "candidates", "document"),
+    ),
+    _Rule(
+        "override",
+        "es/it/pt/fr",
+        _rx(
+            r"\b(?:ignora|ignore|ignorad|olvida|olvide)\s+(?:todas\s+)?las\s+instrucciones\b"
+            r"|\b(?:ignora|dimentica)\s+(?:tutte\s+)?le\s+istruzioni\b"
+            r"|\b(?:ignore|esqueca)\s+(?:todas\s+)?as\s+instrucoes\b"
+            r"|\b(?:ignore[zr]?|oublie[zr]?)\s+(?:toutes\s+)?les\s+instructions\b"
+        ),
+        needles=("instrucciones", "istruzioni", "instrucoes", "instructions"),
+    ),
+    _Rule(
+        "override",
+        "de/ru",
+        _rx(r"\bvergiss (?:alles|alle)\b|забудь (?:всё|все)"),
+        needles=("vergiss", "забудь"),
+    ),
+    _Rule(
+        "role",
+        "en",
+        _rx(
+            r"\byou are (?:a|an|the) (?:helpful |friendly |new |different |unrestricted )?"
+            r"(?:assistant|ai|model|chatbot|language model|bot|llm)\b"
+        ),
+        needles=("assistant", "ai", "model", "chatbot", "bot", "llm"),
+    ),
+    _Rule(
+        "fake_output",
+        "any",
+        _rx(
+            r"\b(?:the )?(?:correct|right|final|expected|real|true) (?:answer|output|ranking|"
+            r"response|order|result)s?\s*(?:is\b|are\b|:)|</?\s*(?:candidates|user|items?|query|data|"
+            r"context|document)\s*>|\b(?:ranked|rank|ranking|item|candidate)_ids?\b"
+        ),
+        needles=("answer", "output", "ranking", "response", "order", "result", "<", "ids", "id"),
+    ),
+    _Rule(
+        "id_smuggling",
+        "en",
+        _rx(
+            rf"\b(?:respond|reply|answer)\s+(?:only\s+)?with\b(?P<obj>{_S}{{0,30}})"
+            r"|\b(?:return|output|print|list|show|recommend|suggest)\s+(?:only|just|exclusively)"
+            rf"\b(?P<obj2>{_S}{{0,30}})"
+            rf"|\b(?:promote|boost|upweight|prioriti[sz]e|upvote)\b(?P<obj3>{_S}{{0,20}})"
+        ),
+        _names_an_item,
+        needles=("respond", "reply", "answer", "return", "output", "print", "list", "show",
+                 "recommend", "suggest", "promote", "boost", "upweight", "prioriti", "upvote"),
+    ),
+    _Rule(
+        "id_smuggling",
+        "es/de",
+        _rx(
+            rf"\b(?:recomienda|recomiende)\b(?P<obj>{_S}{{0,30}}?)\b(?:primero|en primer lugar)"
+            rf"|\bempfiehl\b(?P<obj2>{_S}{{0,30}})"
+        ),
+        _names_an_item,
+        needles=("recomienda", "recomiende", "empfiehl"),
+    ),
+)  # fmt: skip
+
+_RULES: tuple[_Rule, ...] = (
+    *(replace(rule, needles=needles) for rule, needles in zip(_PATTERNS, _NEEDLES, strict=True)),
+    *_EXTRA,
 )
 
 # Fragments removed before sentence-level neutralisation: JSON-ish objects and chat markup.
