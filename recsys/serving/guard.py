@@ -120,6 +120,18 @@ _ITEMISH = re.compile(
 )
 
 
+_ID_LIKE = re.compile(
+    r"\d|[\"'“”«]|\b(?:item|id|sku)\b|\b(?:this|that) (?:item|movie|film|product|title|one)\b"
+)
+
+
+def _names_an_id(match: re.Match[str]) -> bool:
+    """Stricter than :func:`_names_an_item`, for verbs that are common in ordinary text
+    ("return just this once", "respond with grace"): an id, a quoted title, "this film"."""
+    objs = [v for k, v in match.groupdict().items() if k.startswith("obj") and v is not None]
+    return not objs or any(_ID_LIKE.search(obj) for obj in objs)
+
+
 def _names_an_item(match: re.Match[str]) -> bool:
     """A "put X first" match counts only when X is an item (an id, "this film", a quoted
     title), not a genre or a person ("show comedies first", "put the family first")."""
@@ -152,8 +164,8 @@ _PATTERNS: tuple[_Rule, ...] = (
         "override",
         "en",
         _rx(
-            r"\bnew (?:instructions?|rules|task|system prompt|candidates|items|ranking)\s*:|\bdo not follow (?:the|your|any)"
-            r" (?:instructions|rules)|\byou must (?:now )?(?:obey|follow) (?:me|these|my)\b"
+            r"\bnew (?:instructions?|rules|task|system prompt|candidates|items|ranking)\s*:"
+            r"|\bdo not follow (?:the|your|any) (?:instructions|rules)|\byou must (?:now )?(?:obey|follow) (?:me|these|my)\b"
         ),
     ),
     _Rule(
@@ -534,7 +546,8 @@ _EXTRA: tuple[_Rule, ...] = (
             r"\b(?:ignore|disregard|forget)\b (?:the |this |your )?(?:user'?s?|customer'?s?|"
             r"their|the|this) (?:query|request|question|preferences|input|history|search|"
             r"context|data)\b|\b(?:begin|start) (?:new |the )?instructions?\b"
-            r"|\bend of (?:the )?(?:data|input|context|candidates|document|user input|query)\b"
+            r"|\bend of (?:the )?(?:data|input|context|candidates|document|user input|query)"
+            r"\s*(?:[.:\]>=-]|$)"
         ),
         needles=("query", "request", "question", "preferences", "input", "history", "search",
                  "context", "data", "instruction", "candidates", "document"),
@@ -551,26 +564,20 @@ _EXTRA: tuple[_Rule, ...] = (
         needles=("instrucciones", "istruzioni", "instrucoes", "instructions"),
     ),
     _Rule(
-        "override",
-        "de/ru",
-        _rx(r"\bvergiss (?:alles|alle)\b|забудь (?:всё|все)"),
-        needles=("vergiss", "забудь"),
-    ),
-    _Rule(
         "role",
         "en",
         _rx(
             r"\byou are (?:a|an|the) (?:helpful |friendly |new |different |unrestricted )?"
-            r"(?:assistant|ai|model|chatbot|language model|bot|llm)\b"
+            r"(?:assistant|ai|chatbot|language model|llm)\b"
         ),
-        needles=("assistant", "ai", "model", "chatbot", "bot", "llm"),
+        needles=("assistant", "ai", "chatbot", "model", "llm"),
     ),
     _Rule(
         "fake_output",
         "any",
         _rx(
-            r"\b(?:the )?(?:correct|right|final|expected|real|true) (?:answer|output|ranking|"
-            r"response|order|result)s?\s*(?:is\b|are\b|:)|</?\s*(?:candidates|user|items?|query|data|"
+            r"\b(?:correct|right|final|expected|real|true) (?:answer|output|ranking|response|"
+            r"order|result)s?\s*(?:is\s*|are\s*)?:|</?\s*(?:candidates|user|items?|query|data|"
             r"context|document)\s*>|\b(?:ranked|rank|ranking|item|candidate)_ids?\b"
         ),
         needles=("answer", "output", "ranking", "response", "order", "result", "<", "ids", "id"),
@@ -584,7 +591,7 @@ _EXTRA: tuple[_Rule, ...] = (
             rf"\b(?P<obj2>{_S}{{0,30}})"
             rf"|\b(?:promote|boost|upweight|prioriti[sz]e|upvote)\b(?P<obj3>{_S}{{0,20}})"
         ),
-        _names_an_item,
+        _names_an_id,
         needles=("respond", "reply", "answer", "return", "output", "print", "list", "show",
                  "recommend", "suggest", "promote", "boost", "upweight", "prioriti", "upvote"),
     ),
