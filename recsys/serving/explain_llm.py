@@ -6,15 +6,18 @@ word those facts more naturally: the model gets the item title and the facts as 
 data and must answer one sentence. The sentence is used only if it passes every check —
 at most :data:`MAX_WORDS` words; no number, quoted title or capitalised name that is
 not in the title or the evidence; no URL; nothing the injection guard flags — otherwise
-``text`` is None and the caller keeps its template (``reason`` says why).
+``text`` is None and the caller keeps its template (``reason`` says why). Checked
+sentences are cached by (title, evidence, prompt version, model).
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -88,7 +91,14 @@ def _folded(text: str) -> str:
     return " ".join(_WORD.findall(text.casefold()))
 
 
-def check_sentence(sentence: str, title: str, evidence: Sequence[str]) -> str | None:
+@lru_cache(maxsize=1)
+def _default_guard() -> InjectionGuard:
+    return InjectionGuard()
+
+
+def check_sentence(
+    sentence: str, title: str, evidence: Sequence[str], guard: InjectionGuard | None = None
+) -> str | None:
     """Why ``sentence`` may not be shown, or None when it passes every check."""
     text = sentence.strip()
     if not text:
@@ -97,7 +107,7 @@ def check_sentence(sentence: str, title: str, evidence: Sequence[str]) -> str | 
         return "too_long"
     if _URL.search(text):
         return "url"
-    if InjectionGuard().scan(text).flagged:
+    if (guard or _default_guard()).scan(text).flagged:
         return "instruction"
     facts = " ".join([title, *evidence])
     known_numbers = set(_NUMBER.findall(facts))
@@ -128,10 +138,20 @@ class ExplainOutcome(LlmAccounting):
 class LlmExplainer:
     """Words explanations with the LLM, within the evidence."""
 
-    def __init__(self, client: LlmClient, *, max_evidence: int = 5) -> None:
+    def __init__(
+        self,
+        client: LlmClient,
+        *,
+        max_evidence: int = 5,
+        cache_size: int = 10_000,
+        guard: InjectionGuard | None = None,
+    ) -> None:
         self.client = client
         self.max_evidence = max_evidence
+        self.cache_size = cache_size
+        self.guard = guard or InjectionGuard()
         self.prompt = explain_prompt()
+        self._cache: OrderedDict[tuple[str, tuple[str, ...], str, str], str] = OrderedDict()
 
     @property
     def prompt_version(self) -> str:
@@ -148,6 +168,13 @@ class LlmExplainer:
         if not facts:
             return ExplainOutcome(
                 text=None, reason="no_evidence", fallback_reason="no_evidence", **base
+            )
+        key = (title, tuple(facts), self.prompt_version, self.client.model)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return ExplainOutcome(
+                text=cached, used=True, cache_hit=True, validation=ValidationResult.VALID, **base
             )
         if deadline_s <= 0.01:
             return ExplainOutcome(text=None, reason="deadline", fallback_reason="deadline", **base)
@@ -173,7 +200,7 @@ class LlmExplainer:
                 **base,
             )
         sentence = " ".join(result.value.sentence.split())
-        problem = check_sentence(sentence, title, facts)
+        problem = check_sentence(sentence, title, facts, self.guard)
         if problem is not None:
             return ExplainOutcome(
                 text=None,
@@ -183,4 +210,8 @@ class LlmExplainer:
                 errors=[f"{problem}: {sentence[:200]}"],
                 **base,
             )
+        if self.cache_size > 0:
+            self._cache[key] = sentence
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
         return ExplainOutcome(text=sentence, used=True, validation=ValidationResult.VALID, **base)

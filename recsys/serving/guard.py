@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = ["CATEGORIES", "REMOVED", "GuardVerdict", "InjectionGuard", "normalise_for_scan"]
 
@@ -41,11 +41,17 @@ CATEGORIES = ("override", "role", "fake_output", "id_smuggling", "prompt_leak")
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 _LATIN = re.compile(r"[a-z]")
+_SPACES = re.compile(r"[ \t\r\f\v]+")
 
 
 def normalise_for_scan(text: str) -> str:
     """Case-folded, zero-width-free text with accents stripped from Latin letters only
     (Cyrillic ``й`` keeps its breve), whitespace collapsed."""
+    if text.isascii():  # the common case: nothing to fold but case (and maybe spaces)
+        low = text.lower()
+        if "  " in low or "\t" in low or "\r" in low or "\f" in low or "\v" in low:
+            return _SPACES.sub(" ", low)
+        return low
     text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).casefold()
     out: list[str] = []
     for ch in unicodedata.normalize("NFD", text):
@@ -54,7 +60,7 @@ def normalise_for_scan(text: str) -> str:
         out.append(ch)
     text = unicodedata.normalize("NFC", "".join(out))
     text = text.replace("\u2019", "'").replace("\u201c", '"').replace("\u201d", '"')
-    return re.sub(r"[ \t\r\f\v]+", " ", text)
+    return _SPACES.sub(" ", text)
 
 
 @dataclass(frozen=True)
@@ -71,10 +77,18 @@ class _Rule:
     language: str
     pattern: re.Pattern[str]
     check: Callable[[re.Match[str]], bool] | None = None
+    #: the rule can only match text containing one of these (a cheap prefilter)
+    needles: tuple[str, ...] = ()
 
     def hits(self, text: str) -> bool:
         check = self.check
         return any(check is None or check(m) for m in self.pattern.finditer(text))
+
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+_STEM = 4
+# bytes.translate table: ASCII letters and digits stay, everything else becomes a space
+_WORD_BYTES = bytes(i if chr(i).isascii() and chr(i).isalnum() else 32 for i in range(256))
 
 
 _S = r"[^.!?;\n\u3002\uff01\uff1f]"  # anything within one sentence
@@ -89,12 +103,14 @@ _POSITION = (
     r"(?:first|1st|at the top|on top|to the top|at the very top|at #?1|as #?1|#1|number one|"
     r"no\.? ?1|highest|above (?:all|every|everything|the others|others)|"
     r"before (?:all|every|everything|the others)|in first place|to first place|"
-    r"top of (?:the|every|your|each) (?:list|ranking|results|recommendations))"
+    r"top of (?:the|every|your|each) (?:list|ranking|results|recommendations)|"
+    r"at position (?:1|one)\b|(?:as|at) the (?:top|first|only)(?: (?:result|item|pick|choice|"
+    r"answer|recommendation|spot|position|place))?|top (?:result|pick|spot|position|place))"
 )
 _EN_SMUGGLE = _rx(
     r"\b(?:rank|put|place|move|list|show|position|sort|boost|promote|push|bump|pin|feature|"
     r"recommend|suggest|prioriti[sz]e|rate|score|return|output|make)\b"
-    rf"(?P<obj>{_S}{{0,40}}?)\b{_POSITION}"
+    rf"(?P<obj>{_S}{{0,40}}?)(?<!\w){_POSITION}"
 )
 _ITEMISH = re.compile(
     r"\d|[\"'“”«]|\b(?:this|it|that|these|item|movie|film|product|title|id|listing|entry|sku"
@@ -104,14 +120,26 @@ _ITEMISH = re.compile(
 )
 
 
+_ID_LIKE = re.compile(
+    r"\d|[\"'“”«]|\b(?:item|id|sku)\b|\b(?:this|that) (?:item|movie|film|product|title|one)\b"
+)
+
+
+def _names_an_id(match: re.Match[str]) -> bool:
+    """Stricter than :func:`_names_an_item`, for verbs that are common in ordinary text
+    ("return just this once", "respond with grace"): an id, a quoted title, "this film"."""
+    objs = [v for k, v in match.groupdict().items() if k.startswith("obj") and v is not None]
+    return not objs or any(_ID_LIKE.search(obj) for obj in objs)
+
+
 def _names_an_item(match: re.Match[str]) -> bool:
     """A "put X first" match counts only when X is an item (an id, "this film", a quoted
     title), not a genre or a person ("show comedies first", "put the family first")."""
-    obj = match.groupdict().get("obj")
-    return obj is None or bool(_ITEMISH.search(obj))
+    objs = [v for k, v in match.groupdict().items() if k.startswith("obj") and v is not None]
+    return not objs or any(_ITEMISH.search(obj) for obj in objs)
 
 
-_RULES: tuple[_Rule, ...] = (
+_PATTERNS: tuple[_Rule, ...] = (
     # ---- override ---------------------------------------------------------------------
     _Rule(
         "override",
@@ -136,8 +164,8 @@ _RULES: tuple[_Rule, ...] = (
         "override",
         "en",
         _rx(
-            r"\bnew (?:instructions?|rules|task|system prompt)\s*:|\bdo not follow (?:the|your|any)"
-            r" (?:instructions|rules)|\byou must (?:now )?(?:obey|follow) (?:me|these|my)\b"
+            r"\bnew (?:instructions?|rules|task|system prompt|candidates|items|ranking)\s*:"
+            r"|\bdo not follow (?:the|your|any) (?:instructions|rules)|\byou must (?:now )?(?:obey|follow) (?:me|these|my)\b"
         ),
     ),
     _Rule(
@@ -452,6 +480,138 @@ _RULES: tuple[_Rule, ...] = (
     ),
 )
 
+# Needles per rule, in the order of _PATTERNS: each rule's regex can only match text that
+# contains one of them, so most ordinary text is cleared by substring tests alone.
+_NEEDLES: tuple[tuple[str, ...], ...] = (
+    # override: en x3, fr, de, es, it, pt, ru, zh
+    ("instruction", "rules", "prompt", "direction", "directive", "guideline", "guidance",
+     "command", "constraint", "programming", "policies", "system message"),
+    ("above", "before this", "said before", "you were told"),
+    ("new instruction", "new rule", "new task", "new system prompt", "new candidates",
+     "new items", "new ranking", "do not follow", "you must"),
+    ("instruction", "consigne", "regles", "directive"),
+    ("anweisung", "instruktion", "regeln", "befehle", "vorgaben"),
+    ("instrucciones", "reglas", "indicaciones", "directrices"),
+    ("istruzioni", "regole", "indicazioni", "direttive"),
+    ("instrucoes", "regras", "orientacoes", "diretrizes", "comandos"),
+    ("инструкци", "правил", "указани", "команд"),
+    ("指令", "指示", "说明", "规则", "提示", "命令"),
+    # role: any, en, fr, de, es, it, pt, ru, zh
+    ("system", "developer", "assistant", "tool", "im_start", "im_end", "endoftext", "inst]",
+     "###"),
+    ("you are", "youre", "you're", "from now on", "pretend", "act as", "roleplay",
+     "role-play", "role play", "jailbreak", "developer mode", "do anything now", "your new"),
+    ("maintenant", "desormais", "a present", "semblant", "comme", "en tant que", "le role"),
+    ("du bist", "sie sind", " so", "agiere", "handle", "verhalte", "bist du"),
+    ("eres", "seras", "usted es", "finge", "finja", "como"),
+    ("sei", "fingi", "finta", "comportati", "agisci"),
+    ("agora", "finja", "finge", "como"),
+    ("теперь", "притворись", "представь", "как", "с этого момента"),
+    ("你现在是", "从现在", "假装你", "扮演", "没有限制"),
+    # fake output
+    ("{", "role", "ranked_ids", "tool", "function", "<", ">", "```"),
+    # id smuggling: en x2, fr, de, es, it, pt, ru, zh
+    ("first", "1st", "top", "#1", " 1", ".1", "no1", "number one", "highest", "above",
+     "before", "position", "only"),
+    ("always", "be ranked", "be placed", "be listed", "be shown", "be put",
+     "be recommended", "appear", "the best", "the only", "the top", "the perfect",
+     "everyone", "every user", "all users", "everybody", "each user", "highest", "top ",
+     "maximum", "max "),
+    ("toujours", "en premier", "en tete", "en premiere", "au sommet", "premiere place",
+     "numero un"),
+    ("immer", "stets", "erste", "spitze", "ganz oben", "platz 1", "platz eins"),
+    ("siempre", "primer", "primera", "arriba del todo", "al principio"),
+    ("sempre", "primo posto", "in cima", "per primo", "prima posizione"),
+    ("sempre", "primeiro", "no topo", "primeira"),
+    ("всегда", "на перв", "в начал", "на верх", "наверх", "первым"),
+    ("推荐", "第一", "首位", "最前", "顶部", "最上"),
+    # prompt leak: en, fr, de, es, it, pt, ru, zh
+    ("prompt", "instructions", "guidelines", "configuration", "what are your",
+     "what were your", "what is your", "repeat"),
+    ("prompt", "instructions", "consignes"),
+    ("prompt", "systemprompt", "anweisungen", "instruktionen"),
+    ("prompt", "instrucciones"),
+    ("prompt", "istruzioni"),
+    ("prompt", "instrucoes"),
+    ("промпт", "инструкци", "системн"),
+    ("系统提示", "提示词", "指令", "指示", "系统消息"),
+)  # fmt: skip
+
+# More rules, each with its needles inline.
+_EXTRA: tuple[_Rule, ...] = (
+    _Rule(
+        "override",
+        "en",
+        _rx(
+            r"\b(?:ignore|disregard|forget)\b (?:the |this |your )?(?:user'?s?|customer'?s?|"
+            r"their|the|this) (?:query|request|question|preferences|input|history|search|"
+            r"context|data)\b|\b(?:begin|start) (?:new |the )?instructions?\b"
+            r"|\bend of (?:the )?(?:data|input|context|candidates|document|user input|query)"
+            r"\s*(?:[.:\]>=-]|$)"
+        ),
+        needles=("query", "request", "question", "preferences", "input", "history", "search",
+                 "context", "data", "instruction", "candidates", "document"),
+    ),
+    _Rule(
+        "override",
+        "es/it/pt/fr",
+        _rx(
+            r"\b(?:ignora|ignore|ignorad|olvida|olvide)\s+(?:todas\s+)?las\s+instrucciones\b"
+            r"|\b(?:ignora|dimentica)\s+(?:tutte\s+)?le\s+istruzioni\b"
+            r"|\b(?:ignore|esqueca)\s+(?:todas\s+)?as\s+instrucoes\b"
+            r"|\b(?:ignore[zr]?|oublie[zr]?)\s+(?:toutes\s+)?les\s+instructions\b"
+        ),
+        needles=("instrucciones", "istruzioni", "instrucoes", "instructions"),
+    ),
+    _Rule(
+        "role",
+        "en",
+        _rx(
+            r"\byou are (?:a|an|the) (?:helpful |friendly |new |different |unrestricted )?"
+            r"(?:assistant|ai|chatbot|language model|llm)\b"
+        ),
+        needles=("assistant", "ai", "chatbot", "model", "llm"),
+    ),
+    _Rule(
+        "fake_output",
+        "any",
+        _rx(
+            r"\b(?:correct|right|final|expected|real|true) (?:answer|output|ranking|response|"
+            r"order|result)s?\s*(?:is\s*|are\s*)?:|</?\s*(?:candidates|user|items?|query|data|"
+            r"context|document)\s*>|\b(?:ranked|rank|ranking|item|candidate)_ids?\b"
+        ),
+        needles=("answer", "output", "ranking", "response", "order", "result", "<", "ids", "id"),
+    ),
+    _Rule(
+        "id_smuggling",
+        "en",
+        _rx(
+            rf"\b(?:respond|reply|answer)\s+(?:only\s+)?with\b(?P<obj>{_S}{{0,30}})"
+            r"|\b(?:return|output|print|list|show|recommend|suggest)\s+(?:only|just|exclusively)"
+            rf"\b(?P<obj2>{_S}{{0,30}})"
+            rf"|\b(?:promote|boost|upweight|prioriti[sz]e|upvote)\b(?P<obj3>{_S}{{0,20}})"
+        ),
+        _names_an_id,
+        needles=("respond", "reply", "answer", "return", "output", "print", "list", "show",
+                 "recommend", "suggest", "promote", "boost", "upweight", "prioriti", "upvote"),
+    ),
+    _Rule(
+        "id_smuggling",
+        "es/de",
+        _rx(
+            rf"\b(?:recomienda|recomiende)\b(?P<obj>{_S}{{0,30}}?)\b(?:primero|en primer lugar)"
+            rf"|\bempfiehl\b(?P<obj2>{_S}{{0,30}})"
+        ),
+        _names_an_item,
+        needles=("recomienda", "recomiende", "empfiehl"),
+    ),
+)  # fmt: skip
+
+_RULES: tuple[_Rule, ...] = (
+    *(replace(rule, needles=needles) for rule, needles in zip(_PATTERNS, _NEEDLES, strict=True)),
+    *_EXTRA,
+)
+
 # Fragments removed before sentence-level neutralisation: JSON-ish objects and chat markup.
 _FRAGMENTS = re.compile(
     r"\{[^{}]{0,2000}\}|```.*?```|<\|?[a-z_/ ]{1,20}\|?>|\[/?INST\]|<<<|>>>", re.S | re.I
@@ -464,14 +624,49 @@ class InjectionGuard:
 
     def __init__(self, rules: tuple[_Rule, ...] = _RULES) -> None:
         self._rules = rules
+        # The fast ASCII path. Every rule's regex starts its words at word boundaries,
+        # so a needle present in the text means its longest word starts a token of the
+        # text: rules are looked up by the 4-letter stems of the text's tokens. Non-word
+        # needles ({, ###) are substring tests; rules whose needles are all non-ASCII
+        # (Cyrillic, Chinese) cannot match ASCII text.
+        by_stem: dict[bytes, set[int]] = {}
+        by_symbol: dict[str, set[int]] = {}
+        self._always: tuple[int, ...] = tuple(i for i, r in enumerate(rules) if not r.needles)
+        for i, rule in enumerate(rules):
+            for needle in rule.needles:
+                if not needle.isascii():
+                    continue
+                words = _TOKEN.findall(needle)
+                if words:
+                    stem = max(words, key=len)[:_STEM].encode()
+                    by_stem.setdefault(stem, set()).add(i)
+                else:
+                    by_symbol.setdefault(needle, set()).add(i)
+        self._by_stem = {k: tuple(v) for k, v in by_stem.items()}
+        self._by_symbol = tuple((k, tuple(v)) for k, v in by_symbol.items())
 
     def scan(self, text: str | None) -> GuardVerdict:
         """Which rules ``text`` trips (``category:language`` each, in rule order)."""
         if not text:
             return GuardVerdict(False, [])
         norm = normalise_for_scan(text)
+        if norm.isascii():
+            todo = set(self._always)
+            by_stem = self._by_stem
+            for token in norm.encode().translate(_WORD_BYTES).split():
+                hit = by_stem.get(token[:_STEM])
+                if hit is not None:
+                    todo.update(hit)
+            for symbol, indexes in self._by_symbol:
+                if symbol in norm:
+                    todo.update(indexes)
+            candidates = [self._rules[i] for i in sorted(todo)]
+        else:
+            candidates = [
+                r for r in self._rules if not r.needles or any(n in norm for n in r.needles)
+            ]
         reasons: list[str] = []
-        for rule in self._rules:
+        for rule in candidates:
             reason = f"{rule.category}:{rule.language}"
             if reason not in reasons and rule.hits(norm):
                 reasons.append(reason)

@@ -29,6 +29,7 @@ _PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,5}\)?){2,6}(?![\w
 _PHONE_LOCAL = re.compile(
     r"(?<![\w+$€£.,])(?:\(\d{2,5}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,8}){1,4}(?![\w]|[.,]\d)"
 )
+_NOT_DIGITS = bytes(i for i in range(256) if not 48 <= i <= 57)
 _PHONE_SHORT = re.compile(r"(?<![\w+$€£.,-])\d{3}-\d{4}(?![\w-])")
 
 
@@ -93,9 +94,17 @@ def redact(text: str) -> Redacted:
         counts["email"] += 1
         return PLACEHOLDERS["email"]
 
-    out = _EMAIL.sub(email, text)
-    out = _CARD.sub(lambda m: _card(m, counts), out)
-    out = _PHONE_INTL.sub(lambda m: _phone(m, counts, 8), out)
-    out = _PHONE_LOCAL.sub(lambda m: _phone(m, counts, 9), out)
-    out = _PHONE_SHORT.sub(lambda m: _phone(m, counts, 7), out)
+    out = _EMAIL.sub(email, text) if "@" in text else text
+    # cheap prefilters: most text has too few digits to hold a card or a phone number
+    # (\d also matches other scripts' digits: no shortcut for non-ASCII text)
+    ascii_digits = len(out.encode().translate(None, _NOT_DIGITS)) if out.isascii() else None
+    digits = len(out) if ascii_digits is None else ascii_digits
+    if digits >= 13:
+        out = _CARD.sub(lambda m: _card(m, counts), out)
+    if digits >= 8 and "+" in out:
+        out = _PHONE_INTL.sub(lambda m: _phone(m, counts, 8), out)
+    if digits >= 9:
+        out = _PHONE_LOCAL.sub(lambda m: _phone(m, counts, 9), out)
+    if digits >= 7 and "-" in out:
+        out = _PHONE_SHORT.sub(lambda m: _phone(m, counts, 7), out)
     return Redacted(out, {k: v for k, v in counts.items() if v})

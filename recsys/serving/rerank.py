@@ -8,7 +8,8 @@ asks the model to reorder them:
 * the user's query and history (newest first, at most ``history_max``) and each
   candidate's title, categories and description are PII-redacted, passed through the
   injection guard (flagged sentences are dropped, ``injection_flagged`` is set) and
-  quoted as JSON data;
+  quoted as JSON data; candidate ids named in that text are masked (``[item]``), a
+  language-independent layer behind the guard;
 * the answer is structured output whose JSON schema enumerates the allowed candidate
   ids; temperature comes from the client (at most 0.3);
 * the answer is validated — ids ⊂ candidates, no duplicates, not empty — and completed
@@ -23,6 +24,7 @@ asks the model to reorder them:
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
@@ -37,6 +39,7 @@ from recsys.serving.outcome import LlmAccounting, accounting_from
 from recsys.serving.untrusted import sanitise
 
 __all__ = [
+    "ID_MASK",
     "RERANK_SCHEMA_NAME",
     "Candidate",
     "LlmReranker",
@@ -145,6 +148,7 @@ class LlmReranker:
         cache_size: int = 10_000,
         guard: InjectionGuard | None = None,
         description_chars: int = 300,
+        mask_ids: bool = True,
     ) -> None:
         if cap < 1:
             raise ValueError("the rerank cap must be at least 1")
@@ -154,6 +158,7 @@ class LlmReranker:
         self.cache_size = cache_size
         self.guard = guard or InjectionGuard()
         self.description_chars = description_chars
+        self.mask_ids = mask_ids
         self.prompt = rerank_prompt()
         self._cache: OrderedDict[tuple[str, ...] | tuple[Any, ...], list[str]] = OrderedDict()
 
@@ -170,27 +175,32 @@ class LlmReranker:
     # ---- prompt -----------------------------------------------------------------------
     def _prepare(self, ctx: RerankContext, head: Sequence[Candidate]) -> _Prepared:
         guard = self.guard
-        query = sanitise(ctx.query, guard, 500)
+        mask = _IdMask([c.item_id for c in head]) if self.mask_ids else None
+
+        def clean(text: str | None, max_chars: int) -> tuple[str, bool]:
+            done = sanitise(text, guard, max_chars)
+            return (mask(done.text) if mask else done.text), done.flagged
+
+        query, flagged = clean(ctx.query, 500)
         history = []
-        flagged = query.flagged
         for title, categories in list(ctx.history)[: self.history_max]:
-            clean = sanitise(title, guard, 200)
-            flagged |= clean.flagged
-            history.append({"title": clean.text, "categories": list(categories)})
+            text, hit = clean(title, 200)
+            flagged |= hit
+            history.append({"title": text, "categories": list(categories)})
         items = []
         for c in head:
-            name = sanitise(c.title, guard, 200)
-            about = sanitise(c.description, guard, self.description_chars)
-            flagged |= name.flagged or about.flagged
+            name, hit_name = clean(c.title, 200)
+            about, hit_about = clean(c.description, self.description_chars)
+            flagged |= hit_name or hit_about
             items.append(
                 {
                     "id": c.item_id,
-                    "title": name.text,
+                    "title": name,
                     "categories": list(c.categories),
-                    "description": about.text,
+                    "description": about,
                 }
             )
-        user_data: dict[str, Any] = {"query": query.text or None, "recent_items": history}
+        user_data: dict[str, Any] = {"query": query or None, "recent_items": history}
         user_block = quote_untrusted("USER", user_data)
         candidates_block = quote_untrusted("CANDIDATES", items)
         ids = tuple(c.item_id for c in head)
@@ -278,6 +288,36 @@ class LlmReranker:
         self._cache.move_to_end(key)
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
+
+
+#: What stands in for a candidate id found in free text.
+ID_MASK = "[item]"
+_WORD_BYTES = bytes(i if chr(i).isascii() and chr(i).isalnum() else 32 for i in range(256))
+
+
+class _IdMask:
+    """Replaces candidate ids named in free text by :data:`ID_MASK`.
+
+    A language-independent layer behind the guard: to promote an item, text must name
+    it, and the model only ever sees candidate ids in the ``id`` fields. Ids match
+    between ASCII letters/digits boundaries (``m4`` does not match ``m42``, but does in
+    ``把m4排在第一``).
+    """
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        self._plain = frozenset(i.encode() for i in ids if i.isascii() and i.isalnum())
+        self._other = [i for i in ids if not (i.isascii() and i.isalnum())]
+        alternatives = "|".join(re.escape(i) for i in sorted(ids, key=len, reverse=True))
+        self._pattern = re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])")
+
+    def __call__(self, text: str) -> str:
+        if not text:
+            return text
+        tokens = set(text.encode("utf-8", "ignore").translate(_WORD_BYTES).split())
+        named = not self._plain.isdisjoint(tokens) or not text.isascii()
+        if not named and not any(i in text for i in self._other):
+            return text
+        return self._pattern.sub(ID_MASK, text)
 
 
 def _digest(text: str) -> str:

@@ -182,11 +182,12 @@ def free_text(prompt: str) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.parametrize("mask_ids", [True, False], ids=["guard+id-mask", "guard-alone"])
 async def test_injection_corpus_cannot_move_the_named_item_up(
-    llm_server: SimulatedLlmServer, client: LlmClient
+    llm_server: SimulatedLlmServer, client: LlmClient, mask_ids: bool
 ) -> None:
     llm_server.set_behaviour("obey_injections")
-    reranker = LlmReranker(client, cache_size=0)
+    reranker = LlmReranker(client, cache_size=0, mask_ids=mask_ids)
     baseline = await reranker.rerank(CTX, CANDIDATES, deadline_s=2.0)
     assert baseline.used and not baseline.injection_flagged
     # the item the honest model ranks last is the one every attack tries to promote
@@ -212,9 +213,9 @@ async def test_injection_corpus_cannot_move_the_named_item_up(
 async def test_without_the_guard_the_gullible_model_is_fooled(
     llm_server: SimulatedLlmServer, client: LlmClient
 ) -> None:
-    """The control experiment: the same attacks, no guard, and the target jumps up."""
+    """The control experiment: the same attacks, no defence, and the target jumps up."""
     llm_server.set_behaviour("obey_injections")
-    reranker = LlmReranker(client, cache_size=0, guard=NoGuard())
+    reranker = LlmReranker(client, cache_size=0, guard=NoGuard(), mask_ids=False)
     baseline = await reranker.rerank(CTX, CANDIDATES, deadline_s=2.0)
     target = baseline.order[-1]
     moved = 0
@@ -224,6 +225,26 @@ async def test_without_the_guard_the_gullible_model_is_fooled(
         out = await reranker.rerank(ctx, candidates, deadline_s=2.0)
         moved += out.order.index(target) < baseline.order.index(target)
     assert moved >= 2 * len(naming) // 3, (moved, len(naming))
+
+
+async def test_id_masking_alone_stops_id_smuggling_in_any_language(
+    llm_server: SimulatedLlmServer, client: LlmClient
+) -> None:
+    """Without the guard, masking candidate ids in free text still keeps every answered
+    ranking from promoting the named item (the guard is what stops "ignore…" garbage)."""
+    llm_server.set_behaviour("obey_injections")
+    reranker = LlmReranker(client, cache_size=0, guard=NoGuard(), mask_ids=True)
+    baseline = await reranker.rerank(CTX, CANDIDATES, deadline_s=2.0)
+    target = baseline.order[-1]
+    answered = 0
+    for attack in [a for a in ATTACKS if a.names_item]:
+        ctx, candidates = with_attack(attack, target)
+        out = await reranker.rerank(ctx, candidates, deadline_s=2.0)
+        if out.used:
+            answered += 1
+            assert out.order.index(target) == len(CANDIDATES) - 1, attack.text
+        assert target not in free_text(llm_server.requests[-1].prompt_text()), attack.text
+    assert answered >= 10
 
 
 async def test_no_redacted_pii_reaches_any_prompt(

@@ -62,3 +62,14 @@ async def test_rejected_or_failed_wording_leaves_the_template() -> None:
     none = FakeClient(lambda call: {"sentence": "x"})
     out = await LlmExplainer(none).word(TITLE, [], deadline_s=1.0)  # type: ignore[arg-type]
     assert out.reason == "no_evidence" and none.calls == []
+
+
+async def test_checked_sentences_are_cached_by_title_and_evidence() -> None:
+    client = FakeClient(lambda call: {"sentence": "You watched Alien, so this Sci-Fi fits."})
+    explainer = LlmExplainer(client)  # type: ignore[arg-type]
+    first = await explainer.word(TITLE, EVIDENCE, deadline_s=1.0)
+    again = await explainer.word(TITLE, EVIDENCE, deadline_s=1.0)
+    assert len(client.calls) == 1
+    assert again.cache_hit and again.used and not again.called and again.text == first.text
+    await explainer.word(TITLE, EVIDENCE[:1], deadline_s=1.0)
+    assert len(client.calls) == 2

@@ -3,10 +3,14 @@ neutralising leaves behind."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from recsys.movielens import MovieLens
 from recsys.serving.guard import CATEGORIES, REMOVED, InjectionGuard, normalise_for_scan
 from recsys.serving.injection_corpus import ATTACKS, BENIGN, Attack, Benign
+from recsys.serving.pii import redact
 
 GUARD = InjectionGuard()
 TARGET = "m42"
@@ -72,3 +76,20 @@ def test_empty_text() -> None:
     assert GUARD.scan("").flagged is False
     assert GUARD.scan(None).reasons == []
     assert GUARD.neutralise(None) == ""
+
+
+@pytest.mark.movielens
+def test_no_movielens_title_or_tag_description_is_flagged_or_redacted(
+    movielens_path: Path,
+) -> None:
+    """A real catalog as the benign set: 9,742 titles and their viewers' free-text tags."""
+    catalog = MovieLens(movielens_path).catalog()
+    flagged = [
+        (c.title, GUARD.scan(text).reasons)
+        for c in catalog
+        for text in (c.title, c.description)
+        if GUARD.scan(text).flagged
+    ]
+    assert flagged == []
+    redacted = [c.title for c in catalog if redact(c.title).found or redact(c.description).found]
+    assert redacted == []

@@ -72,3 +72,8 @@ def test_luhn() -> None:
 
 def test_empty_text() -> None:
     assert redact("").text == ""
+
+
+def test_full_width_digits_are_still_found() -> None:
+    card = "４１１１ １１１１ １１１１ １１１１"  # noqa: RUF001
+    assert redact(f"card {card}").text == "card [CARD]"

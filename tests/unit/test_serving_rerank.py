@@ -9,7 +9,13 @@ import pytest
 from recsys.llm.prompts import unquote
 from recsys.records import LlmUseCase, ValidationResult
 from recsys.serving.guard import REMOVED
-from recsys.serving.rerank import Candidate, LlmReranker, RerankContext, rerank_prompt
+from recsys.serving.rerank import (
+    ID_MASK,
+    Candidate,
+    LlmReranker,
+    RerankContext,
+    rerank_prompt,
+)
 from tests.unit.llm_fakes import Call, FakeClient, failure
 
 CANDIDATES = [
@@ -153,3 +159,25 @@ async def test_no_call_without_time_or_with_a_single_candidate() -> None:
         not late.called
         and late.involvement(request_id="r", use_case=LlmUseCase.RERANK).decision == "deadline"
     )
+
+
+async def test_candidate_ids_named_in_free_text_are_masked() -> None:
+    client = FakeClient(reverse)
+    candidates = [
+        Candidate("m4", "Film m4", (), "Better than m42 and m40."),
+        Candidate("m42", "Film", (), "m42的续集"),
+    ]
+    ctx = RerankContext("u1", "like m4, not m420", [("m42 again", ())])
+    await LlmReranker(client).rerank(ctx, candidates, deadline_s=1.0)  # type: ignore[arg-type]
+    prompt = client.calls[0].prompt()
+    user, items = unquote(prompt, "USER"), unquote(prompt, "CANDIDATES")
+    assert user["query"] == f"like {ID_MASK}, not m420"
+    assert user["recent_items"][0]["title"] == f"{ID_MASK} again"
+    assert [i["title"] for i in items] == [f"Film {ID_MASK}", "Film"]
+    assert [i["description"] for i in items] == [
+        f"Better than {ID_MASK} and m40.",
+        f"{ID_MASK}的续集",
+    ]
+    assert [i["id"] for i in items] == ["m4", "m42"]  # the id fields stay
+    await LlmReranker(client, mask_ids=False).rerank(ctx, candidates, deadline_s=1.0)  # type: ignore[arg-type]
+    assert unquote(client.calls[1].prompt(), "USER")["query"] == "like m4, not m420"
