@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field, replace
 from types import TracebackType
 from typing import Any, Self
 
-from recsys.llm.simulated import Handler, enrichment_answer
+from recsys.llm.simulated import Handler, enrichment_answer, judge_answer
 
 __all__ = [
     "DEFAULT_HANDLERS",
@@ -60,7 +60,10 @@ SIMULATED_MODEL = "streamrec-simulated-llm"
 SERVER_MODES = ("honest", "slow", "http_429", "http_500", "http_503", "malformed_json", "empty")
 
 #: Handlers every server starts with, by json_schema name.
-DEFAULT_HANDLERS: Mapping[str, Handler] = {"enrichment": enrichment_answer}
+DEFAULT_HANDLERS: Mapping[str, Handler] = {
+    "enrichment": enrichment_answer,
+    "justification_judge": judge_answer,
+}
 
 
 @dataclass(frozen=True)
