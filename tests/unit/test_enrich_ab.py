@@ -146,9 +146,7 @@ def test_the_set_is_frozen_by_version_seed_and_fingerprint(tiny: MovieLens) -> N
 
 
 def test_caps_and_catalog_cut_keep_what_the_queries_need(tiny: MovieLens) -> None:
-    qs = load_query_set(
-        tiny, QuerySetConfig(max_tag_queries=1, max_conversations=1, max_items=2)
-    )
+    qs = load_query_set(tiny, QuerySetConfig(max_tag_queries=1, max_conversations=1, max_items=2))
     assert len(qs.by_kind("tag")) == 1 and len(qs.by_kind("conversation")) == 1
     ids = {c.item_id for c in qs.items}
     assert all(set(q.relevant) <= ids and set(q.exclude) <= ids for q in qs.queries)
@@ -220,7 +218,7 @@ def test_judge_answer_must_score_exactly_the_given_items() -> None:
     answer = {"scores": [{"item_id": "1", "score": 4, "reason": "fits"}]}
     with pytest.raises(ValueError, match="one per item"):
         JudgeAnswer.model_validate(answer, context={"item_ids": ["1", "2"]})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="less than or equal to 5"):
         JudgeAnswer.model_validate({"scores": [{"item_id": "1", "score": 6, "reason": "x"}]})
 
 
