@@ -305,11 +305,13 @@ def demo(
 
 # ---- replay / evaluate ------------------------------------------------------------------
 def _register_data_commands() -> None:
+    from workers.ab_enrich_cmd import ab_enrich
     from workers.evaluate_cmd import evaluate
     from workers.replay_cmd import replay
 
     app.command("replay")(friendly_errors(replay))
     app.command("evaluate")(friendly_errors(evaluate))
+    app.command("ab-enrich")(friendly_errors(ab_enrich))
 
 
 _register_data_commands()
