@@ -32,57 +32,12 @@ from recsys.evaluation.enrich_ab.judge import (
 from recsys.evaluation.enrich_ab.queries import spoken_title
 from recsys.llm.simulated import judge_answer
 from recsys.movielens import MovieLens
-
-MOVIES = """movieId,title,genres
-1,Heat (1995),Action|Crime|Thriller
-2,Alien (1979),Horror|Sci-Fi
-3,"Big Lebowski, The (1998)",Comedy|Crime
-4,Ocean's Eleven (2001),Crime|Thriller
-5,"Italian Job, The (1969)",Action|Comedy|Crime
-6,Toy Story (1995),Adventure|Animation|Children|Comedy
-7,Heist (2001),Crime|Drama
-8,Aliens (1986),Action|Sci-Fi
-9,Untagged Movie (2000),Drama
-"""
-TAGS = """userId,movieId,tag,timestamp
-10,1,caper,100
-10,4,caper,101
-11,5,caper,102
-10,7,heist,103
-11,1,heist,104
-11,4,heist,105
-12,2,space,106
-12,8,space,107
-11,6,space,108
-12,2,sci-fi,109
-12,8,sci-fi,110
-11,6,sci-fi,111
-11,1,in netflix queue,112
-11,2,in netflix queue,113
-11,3,in netflix queue,114
-10,3,dark comedy,115
-10,1,Atmospheric,116
-10,2,atmospheric ,117
-11,8,ATMOSPHERIC,118
-"""
-RATINGS = """userId,movieId,rating,timestamp
-10,6,5.0,1
-10,3,4.5,2
-10,2,2.0,3
-10,9,4.0,4
-10,1,5.0,5
-11,5,5.0,1
-11,1,3.0,2
-12,3,4.0,1
-12,4,5.0,2
-"""
+from tests.movielens_tiny import write_tiny_movielens
 
 
 @pytest.fixture
 def tiny(tmp_path: Path) -> MovieLens:
-    for name, text in (("movies.csv", MOVIES), ("tags.csv", TAGS), ("ratings.csv", RATINGS)):
-        (tmp_path / name).write_text(text, encoding="utf-8")
-    return MovieLens(tmp_path)
+    return MovieLens(write_tiny_movielens(tmp_path))
 
 
 # ---- query construction -----------------------------------------------------------------
