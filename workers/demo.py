@@ -24,6 +24,7 @@ from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
+from workers.demo_traffic import publish_requests_and_outcomes
 from workers.enrich_report import demo_llm, enrich_report
 from workers.feedback_demo import report_feedback_archive
 from workers.runtime import available_workers
@@ -55,6 +56,14 @@ class DemoOptions:
     catch_up_timeout_s: float = 180.0
 
 
+def _inputs(settings: Settings, name: str) -> tuple[str, ...]:
+    inputs = WORKER_INPUTS[name]
+    if name == "archive":
+        inputs += ("rec_requests",) if settings.archive_requests else ()
+        inputs += ("user_events",) if settings.archive_user_events else ()
+    return inputs
+
+
 def _wait_caught_up(
     settings: Settings, topics: Topics, workers: list[str], timeout_s: float
 ) -> dict[str, int]:
@@ -63,7 +72,7 @@ def _wait_caught_up(
     while time.monotonic() < deadline:
         lags = {}
         for name in workers:
-            names = [getattr(topics, attr).name for attr in WORKER_INPUTS[name]]
+            names = [getattr(topics, attr).name for attr in _inputs(settings, name)]
             group = f"{settings.topic_prefix}streamrec-{name}"
             lags[name] = sum(g.lag for g in group_lag(settings, group, names))
         if all(v == 0 for v in lags.values()):
@@ -117,6 +126,16 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
                 f"{sum(poisoned.values())} poison messages"
             )
             lags = _wait_caught_up(s, topics, workers, options.catch_up_timeout_s)
+            if options.requests:
+                sent, outcomes = publish_requests_and_outcomes(
+                    s, workload, options.requests,
+                    lambda: _wait_caught_up(s, topics, workers, options.catch_up_timeout_s),
+                )  # fmt: skip
+                console.print(
+                    f"published {sent} recommendation requests, then {outcomes} outcome "
+                    "events (what the users did next)"
+                )
+                lags = _wait_caught_up(s, topics, workers, options.catch_up_timeout_s)
             _report(console, s, topics, lags)
             enrich_report(console, s, topics, workers, llm_server)
             report_feedback_archive(console, s, topics)
