@@ -8,13 +8,15 @@
 #   2. replay     a time range of the logged responses, exported to Parquet
 #   3. replay     the logged requests again through another policy configuration
 #                 (counterfactual responses stored beside the originals)
-#   4. evaluate   production vs that policy: metrics by warmth bucket, route and
-#                 llm_used, IPS/SNIPS, a self-contained HTML report
+#   4. A/B        (AB=1) raw vs LLM-enriched embeddings on a frozen MovieLens query set
+#   5. evaluate   production vs that policy: metrics by warmth bucket, route and
+#                 llm_used, IPS/SNIPS (and the A/B when run), a self-contained HTML report
 #
 # Run it from anywhere:  examples/evaluate_policies.sh   (see examples/README.md)
 # Knobs (environment):   POLICY=no-llm ENGINE=popularity ITEMS=300 USERS=150 REQUESTS=200
 #                        LLM=simulated|none|endpoint OUT=examples/out SKIP_TRAFFIC=1
 #                        SINCE=/UNTIL= (ISO-8601 or epoch ms) STREAMREC="path/to/streamrec"
+#                        AB=1 AB_LLM=auto|simulated|endpoint|none AB_REPORT=ab.json
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,6 +28,8 @@ USERS=${USERS:-150}
 REQUESTS=${REQUESTS:-200}
 LLM=${LLM:-simulated}
 SKIP_TRAFFIC=${SKIP_TRAFFIC:-0}
+AB=${AB:-0}
+AB_LLM=${AB_LLM:-auto}
 if [[ -z "${STREAMREC:-}" ]]; then
   if [[ -x .venv/bin/streamrec ]]; then STREAMREC=.venv/bin/streamrec; else STREAMREC=streamrec; fi
 fi
@@ -79,8 +83,18 @@ run "${SR[@]}" replay rec.responses --source archive "${RANGE[@]}" --export "$OU
 step "3. counterfactual: the logged requests through policy '$POLICY' (engine $ENGINE)"
 run "${SR[@]}" replay rec.requests --source archive --policy "$POLICY" --engine "$ENGINE" --overwrite
 
-step "4. evaluate production vs '$POLICY'"
-run "${SR[@]}" evaluate --policy "$POLICY" --json "$OUT/report.json" --html "$OUT/report.html"
+if [[ "$AB" == 1 ]]; then
+  step "4. enrichment A/B on MovieLens: raw vs enriched embeddings (LLM: $AB_LLM)"
+  run "${SR[@]}" ab-enrich --llm "$AB_LLM" --tag-queries 60 --conversations 30 --max-items 600 \
+    --json "$OUT/ab.json"
+  AB_REPORT="$OUT/ab.json"
+fi
+EXTRA=()
+[[ -n "${AB_REPORT:-}" ]] && EXTRA+=(--ab "$AB_REPORT")
+
+step "5. evaluate production vs '$POLICY'"
+run "${SR[@]}" evaluate --policy "$POLICY" --json "$OUT/report.json" --html "$OUT/report.html" \
+  "${EXTRA[@]}"
 
 REPORT="$(cd "$(dirname "$OUT/report.html")" && pwd)/report.html"
 printf '\n\033[1mdone in %ss.\033[0m The report: %s\n' "$SECONDS" "$REPORT"

@@ -8,9 +8,18 @@ positive rating and none.
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["write_tiny_movielens"]
+import numpy as np
+
+from recsys.evaluation.enrich_ab import AbOptions, load_query_set, run_enrichment_ab
+from recsys.movielens import MovieLens
+
+__all__ = ["HashingEmbedder", "tiny_ab_report", "write_tiny_movielens"]
 
 MOVIES = """movieId,title,genres
 1,Heat (1995),Action|Crime|Thriller
@@ -63,3 +72,26 @@ def write_tiny_movielens(folder: Path) -> Path:
     for name, text in (("movies.csv", MOVIES), ("tags.csv", TAGS), ("ratings.csv", RATINGS)):
         (folder / name).write_text(text, encoding="utf-8")
     return folder
+
+
+class HashingEmbedder:
+    """Bag of words hashed into 64 dimensions (our own Embedder port, no model)."""
+
+    name = "hashing-test-embedder"
+    dim = 64
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+            norm = np.linalg.norm(out[row])
+            out[row] /= norm if norm else 1.0
+        return out
+
+
+def tiny_ab_report(folder: Path) -> dict[str, Any]:
+    """An A/B report of the tiny set without an LLM (hashing embedder): the JSON shape
+    `streamrec ab-enrich --json` writes."""
+    qs = load_query_set(MovieLens(write_tiny_movielens(folder)))
+    return run_enrichment_ab(qs, HashingEmbedder(), opts=AbOptions(resamples=200))

@@ -14,9 +14,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from recsys.archive import read_archive
+from recsys.evaluation.enrich_ab import QUERY_SET_VERSION
 from streams.settings import Settings
 from streams.topics import Topics
 from tests.example_archive import write_example_archive
+from tests.movielens_tiny import tiny_ab_report
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "examples" / "evaluate_policies.sh"
@@ -38,7 +40,9 @@ def test_replay_counterfactual_and_evaluate_from_the_archive(tmp_path: Path) -> 
     archive = write_example_archive(settings)
     since = archive.first_request_at - timedelta(seconds=1)
     until = archive.last_request_at + timedelta(seconds=1)
-    result = _run(tmp_path, SINCE=since.isoformat(), UNTIL=until.isoformat())
+    ab = tmp_path / "ab.json"
+    ab.write_text(json.dumps(tiny_ab_report(tmp_path / "ml")))
+    result = _run(tmp_path, SINCE=since.isoformat(), UNTIL=until.isoformat(), AB_REPORT=str(ab))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
 
@@ -64,8 +68,12 @@ def test_replay_counterfactual_and_evaluate_from_the_archive(tmp_path: Path) -> 
     assert production["n_judged"] > 0  # the users' next actions are in the archive
     html = out / "report.html"
     assert html.read_text().startswith("<!doctype html>")
+    # the enrichment A/B it was given sits in the same report
+    assert report["enrichment_ab"]["query_set"]["version"] == QUERY_SET_VERSION
+    assert "Enrichment A/B: raw vs enriched embeddings" in html.read_text()
+    assert "judge skipped: no LLM endpoint configured" in result.stdout
     assert f"The report: {html.resolve()}" in result.stdout
-    for step in ("2. replay", "3. counterfactual", "4. evaluate"):
+    for step in ("2. replay", "3. counterfactual", "5. evaluate"):
         assert step in result.stdout
 
 

@@ -4,9 +4,7 @@ whole run with a fake embedder (our own port) and no LLM."""
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +30,7 @@ from recsys.evaluation.enrich_ab.judge import (
 from recsys.evaluation.enrich_ab.queries import spoken_title
 from recsys.llm.simulated import judge_answer
 from recsys.movielens import MovieLens
-from tests.movielens_tiny import write_tiny_movielens
+from tests.movielens_tiny import HashingEmbedder, write_tiny_movielens
 
 
 @pytest.fixture
@@ -184,22 +182,6 @@ def test_pinned_model_accepts_only_the_model_or_its_snapshot() -> None:
 
 
 # ---- a whole run with a fake embedder and no LLM -------------------------------------
-class HashingEmbedder:
-    """Bag of words hashed into 64 dimensions (our own Embedder port, no model)."""
-
-    name = "hashing-test-embedder"
-    dim = 64
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"[a-z0-9]+", text.lower()):
-                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
-            norm = np.linalg.norm(out[row])
-            out[row] /= norm if norm else 1.0
-        return out
-
-
 def test_run_without_llm_reports_identical_arms_and_a_skipped_judge(tiny: MovieLens) -> None:
     stages: list[str] = []
     report = run_enrichment_ab(
