@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field, replace
 from types import TracebackType
 from typing import Any, Self
 
-from recsys.llm.simulated import Handler, enrichment_answer
+from recsys.llm.simulated import Handler, enrichment_answer, judge_answer
 from recsys.llm.simulated_serving import SERVING_HANDLERS
 
 __all__ = [
@@ -63,7 +63,11 @@ SIMULATED_MODEL = "streamrec-simulated-llm"
 SERVER_MODES = ("honest", "slow", "http_429", "http_500", "http_503", "malformed_json", "empty")
 
 #: Handlers every server starts with, by json_schema name.
-DEFAULT_HANDLERS: Mapping[str, Handler] = {"enrichment": enrichment_answer, **SERVING_HANDLERS}
+DEFAULT_HANDLERS: Mapping[str, Handler] = {
+    "enrichment": enrichment_answer,
+    "justification_judge": judge_answer,
+    **SERVING_HANDLERS,
+}
 
 
 @dataclass(frozen=True)
