@@ -26,6 +26,8 @@ __all__ = ["ENV_PREFIX", "Settings", "load_settings", "mask_url"]
 ENV_PREFIX = "STREAMREC_"
 
 WORKER_NAMES = ("enrich", "users", "serve", "feedback", "archive")
+#: ALS factor counts with an HNSW index (pgvector indexes need a fixed dimension).
+ALS_FACTOR_CHOICES = (16, 32, 64, 128, 256)
 
 
 def mask_url(url: str) -> str:
@@ -214,7 +216,7 @@ class Settings(BaseSettings):
     )
 
     # ---- collaborative filtering -------------------------------------------------------
-    als_factors: Literal[16, 32, 64, 128, 256] = Field(
+    als_factors: int = Field(
         64,
         description="ALS latent factors (one of 16, 32, 64, 128, 256: each has its own "
         "pgvector HNSW index, which needs a fixed dimension).",
@@ -298,6 +300,14 @@ class Settings(BaseSettings):
         Path("../shared/data/ml-latest-small"),
         description="Folder with MovieLens ml-latest-small (tests skip when absent).",
     )
+
+    @field_validator("als_factors")
+    @classmethod
+    def _indexed_factor_count(cls, value: int) -> int:
+        if value not in ALS_FACTOR_CHOICES:
+            choices = ", ".join(map(str, ALS_FACTOR_CHOICES))
+            raise ValueError(f"must be one of {choices} (each has its own HNSW index)")
+        return value
 
     @field_validator("workers", "tag_taxonomy", mode="before")
     @classmethod

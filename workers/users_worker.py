@@ -106,6 +106,8 @@ class UserStateUpdater:
         self.stats.applied += sum(1 for _ in update.accepted)
         self.stats.batches += 1
         for _, (partition, offset) in events:
+            if partition not in self.stats.durable_offsets:
+                log.info("users: now applying partition %d", partition)
             if offset > self.stats.durable_offsets.get(partition, -1):
                 self.stats.durable_offsets[partition] = offset
         self.stats.last_durable = time.time()

@@ -28,14 +28,15 @@ from recsys.records import (
     RecRequest,
     RecResponse,
     Route,
-    ValidationResult,
     WarmthBucket,
 )
 from recsys.serving import candidates as cands
 from recsys.serving.candidates import Candidate
 from recsys.serving.config import ServingConfig, warmth_of
 from recsys.serving.diversity import diversify
+from recsys.serving.explain_llm import LlmExplainer
 from recsys.serving.explanations import Grounds, evidence_for, evidence_texts, template_sentence
+from recsys.serving.guard import REMOVED, InjectionGuard
 from recsys.serving.intent import Intent, IntentParser, parse_rules
 from recsys.serving.llm_gate import LlmGate
 from recsys.serving.ports import CfSource, ItemSource, QueryEmbedder, UserReader, UserView
@@ -68,7 +69,7 @@ class LlmParts:
 
     reranker: LlmReranker | None = None
     intent: IntentParser | None = None
-    explainer: Any | None = None  # recsys.serving.explain_llm.LlmExplainer
+    explainer: LlmExplainer | None = None
     gate: LlmGate | None = None
     model: str | None = None
 
@@ -133,6 +134,7 @@ class Recommender:
         self.llm = llm or LlmParts()
         self.rng = rng or random.Random()
         self.clock = clock
+        self.guard = InjectionGuard()
         self._popular = _Cached(CACHE_TTL_S, clock)
         self._categories = _Cached(30.0, clock)
 
@@ -151,7 +153,7 @@ class Recommender:
         warmth = warmth_of(view.positives, cfg)
         history = [*view.session_items, *view.recent_items]
         history = list(dict.fromkeys(history))
-        query = (request.query or "").strip() or None
+        query, flagged = self._screen(request.query)
         intent, intent_log = await self._intent(request, query, received)
         if intent_log is not None:
             logs.append(intent_log)
@@ -207,13 +209,31 @@ class Recommender:
             latency_ms=(self.clock() - received) * 1000.0,
         )
         logs = [
-            r.model_copy(update={"route": decision.route.value, "propensity": decision.propensity})
+            r.model_copy(
+                update={
+                    "route": decision.route.value,
+                    "propensity": decision.propensity,
+                    "injection_flagged": r.injection_flagged or flagged,
+                }
+            )
             for r in logs
         ]
         timings["total"] = self.clock() - received
         return Served(response, logs, timings)
 
     # ---- steps ------------------------------------------------------------------------
+    def _screen(self, text: str | None) -> tuple[str | None, bool]:
+        """The query as it may be used (instruction-like spans removed), and whether any were.
+
+        Screened before everything — intent, retrieval and prompts — so that flagged
+        text steers nothing, whether or not an LLM is involved.
+        """
+        query = (text or "").strip() or None
+        if query is None or not self.guard.scan(query).flagged:
+            return query, False
+        kept = " ".join(self.guard.neutralise(query).replace(REMOVED, " ").split())
+        return kept or None, True
+
     async def _intent(
         self, request: RecRequest, query: str | None, received: float
     ) -> tuple[Intent | None, LlmInvolvement | None]:
@@ -236,8 +256,8 @@ class Recommender:
         )
         if gate is not None:
             gate.record(outcome)
-        return outcome.intent, _from_outcome(
-            request, LlmUseCase.INTENT, outcome, outcome.source == "llm"
+        return outcome.intent, outcome.involvement(
+            request_id=request.request_id, use_case=LlmUseCase.INTENT, user_id=request.user_id
         )
 
     async def _candidates(
@@ -329,11 +349,7 @@ class Recommender:
             ok, why = gate.allow(_remaining_s(request, received, self.clock) - FINISH_RESERVE_S)
             reason = None if ok else why
         if reason is not None or reranker is None:
-            record = _not_called(request, LlmUseCase.RERANK, reason or "llm_off")
-            if reranker is not None and reranker.guard is not None and query is not None:
-                flagged = reranker.guard.scan(query).flagged
-                record = record.model_copy(update={"injection_flagged": flagged})
-            return order, record, None
+            return order, _not_called(request, LlmUseCase.RERANK, reason or "llm_off"), None
         cap = min(self.config.rerank_cap, len(ranked))
         pool = [
             RerankCandidate(
@@ -361,7 +377,9 @@ class Recommender:
         )
         if gate is not None:
             gate.record(outcome)
-        record = _from_outcome(request, LlmUseCase.RERANK, outcome, outcome.used)
+        record = outcome.involvement(
+            request_id=request.request_id, use_case=LlmUseCase.RERANK, user_id=request.user_id
+        )
         if outcome.used:
             head = [i for i in outcome.order if i in set(order[:cap])]
             order = head + [i for i in order if i not in set(head)]
@@ -413,8 +431,14 @@ class Recommender:
                     )
                     if gate is not None:
                         gate.record(outcome)
-                    record = _from_outcome(request, LlmUseCase.EXPLAIN, outcome, outcome.used)
-                    logs.append(record.model_copy(update={"item_id": cand.item_id}))
+                    logs.append(
+                        outcome.involvement(
+                            request_id=request.request_id,
+                            use_case=LlmUseCase.EXPLAIN,
+                            user_id=request.user_id,
+                            item_id=cand.item_id,
+                        )
+                    )
                     if outcome.used and outcome.text:
                         text, source = outcome.text, ExplanationSource.LLM
             out.append(
@@ -449,37 +473,4 @@ def _not_called(request: RecRequest, use_case: LlmUseCase, reason: str) -> LlmIn
         decision=reason,
         fallback=True,
         fallback_reason=reason,
-    )
-
-
-def _from_outcome(
-    request: RecRequest, use_case: LlmUseCase, outcome: Any, used: bool
-) -> LlmInvolvement:
-    reason = getattr(outcome, "fallback_reason", None) or getattr(outcome, "reason", None)
-    called = bool(getattr(outcome, "called", True))
-    cache_hit = bool(getattr(outcome, "cache_hit", False))
-    decision = f"fallback:{reason or 'unknown'}"
-    if used:
-        decision = "cache_hit" if cache_hit else "used"
-    return LlmInvolvement(
-        request_id=request.request_id,
-        user_id=request.user_id,
-        use_case=use_case,
-        called=called,
-        used=used,
-        decision=decision,
-        prompt_version=getattr(outcome, "prompt_version", None),
-        model=getattr(outcome, "model", None),
-        tokens_in=int(getattr(outcome, "tokens_in", 0) or 0),
-        tokens_out=int(getattr(outcome, "tokens_out", 0) or 0),
-        latency_ms=float(getattr(outcome, "latency_ms", 0.0) or 0.0),
-        cost_usd=float(getattr(outcome, "cost_usd", 0.0) or 0.0),
-        cache_hit=cache_hit,
-        attempts=int(getattr(outcome, "attempts", 0) or 0),
-        validation=getattr(outcome, "validation", ValidationResult.NOT_RUN),
-        validation_errors=list(getattr(outcome, "errors", []) or []),
-        hallucinated_ids=list(getattr(outcome, "hallucinated_ids", []) or []),
-        injection_flagged=bool(getattr(outcome, "injection_flagged", False)),
-        fallback=not used,
-        fallback_reason=None if used else reason,
     )

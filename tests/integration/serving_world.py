@@ -14,18 +14,12 @@ from datetime import timedelta
 from typing import Any
 
 from recsys import db
-from recsys.cf.covisit import CovisitConfig
-from recsys.cf.pg_covisit import PgCovisitation
-from recsys.enrichment import Enricher, EnrichmentPipeline, InMemoryEnrichmentCache
 from recsys.items import Tombstone
 from recsys.items.pgvector import PgItemStore
 from recsys.records import CatalogChange, EventType, UserEvent, utcnow
 from recsys.synthetic import SyntheticWorkload, WorkloadConfig
-from recsys.users.nearline import update_batch
-from recsys.users.state import UserStateConfig
-from recsys.users.store import PgUserStates
 from streams.settings import Settings
-from workers.train_cf_cmd import TrainCfOptions, run_train_cf
+from workers.synthetic_world import seed_world
 
 __all__ = ["SCRIPTED", "World", "build_world"]
 
@@ -71,48 +65,32 @@ def _scripted_events(by_category: dict[str, list[str]]) -> list[UserEvent]:
     return out
 
 
-async def build_world(
-    settings: Settings, embedder: Any, extra_items: list[CatalogChange] = ()
-) -> World:  # type: ignore[assignment]
+async def build_world(settings: Settings, embedder: Any) -> World:
     """Fill the settings' database; return what the tests need to know about it."""
     assert settings.database_url is not None
     dsn = settings.database_url.get_secret_value()
     workload = SyntheticWorkload(WorkloadConfig(n_items=240, n_users=40, seed=11))
-    catalog = [*workload.catalog(), *extra_items]
+    catalog = workload.catalog()
     items = {c.item_id: c for c in catalog}
     by_category: dict[str, list[str]] = {}
     for change in sorted(catalog, key=lambda c: c.item_id):
         for category in change.categories:
             by_category.setdefault(category, []).append(change.item_id)
-    pool = db.async_pool(dsn, min_size=1, max_size=4, name="world")
+    events = [*workload.events(), *_scripted_events(by_category)]
+    await seed_world(settings, embedder, catalog, events, factors=16, iterations=10)
+    world = World(settings, dsn, items, by_category)
+    for e in events:
+        if e.item_id is not None:
+            world.clicked.setdefault(e.user_id, set()).add(e.item_id)
+    # delete two comedy items nobody scripted has seen, and one the warm user saw
+    warm_seen = world.clicked[SCRIPTED["warm"][0]]
+    unseen = [i for i in by_category["comedy"] if i not in warm_seen][:2]
+    doomed = [*unseen, sorted(warm_seen)[0]]
+    pool = db.async_pool(dsn, min_size=1, max_size=2, name="world")
     await pool.open(wait=True)
     try:
-        store = PgItemStore(pool)
-        pipeline = EnrichmentPipeline(
-            store, embedder, Enricher(None, InMemoryEnrichmentCache()), batch_size=64
-        )
-        await pipeline.process(catalog, lambda _: None)
-        events = [*workload.events(), *_scripted_events(by_category)]
-        update = update_batch(
-            lambda _: None,
-            [(e, None) for e in events],
-            UserStateConfig.from_settings(settings),
-            CovisitConfig.from_settings(settings),
-        )
-        await PgUserStates(pool).write(
-            update.accepted, update.states.values(), PgCovisitation(pool)
-        )
-        await run_train_cf(settings, TrainCfOptions(factors=16, iterations=10), dsn)
-        world = World(settings, dsn, items, by_category)
-        for e in events:
-            if e.item_id is not None:
-                world.clicked.setdefault(e.user_id, set()).add(e.item_id)
-        # delete two comedy items nobody scripted has seen, and one the warm user saw
-        warm_seen = world.clicked[SCRIPTED["warm"][0]]
-        unseen = [i for i in by_category["comedy"] if i not in warm_seen][:2]
-        doomed = [*unseen, sorted(warm_seen)[0]]
-        await store.apply([Tombstone(i, 99, f"{i}-delete") for i in doomed])
-        world.deleted = set(doomed)
-        return world
+        await PgItemStore(pool).apply([Tombstone(i, 99, f"{i}-delete") for i in doomed])
     finally:
         await pool.close()
+    world.deleted = set(doomed)
+    return world

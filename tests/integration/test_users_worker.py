@@ -22,7 +22,7 @@ from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
-from tests.helpers import await_until, read_topic
+from tests.helpers import await_until, committed_offsets, read_topic
 from tests.integration.users_harness import (
     USERS_OVERRIDES,
     assert_exact,
@@ -70,6 +70,13 @@ async def test_state_is_exact_with_duplicates_and_bad_input_goes_to_the_dlq(
             held = table.value(user.encode())
             assert isinstance(held, UserState) and held.without_dedup() == state.without_dedup()
         assert updater.stats.duplicates >= len(log) - len({e.event_id for e in log})
+        # offsets are committed behind the durable batches
+        group, topic = f"{s.topic_prefix}streamrec-users", spec.name
+        ends = {p: o + 1 for p, o in updater.stats.durable_offsets.items()}
+        await await_until(
+            lambda: committed_offsets(s, group, topic) == ends, 30, 0.5, what="offsets committed"
+        )
+        print("STATS", updater.stats)
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
