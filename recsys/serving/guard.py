@@ -111,6 +111,7 @@ class InjectionGuard:
                 else:
                     by_symbol.setdefault(needle, set()).add(i)
         self._by_stem = {k: tuple(v) for k, v in by_stem.items()}
+        self._stems = frozenset(by_stem)
         self._by_symbol = tuple((k, tuple(v)) for k, v in by_symbol.items())
 
     def scan(self, text: str | None) -> GuardVerdict:
@@ -120,11 +121,9 @@ class InjectionGuard:
         norm = normalise_for_scan(text)
         if norm.isascii():
             todo = set(self._always)
-            by_stem = self._by_stem
-            for token in norm.encode().translate(_WORD_BYTES).split():
-                hit = by_stem.get(token[:_STEM])
-                if hit is not None:
-                    todo.update(hit)
+            tokens = norm.encode().translate(_WORD_BYTES).split()
+            for stem in self._stems.intersection([t[:_STEM] for t in tokens]):
+                todo.update(self._by_stem[stem])
             for symbol, indexes in self._by_symbol:
                 if symbol in norm:
                     todo.update(indexes)
