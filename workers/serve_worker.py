@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 async def run(ctx: Context, stop: asyncio.Event) -> None:
     """Serve requests until ``stop`` is set."""
     s, topics, producer = ctx.settings, ctx.topics, ctx.producer
-    apool = await ctx.async_pool("serve")
+    apool = await ctx.async_pool("serve", autocommit=True)
     embedder: Embedder = ctx.extras.get("embedder") or SentenceTransformerEmbedder(
         s.embedding_model, s.embedding_device, s.embedding_batch_size
     )
