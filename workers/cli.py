@@ -308,9 +308,11 @@ def _register_data_commands() -> None:
     from workers.ab_enrich_cmd import ab_enrich
     from workers.evaluate_cmd import evaluate
     from workers.replay_cmd import replay
+    from workers.train_cf_cmd import train_cf
 
     app.command("replay")(friendly_errors(replay))
     app.command("evaluate")(friendly_errors(evaluate))
+    app.command("train-cf")(friendly_errors(train_cf))
     app.command("ab-enrich")(friendly_errors(ab_enrich))
 
 

@@ -129,7 +129,7 @@ def enrichment_answer(
     elif mode == "extra_fields":
         answer["confidence"] = 0.93
         answer["internal_notes"] = "fields the schema does not allow"
-    elif mode == "obeys_injections":
+    elif mode in ("obeys_injections", "obey_injections"):
         match = _INJECTION.search(description) or _INJECTION.search(title)
         if match:
             answer["tags"] = [match.group(1).strip().lower()]
