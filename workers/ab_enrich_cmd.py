@@ -100,7 +100,7 @@ def ab_llm(settings: Settings, opts: AbCommandOptions) -> Iterator[AbLlm]:
             if opts.judge
             else None
         )
-        yield AbLlm(client, judge, False, judge_off_reason=judge_off, taxonomy=taxonomy)
+        yield AbLlm(client, judge, simulated=False, judge_off_reason=judge_off, taxonomy=taxonomy)
         return
     from recsys.llm.server import SimulatedLlmServer
 
@@ -108,7 +108,7 @@ def ab_llm(settings: Settings, opts: AbCommandOptions) -> Iterator[AbLlm]:
         model = opts.judge_model or server.model
         client = LlmClient(base_url=server.base_url, model=server.model, max_concurrency=8)
         judge = LlmClient(base_url=server.base_url, model=model) if opts.judge else None
-        yield AbLlm(client, judge, True, judge_off_reason=judge_off, taxonomy=taxonomy)
+        yield AbLlm(client, judge, simulated=True, judge_off_reason=judge_off, taxonomy=taxonomy)
 
 
 def _movielens_path(settings: Settings, opts: AbCommandOptions) -> Path:

@@ -13,6 +13,7 @@ import pytest
 from recsys.evaluation.enrich_ab import (
     JUDGE_PROMPT,
     QUERY_SET_VERSION,
+    AbLlm,
     AbOptions,
     QuerySetConfig,
     bootstrap_delta,
@@ -28,6 +29,7 @@ from recsys.evaluation.enrich_ab.judge import (
     judge_messages,
 )
 from recsys.evaluation.enrich_ab.queries import spoken_title
+from recsys.llm.client import LlmClient
 from recsys.llm.simulated import judge_answer
 from recsys.movielens import MovieLens
 from tests.movielens_tiny import HashingEmbedder, write_tiny_movielens
@@ -206,3 +208,16 @@ def test_run_without_llm_reports_identical_arms_and_a_skipped_judge(tiny: MovieL
     caper = next(q for q in report["per_query"] if q["query_id"] == "conversation:10:caper")
     assert not {"6", "3"} & set(caper["raw"]["top"])  # the titles the user named
     assert {"enrich", "embed"} <= set(stages)
+
+
+def test_a_judge_with_no_queries_is_reported_skipped(tiny: MovieLens) -> None:
+    never_called = LlmClient(base_url="http://127.0.0.1:9/v1", model="judge-x")
+    report = run_enrichment_ab(
+        load_query_set(tiny),
+        HashingEmbedder(),
+        AbLlm(judge_client=never_called),
+        AbOptions(judge_queries=0, resamples=200),
+    )
+    assert report["judge"]["status"] == "skipped"
+    assert report["judge"]["reason"] == "skipped: no queries for the judge"
+    assert never_called.stats.calls == 0

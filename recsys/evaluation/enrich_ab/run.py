@@ -210,6 +210,8 @@ async def _judge(
     pinned = client.model
     position = {c.item_id: i for i, c in enumerate(qs.items)}
     sample = _judge_sample(qs.queries, opts.judge_queries, opts.seed)
+    if not sample:
+        return {**base, "status": "skipped", "reason": "skipped: no queries for the judge"}
     total = len(sample) * len(ARMS)
 
     async def one(qi: int, arm: str) -> JudgeVerdict:
