@@ -227,11 +227,12 @@ def print_ab_report(report: dict[str, Any], console: Console) -> None:
             highlight=False,
         )
         return
-    label = "SIMULATED judge, " if judge["simulated"] else ""
+    label = "SIMULATED " if judge["simulated"] else ""
     jt = Table(
-        title=f"justification quality, 1-5 ({label}model {judge['model']}, answered by "
-        f"{', '.join(judge['answered_by']) or '-'}, prompt {judge['prompt_name']} "
-        f"{judge['prompt_version']}, top {judge['items_per_query']} per query)"
+        title=f"justification quality, 1-5 ({label}judge {judge['model']})",
+        caption=f"answered by {', '.join(judge['answered_by']) or '-'}; prompt "
+        f"{judge['prompt_name']} {judge['prompt_version']}; top {judge['items_per_query']} "
+        f"items per arm on {judge['queries']} queries; temperature {judge['temperature']}",
     )
     for col in ("queries", "raw", "enriched", "delta", "CI", "n"):
         jt.add_column(col, justify="left" if col == "queries" else "right")
