@@ -15,7 +15,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from recsys.records import EventType, LlmInvolvement, RecRequest, RecResponse, UserEvent, utcnow
+from recsys.records import LlmInvolvement, RecRequest, RecResponse, utcnow
 from recsys.synthetic import SyntheticWorkload
 from streams.client import RecClient
 from streams.exceptions import RequestTimeout
@@ -56,9 +56,8 @@ def serve_demo(
     workload: SyntheticWorkload,
     n_requests: int,
     rate_per_s: float = 20.0,
-    click_share: float = 0.3,
 ) -> list[RecResponse]:
-    """Drive the serve worker and print what it did; the answered responses."""
+    """Drive the serve worker, then publish what the users did next; print what happened."""
     _train(console, settings)
     requests = workload.requests(n_requests)
     sent: list[tuple[RecRequest, Future[RecResponse], float]] = []
@@ -77,21 +76,14 @@ def serve_demo(
                 timeouts += 1
                 continue
             answered.append((request, response, (time.monotonic() - at) * 1000.0))
-        # outcomes: a share of users click one of the first three items they were shown
-        clicks = 0
-        for n, (request, response, _) in enumerate(answered):
-            if response.items and n % max(1, round(1 / click_share)) == 0:
-                item = response.items[n % min(3, len(response.items))]
-                producer.publish_user_event(
-                    UserEvent(
-                        user_id=request.user_id,
-                        event_type=EventType.CLICK,
-                        item_id=item.item_id,
-                        rec_request_id=request.request_id,
-                        occurred_at=response.produced_at + timedelta(seconds=1),
-                    )
-                )
-                clicks += 1
+        # what the users did next, independent of what they were shown (the synthetic
+        # ground truth), within the demo's attribution window: feedback joins it
+        answered_requests = [request for request, _, _ in answered]
+        window = timedelta(seconds=max(6, settings.attribution_window_s - 2))
+        outcomes = workload.outcomes(answered_requests, within=window)
+        for event in outcomes:
+            producer.publish_user_event(event)
+        clicks = len(outcomes)
         producer.flush()
     _report(console, settings, topics, answered, timeouts, clicks)
     return [r for _, r, _ in answered]

@@ -44,6 +44,13 @@ class PgItems:
     async def eligible(self, item_ids: Sequence[str], filters: ItemFilters | None) -> set[str]:
         return await self.store.eligible_ids(list(item_ids), filters)
 
+    async def similarities(
+        self, vector: np.ndarray, item_ids: Sequence[str], filters: ItemFilters | None
+    ) -> dict[str, float]:
+        return await self.store.similarities(
+            vector, list(item_ids), space=self.space, filters=filters
+        )
+
     async def details(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:
         return {r.item_id: r for r in await self.store.get_many(list(dict.fromkeys(item_ids)))}
 
