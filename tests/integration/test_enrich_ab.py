@@ -187,8 +187,18 @@ def test_command_uses_the_configured_endpoint_with_a_pinned_judge(
     assert judged == {"judge-2026-01-01"}
     assert llm_server.calls_for("enrichment") == report["enrichment"]["items"]
 
+    assert report["enrichment"]["cache"] == str(
+        tmp_path / "home" / "ab-enrich" / "enrichment-cache.jsonl"
+    )
+
+    # a second run takes every enrichment from the cache file: no LLM call
+    calls = llm_server.calls_for("enrichment")
     no_judge = run_ab_enrich(
         settings,
         AbCommandOptions(movielens=tmp_path / "ml", judge=False, resamples=200),
     )
     assert no_judge["judge"]["reason"] == "skipped: judge switched off (--no-judge)"
+    assert llm_server.calls_for("enrichment") == calls
+    assert no_judge["enrichment"]["cache_hits"] == no_judge["enrichment"]["items"]
+    assert no_judge["enrichment"]["calls"] == 0
+    assert no_judge["retrieval"] == report["retrieval"]

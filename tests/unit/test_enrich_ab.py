@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recsys.enrichment.cache import CacheKey
 from recsys.evaluation.enrich_ab import (
     JUDGE_PROMPT,
     QUERY_SET_VERSION,
@@ -22,6 +23,7 @@ from recsys.evaluation.enrich_ab import (
     run_enrichment_ab,
     score_ranking,
 )
+from recsys.evaluation.enrich_ab.cache import JsonlEnrichmentCache
 from recsys.evaluation.enrich_ab.judge import (
     JudgeAnswer,
     JudgeItem,
@@ -221,3 +223,17 @@ def test_a_judge_with_no_queries_is_reported_skipped(tiny: MovieLens) -> None:
     assert report["judge"]["status"] == "skipped"
     assert report["judge"]["reason"] == "skipped: no queries for the judge"
     assert never_called.stats.calls == 0
+
+
+async def test_jsonl_cache_survives_a_restart_and_skips_damaged_lines(tmp_path: Path) -> None:
+    path = tmp_path / "cache" / "enrichment-cache.jsonl"
+    key = CacheKey("hash-1", "prompt-v1", "model-a")
+    first = JsonlEnrichmentCache(path)
+    await first.put(key, {"summary": "one"}, tokens_in=10, tokens_out=3, cost_usd=0.001)
+    await first.put(key, {"summary": "two"})  # first writer wins
+    with path.open("a", encoding="utf-8") as f:
+        f.write('{"content_hash": "hash-2", "prompt_ver')  # an interrupted write
+    again = JsonlEnrichmentCache(path)
+    assert await again.get(key) == {"summary": "one"}
+    assert await again.get(CacheKey("hash-1", "prompt-v2", "model-a")) is None
+    assert len(again) == 1 and again.skipped_lines == 1
