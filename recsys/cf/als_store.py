@@ -178,11 +178,13 @@ class PgAls:
                     run.n_interactions, Jsonb(metrics),
                 ),
             )  # fmt: skip
-            cur = conn.cursor()
-            async with cur.copy(
-                "COPY als_item_factors (version, item_id, dims, factor) "
-                "FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy:
+            async with (
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY als_item_factors (version, item_id, dims, factor) "
+                    "FROM STDIN WITH (FORMAT BINARY)"
+                ) as copy,
+            ):
                 copy.set_types(["text", "text", "int2", "vector"])
                 for start in range(0, len(model.item_ids), chunk):
                     ids = model.item_ids[start : start + chunk]
