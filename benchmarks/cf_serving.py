@@ -11,6 +11,8 @@ the version with ``PgAls.write`` and activates it, loads the ratings into
   alternative it replaces: the decayed aggregate over ``user_events`` per request
   (``popularity_direct_query``); plus the snapshot refresh time.
 * ``als_plan_uses_hnsw`` — whether the planner picks the inner-product index.
+* ``factor_write_rows_per_s`` — ``PgAls.write`` (COPY into the indexed table), beside
+  COPY into a table without an index and a bulk HNSW build afterwards (yardsticks).
 
     python -m benchmarks cf_serving [--movielens DIR] [--requests 300] [--factors 64]
 """
@@ -62,6 +64,34 @@ def load_events(dsn: str, ratings: list[Any]) -> None:
         conn.execute("ANALYZE user_events")
 
 
+async def copy_yardstick(pool: Any, model: Any, factors: int) -> tuple[float, float]:
+    """The same rows COPYed into a table without an index, then an HNSW index built in
+    bulk: what writing costs without incremental index inserts."""
+    async with pool.connection() as conn:
+        await conn.execute("SET statement_timeout = 0")
+        await conn.execute(
+            "CREATE TEMP TABLE bench_factors (item_id text, dims int2, factor vector)"
+        )
+        t = time.perf_counter()
+        async with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY bench_factors (item_id, dims, factor) FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy,
+        ):
+            copy.set_types(["text", "int2", "vector"])
+            for item_id, factor in zip(model.item_ids, model.item_factors, strict=True):
+                await copy.write_row((item_id, factors, factor))
+        copy_s = time.perf_counter() - t
+        t = time.perf_counter()
+        await conn.execute(
+            f"CREATE INDEX ON bench_factors USING hnsw ((factor::vector({factors})) vector_ip_ops)"
+        )
+        build_s = time.perf_counter() - t
+        await conn.execute("DROP TABLE bench_factors")
+    return copy_s, build_s
+
+
 async def run(args: argparse.Namespace, dsn: str, ratings: list[Any]) -> dict[str, Any]:
     matrix = build_matrix(
         Interaction(r.user_id, r.item_id, "RATING", r.rating, float(r.ts)) for r in ratings
@@ -80,6 +110,7 @@ async def run(args: argparse.Namespace, dsn: str, ratings: list[Any]) -> dict[st
         )  # fmt: skip
         write_s = time.perf_counter() - t
         await store.activate(version)
+        copy_s, build_s = await copy_yardstick(pool, model, args.factors)
         async with pool.connection() as conn:
             await conn.execute("ANALYZE als_item_factors")
             cur = await conn.execute(
@@ -130,6 +161,8 @@ async def run(args: argparse.Namespace, dsn: str, ratings: list[Any]) -> dict[st
         "items": len(matrix.items),
         "factors": args.factors,
         "factor_write_rows_per_s": round(len(matrix.items) / write_s),
+        "yardstick_copy_no_index_rows_per_s": round(len(matrix.items) / copy_s),
+        "yardstick_hnsw_bulk_build_s": round(build_s, 3),
         "als_recommend": summary_ms(ann),
         "exact_numpy": summary_ms(exact),
         "ann_recall_at_n": round(float(np.mean(overlap)), 4),
