@@ -165,10 +165,11 @@ class FaustDecoder:
                 value = value.encode()
             return self.serde.decode(value, spec.value)
         except SerializationError as exc:
-            self._dead(spec, event, exc.reason, str(exc))
+            self.dead_letter(spec, event, exc.reason, str(exc))
         return None
 
-    def _dead(self, spec: TopicSpec, event: Any, reason: str, error: str) -> None:
+    def dead_letter(self, spec: TopicSpec, event: Any, reason: str, error: str) -> None:
+        """Send ``event``'s original bytes to the DLQ of ``spec`` with the reason; flushed."""
         message = event.message
         headers = message.headers
         pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])

@@ -26,6 +26,8 @@ __all__ = ["ENV_PREFIX", "Settings", "load_settings", "mask_url"]
 ENV_PREFIX = "STREAMREC_"
 
 WORKER_NAMES = ("enrich", "users", "serve", "feedback", "archive")
+#: ALS factor counts with an HNSW index (pgvector indexes need a fixed dimension).
+ALS_FACTOR_CHOICES = (16, 32, 64, 128, 256)
 
 
 def mask_url(url: str) -> str:
@@ -191,9 +193,30 @@ class Settings(BaseSettings):
     dedup_window_s: int = Field(
         86_400, ge=0, description="Duplicate event_ids are ignored within this window."
     )
+    dedup_max_events: int = Field(
+        1000,
+        ge=1,
+        description="At most this many recent event_ids are kept per user for dedup "
+        "(redeliveries are recognised by offset regardless).",
+    )
+    covisit_half_life_h: float = Field(
+        168.0, gt=0, description="Half-life of co-visitation weights, hours."
+    )
+    covisit_window_items: int = Field(
+        20, ge=1, description="A visit is paired with at most this many of the user's recent items."
+    )
+    covisit_window_s: int = Field(
+        86_400, ge=1, description="Only recent items visited within this many seconds pair up."
+    )
+    users_batch_size: int = Field(
+        2000, ge=1, description="Events the users worker takes per batch (stream.take)."
+    )
+    users_batch_wait_ms: int = Field(
+        100, ge=1, description="Max wait to fill a users-worker batch."
+    )
 
     # ---- collaborative filtering -------------------------------------------------------
-    als_factors: Literal[16, 32, 64, 128, 256] = Field(
+    als_factors: int = Field(
         32,
         description="ALS latent factors (one of 16, 32, 64, 128, 256: each has its own "
         "pgvector HNSW index, which needs a fixed dimension).",
@@ -224,9 +247,22 @@ class Settings(BaseSettings):
 
     # ---- serving -----------------------------------------------------------------------
     rerank_cap: int = Field(30, ge=1, le=50, description="Candidates the LLM may rerank.")
-    candidate_pool: int = Field(200, ge=10, description="Candidates gathered per request.")
+    candidate_pool: int = Field(100, ge=10, description="Candidates gathered per request.")
     serve_concurrency: int = Field(32, ge=1, description="Requests served concurrently.")
     response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
+    route_epsilon: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Probability of exploring another feasible route (logged propensity).",
+    )
+    serving_space: Literal["raw", "enriched"] = Field(
+        "enriched", description="Item vectors content retrieval searches."
+    )
+    content_popularity_weight: float = Field(
+        0.5, ge=0.0, description="Weight of the popularity prior in content scores."
+    )
+    llm_intent: bool = Field(True, description="Use the LLM to parse natural-language queries.")
 
     # ---- feedback / archive ------------------------------------------------------------
     attribution_window_s: int = Field(
@@ -264,6 +300,14 @@ class Settings(BaseSettings):
         Path("../shared/data/ml-latest-small"),
         description="Folder with MovieLens ml-latest-small (tests skip when absent).",
     )
+
+    @field_validator("als_factors")
+    @classmethod
+    def _indexed_factor_count(cls, value: int) -> int:
+        if value not in ALS_FACTOR_CHOICES:
+            choices = ", ".join(map(str, ALS_FACTOR_CHOICES))
+            raise ValueError(f"must be one of {choices} (each has its own HNSW index)")
+        return value
 
     @field_validator("workers", "tag_taxonomy", mode="before")
     @classmethod

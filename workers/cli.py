@@ -305,6 +305,7 @@ def demo(
 
 # ---- replay / evaluate ------------------------------------------------------------------
 def _register_data_commands() -> None:
+    from workers.ab_enrich_cmd import ab_enrich
     from workers.evaluate_cmd import evaluate
     from workers.replay_cmd import replay
     from workers.train_cf_cmd import train_cf
@@ -312,6 +313,7 @@ def _register_data_commands() -> None:
     app.command("replay")(friendly_errors(replay))
     app.command("evaluate")(friendly_errors(evaluate))
     app.command("train-cf")(friendly_errors(train_cf))
+    app.command("ab-enrich")(friendly_errors(ab_enrich))
 
 
 _register_data_commands()

@@ -139,8 +139,16 @@ class InMemoryItemStore:
             out.append(row)
         return out
 
-    async def eligible_ids(self, item_ids: Sequence[str]) -> set[str]:
-        return {i for i in item_ids if (row := self._rows.get(i)) is not None and row.eligible}
+    async def eligible_ids(
+        self, item_ids: Sequence[str], filters: ItemFilters | None = None
+    ) -> set[str]:
+        return {
+            i
+            for i in item_ids
+            if (row := self._rows.get(i)) is not None
+            and row.eligible
+            and (filters is None or filters.matches(row))
+        }
 
     async def vectors(
         self, item_ids: Sequence[str], *, space: Space = "enriched"

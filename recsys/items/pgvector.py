@@ -339,15 +339,18 @@ class PgItemStore:
         by_id = {r["item_id"]: r for r in rows}
         return [_record(by_id[i]) for i in dict.fromkeys(item_ids) if i in by_id]
 
-    async def eligible_ids(self, item_ids: Sequence[str]) -> set[str]:
+    async def eligible_ids(
+        self, item_ids: Sequence[str], filters: ItemFilters | None = None
+    ) -> set[str]:
         if not item_ids:
             return set()
+        where, params = self._where(sql.Identifier("raw_embedding"), filters, ())
+        params["ids"] = list(item_ids)
         rows = await self._fetch(
-            sql.SQL(
-                "SELECT item_id FROM {t} WHERE item_id = ANY(%s) AND NOT deleted AND available "
-                "AND raw_embedding IS NOT NULL"
-            ).format(t=self.table),
-            (list(item_ids),),
+            sql.SQL("SELECT item_id FROM {t} WHERE item_id = ANY(%(ids)s) AND {where}").format(
+                t=self.table, where=where
+            ),
+            params,
         )
         return {r["item_id"] for r in rows}
 

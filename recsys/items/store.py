@@ -57,8 +57,11 @@ class ItemStore(Protocol):
         """Stored rows of ``item_ids`` (deleted ones too), in the order asked; missing skipped."""
         ...
 
-    async def eligible_ids(self, item_ids: Sequence[str]) -> set[str]:
-        """The subset that exists, is not deleted, is available and is embedded."""
+    async def eligible_ids(
+        self, item_ids: Sequence[str], filters: ItemFilters | None = None
+    ) -> set[str]:
+        """The subset that exists, is not deleted, is available, is embedded and matches
+        ``filters`` (the request's hard constraints) when given."""
         ...
 
     async def vectors(

@@ -124,6 +124,8 @@ async def test_each_space_has_its_own_vectors(loaded: ItemStore) -> None:
 async def test_filters(loaded: ItemStore, filters: ItemFilters, expected: list[str]) -> None:
     result = await loaded.knn(vec(e0=1), 10, space="raw", filters=filters)
     assert [i for i, _ in result] == expected
+    # eligibility checks of given ids apply the same hard constraints
+    assert await loaded.eligible_ids(["a", "b", "c", "d", "e", "zz"], filters) == set(expected)
 
 
 async def test_exclude_ids(loaded: ItemStore) -> None:

@@ -1,0 +1,105 @@
+"""The serving ports over Postgres + pgvector (items, users' read model, CF tables)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Literal
+
+import numpy as np
+
+from recsys.cf.als_store import PgAls
+from recsys.cf.pg_covisit import PgCovisitation
+from recsys.cf.popularity import PgPopularity
+from recsys.items.model import ItemFilters, ItemRecord
+from recsys.items.pgvector import PgItemStore
+from recsys.records import WarmthBucket
+from recsys.serving.ports import UserView
+from recsys.users.store import PgUserStates
+
+__all__ = ["PgCf", "PgItems", "PgUsers"]
+
+#: Fold-in weight of a recent item halves every this many positions (newest = 1).
+RECENT_HALF_LIFE = 20.0
+
+
+class PgItems:
+    """:class:`~recsys.serving.ports.ItemSource` over the item store, in one vector space."""
+
+    def __init__(self, store: PgItemStore, space: Literal["raw", "enriched"] = "enriched") -> None:
+        self.store = store
+        self.space: Literal["raw", "enriched"] = space
+
+    async def knn(
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        filters: ItemFilters | None = None,
+        exclude: Collection[str] = (),
+    ) -> list[tuple[str, float]]:
+        return await self.store.knn(
+            vector, k, space=self.space, filters=filters, exclude_ids=list(exclude)
+        )
+
+    async def eligible(self, item_ids: Sequence[str], filters: ItemFilters | None) -> set[str]:
+        return await self.store.eligible_ids(list(item_ids), filters)
+
+    async def details(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:
+        return {r.item_id: r for r in await self.store.get_many(list(dict.fromkeys(item_ids)))}
+
+    async def vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        return await self.store.vectors(list(dict.fromkeys(item_ids)), space=self.space)
+
+    async def categories(self) -> list[str]:
+        return await self.store.categories()
+
+
+class PgUsers:
+    """:class:`~recsys.serving.ports.UserReader` over the users worker's read model."""
+
+    def __init__(self, states: PgUserStates, consumed_limit: int = 1000) -> None:
+        self.states = states
+        self.consumed_limit = consumed_limit
+
+    async def view(self, user_id: str) -> UserView:
+        state = await self.states.get(user_id)
+        consumed = await self.states.consumed(user_id, self.consumed_limit)
+        if state is None:
+            return UserView(user_id, consumed=frozenset(consumed))
+        session = state.session
+        recent = tuple(
+            (item, 0.5 ** (position / RECENT_HALF_LIFE))
+            for position, (item, _) in enumerate(state.recent_items)
+        )
+        return UserView(
+            user_id=user_id,
+            warmth=WarmthBucket(state.warmth),
+            positives=state.positives,
+            recent=recent,
+            session_items=tuple(i for i, _ in session.items) if session is not None else (),
+            session_query=session.query if session is not None else None,
+            consumed=frozenset(consumed),
+        )
+
+
+class PgCf:
+    """:class:`~recsys.serving.ports.CfSource` over the ALS, co-visitation and popularity tables."""
+
+    def __init__(self, als: PgAls, covisit: PgCovisitation, popularity: PgPopularity) -> None:
+        self.als_store, self.covisit_store, self.popularity = als, covisit, popularity
+
+    async def als(
+        self, recent: Sequence[tuple[str, float]], n: int, exclude: Collection[str]
+    ) -> list[tuple[str, float]]:
+        return await self.als_store.recommend(recent, n, exclude)
+
+    async def covisit(
+        self, items: Sequence[str], n: int, exclude: Collection[str]
+    ) -> list[tuple[str, float, str]]:
+        return await self.covisit_store.neighbors(items, n, exclude)
+
+    async def popular(self, n: int, exclude: Collection[str]) -> list[tuple[str, float]]:
+        return await self.popularity.top(n, exclude)
+
+    async def model_version(self) -> str | None:
+        return await self.als_store.active_version()

@@ -1,0 +1,1 @@
+"""Per-user state (warmth, engagement, recent items, session) and its Postgres read model."""

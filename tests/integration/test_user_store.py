@@ -1,0 +1,106 @@
+"""The users read model, event store and co-visitation on the real Postgres: a batch
+written twice counts once, a stale batch never moves a row backwards, and Postgres
+co-visitation equals the offline model on the same log."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from recsys import db
+from recsys.cf.covisit import Covisitation, CovisitConfig
+from recsys.cf.pg_covisit import PgCovisitation
+from recsys.records import EventType, UserEvent, WarmthBucket
+from recsys.users.nearline import update_batch
+from recsys.users.state import UserState, UserStateConfig, fold
+from recsys.users.store import PgUserStates
+
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+CFG = UserStateConfig(cold_max_interactions=1, warm_min_interactions=3, session_gap_s=600)
+CCFG = CovisitConfig(covisit_half_life_h=24.0, covisit_window_items=3, covisit_window_s=3600)
+
+
+def ev(user: str, kind: str, item: str | None, s: float, eid: str) -> UserEvent:
+    return UserEvent(
+        event_id=eid, user_id=user, event_type=EventType(kind), item_id=item,
+        query="films" if kind == "SEARCH" else None, occurred_at=T0 + timedelta(seconds=s),
+    )  # fmt: skip
+
+
+LOG = [
+    ev("u1", "VIEW", "a", 0, "e1"), ev("u1", "CLICK", "b", 10, "e2"),
+    ev("u2", "VIEW", "a", 20, "e3"), ev("u2", "PURCHASE", "b", 30, "e4"),
+    ev("u2", "SEARCH", None, 35, "e5"), ev("u1", "CART", "c", 40, "e6"),
+    ev("u2", "DISMISS", "d", 50, "e7"), ev("u1", "CLICK", "b", 60, "e2"),  # duplicate id
+    ev("u3", "VIEW", "gone-item", 70, "e8"),
+]  # fmt: skip
+
+
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[object]:
+    apool = db.async_pool(database, min_size=1, max_size=2)
+    await apool.open(wait=True)
+    yield apool
+    await apool.close()
+
+
+async def test_batches_write_once_and_never_go_backwards(pool: object) -> None:
+    store, covisit = PgUserStates(pool), PgCovisitation(pool, CCFG.covisit_half_life_h)  # type: ignore[arg-type]
+    states: dict[str, UserState] = {}
+    positions = [(e, (0, i)) for i, e in enumerate(LOG)]
+    first = update_batch(states.get, positions[:5], CFG, CCFG)
+    result = await store.write(first.accepted, first.states.values(), covisit)
+    assert (result.inserted, result.redelivered) == (5, 0)
+    states.update(first.states)
+    second = update_batch(states.get, positions[5:], CFG, CCFG)
+    assert second.duplicates == 1
+    await store.write(second.accepted, second.states.values(), covisit)
+    states.update(second.states)
+
+    expected = fold(LOG, CFG)
+    got = await store.get_many(["u1", "u2", "u3", "nobody"])
+    assert set(got) == {"u1", "u2", "u3"}
+    for user, state in expected.items():
+        assert got[user] == state.without_dedup()
+    assert got["u1"].warmth is WarmthBucket.WARMING and got["u2"].warmth is WarmthBucket.COLD
+    assert await store.get("nobody") is None
+    assert await store.consumed("u2") == {"a", "b"}  # not the dismissed item
+    assert await store.consumed("u1", limit=1) == {"c"}
+
+    # the same batch again (a redelivery after a crash): nothing counts twice
+    pairs_before = await covisit.log2_weights()
+    again = update_batch({}.get, positions[:5], CFG, CCFG)
+    result = await store.write(again.accepted, again.states.values(), covisit)
+    assert (result.inserted, result.redelivered, result.pairs) == (0, 5, 0)
+    assert await covisit.log2_weights() == pairs_before
+    assert await store.version("u1") == expected["u1"].events  # not moved back to 2
+
+    offline = Covisitation(CCFG)
+    for state_event in [e for e in fold_order(LOG)]:
+        assert state_event.item_id is not None
+        offline.update(state_event.user_id, state_event.item_id, state_event.occurred_at)
+    pg, mem = await covisit.log2_weights(), offline.log2_weights()
+    assert pg.keys() == mem.keys() and len(pg) > 0
+    assert all(math.isclose(pg[k], mem[k], rel_tol=1e-12) for k in pg)
+    at = T0 + timedelta(hours=1)
+    got_n = await covisit.neighbors(["a"], 5, at=at)
+    want_n = offline.neighbors(["a"], 5, at=at)
+    assert [(i, v) for i, _, v in got_n] == [(i, v) for i, _, v in want_n]
+    assert all(math.isclose(g[1], w[1], rel_tol=1e-9) for g, w in zip(got_n, want_n, strict=True))
+    assert [i for i, _, _ in await covisit.neighbors(["a"], 5, exclude={"b"}, at=at)] == ["c"]
+
+
+def fold_order(log: list[UserEvent]) -> list[UserEvent]:
+    """Visits the state accepted, in log order (what co-visitation is fed)."""
+    seen: set[str] = set()
+    out = []
+    for e in log:
+        if e.event_id in seen or e.event_type in (EventType.SEARCH, EventType.DISMISS):
+            seen.add(e.event_id)
+            continue
+        seen.add(e.event_id)
+        out.append(e)
+    return out
