@@ -157,16 +157,16 @@ async def run_train_cf(
 
     if opts.since and opts.until and opts.since >= opts.until:
         raise InvalidRange(f"--since must be before --until ({_window_text(opts)})")
-    factors = opts.factors or settings.als_factors
+    factors = settings.als_factors if opts.factors is None else opts.factors
     check_factors(factors)
     try:
         params = AlsParams(
             factors=factors,
-            iterations=opts.iterations or settings.als_iterations,
+            iterations=settings.als_iterations if opts.iterations is None else opts.iterations,
             regularization=(
                 settings.als_regularization if opts.regularization is None else opts.regularization
             ),
-            alpha=opts.alpha or settings.als_alpha,
+            alpha=settings.als_alpha if opts.alpha is None else opts.alpha,
             seed=opts.seed,
             threads=settings.als_threads,
             compute_loss=True,

@@ -257,6 +257,10 @@ def test_clear_errors(database: str, tmp_path: Path) -> None:
         "factors must be one of 16, 32, 64, 128, 256",
     )
     failed(
+        streamrec("train-cf", "--database", database, "--alpha", "0", **home(tmp_path)),
+        "alpha > 0",
+    )
+    failed(
         streamrec(
             "train-cf", "--database", database, "--since", "2026-02-01", "--until", "2026-01-01",
             **home(tmp_path),
