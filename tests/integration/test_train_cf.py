@@ -313,5 +313,13 @@ async def test_popularity_snapshot_matches_the_offline_model(database: str) -> N
         assert await popularity.refresh() > 0
         assert (await popularity.top(1))[0][0] == "a0"
         await popularity.close()
+        # a stale snapshot is still served, and refreshed behind the request
+        insert(database, [(f"later-{n}", f"w{n}", "b3", "PURCHASE", None, NOW) for n in range(60)])
+        stale = PgPopularity(pool, half_life_h=168.0, max_age_s=1e-6)
+        assert len(await stale.top(5)) == 5
+        await stale.close()  # waits for the background refresh
+        assert rows_of(
+            database, "SELECT item_id FROM cf_popularity ORDER BY score DESC LIMIT 1"
+        ) == [("b3",)]
     finally:
         await pool.close()
