@@ -217,16 +217,16 @@ class Settings(BaseSettings):
 
     # ---- collaborative filtering -------------------------------------------------------
     als_factors: int = Field(
-        64,
+        32,
         description="ALS latent factors (one of 16, 32, 64, 128, 256: each has its own "
         "pgvector HNSW index, which needs a fixed dimension).",
     )
     als_iterations: int = Field(15, ge=1, description="ALS training iterations.")
     als_regularization: float = Field(
-        0.05, ge=0, description="ALS L2 regularisation (λ); also used by the fold-in."
+        5.0, ge=0, description="ALS L2 regularisation (λ); also used by the fold-in."
     )
     als_alpha: float = Field(
-        2.0, gt=0, description="ALS confidence scale alpha: confidence = 1 + alpha * event weight."
+        1.0, gt=0, description="ALS confidence scale alpha: confidence = 1 + alpha * event weight."
     )
     als_threads: int = Field(2, ge=0, description="Threads ALS training uses (0 = one per core).")
     als_keep_versions: int = Field(
