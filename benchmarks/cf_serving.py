@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -190,6 +191,7 @@ def main() -> None:
         result = asyncio.run(run(args, dsn, ratings))
     finally:
         pg.destroy()
+        shutil.rmtree(tmp, ignore_errors=True)
     emit(result)
 
 
