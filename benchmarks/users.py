@@ -32,6 +32,7 @@ from recsys import db
 from recsys.records import EventType, UserEvent
 from recsys.users.state import Position
 from streams import admin
+from streams.faust_app import create_faust_app
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
@@ -88,6 +89,34 @@ async def raw_consumer(settings: Settings, topic: str, n: int) -> tuple[float, d
         return n / (time.perf_counter() - start), ends
     finally:
         await consumer.stop()
+
+
+async def faust_noop(settings: Settings, topic: str, n: int, faust_conf: dict[str, Any]) -> float:
+    """Events/s of a Faust agent that only counts ``take_events`` batches (same app
+    configuration as the worker): the ceiling Faust's per-event stream path sets."""
+    app = create_faust_app(settings, f"noop-{uuid.uuid4().hex[:6]}", **faust_conf)
+    source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                       value_serializer="raw")  # fmt: skip
+    seen = [0]
+    first: list[float] = []
+    done = asyncio.Event()
+
+    @app.agent(source)
+    async def count(stream: Any) -> None:
+        async for events in stream.take_events(settings.users_batch_size,
+                                               settings.users_batch_wait_ms / 1000):  # fmt: skip
+            if not first:
+                first.append(time.perf_counter())
+            seen[0] += len(events)
+            if seen[0] >= n:
+                done.set()
+
+    await app.start()
+    try:
+        await done.wait()
+        return n / (time.perf_counter() - first[0])
+    finally:
+        await app.stop()
 
 
 async def worker_run(
@@ -181,7 +210,7 @@ def main() -> None:
     parser.add_argument("--fetch-wait-ms", type=int, default=None, help="batch_fetch_wait_ms")
     parser.add_argument("--max-poll-records", type=int, default=None)
     parser.add_argument("--fetch-bytes", type=int, default=None, help="per-partition fetch")
-    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--lag-seconds", type=float, default=20.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -208,6 +237,8 @@ def main() -> None:
         log.warning("produced %d events in %.1fs", args.events, produce_s)
         raw, ends = asyncio.run(raw_consumer(settings, topic, args.events))
         log.warning("raw consumer: %.0f events/s", raw)
+        noop = asyncio.run(faust_noop(settings, topic, args.events, faust_conf))
+        log.warning("faust no-op agent: %.0f events/s", noop)
         run = asyncio.run(worker_run(
             settings, topic, args.events, ends, args.rate, args.lag_seconds, args.users, args.items,
             faust_conf,
@@ -224,7 +255,9 @@ def main() -> None:
         "faust_conf": faust_conf,
         "produce_events_per_s": round(args.events / produce_s),
         "raw_consumer_events_per_s": round(raw),
+        "faust_noop_agent_events_per_s": round(noop),
         "events_per_s": round(rate),
+        "ratio_to_faust_noop_agent": round(rate / noop, 3),
         "events_per_s_durable": round(args.events / run["durable_s"]),
         "ratio_to_raw_consumer": round(rate / raw, 3),
         "applied": run["applied"],

@@ -176,6 +176,9 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         s,
         "users",
         stream_recovery_delay=0.1,
+        # one changelog record per user per batch, a few kB each: Faust's 16 kB batches
+        # would hold a handful, and each partition has one batch in flight at a time
+        producer_max_batch_size=512 * 1024,
         **ctx.extras.get("faust_conf", {}),
     )
     table = keyed_state_table(app, TABLE_NAME, UserState, s.user_partitions)

@@ -62,6 +62,8 @@ WHERE user_state.version < EXCLUDED.version
 """
 
 _CONSUMED_TYPES = sorted(t.value for t in VISIT_EVENTS)
+#: Worker-only fields (the dedup window and Kafka position); defaults when read back.
+_NOT_IN_READ_MODEL = {"seen", "last_position"}
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,7 @@ def _state_rows(states: Iterable[UserState]) -> tuple[list[Any], ...]:
         values = (
             s.user_id, s.events, s.warmth.value, s.positives, s.engagement, s.engagement_at,
             s.session.session_id if s.session else None, s.last_event_at,
-            s.without_dedup().model_dump_json(),
+            s.model_dump_json(exclude=_NOT_IN_READ_MODEL),
         )  # fmt: skip
         for col, value in zip(cols, values, strict=True):
             col.append(value)
