@@ -36,7 +36,6 @@ from streams.faust_app import create_faust_app
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
-from tests.helpers import committed_offsets
 from workers.bootstrap import bootstrap
 from workers.runtime import serve_forever
 
@@ -89,6 +88,21 @@ async def raw_consumer(settings: Settings, topic: str, n: int) -> tuple[float, d
         return n / (time.perf_counter() - start), ends
     finally:
         await consumer.stop()
+
+
+def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """Committed offset per partition of ``topic`` for ``group``."""
+    from confluent_kafka import Consumer
+    from confluent_kafka import TopicPartition as KafkaTP
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
+                         "enable.auto.commit": False})  # fmt: skip
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = [KafkaTP(topic, p) for p in parts]
+        return {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10)}
+    finally:
+        consumer.close()
 
 
 async def faust_noop(settings: Settings, topic: str, n: int, faust_conf: dict[str, Any]) -> float:
