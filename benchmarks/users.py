@@ -70,7 +70,7 @@ async def raw_consumer(settings: Settings, topic: str, n: int) -> tuple[float, d
     end offset of each partition."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-        fetch_max_wait_ms=settings.batch_fetch_wait_ms, max_partition_fetch_bytes=4 << 20,
+        fetch_max_wait_ms=settings.users_fetch_wait_ms, max_partition_fetch_bytes=4 << 20,
     )  # fmt: skip
     await consumer.start()
     try:
@@ -108,7 +108,8 @@ def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, i
 async def faust_noop(settings: Settings, topic: str, n: int, faust_conf: dict[str, Any]) -> float:
     """Events/s of a Faust agent that only counts ``take_events`` batches (same app
     configuration as the worker): the ceiling Faust's per-event stream path sets."""
-    app = create_faust_app(settings, f"noop-{uuid.uuid4().hex[:6]}", **faust_conf)
+    app = create_faust_app(settings, f"noop-{uuid.uuid4().hex[:6]}",
+                           fetch_wait_ms=settings.users_fetch_wait_ms, **faust_conf)  # fmt: skip
     source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")  # fmt: skip
     seen = [0]
@@ -221,7 +222,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--batch", type=int, default=None, help="users_batch_size")
     parser.add_argument("--wait-ms", type=int, default=None, help="users_batch_wait_ms")
-    parser.add_argument("--fetch-wait-ms", type=int, default=None, help="batch_fetch_wait_ms")
+    parser.add_argument("--fetch-wait-ms", type=int, default=None, help="users_fetch_wait_ms")
     parser.add_argument("--max-poll-records", type=int, default=None)
     parser.add_argument("--fetch-bytes", type=int, default=None, help="per-partition fetch")
     parser.add_argument("--rate", type=float, default=200.0)
@@ -234,7 +235,7 @@ def main() -> None:
     if args.wait_ms:
         overrides["users_batch_wait_ms"] = args.wait_ms
     if args.fetch_wait_ms:
-        overrides["batch_fetch_wait_ms"] = args.fetch_wait_ms
+        overrides["users_fetch_wait_ms"] = args.fetch_wait_ms
     faust_conf: dict[str, Any] = {}
     if args.max_poll_records:
         faust_conf["broker_max_poll_records"] = args.max_poll_records
@@ -265,7 +266,7 @@ def main() -> None:
         "partitions": args.partitions,
         "users_batch_size": settings.users_batch_size,
         "users_batch_wait_ms": settings.users_batch_wait_ms,
-        "batch_fetch_wait_ms": settings.batch_fetch_wait_ms,
+        "users_fetch_wait_ms": settings.users_fetch_wait_ms,
         "faust_conf": faust_conf,
         "produce_events_per_s": round(args.events / produce_s),
         "raw_consumer_events_per_s": round(raw),

@@ -35,7 +35,7 @@ from recsys.cf.covisit import CovisitConfig
 from recsys.cf.pg_covisit import PgCovisitation
 from recsys.exceptions import DatabaseUnavailable
 from recsys.records import UserEvent
-from recsys.users.nearline import update_batch
+from recsys.users.nearline import BatchUpdate, update_batch
 from recsys.users.state import Position, UserState, UserStateConfig
 from recsys.users.store import PgUserStates
 from streams.faust_app import FaustDecoder, create_faust_app
@@ -118,7 +118,7 @@ class UserStateUpdater:
             )
             await asyncio.gather(*sends)  # the changelog has every new state
             self.stats.changelog_s += time.perf_counter() - t2
-        self.stats.applied += sum(1 for _ in update.accepted)
+        self.stats.applied += len(update.accepted)
         self.stats.batches += 1
         for _, (partition, offset) in events:
             if partition not in self.stats.durable_offsets:
@@ -129,7 +129,7 @@ class UserStateUpdater:
         for listener in self.on_durable:
             listener(events)
 
-    async def _write(self, update: Any) -> int:
+    async def _write(self, update: BatchUpdate) -> int:
         delay = 0.2
         while True:
             try:
@@ -175,6 +175,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     app = create_faust_app(
         s,
         "users",
+        fetch_wait_ms=s.users_fetch_wait_ms,
         stream_recovery_delay=0.1,
         # one changelog record per user per batch, a few kB each: Faust's 16 kB batches
         # would hold a handful, and each partition has one batch in flight at a time
