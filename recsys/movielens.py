@@ -19,7 +19,7 @@ from pathlib import Path
 from recsys.exceptions import DataNotFound
 from recsys.records import CatalogChange, EventType, UserEvent
 
-__all__ = ["MovieLens", "Rating", "TemporalSplit", "temporal_split"]
+__all__ = ["MovieLens", "Rating", "TagRow", "TemporalSplit", "temporal_split"]
 
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
 POSITIVE = 4.0
@@ -30,6 +30,16 @@ class Rating:
     user_id: str
     item_id: str
     rating: float
+    ts: int
+
+
+@dataclass(frozen=True)
+class TagRow:
+    """One user tag on one movie, as in ``tags.csv``."""
+
+    user_id: str
+    item_id: str
+    tag: str
     ts: int
 
 
@@ -64,6 +74,14 @@ class MovieLens:
             if tag and tag.lower() not in (t.lower() for t in out[row["movieId"]]):
                 out[row["movieId"]].append(tag)
         return out
+
+    def tag_rows(self) -> list[TagRow]:
+        """Every row of ``tags.csv`` (who tagged what, when), in file order."""
+        return [
+            TagRow(r["userId"], r["movieId"], r["tag"].strip(), int(r["timestamp"]))
+            for r in self._rows("tags.csv")
+            if r["tag"].strip()
+        ]
 
     def catalog(self) -> list[CatalogChange]:
         """One UPSERT per movie: title, genres as categories, tags as description."""

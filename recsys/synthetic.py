@@ -263,3 +263,41 @@ class SyntheticWorkload:
                 query = self.query_for(user) if self.rng.random() < query_share else None
             out.append(RecRequest(request_id=f"req-{self.config.seed}-{i:06d}", user_id=user_id, k=10, query=query, deadline_ms=1500))  # fmt: skip
         return out
+
+    # ---- outcomes -----------------------------------------------------------------------
+    def outcomes(
+        self,
+        requests: list[RecRequest],
+        per_request: int = 2,
+        within: timedelta = timedelta(minutes=15),
+    ) -> list[UserEvent]:
+        """What each requesting user does next, whatever was recommended (ground truth).
+
+        Per request, up to ``per_request`` CLICKs (a fifth of them followed by a PURCHASE)
+        on items drawn from the user's taste (a brand-new user: from popularity) that they
+        have not consumed, within ``within`` after ``requested_at``. Independent of any
+        response, so every policy replayed offline is judged against the same behaviour.
+        """
+        users = {u.user_id: u for u in self.users}
+        out: list[UserEvent] = []
+        for request in requests:
+            user = users.get(request.user_id)
+            weights = self._item_weights(user) if user is not None else self.popularity
+            consumed = user.consumed if user is not None else set()
+            picked: list[str] = []
+            for _ in range(per_request * 4):
+                item = self.items[int(self.np_rng.choice(len(self.items), p=weights))].item_id
+                if item not in consumed and item not in picked:
+                    picked.append(item)
+                if len(picked) == per_request:
+                    break
+            span = max(1, int(within.total_seconds()))
+            for n, item in enumerate(picked):
+                at = request.requested_at + timedelta(seconds=self.rng.randint(5, span))
+                kinds = [EventType.CLICK]
+                if self.rng.random() < 0.2:
+                    kinds.append(EventType.PURCHASE)
+                for kind in kinds:
+                    out.append(UserEvent(event_id=f"{request.request_id}-o{n}-{kind.value.lower()}", user_id=request.user_id, event_type=kind, item_id=item, session_id=f"{request.request_id}-session", occurred_at=at))  # fmt: skip
+        out.sort(key=lambda e: (e.occurred_at, e.event_id))
+        return out

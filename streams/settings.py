@@ -26,6 +26,8 @@ __all__ = ["ENV_PREFIX", "Settings", "load_settings", "mask_url"]
 ENV_PREFIX = "STREAMREC_"
 
 WORKER_NAMES = ("enrich", "users", "serve", "feedback", "archive")
+#: ALS factor counts with an HNSW index (pgvector indexes need a fixed dimension).
+ALS_FACTOR_CHOICES = (16, 32, 64, 128, 256)
 
 
 def mask_url(url: str) -> str:
@@ -219,11 +221,54 @@ class Settings(BaseSettings):
         "fresh for serving and measured +30 % throughput over 100 ms on Tansu.",
     )
 
+    # ---- collaborative filtering -------------------------------------------------------
+    als_factors: int = Field(
+        32,
+        description="ALS latent factors (one of 16, 32, 64, 128, 256: each has its own "
+        "pgvector HNSW index, which needs a fixed dimension).",
+    )
+    als_iterations: int = Field(15, ge=1, description="ALS training iterations.")
+    als_regularization: float = Field(
+        5.0, ge=0, description="ALS L2 regularisation (λ); also used by the fold-in."
+    )
+    als_alpha: float = Field(
+        1.0, gt=0, description="ALS confidence scale alpha: confidence = 1 + alpha * event weight."
+    )
+    als_threads: int = Field(2, ge=0, description="Threads ALS training uses (0 = one per core).")
+    als_keep_versions: int = Field(
+        3, ge=1, description="ALS versions kept in Postgres (the active one always is)."
+    )
+    cf_cache_s: float = Field(
+        5.0, ge=0, description="How long serving caches the active ALS version."
+    )
+    popularity_half_life_h: float = Field(
+        168.0, gt=0, description="Half-life of popularity scores, hours."
+    )
+    popularity_max_age_s: float = Field(
+        300.0,
+        gt=0,
+        description="Popularity snapshot age after which serving refreshes it (in the "
+        "background); `train-cf` refreshes it too.",
+    )
+
     # ---- serving -----------------------------------------------------------------------
     rerank_cap: int = Field(30, ge=1, le=50, description="Candidates the LLM may rerank.")
-    candidate_pool: int = Field(200, ge=10, description="Candidates gathered per request.")
+    candidate_pool: int = Field(100, ge=10, description="Candidates gathered per request.")
     serve_concurrency: int = Field(32, ge=1, description="Requests served concurrently.")
     response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
+    route_epsilon: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Probability of exploring another feasible route (logged propensity).",
+    )
+    serving_space: Literal["raw", "enriched"] = Field(
+        "enriched", description="Item vectors content retrieval searches."
+    )
+    content_popularity_weight: float = Field(
+        0.5, ge=0.0, description="Weight of the popularity prior in content scores."
+    )
+    llm_intent: bool = Field(True, description="Use the LLM to parse natural-language queries.")
 
     # ---- feedback / archive ------------------------------------------------------------
     attribution_window_s: int = Field(
@@ -261,6 +306,14 @@ class Settings(BaseSettings):
         Path("../shared/data/ml-latest-small"),
         description="Folder with MovieLens ml-latest-small (tests skip when absent).",
     )
+
+    @field_validator("als_factors")
+    @classmethod
+    def _indexed_factor_count(cls, value: int) -> int:
+        if value not in ALS_FACTOR_CHOICES:
+            choices = ", ".join(map(str, ALS_FACTOR_CHOICES))
+            raise ValueError(f"must be one of {choices} (each has its own HNSW index)")
+        return value
 
     @field_validator("workers", "tag_taxonomy", mode="before")
     @classmethod

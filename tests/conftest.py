@@ -56,15 +56,25 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostg
     pg.destroy()
 
 
-@pytest.fixture
-def database(postgres: EmbeddedPostgres) -> Iterator[str]:
-    """DSN of a fresh database with every migration applied."""
+def _fresh_database(postgres: EmbeddedPostgres) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres.dsn("postgres"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
     yield postgres.dsn(name)
     with psycopg.connect(postgres.dsn("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database(postgres: EmbeddedPostgres) -> Iterator[str]:
+    """DSN of a fresh database with every migration applied."""
+    yield from _fresh_database(postgres)
+
+
+@pytest.fixture(scope="module")
+def module_database(postgres: EmbeddedPostgres) -> Iterator[str]:
+    """A fresh migrated database shared by one test module (an expensive world in it)."""
+    yield from _fresh_database(postgres)
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:

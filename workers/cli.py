@@ -57,7 +57,7 @@ def _setup_logging(settings: Settings | None = None, level: str | None = None) -
         stream=sys.stderr,
         force=True,
     )
-    for noisy in ("librdkafka", "aiokafka", "faust", "mode", "httpx", "openai"):
+    for noisy in ("librdkafka", "aiokafka", "faust", "mode", "httpx", "httpx2", "openai"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
@@ -305,11 +305,15 @@ def demo(
 
 # ---- replay / evaluate ------------------------------------------------------------------
 def _register_data_commands() -> None:
+    from workers.ab_enrich_cmd import ab_enrich
     from workers.evaluate_cmd import evaluate
     from workers.replay_cmd import replay
+    from workers.train_cf_cmd import train_cf
 
     app.command("replay")(friendly_errors(replay))
     app.command("evaluate")(friendly_errors(evaluate))
+    app.command("train-cf")(friendly_errors(train_cf))
+    app.command("ab-enrich")(friendly_errors(ab_enrich))
 
 
 _register_data_commands()

@@ -24,6 +24,7 @@ from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
+from workers.demo_serving import serve_demo
 from workers.enrich_report import demo_llm, enrich_report
 from workers.feedback_demo import report_feedback_archive
 from workers.runtime import available_workers
@@ -33,6 +34,9 @@ from workers.supervisor import Supervisor
 __all__ = ["DemoOptions", "run_demo"]
 
 log = logging.getLogger(__name__)
+
+#: The demo's attribution window (seconds): its clicks come right after the answers.
+DEMO_ATTRIBUTION_S = 10
 
 #: Which input topics each worker consumes (for the lag table).
 WORKER_INPUTS: dict[str, tuple[str, ...]] = {
@@ -55,6 +59,15 @@ class DemoOptions:
     catch_up_timeout_s: float = 180.0
 
 
+def _inputs(settings: Settings, name: str) -> tuple[str, ...]:
+    """A worker's input topics; the archive's include what the settings ask it to keep."""
+    inputs = WORKER_INPUTS[name]
+    if name == "archive":
+        inputs += ("rec_requests",) if settings.archive_requests else ()
+        inputs += ("user_events",) if settings.archive_user_events else ()
+    return inputs
+
+
 def _wait_caught_up(
     settings: Settings, topics: Topics, workers: list[str], timeout_s: float
 ) -> dict[str, int]:
@@ -63,7 +76,7 @@ def _wait_caught_up(
     while time.monotonic() < deadline:
         lags = {}
         for name in workers:
-            names = [getattr(topics, attr).name for attr in WORKER_INPUTS[name]]
+            names = [getattr(topics, attr).name for attr in _inputs(settings, name)]
             group = f"{settings.topic_prefix}streamrec-{name}"
             lags[name] = sum(g.lag for g in group_lag(settings, group, names))
         if all(v == 0 for v in lags.values()):
@@ -81,6 +94,9 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
         topic_prefix=settings.topic_prefix or f"demo-{int(time.time())}.",
         # the archive commits once a file rolls: roll soon so the demo catches up
         archive_roll_s=min(settings.archive_roll_s, 5.0),
+        # clicks follow answers within a second: close attribution windows soon
+        attribution_window_s=min(settings.attribution_window_s, DEMO_ATTRIBUTION_S),
+        feedback_allowed_lateness_s=min(settings.feedback_allowed_lateness_s, 2),
     )
     console.rule("[bold]streamrec demo")
     with demo_llm(settings, options.llm) as (settings, llm_server), Stack(settings) as stack:
@@ -117,8 +133,13 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
                 f"{sum(poisoned.values())} poison messages"
             )
             lags = _wait_caught_up(s, topics, workers, options.catch_up_timeout_s)
-            _report(console, s, topics, lags)
             enrich_report(console, s, topics, workers, llm_server)
+            if "serve" in workers and options.requests:
+                serve_demo(console, s, topics, workload, options.requests)
+                # let attribution windows close, then the feedback and archive catch up
+                time.sleep(s.attribution_window_s + s.feedback_allowed_lateness_s + 2)
+                lags = _wait_caught_up(s, topics, workers, options.catch_up_timeout_s)
+            _report(console, s, topics, lags)
             report_feedback_archive(console, s, topics)
         finally:
             codes = supervisor.stop()

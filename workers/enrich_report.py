@@ -29,7 +29,7 @@ from streams.serde import AvroSerde
 from streams.settings import Settings
 from streams.topics import Topics
 
-__all__ = ["LLM_CHOICES", "demo_llm", "enrich_report"]
+__all__ = ["LLM_CHOICES", "demo_llm", "enrich_report", "read_all"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def demo_llm(
         raise ConfigurationError(f"--llm must be one of {', '.join(LLM_CHOICES)}, not {choice!r}")
 
 
-def _read_all(settings: Settings, topic: str, model: type[R]) -> list[R]:
+def read_all(settings: Settings, topic: str, model: type[R]) -> list[R]:
     """Every record on ``topic`` (the demo's topics are small)."""
     consumer = Consumer(
         consumer_config(
@@ -141,14 +141,14 @@ def enrich_report(
     table.add_row("  deleted (row kept)", str(items["deleted"]))
     for status, n in items["statuses"].items():
         table.add_row(f"  stored with status {status}", str(n))
-    events = _read_all(settings, topics.catalog_enriched.name, ItemEnriched)
+    events = read_all(settings, topics.catalog_enriched.name, ItemEnriched)
     for status, n in sorted(Counter(str(e.enrichment_status) for e in events).items()):
         table.add_row(f"this run, catalog.enriched {status}", str(n))
     if not events and items["total"]:
         table.add_row("this run, catalog.enriched (versions already stored: nothing to do)", "0")
     log_records = [
         r
-        for r in _read_all(settings, topics.llm_log.name, LlmInvolvement)
+        for r in read_all(settings, topics.llm_log.name, LlmInvolvement)
         if r.use_case == LlmUseCase.ENRICH
     ]
     for decision, n in sorted(Counter(r.decision for r in log_records).items()):

@@ -17,9 +17,7 @@ Tests and the demo pass ready-made parts through ``Context.extras``: ``embedder`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 from typing import Any
 
 from recsys.embedding import Embedder, SentenceTransformerEmbedder
@@ -32,6 +30,7 @@ from recsys.records import LlmInvolvement
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
 from streams.tracing import consume_span
 from workers.bootstrap import Context
+from workers.model_load import load_model
 
 __all__ = ["run"]
 
@@ -48,44 +47,6 @@ def _llm(ctx: Context) -> tuple[LlmClient | None, str]:
     if not s.llm_enrich:
         return None, "disabled"
     return LlmClient.from_settings(s), "no_endpoint"
-
-
-async def _load_model(embedder: Embedder, stop: asyncio.Event) -> bool:
-    """Load the model in a daemon thread; False if ``stop`` came first.
-
-    Loading torch and the weights can take tens of seconds on a busy machine; a worker
-    asked to stop meanwhile must not keep its supervisor waiting (the default executor
-    would be joined at exit, so a daemon thread is used instead).
-    """
-    loop = asyncio.get_running_loop()
-    loaded: asyncio.Future[int] = loop.create_future()
-
-    def deliver(result: int | None, error: BaseException | None) -> None:
-        if loaded.done():
-            return
-        if error is not None:
-            loaded.set_exception(error)
-        else:
-            loaded.set_result(result or 0)
-
-    def load() -> None:
-        try:
-            dim, error = embedder.dim, None
-        except BaseException as exc:  # handed to the loop
-            dim, error = None, exc
-        with contextlib.suppress(RuntimeError):  # the loop may be gone (stopped meanwhile)
-            loop.call_soon_threadsafe(deliver, dim, error)
-
-    threading.Thread(target=load, name="enrich-model-load", daemon=True).start()
-    stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait([loaded, stopped], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if loaded.done():
-        loaded.result()  # raises a loading error
-        return True
-    return False
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:
@@ -111,7 +72,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         batch_wait_s=s.embedding_batch_wait_ms / 1000,
         deadline_s=s.enrich_deadline_s,
     )
-    if not await _load_model(embedder, stop):
+    if not await load_model(embedder, stop, worker="enrich"):
         log.info("enrich: stopped while the embedding model was loading")
         return
     await pipeline.check()

@@ -35,6 +35,7 @@ class EvaluateOptions:
     categories: Path | None = None
     json_out: Path | None = None
     html: Path | None = None
+    ab: Path | None = None
 
 
 def _json_default(value: Any) -> Any:
@@ -93,6 +94,8 @@ def run_evaluate(settings: Settings, opts: EvaluateOptions) -> dict[str, Any]:
         raise ConfigurationError(str(exc)) from exc
     report = _clean(report)
     report["archive"] = str(root)
+    if opts.ab is not None:
+        report["enrichment_ab"] = _load_ab(opts.ab)
     if opts.json_out is not None and str(opts.json_out) != "-":
         opts.json_out.parent.mkdir(parents=True, exist_ok=True)
         opts.json_out.write_text(json.dumps(report, indent=2, default=_json_default))
@@ -100,6 +103,23 @@ def run_evaluate(settings: Settings, opts: EvaluateOptions) -> dict[str, Any]:
         opts.html.parent.mkdir(parents=True, exist_ok=True)
         opts.html.write_text(render_html(report), encoding="utf-8")
     return report
+
+
+def _load_ab(path: Path) -> dict[str, Any]:
+    """An `ab-enrich --json` report, to show beside the evaluation."""
+    from recsys.exceptions import ConfigurationError, DataNotFound
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataNotFound(
+            f"--ab: no file {path}; write one with `streamrec ab-enrich --json`"
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigurationError(f"--ab: cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict) or not {"retrieval", "judge", "query_set"} <= data.keys():
+        raise ConfigurationError(f"--ab: {path} is not an `ab-enrich --json` report")
+    return data
 
 
 def _fmt(value: Any) -> str:
@@ -175,6 +195,10 @@ def evaluate(
         Path | None, typer.Option("--json", help="Write the report as JSON here (`-`: stdout).")
     ] = None,
     html: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report.")] = None,
+    ab: Annotated[
+        Path | None,
+        typer.Option(help="Include an `ab-enrich --json` report (enrichment A/B) in the output."),
+    ] = None,
 ) -> None:
     """Metrics over archived responses and outcomes, sliced by warmth bucket, route and
     llm_used, with IPS/SNIPS of other routing policies."""
@@ -184,7 +208,7 @@ def evaluate(
     opts = EvaluateOptions(
         archive=archive, policies=tuple(policy or ()), k=k,
         targets=tuple(target or DEFAULT_TARGETS), clip=clip, reward=reward,
-        categories=categories, json_out=json_out, html=html,
+        categories=categories, json_out=json_out, html=html, ab=ab,
     )  # fmt: skip
     with err_console.status("reading the archive and evaluating"):
         report = run_evaluate(settings, opts)
@@ -192,6 +216,10 @@ def evaluate(
         typer.echo(json.dumps(report, indent=2, default=_json_default))
         return
     print_report(report, console)
+    if "enrichment_ab" in report:
+        from workers.ab_enrich_cmd import print_ab_report
+
+        print_ab_report(report["enrichment_ab"], console)
     for what, path in (("JSON", json_out), ("HTML report", html)):
         if path is not None:
             console.print(f"{what}: {path}")

@@ -48,6 +48,7 @@ how much of the log agrees), and that rewards depend only on each request's cont
 <table><tr><th>target policy</th><th>ips</th><th>snips</th><th>ess</th><th>support</th><th>n</th></tr>
 {% for name, e in r.off_policy.estimates.items() %}<tr><td>{{ name }}</td><td>{{ fmt(e.ips) }}</td><td>{{ fmt(e.snips) }}</td><td>{{ fmt(e.ess) }}</td><td>{{ fmt(e.support) }}</td><td>{{ e.n }}</td></tr>
 {% endfor %}</table>
+{{ ab_section|safe }}
 </body></html>
 """
 
@@ -149,8 +150,16 @@ def render_html(report: dict[str, Any]) -> str:
     """The report as one self-contained HTML page."""
     import jinja2
 
+    ab = report.get("enrichment_ab")
+    if ab is not None:
+        from recsys.evaluation.enrich_ab.html import render_ab_section
+
+        ab_section = render_ab_section(ab)
+    else:
+        ab_section = ""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(_TEMPLATE).render(
+        ab_section=ab_section,
         r=report,
         tables=_tables(report),
         columns=columns_for(report),

@@ -139,8 +139,16 @@ class InMemoryItemStore:
             out.append(row)
         return out
 
-    async def eligible_ids(self, item_ids: Sequence[str]) -> set[str]:
-        return {i for i in item_ids if (row := self._rows.get(i)) is not None and row.eligible}
+    async def eligible_ids(
+        self, item_ids: Sequence[str], filters: ItemFilters | None = None
+    ) -> set[str]:
+        return {
+            i
+            for i in item_ids
+            if (row := self._rows.get(i)) is not None
+            and row.eligible
+            and (filters is None or filters.matches(row))
+        }
 
     async def vectors(
         self, item_ids: Sequence[str], *, space: Space = "enriched"
@@ -151,6 +159,26 @@ class InMemoryItemStore:
             vec = row.vector(space) if row is not None else None
             if vec is not None:
                 out[item_id] = vec
+        return out
+
+    async def similarities(
+        self,
+        vector: np.ndarray,
+        item_ids: Sequence[str],
+        *,
+        space: Space = "enriched",
+        filters: ItemFilters | None = None,
+    ) -> dict[str, float]:
+        unit = vector / (np.linalg.norm(vector) or 1.0)
+        out = {}
+        for item_id in dict.fromkeys(item_ids):
+            row = self._rows.get(item_id)
+            vec = row.vector(space) if row is not None else None
+            if row is None or vec is None or not row.eligible:
+                continue
+            if filters is not None and not filters.matches(row):
+                continue
+            out[item_id] = float(np.dot(unit, vec / (np.linalg.norm(vec) or 1.0)))
         return out
 
     async def categories(self) -> list[str]:

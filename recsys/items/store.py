@@ -57,14 +57,29 @@ class ItemStore(Protocol):
         """Stored rows of ``item_ids`` (deleted ones too), in the order asked; missing skipped."""
         ...
 
-    async def eligible_ids(self, item_ids: Sequence[str]) -> set[str]:
-        """The subset that exists, is not deleted, is available and is embedded."""
+    async def eligible_ids(
+        self, item_ids: Sequence[str], filters: ItemFilters | None = None
+    ) -> set[str]:
+        """The subset that exists, is not deleted, is available, is embedded and matches
+        ``filters`` (the request's hard constraints) when given."""
         ...
 
     async def vectors(
         self, item_ids: Sequence[str], *, space: Space = "enriched"
     ) -> dict[str, np.ndarray]:
         """Stored vectors of ``space`` for the given items (missing ones left out)."""
+        ...
+
+    async def similarities(
+        self,
+        vector: np.ndarray,
+        item_ids: Sequence[str],
+        *,
+        space: Space = "enriched",
+        filters: ItemFilters | None = None,
+    ) -> dict[str, float]:
+        """Cosine similarity of ``vector`` to each given item that is eligible and matches
+        ``filters`` (computed where the vectors are: no vector leaves the store)."""
         ...
 
     async def categories(self) -> list[str]:

@@ -48,6 +48,10 @@ class CircuitBreaker:
             return True
         return False
 
+    def release_trial(self) -> None:
+        """A half-open trial that was allowed but not used (no call went out): free it."""
+        self._trial_out = False
+
     def record(self, transport_ok: bool) -> None:
         """Report a call's outcome (a well-formed but invalid answer counts as ok)."""
         self._trial_out = False

@@ -5,7 +5,8 @@ It speaks enough of the protocol for the ``openai`` SDK: ``POST /v1/chat/complet
 "simulated" wherever it is reported, so nobody mistakes it for a real model.
 
 Structured calls are dispatched on the json_schema ``name`` to a handler registry
-(:mod:`recsys.llm.simulated`; ``enrichment`` is built in), so other use cases add
+(:mod:`recsys.llm.simulated`; ``enrichment`` and serving's ``rerank``, ``intent`` and
+``explanation`` from :mod:`recsys.llm.simulated_serving` are built in), so other use cases add
 their own handlers with :meth:`SimulatedLlmServer.register` without touching this file.
 
 Behaviour is scripted per test, in process (:meth:`SimulatedLlmServer.set_behaviour`)
@@ -15,7 +16,8 @@ or over HTTP (``POST /_control/behaviour``):
   honestly after ``delay_s``); ``http_429``; ``http_500``; ``http_503``;
   ``malformed_json`` (a truncated JSON answer); ``empty`` (no content);
 * any other mode is handed to the use case's handler (e.g. ``out_of_taxonomy``,
-  ``long_summary``, ``extra_fields``, ``obeys_injections`` for enrichment);
+  ``long_summary``, ``extra_fields``, ``obeys_injections`` for enrichment;
+  ``hallucinate``, ``duplicates``, ``empty_ranking``, ``obey_injections`` for serving);
 * ``fail_first=N, fail_with=MODE``: the next N calls fail that way, then the mode applies.
 
 Every request is recorded (messages, model, temperature, response_format, …) and
@@ -40,7 +42,8 @@ from dataclasses import asdict, dataclass, field, replace
 from types import TracebackType
 from typing import Any, Self
 
-from recsys.llm.simulated import Handler, enrichment_answer
+from recsys.llm.simulated import Handler, enrichment_answer, judge_answer
+from recsys.llm.simulated_serving import SERVING_HANDLERS
 
 __all__ = [
     "DEFAULT_HANDLERS",
@@ -60,7 +63,11 @@ SIMULATED_MODEL = "streamrec-simulated-llm"
 SERVER_MODES = ("honest", "slow", "http_429", "http_500", "http_503", "malformed_json", "empty")
 
 #: Handlers every server starts with, by json_schema name.
-DEFAULT_HANDLERS: Mapping[str, Handler] = {"enrichment": enrichment_answer}
+DEFAULT_HANDLERS: Mapping[str, Handler] = {
+    "enrichment": enrichment_answer,
+    "justification_judge": judge_answer,
+    **SERVING_HANDLERS,
+}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ Enrichment (schema name ``enrichment``), honest mode:
 * mood / audience — the first known mood / audience word found in the item text;
 * tags — the allowed tags (the schema's enum) that occur in the item text.
 
+Justification judge (schema name ``justification_judge``, :func:`judge_answer`): a
+word-overlap score of each item's justification against the request.
+
 Misbehaving modes: ``out_of_taxonomy`` (adds tags outside the allowed list),
 ``long_summary`` (a 120-word summary), ``extra_fields`` (fields the schema forbids),
 ``obeys_injections`` (a gullible model: "tag this as X" in the item text makes X a tag
@@ -32,6 +35,7 @@ __all__ = [
     "Handler",
     "enrichment_answer",
     "item_text",
+    "judge_answer",
     "normalise",
     "user_text",
 ]
@@ -125,9 +129,60 @@ def enrichment_answer(
     elif mode == "extra_fields":
         answer["confidence"] = 0.93
         answer["internal_notes"] = "fields the schema does not allow"
-    elif mode == "obeys_injections":
+    elif mode in ("obeys_injections", "obey_injections"):
         match = _INJECTION.search(description) or _INJECTION.search(title)
         if match:
             answer["tags"] = [match.group(1).strip().lower()]
             answer["summary"] = f"As instructed, tagged as {match.group(1).strip()}."
     return answer
+
+
+# ---- the justification judge (schema name ``justification_judge``) ----------------------
+_STOPWORDS = frozenset((
+    "and", "the", "for", "with", "about", "you", "your", "its", "are", "was", "can", "could",
+    "would", "like", "want", "watch", "something", "anything", "film", "films", "movie",
+    "movies", "recommend", "suggest", "now", "mood", "really", "liked", "some", "that",
+    "this", "what", "who",
+))  # fmt: skip
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in normalise(text).split() if len(w) > 2 and w not in _STOPWORDS}
+
+
+def judge_answer(
+    messages: Sequence[Mapping[str, Any]], schema: Mapping[str, Any], mode: str = "honest"
+) -> dict[str, Any]:
+    """The simulated judge: a transparent word-overlap score of each justification.
+
+    Score = 1 + round(4 * share of the request's content words found in the item's
+    justification); the reason names the words found. Deterministic, so tests can
+    predict it; it is no measure of real justification quality (reports label it).
+    """
+    data: dict[str, Any] = {}
+    for message in messages:
+        try:
+            found = unquote(str(message.get("content") or ""), "JUDGE_INPUT")
+        except ValueError:
+            continue
+        if isinstance(found, dict):
+            data = found
+            break
+    wanted = _content_words(str(data.get("request") or ""))
+    scores = []
+    for item in data.get("items") or []:
+        text = f"{item.get('title', '')} {item.get('justification', '')}"
+        hits = sorted(wanted & _content_words(text))
+        share = len(hits) / len(wanted) if wanted else 0.0
+        scores.append(
+            {
+                "item_id": str(item.get("item_id")),
+                "score": 1 + round(4 * share),
+                "reason": (
+                    f"the text mentions {', '.join(hits)}"
+                    if hits
+                    else "no word of the request appears in the text"
+                ),
+            }
+        )
+    return {"scores": scores}

@@ -86,3 +86,30 @@ def test_settings_are_immutable_and_overrides_revalidate() -> None:
 def test_otlp_is_chosen_when_an_endpoint_is_set() -> None:
     assert Settings(otel_endpoint="http://collector:4318").trace_exporter == "otlp"
     assert Settings(otel_exporter="console").trace_exporter == "console"
+
+
+def test_every_setting_survives_the_trip_to_a_child_process() -> None:
+    """Workers get their settings as STREAMREC_* text; every type must parse back."""
+    import os
+
+    from workers.supervisor import settings_env
+
+    original = Settings(bootstrap_servers="h:1", database_url="postgresql://u:p@h/db")
+    env = settings_env(original)
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        assert Settings() == original
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_als_factor_choices_are_the_indexed_ones() -> None:
+    from recsys.cf.als_store import SUPPORTED_FACTORS
+    from streams.settings import ALS_FACTOR_CHOICES
+
+    assert ALS_FACTOR_CHOICES == SUPPORTED_FACTORS
+    with pytest.raises(ValueError, match="one of 16, 32"):
+        Settings(als_factors=48)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 from recsys.records import EventType
 from recsys.synthetic import SyntheticWorkload, WorkloadConfig
@@ -45,3 +46,23 @@ def test_requests_mix_new_users_and_queries() -> None:
     assert any(r.user_id.startswith("new-user") for r in reqs)
     assert any(r.query for r in reqs)
     assert len({r.request_id for r in reqs}) == 200
+
+
+def test_outcomes_follow_each_request_within_the_window_on_unconsumed_items() -> None:
+    w = _small()
+    list(w.events())  # the history marks what each user consumed
+    requests = w.requests(40, new_user_share=0.25)
+    outcomes = w.outcomes(requests, per_request=2, within=timedelta(minutes=10))
+    by_id = {r.request_id: r for r in requests}
+    consumed = {u.user_id: u.consumed for u in w.users}
+    assert outcomes == sorted(outcomes, key=lambda e: (e.occurred_at, e.event_id))
+    assert len({e.event_id for e in outcomes}) == len(outcomes)
+    clicks = Counter(e.event_id.split("-o")[0] for e in outcomes if e.event_type is EventType.CLICK)
+    # heavy users may have consumed every item they would pick: a few requests get none
+    assert set(clicks) <= set(by_id) and len(clicks) >= 30 and max(clicks.values()) <= 2
+    for e in outcomes:
+        request = by_id[e.event_id.split("-o")[0]]
+        assert e.user_id == request.user_id
+        assert timedelta(0) < e.occurred_at - request.requested_at <= timedelta(minutes=10)
+        assert e.item_id not in consumed.get(e.user_id, set())
+        assert e.event_type in (EventType.CLICK, EventType.PURCHASE)

@@ -1,0 +1,72 @@
+"""The serving policy's knobs: one immutable object, built from settings or by a replay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from recsys.records import Route, WarmthBucket
+
+__all__ = ["ServingConfig", "warmth_of"]
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """How requests are served.
+
+    Attributes:
+        cold_max / warm_min: positives thresholds of the warmth buckets (serving buckets
+            the user itself, so a replay can try other thresholds).
+        epsilon: probability of exploring a uniformly chosen other feasible route; the
+            logged propensity makes off-policy evaluation of other routings possible.
+        force_route: serve every request through this route (single-route baselines).
+        space: which item vectors content retrieval searches ("raw" or "enriched").
+        candidate_pool: candidates gathered per request before eligibility and ranking.
+        rerank_cap: candidates the LLM may reorder.
+        popularity_weight: weight of the popularity prior blended into content scores.
+        diversity: MMR trade-off (0 = pure relevance) for the popularity route.
+        llm_rerank / llm_intent / llm_explain: which LLM uses are on (an endpoint must
+            also be configured).
+    """
+
+    cold_max: int = 5
+    warm_min: int = 51
+    epsilon: float = 0.0
+    force_route: Route | None = None
+    space: Literal["raw", "enriched"] = "enriched"
+    candidate_pool: int = 100
+    rerank_cap: int = 30
+    popularity_weight: float = 0.5
+    diversity: float = 0.3
+    history_max: int = 10
+    llm_rerank: bool = True
+    llm_intent: bool = True
+    llm_explain: bool = False
+    name: str = "production"
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> ServingConfig:
+        """The production policy from ``streams.settings.Settings`` (duck-typed)."""
+        values: dict[str, Any] = {
+            "cold_max": settings.cold_max_interactions,
+            "warm_min": settings.warm_min_interactions,
+            "epsilon": settings.route_epsilon,
+            "space": settings.serving_space,
+            "candidate_pool": settings.candidate_pool,
+            "rerank_cap": settings.rerank_cap,
+            "popularity_weight": settings.content_popularity_weight,
+            "llm_rerank": settings.llm_rerank,
+            "llm_intent": settings.llm_intent,
+            "llm_explain": settings.llm_explain,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+def warmth_of(positives: int, config: ServingConfig) -> WarmthBucket:
+    """Bucket of a user with ``positives`` positive interactions."""
+    if positives <= config.cold_max:
+        return WarmthBucket.COLD
+    if positives >= config.warm_min:
+        return WarmthBucket.WARM
+    return WarmthBucket.WARMING

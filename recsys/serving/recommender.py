@@ -1,0 +1,476 @@
+"""The request path: user state → route → candidates → eligibility → rank → (LLM) →
+explain → response + one ``rec.llm-log`` record per LLM decision.
+
+Every step degrades instead of failing: no CF model → co-visitation → popularity; no
+embedder or no vector → popularity; LLM off, over budget, breaker open, out of time or
+answering badly → the ranker's order, with the reason logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from recsys.items.model import ItemFilters, ItemRecord
+from recsys.records import (
+    ExplanationSource,
+    LlmInvolvement,
+    LlmUseCase,
+    RecommendedItem,
+    RecRequest,
+    RecResponse,
+    Route,
+    WarmthBucket,
+)
+from recsys.serving import candidates as cands
+from recsys.serving.candidates import Candidate
+from recsys.serving.config import ServingConfig, warmth_of
+from recsys.serving.diversity import diversify
+from recsys.serving.explain_llm import LlmExplainer
+from recsys.serving.explanations import Grounds, evidence_for, evidence_texts, template_sentence
+from recsys.serving.guard import REMOVED, InjectionGuard
+from recsys.serving.intent import Intent, IntentParser, parse_rules
+from recsys.serving.llm_gate import LlmGate
+from recsys.serving.ports import CfSource, ItemSource, QueryEmbedder, UserReader, UserView
+from recsys.serving.rerank import Candidate as RerankCandidate
+from recsys.serving.rerank import LlmReranker, RerankContext
+from recsys.serving.routing import RouteDecision, choose_route
+
+__all__ = ["LlmParts", "Recommender", "Served"]
+
+log = logging.getLogger(__name__)
+
+#: Time kept back from the deadline for everything after an LLM call.
+FINISH_RESERVE_S = 0.03
+POPULAR_HEAD = 1000
+CACHE_TTL_S = 5.0
+
+
+@dataclass(frozen=True)
+class Served:
+    """A response and the LLM-involvement records that go with it."""
+
+    response: RecResponse
+    logs: list[LlmInvolvement]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class LlmParts:
+    """The LLM uses serving may make (all optional) and what gates them."""
+
+    reranker: LlmReranker | None = None
+    intent: IntentParser | None = None
+    explainer: LlmExplainer | None = None
+    gate: LlmGate | None = None
+    model: str | None = None
+
+
+class _Cached:
+    """A value recomputed at most every ``ttl_s`` seconds."""
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float]) -> None:
+        self.ttl_s, self.clock = ttl_s, clock
+        self.value: Any = None
+        self.at = -1e18
+
+    async def get(self, make: Callable[[], Any]) -> Any:
+        if self.clock() - self.at > self.ttl_s:
+            self.value = await make()
+            self.at = self.clock()
+        return self.value
+
+
+def _remaining_s(request: RecRequest, received: float, clock: Callable[[], float]) -> float:
+    """Seconds left until the request's deadline (measured from when it was requested)."""
+    age = max(0.0, (datetime.now(UTC) - request.requested_at).total_seconds())
+    return request.deadline_ms / 1000.0 - max(age, clock() - received)
+
+
+def _filters(intent: Intent | None) -> ItemFilters | None:
+    if intent is None:
+        return None
+    any_ = list(intent.categories_any)
+    if intent.category and intent.category not in any_:
+        any_.append(intent.category)
+    ranges = {}
+    if intent.year_min is not None or intent.year_max is not None:
+        ranges["year"] = (
+            float(intent.year_min) if intent.year_min is not None else None,
+            float(intent.year_max) if intent.year_max is not None else None,
+        )
+    if not any_ and not intent.categories_none and not ranges:
+        return None
+    return ItemFilters(
+        categories_any=any_, categories_none=list(intent.categories_none), ranges=ranges
+    )
+
+
+class Recommender:
+    """Serves requests through the routed pipeline; one instance per worker process."""
+
+    def __init__(
+        self,
+        *,
+        items: ItemSource,
+        users: UserReader,
+        cf: CfSource,
+        embedder: QueryEmbedder | None,
+        config: ServingConfig,
+        llm: LlmParts | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.items, self.users, self.cf, self.embedder = items, users, cf, embedder
+        self.config = config
+        self.llm = llm or LlmParts()
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.guard = InjectionGuard()
+        self._popular = _Cached(CACHE_TTL_S, clock)
+        self._categories = _Cached(30.0, clock)
+
+    async def popular(self) -> list[tuple[str, float]]:
+        """The popular head (cached for a few seconds: it moves slowly)."""
+        return list(await self._popular.get(lambda: self.cf.popular(POPULAR_HEAD, ())))
+
+    async def recommend(self, request: RecRequest, *, received: float | None = None) -> Served:
+        """Answer one request; never raises for LLM trouble (only for unreachable stores)."""
+        received = self.clock() if received is None else received
+        timings: dict[str, float] = {}
+        logs: list[LlmInvolvement] = []
+        cfg = self.config
+        view = await self.users.view(request.user_id)
+        timings["user"] = self.clock() - received
+        warmth = warmth_of(view.positives, cfg)
+        history = [*view.session_items, *view.recent_items]
+        history = list(dict.fromkeys(history))
+        query, flagged = self._screen(request.query)
+        intent, intent_log = await self._intent(request, query, received)
+        if intent_log is not None:
+            logs.append(intent_log)
+        filters = _filters(intent)
+        decision = choose_route(
+            warmth,
+            has_history=bool(history),
+            has_query=query is not None,
+            epsilon=cfg.epsilon,
+            rng=self.rng,
+            force=cfg.force_route,
+        )
+        exclude = set(request.exclude_item_ids) | set(view.consumed) | set(history)
+        ranked, model_version = await self._candidates(
+            decision.route, view, history, query, filters, exclude
+        )
+        timings["candidates"] = self.clock() - received
+        ranked = await self._eligible(ranked, filters, exclude)
+        details = await self.items.details(
+            [c.item_id for c in ranked[: max(cfg.rerank_cap, request.k * 3)]] + history[:20]
+        )
+        if decision.route is Route.POPULARITY and cfg.diversity > 0:
+            cats = {i: frozenset(r.categories) for i, r in details.items()}
+            head = diversify(ranked[: max(request.k * 4, 40)], cats, request.k * 4, cfg.diversity)
+            ranked = head + [c for c in ranked if c not in head]
+        order, rerank_log, prompt_version = await self._rerank(
+            request, view, warmth, decision, query, history, ranked, details, received
+        )
+        logs.append(rerank_log)
+        timings["ranked"] = self.clock() - received
+        by_id = {c.item_id: c for c in ranked}
+        final = [by_id[i] for i in order[: request.k]]
+        items, explain_logs = await self._explain(
+            request, final, history, details, intent, received
+        )
+        logs.extend(explain_logs)
+        llm_used = any(r.used for r in logs)
+        fallback = rerank_log.fallback_reason if rerank_log.called and not rerank_log.used else None
+        response = RecResponse(
+            request_id=request.request_id,
+            user_id=request.user_id,
+            items=items,
+            route=decision.route,
+            warmth_bucket=warmth,
+            propensity=decision.propensity,
+            llm_used=llm_used,
+            llm_fallback_reason=fallback,
+            policy=cfg.name,
+            model_version=model_version,
+            prompt_version=prompt_version if rerank_log.used else None,
+            llm_model=self.llm.model if llm_used else None,
+            embedding_model=self.embedder.name if self.embedder is not None else None,
+            latency_ms=(self.clock() - received) * 1000.0,
+        )
+        logs = [
+            r.model_copy(
+                update={
+                    "route": decision.route.value,
+                    "propensity": decision.propensity,
+                    "injection_flagged": r.injection_flagged or flagged,
+                }
+            )
+            for r in logs
+        ]
+        timings["total"] = self.clock() - received
+        return Served(response, logs, timings)
+
+    # ---- steps ------------------------------------------------------------------------
+    def _screen(self, text: str | None) -> tuple[str | None, bool]:
+        """The query as it may be used (instruction-like spans removed), and whether any were.
+
+        Screened before everything — intent, retrieval and prompts — so that flagged
+        text steers nothing, whether or not an LLM is involved.
+        """
+        query = (text or "").strip() or None
+        if query is None or not self.guard.scan(query).flagged:
+            return query, False
+        kept = " ".join(self.guard.neutralise(query).replace(REMOVED, " ").split())
+        return kept or None, True
+
+    async def _intent(
+        self, request: RecRequest, query: str | None, received: float
+    ) -> tuple[Intent | None, LlmInvolvement | None]:
+        if query is None:
+            return None, None
+        categories = list(await self._categories.get(self.items.categories))
+        parser, gate = self.llm.intent, self.llm.gate
+        reason = _off_reason(self.config.llm_intent, parser is not None)
+        if reason is None and gate is not None:
+            ok, why = gate.allow(_remaining_s(request, received, self.clock) - FINISH_RESERVE_S)
+            reason = None if ok else why
+        if reason is not None or parser is None:
+            return parse_rules(query, categories), _not_called(
+                request, LlmUseCase.INTENT, reason or "llm_off"
+            )
+        outcome = await parser.parse(
+            query,
+            categories,
+            deadline_s=max(0.0, _remaining_s(request, received, self.clock) - FINISH_RESERVE_S),
+        )
+        if gate is not None:
+            gate.record(outcome)
+        return outcome.intent, outcome.involvement(
+            request_id=request.request_id, use_case=LlmUseCase.INTENT, user_id=request.user_id
+        )
+
+    async def _candidates(
+        self,
+        route: Route,
+        view: UserView,
+        history: list[str],
+        query: str | None,
+        filters: ItemFilters | None,
+        exclude: set[str],
+    ) -> tuple[list[Candidate], str | None]:
+        n = self.config.candidate_pool
+        popular = await self.popular()
+        model_version: str | None = None
+
+        async def cf() -> list[Candidate]:
+            recent = list(view.recent) or [(i, 1.0) for i in history]
+            return await cands.cf_candidates(self.cf, recent, n, exclude)
+
+        async def content() -> list[Candidate]:
+            vector = await self._content_vector(query, history)
+            if vector is None:
+                return []
+            return await cands.content_candidates(
+                self.items,
+                vector,
+                n,
+                filters=filters,
+                exclude=exclude,
+                popular=popular,
+                popularity_weight=self.config.popularity_weight,
+            )
+
+        if route is Route.CF:
+            ranked = await cf()
+            model_version = await self.cf.model_version()
+        elif route is Route.CONTENT:
+            ranked = await content()
+        elif route is Route.HYBRID:
+            cf_list, content_list = await asyncio.gather(cf(), content())
+            ranked = cands.rrf(cf_list, content_list)
+            model_version = await self.cf.model_version()
+        else:
+            ranked = []
+        if len(ranked) < n:  # fill (or serve) from the popular head
+            seen = {c.item_id for c in ranked}
+            ranked += [
+                Candidate(i, s, "popularity")
+                for i, s in popular
+                if i not in seen and i not in exclude
+            ][: n - len(ranked)]
+        return ranked, model_version
+
+    async def _content_vector(self, query: str | None, history: Sequence[str]) -> np.ndarray | None:
+        if query is not None and self.embedder is not None:
+            return await self.embedder.embed(query)
+        if history:
+            vectors = await self.items.vectors(list(history[:10]))
+            return cands.profile_vector(list(history[:10]), vectors)
+        return None
+
+    async def _eligible(
+        self, ranked: list[Candidate], filters: ItemFilters | None, exclude: set[str]
+    ) -> list[Candidate]:
+        ranked = [c for c in ranked if c.item_id not in exclude]
+        ok = await self.items.eligible([c.item_id for c in ranked], filters)
+        return [c for c in ranked if c.item_id in ok]
+
+    async def _rerank(
+        self,
+        request: RecRequest,
+        view: UserView,
+        warmth: WarmthBucket,
+        decision: RouteDecision,
+        query: str | None,
+        history: list[str],
+        ranked: list[Candidate],
+        details: dict[str, ItemRecord],
+        received: float,
+    ) -> tuple[list[str], LlmInvolvement, str | None]:
+        order = [c.item_id for c in ranked]
+        reranker, gate = self.llm.reranker, self.llm.gate
+        reason = _off_reason(self.config.llm_rerank, reranker is not None)
+        if reason is None and not (query is not None or (warmth is WarmthBucket.COLD and history)):
+            reason = "not_eligible"
+        if reason is None and len(ranked) < 2:
+            reason = "too_few_candidates"
+        if reason is None and gate is not None:
+            ok, why = gate.allow(_remaining_s(request, received, self.clock) - FINISH_RESERVE_S)
+            reason = None if ok else why
+        if reason is not None or reranker is None:
+            return order, _not_called(request, LlmUseCase.RERANK, reason or "llm_off"), None
+        cap = min(self.config.rerank_cap, len(ranked))
+        pool = [
+            RerankCandidate(
+                item_id=c.item_id,
+                title=details[c.item_id].title if c.item_id in details else c.item_id,
+                categories=tuple(details[c.item_id].categories) if c.item_id in details else (),
+                description=details[c.item_id].description if c.item_id in details else "",
+                score=c.score,
+            )
+            for c in ranked[:cap]
+        ]
+        context = RerankContext(
+            user_id=request.user_id,
+            query=query,
+            history=[
+                (details[i].title, tuple(details[i].categories))
+                for i in history[: self.config.history_max]
+                if i in details
+            ],
+        )
+        outcome = await reranker.rerank(
+            context,
+            pool,
+            deadline_s=max(0.0, _remaining_s(request, received, self.clock) - FINISH_RESERVE_S),
+        )
+        if gate is not None:
+            gate.record(outcome)
+        record = outcome.involvement(
+            request_id=request.request_id, use_case=LlmUseCase.RERANK, user_id=request.user_id
+        )
+        if outcome.used:
+            head = [i for i in outcome.order if i in set(order[:cap])]
+            order = head + [i for i in order if i not in set(head)]
+        return order, record, outcome.prompt_version
+
+    async def _explain(
+        self,
+        request: RecRequest,
+        final: list[Candidate],
+        history: list[str],
+        details: dict[str, ItemRecord],
+        intent: Intent | None,
+        received: float,
+    ) -> tuple[list[RecommendedItem], list[LlmInvolvement]]:
+        missing = [c.item_id for c in final if c.item_id not in details]
+        if missing:
+            details = details | await self.items.details(missing)
+        vectors = await self.items.vectors([c.item_id for c in final] + history[:10])
+        grounds = Grounds(
+            recent=history,
+            details=details,
+            vectors=vectors,
+            query_categories=(
+                [*intent.categories_any, *([intent.category] if intent.category else [])]
+                if intent is not None
+                else []
+            ),
+            year_range=(intent.year_min, intent.year_max) if intent is not None else (None, None),
+        )
+        out: list[RecommendedItem] = []
+        logs: list[LlmInvolvement] = []
+        explainer, gate = self.llm.explainer, self.llm.gate
+        for rank, cand in enumerate(final, start=1):
+            evidence = evidence_for(cand, grounds)
+            text, source = template_sentence(evidence), ExplanationSource.TEMPLATE
+            if self.config.llm_explain and explainer is not None and rank <= 3:
+                allowed = (
+                    gate is None
+                    or gate.allow(_remaining_s(request, received, self.clock) - FINISH_RESERVE_S)[0]
+                )
+                if allowed:
+                    title = details[cand.item_id].title if cand.item_id in details else cand.item_id
+                    outcome = await explainer.word(
+                        title,
+                        evidence_texts(evidence),
+                        deadline_s=max(
+                            0.0, _remaining_s(request, received, self.clock) - FINISH_RESERVE_S
+                        ),
+                    )
+                    if gate is not None:
+                        gate.record(outcome)
+                    logs.append(
+                        outcome.involvement(
+                            request_id=request.request_id,
+                            use_case=LlmUseCase.EXPLAIN,
+                            user_id=request.user_id,
+                            item_id=cand.item_id,
+                        )
+                    )
+                    if outcome.used and outcome.text:
+                        text, source = outcome.text, ExplanationSource.LLM
+            out.append(
+                RecommendedItem(
+                    item_id=cand.item_id,
+                    rank=rank,
+                    score=float(cand.score),
+                    source=cand.source,
+                    explanation=text,
+                    explanation_source=source,
+                    evidence=evidence,
+                )
+            )
+        return out, logs
+
+
+def _off_reason(enabled: bool, available: bool) -> str | None:
+    if not enabled:
+        return "disabled"
+    if not available:
+        return "llm_off"
+    return None
+
+
+def _not_called(request: RecRequest, use_case: LlmUseCase, reason: str) -> LlmInvolvement:
+    return LlmInvolvement(
+        request_id=request.request_id,
+        user_id=request.user_id,
+        use_case=use_case,
+        called=False,
+        used=False,
+        decision=reason,
+        fallback=True,
+        fallback_reason=reason,
+    )

@@ -1,0 +1,70 @@
+"""Choosing a route per request, with an explicit propensity.
+
+The base rule (DESIGN.md): warm → CF; warming → HYBRID (CF and content, merged);
+cold → CONTENT when there is anything to match (a query, session or recent items),
+else POPULARITY. A query makes warm and warming users HYBRID (their CF list plus the
+query's content list). With probability ``epsilon`` another feasible route is explored,
+chosen uniformly; the propensity of the route taken is logged so that off-policy
+estimators (IPS/SNIPS) can evaluate other routings from the logs.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from recsys.records import Route, WarmthBucket
+
+__all__ = ["RouteDecision", "choose_route", "feasible_routes"]
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    route: Route
+    propensity: float
+    base: Route
+    explored: bool
+
+
+def feasible_routes(has_history: bool, has_query: bool) -> list[Route]:
+    """Routes that can produce candidates for this request, in a fixed order."""
+    routes = [Route.POPULARITY]
+    if has_history or has_query:
+        routes.append(Route.CONTENT)
+    if has_history:
+        routes += [Route.CF, Route.HYBRID]
+    return routes
+
+
+def base_route(warmth: WarmthBucket, has_history: bool, has_query: bool) -> Route:
+    """The route the rule picks without exploration."""
+    if not has_history:
+        return Route.CONTENT if has_query else Route.POPULARITY
+    if warmth is WarmthBucket.WARM:
+        return Route.HYBRID if has_query else Route.CF
+    if warmth is WarmthBucket.WARMING:
+        return Route.HYBRID
+    return Route.CONTENT
+
+
+def choose_route(
+    warmth: WarmthBucket,
+    *,
+    has_history: bool,
+    has_query: bool,
+    epsilon: float,
+    rng: random.Random,
+    force: Route | None = None,
+) -> RouteDecision:
+    """Route for one request and the probability this policy had of taking it."""
+    if force is not None:
+        return RouteDecision(force, 1.0, force, False)
+    base = base_route(warmth, has_history, has_query)
+    options = feasible_routes(has_history, has_query)
+    others = [r for r in options if r is not base]
+    if epsilon <= 0 or not others:
+        return RouteDecision(base, 1.0, base, False)
+    if rng.random() < epsilon:
+        route = rng.choice(others)
+        return RouteDecision(route, epsilon / len(others), base, True)
+    return RouteDecision(base, 1.0 - epsilon, base, False)

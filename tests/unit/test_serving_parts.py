@@ -1,0 +1,160 @@
+"""Routing, merge rules, diversity and evidence: the training-free parts of serving."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from recsys.items.model import ItemRecord
+from recsys.records import EvidenceKind, Route, WarmthBucket
+from recsys.serving.candidates import Candidate, popularity_prior, profile_vector, rrf
+from recsys.serving.config import ServingConfig, warmth_of
+from recsys.serving.diversity import diversify, jaccard
+from recsys.serving.explanations import Grounds, evidence_for, template_sentence
+from recsys.serving.routing import base_route, choose_route, feasible_routes
+
+W, M, C = WarmthBucket.WARM, WarmthBucket.WARMING, WarmthBucket.COLD
+
+
+@pytest.mark.parametrize(
+    ("warmth", "history", "query", "route"),
+    [
+        (W, True, False, Route.CF),
+        (W, True, True, Route.HYBRID),
+        (M, True, False, Route.HYBRID),
+        (C, True, False, Route.CONTENT),
+        (C, False, True, Route.CONTENT),
+        (C, False, False, Route.POPULARITY),
+        (W, False, False, Route.POPULARITY),  # a stale bucket without items: nothing for CF
+    ],
+)
+def test_base_routes(warmth: WarmthBucket, history: bool, query: bool, route: Route) -> None:
+    assert base_route(warmth, history, query) is route
+    decision = choose_route(
+        warmth, has_history=history, has_query=query, epsilon=0.0, rng=random.Random(1)
+    )
+    assert (decision.route, decision.propensity, decision.explored) == (route, 1.0, False)
+
+
+def test_exploration_frequencies_match_the_logged_propensities() -> None:
+    rng = random.Random(7)
+    eps = 0.3
+    seen: Counter[Route] = Counter()
+    props: dict[Route, float] = {}
+    n = 20_000
+    for _ in range(n):
+        d = choose_route(W, has_history=True, has_query=False, epsilon=eps, rng=rng)
+        seen[d.route] += 1
+        props[d.route] = d.propensity
+    assert set(seen) == set(feasible_routes(True, False))
+    assert props[Route.CF] == pytest.approx(0.7)
+    assert sum(props.values()) == pytest.approx(1.0)
+    for route, count in seen.items():
+        assert count / n == pytest.approx(props[route], abs=0.015)
+
+
+def test_forced_route_and_no_alternative() -> None:
+    d = choose_route(C, has_history=False, has_query=False, epsilon=0.5, rng=random.Random(0))
+    assert (d.route, d.propensity) == (Route.POPULARITY, 1.0)  # nothing else is feasible
+    d = choose_route(
+        W, has_history=True, has_query=False, epsilon=0.5, rng=random.Random(0), force=Route.CONTENT
+    )
+    assert (d.route, d.propensity) == (Route.CONTENT, 1.0)
+
+
+def test_warmth_thresholds() -> None:
+    cfg = ServingConfig(cold_max=5, warm_min=51)
+    assert [warmth_of(p, cfg) for p in (0, 5, 6, 50, 51)] == [C, C, M, M, W]
+    assert warmth_of(6, ServingConfig(cold_max=10, warm_min=20)) is C
+
+
+def test_rrf_rewards_agreement_and_keeps_the_best_source() -> None:
+    cf = [Candidate("a", 9, "als"), Candidate("b", 8, "als"), Candidate("c", 7, "covisit", "x")]
+    content = [Candidate("c", 0.9, "content"), Candidate("d", 0.8, "content")]
+    fused = rrf(cf, content)
+    assert [c.item_id for c in fused] == ["c", "a", "b", "d"]  # b, d tie: by id
+    assert fused[0].score == pytest.approx(1 / 63 + 1 / 61)
+    assert fused[0].source == "content"  # rank 1 there beats rank 3 in CF
+
+
+def test_popularity_prior_is_log_scaled_to_one() -> None:
+    prior = popularity_prior([("a", 100.0), ("b", 9.0), ("c", 0.0)])
+    assert prior["a"] == 1.0
+    assert prior["b"] == pytest.approx(np.log1p(9) / np.log1p(100))
+    assert prior["c"] == 0.0
+    assert popularity_prior([]) == {}
+
+
+def test_profile_vector_weights_newest_items_most() -> None:
+    vectors = {"new": np.array([1.0, 0.0]), "old": np.array([0.0, 1.0])}
+    v = profile_vector(["new", "old"], vectors, half_life=1.0)
+    assert v is not None and v[0] > v[1] > 0
+    assert np.linalg.norm(v) == pytest.approx(1.0)
+    assert profile_vector(["missing"], vectors) is None
+
+
+def _plain_mmr(ranked, cats, k, lam):  # type: ignore[no-untyped-def]
+    top, low = max(c.score for c in ranked), min(c.score for c in ranked)
+    rel = {c.item_id: (c.score - low) / ((top - low) or 1) for c in ranked}
+    picked: list[Candidate] = []
+    rest = list(ranked)
+    while rest and len(picked) < k:
+
+        def value(c):  # type: ignore[no-untyped-def]
+            pen = max((jaccard(cats[c.item_id], cats[p.item_id]) for p in picked), default=0)
+            return (1 - lam) * rel[c.item_id] - lam * pen
+
+        best = max(rest, key=lambda c: (value(c), -ranked.index(c)))
+        picked.append(best)
+        rest.remove(best)
+    return picked
+
+
+def test_lazy_mmr_equals_plain_greedy_mmr() -> None:
+    rng = random.Random(3)
+    genres = ["a", "b", "c", "d", "e"]
+    for _ in range(30):
+        ranked = [Candidate(f"i{i}", rng.random(), "popularity") for i in range(40)]
+        ranked.sort(key=lambda c: -c.score)
+        cats = {c.item_id: frozenset(rng.sample(genres, rng.randint(1, 2))) for c in ranked}
+        assert diversify(ranked, cats, 10, 0.4) == _plain_mmr(ranked, cats, 10, 0.4)
+
+
+def test_diversity_spreads_categories() -> None:
+    ranked = [Candidate(f"h{i}", 10 - i * 0.01, "popularity") for i in range(5)]
+    ranked += [Candidate("x", 9.0, "popularity")]
+    cats = {c.item_id: frozenset({"horror"}) for c in ranked} | {"x": frozenset({"comedy"})}
+    assert [c.item_id for c in diversify(ranked, cats, 3, 0.0)] == ["h0", "h1", "h2"]
+    assert "x" in [c.item_id for c in diversify(ranked, cats, 3, 0.5)]
+
+
+def _item(item_id: str, title: str, cats: tuple[str, ...], year: str | None = None) -> ItemRecord:
+    attrs = {"year": year} if year else {}
+    return ItemRecord(item_id, 1, "c", "h", title=title, categories=cats, attributes=attrs)
+
+
+def test_evidence_names_only_facts_that_hold() -> None:
+    details = {
+        "r1": _item("r1", "Alien", ("Sci-Fi", "Horror")),
+        "r2": _item("r2", "Heat", ("Crime",)),
+        "x": _item("x", "Aliens", ("Sci-Fi", "Action"), "1986"),
+        "y": _item("y", "Toy Story", ("Animation",)),
+    }
+    vectors = {"r1": np.array([1.0, 0.0]), "x": np.array([0.9, 0.1]), "y": np.array([0.0, 1.0])}
+    grounds = Grounds(recent=["r1", "r2"], details=details, vectors=vectors)
+    ev = evidence_for(Candidate("x", 1.0, "content"), grounds)
+    kinds = [e.kind for e in ev]
+    assert kinds == [EvidenceKind.SIMILAR_TO_RECENT, EvidenceKind.MATCHED_CATEGORY]
+    assert ev[0].ref_item_id == "r1" and ev[1].value == "Sci-Fi"
+    assert template_sentence(ev) == "Similar to Alien, which you recently enjoyed."
+    # nothing shared, nothing similar: only popularity may be claimed
+    ev = evidence_for(Candidate("y", 1.0, "popularity"), grounds)
+    assert [e.kind for e in ev] == [EvidenceKind.POPULAR]
+    # co-visitation names the item it goes with; query constraints are claimed when met
+    q = Grounds(recent=[], details=details, vectors={}, query_categories=["sci-fi"])
+    ev = evidence_for(Candidate("x", 1.0, "covisit", via="r2"), q)
+    assert ev[0].kind is EvidenceKind.CO_VISITED and ev[0].value == "Heat"
+    assert ev[1].kind is EvidenceKind.QUERY_CONSTRAINT and ev[1].value == "Sci-Fi"

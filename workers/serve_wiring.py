@@ -1,0 +1,87 @@
+"""Wiring the serving worker's recommender from settings (Postgres ports + LLM parts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from recsys.cf.als_store import PgAls
+from recsys.cf.pg_covisit import PgCovisitation
+from recsys.cf.popularity import PgPopularity
+from recsys.items.pgvector import PgItemStore
+from recsys.llm.breaker import CircuitBreaker
+from recsys.llm.client import LlmClient
+from recsys.serving.config import ServingConfig
+from recsys.serving.explain_llm import LlmExplainer
+from recsys.serving.guard import InjectionGuard
+from recsys.serving.intent import IntentParser
+from recsys.serving.llm_gate import LlmGate
+from recsys.serving.pg_ports import PgCf, PgItems, PgUsers
+from recsys.serving.ports import QueryEmbedder
+from recsys.serving.recommender import LlmParts, Recommender
+from recsys.serving.rerank import LlmReranker
+from recsys.users.store import PgUserStates
+from streams.settings import Settings
+from workers.bootstrap import Context
+
+__all__ = ["build_recommender", "llm_client", "llm_client_for", "llm_parts"]
+
+
+def llm_client(ctx: Context) -> tuple[LlmClient | None, str]:
+    """The LLM client for serving, or None and the reason it is off."""
+    if "llm_client" in ctx.extras:
+        return ctx.extras["llm_client"], "no_endpoint"
+    return llm_client_for(ctx.settings), "no_endpoint"
+
+
+def llm_client_for(settings: Settings) -> LlmClient | None:
+    """A client for the configured endpoint (None without one)."""
+    return LlmClient.from_settings(settings) if settings.llm_enabled else None
+
+
+def llm_parts(settings: Any, client: LlmClient | None) -> LlmParts:
+    """Reranker, intent parser, explainer and their shared gate, over one client."""
+    if client is None:
+        return LlmParts()
+    guard = InjectionGuard()
+    gate = LlmGate(
+        CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_reset_s),
+        tokens_per_min=settings.llm_budget_tokens_per_min,
+        usd_per_min=settings.llm_budget_usd_per_min,
+    )
+    return LlmParts(
+        reranker=LlmReranker(
+            client, cap=settings.rerank_cap, cache_size=settings.response_cache_size, guard=guard
+        ),
+        intent=IntentParser(client, guard=guard),
+        explainer=LlmExplainer(client),
+        gate=gate,
+        model=client.model,
+    )
+
+
+def build_recommender(
+    settings: Settings,
+    apool: AsyncConnectionPool,
+    embedder: QueryEmbedder | None,
+    client: LlmClient | None,
+    **overrides: Any,
+) -> Recommender:
+    """The production recommender of this process (``overrides`` change the policy)."""
+    s = settings
+    config = ServingConfig.from_settings(s, **overrides)
+    return Recommender(
+        items=PgItems(PgItemStore(apool, ef_search=s.hnsw_ef_search), config.space),
+        users=PgUsers(PgUserStates(apool)),
+        cf=PgCf(
+            PgAls(apool, cache_s=s.cf_cache_s, ef_search=max(100, s.hnsw_ef_search)),
+            PgCovisitation(apool, half_life_h=s.covisit_half_life_h),
+            PgPopularity(
+                apool, half_life_h=s.popularity_half_life_h, max_age_s=s.popularity_max_age_s
+            ),
+        ),
+        embedder=embedder,
+        config=config,
+        llm=llm_parts(s, client),
+    )

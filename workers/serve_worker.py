@@ -1,0 +1,99 @@
+"""Worker `serve`: rec.requests → rec.responses + rec.llm-log.
+
+Thin: decode (the consumer loop dead-letters bad requests) → :class:`Recommender` →
+emit the response and one LLM-involvement record per LLM decision → flush → commit.
+Requests of a batch are served concurrently (bounded by ``serve_concurrency``); each
+continues the trace of its request. Postgres away is :class:`Retryable` (the batch is
+served again: responses are keyed by ``request_id``, so a repeat is recognisable).
+
+User state comes from the users worker's Postgres read model, measured at a few ms per
+read: a co-partitioned local table would need the serving process to consume the
+users' changelog too, and Faust's fetch latency on the embedded broker (DESIGN.md) is
+far worse than one indexed read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from recsys.embedding import Embedder, SentenceTransformerEmbedder
+from recsys.exceptions import DatabaseUnavailable
+from recsys.records import RecRequest
+from recsys.serving.query_embedding import QueryEncoder
+from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
+from streams.tracing import consume_span
+from workers.bootstrap import Context
+from workers.model_load import load_model
+from workers.serve_wiring import build_recommender, llm_client
+
+__all__ = ["run"]
+
+log = logging.getLogger(__name__)
+
+
+async def run(ctx: Context, stop: asyncio.Event) -> None:
+    """Serve requests until ``stop`` is set."""
+    s, topics, producer = ctx.settings, ctx.topics, ctx.producer
+    apool = await ctx.async_pool("serve", autocommit=True)
+    embedder: Embedder = ctx.extras.get("embedder") or SentenceTransformerEmbedder(
+        s.embedding_model, s.embedding_device, s.embedding_batch_size
+    )
+    if not await load_model(embedder, stop, worker="serve"):
+        log.info("serve: stopped while the embedding model was loading")
+        return
+    encoder = QueryEncoder(embedder)
+    await encoder.embed("warm up the query path")
+    client, off_reason = llm_client(ctx)
+    if client is not None:  # import the SDK now, not inside the first request's deadline
+        await asyncio.get_running_loop().run_in_executor(None, lambda: client.sdk)
+    recommender = build_recommender(s, apool, encoder, client)
+    ctx.extras["recommender"] = recommender
+    log.info(
+        "serve: model %s, LLM %s, policy %s",
+        embedder.name,
+        recommender.llm.model or f"off ({off_reason})",
+        recommender.config,
+    )
+    limit = asyncio.Semaphore(s.serve_concurrency)
+
+    async def one(msg: Inbound[RecRequest]) -> None:
+        async with limit:
+            received = time.monotonic()
+            request = msg.value
+            with consume_span(
+                "rec.requests serve",
+                msg.headers,
+                {"streamrec.request_id": request.request_id, "streamrec.user_id": request.user_id},
+            ) as span:
+                served = await recommender.recommend(request, received=received)
+                span.set_attribute("streamrec.route", served.response.route.value)
+                span.set_attribute("streamrec.llm_used", served.response.llm_used)
+                producer.send(topics.rec_responses, request.user_id, served.response)
+                for record in served.logs:
+                    producer.send(topics.llm_log, record.request_id, record)
+
+    async def handle(batch: list[Inbound[Any]]) -> None:
+        try:
+            await asyncio.gather(*(one(m) for m in batch))
+        except DatabaseUnavailable as exc:
+            raise Retryable(str(exc)) from exc
+
+    loop = ConsumerLoop(
+        s,
+        worker="serve",
+        inputs=[topics.rec_requests],
+        handler=handle,
+        producer=producer,
+        latency_sensitive=True,
+        max_batch=max(1, s.serve_concurrency),
+    )
+    ctx.extras["serve_loop"] = loop
+    try:
+        await loop.run(stop)
+    finally:
+        encoder.close()
+        if client is not None:
+            await client.aclose()

@@ -1,0 +1,56 @@
+"""Seed a database with a synthetic world without Kafka: items embedded into pgvector,
+users' histories into the read model, ``user_events`` and co-visitation, and a trained
+ALS version — the same domain steps the workers run, for benchmarks and tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from recsys import db
+from recsys.cf.covisit import CovisitConfig
+from recsys.cf.pg_covisit import PgCovisitation
+from recsys.embedding import Embedder
+from recsys.enrichment import Enricher, EnrichmentPipeline, InMemoryEnrichmentCache
+from recsys.items.pgvector import PgItemStore
+from recsys.records import CatalogChange, UserEvent
+from recsys.users.nearline import update_batch
+from recsys.users.state import UserStateConfig
+from recsys.users.store import PgUserStates
+from streams.settings import Settings
+from workers.train_cf_cmd import TrainCfOptions, TrainCfResult, run_train_cf
+
+__all__ = ["seed_world"]
+
+
+async def seed_world(
+    settings: Settings,
+    embedder: Embedder,
+    catalog: Sequence[CatalogChange],
+    events: Sequence[UserEvent],
+    *,
+    factors: int = 32,
+    iterations: int = 10,
+) -> TrainCfResult:
+    """Write ``catalog`` and ``events`` into the settings' database and train ALS on them."""
+    assert settings.database_url is not None, "seed_world needs a database"
+    dsn = settings.database_url.get_secret_value()
+    pool = db.async_pool(dsn, min_size=1, max_size=4, name="seed-world")
+    await pool.open(wait=True)
+    try:
+        store = PgItemStore(pool)
+        pipeline = EnrichmentPipeline(
+            store, embedder, Enricher(None, InMemoryEnrichmentCache()), batch_size=64
+        )
+        await pipeline.process(list(catalog), lambda _: None)
+        update = update_batch(
+            lambda _: None,
+            [(e, None) for e in events],
+            UserStateConfig.from_settings(settings),
+            CovisitConfig.from_settings(settings),
+        )
+        await PgUserStates(pool).write(
+            update.accepted, update.states.values(), PgCovisitation(pool)
+        )
+    finally:
+        await pool.close()
+    return await run_train_cf(settings, TrainCfOptions(factors=factors, iterations=iterations), dsn)
