@@ -194,7 +194,7 @@ class Settings(BaseSettings):
         86_400, ge=0, description="Duplicate event_ids are ignored within this window."
     )
     dedup_max_events: int = Field(
-        1000,
+        200,
         ge=1,
         description="At most this many recent event_ids are kept per user for dedup "
         "(redeliveries are recognised by offset regardless).",
@@ -213,6 +213,12 @@ class Settings(BaseSettings):
     )
     users_batch_wait_ms: int = Field(
         100, ge=1, description="Max wait to fill a users-worker batch."
+    )
+    users_fetch_wait_ms: int = Field(
+        10,
+        ge=1,
+        description="fetch.wait.max.ms of the users worker (Faust/aiokafka): short keeps state "
+        "fresh for serving and measured +30 % throughput over 100 ms on Tansu.",
     )
 
     # ---- collaborative filtering -------------------------------------------------------

@@ -110,7 +110,7 @@ class UserStateConfig:
     session_gap_s: int = 1800
     recent_items_max: int = 50
     dedup_window_s: int = 86_400
-    dedup_max_events: int = 1000
+    dedup_max_events: int = 200
 
     @classmethod
     def from_settings(cls, settings: Any) -> UserStateConfig:
