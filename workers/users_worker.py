@@ -31,8 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from faust.types import TP
-
 from recsys.cf.covisit import CovisitConfig
 from recsys.cf.pg_covisit import PgCovisitation
 from recsys.exceptions import DatabaseUnavailable
@@ -63,8 +61,6 @@ class UsersStats:
     dead_lettered: int = 0
     batches: int = 0
     db_retries: int = 0
-    #: Partitions sought back over a hole in the offsets delivered (see HoleGuard).
-    rewinds: int = 0
     #: Busy time by phase, seconds: domain step, Postgres transaction, changelog sends.
     domain_s: float = 0.0
     db_s: float = 0.0
@@ -150,38 +146,6 @@ class UserStateUpdater:
                 delay = min(delay * 2, 10.0)
 
 
-class HoleGuard:
-    """Keeps each partition's events contiguous in offsets.
-
-    Faust can drop a message it was delivering when a rebalance suspends the flow, then
-    count the skipped offset as a gap (as on a compacted topic) and commit past it —
-    losing the event. ``user.events`` has no gaps (not compacted, not transactional), so
-    an offset jump means events went missing: the events after the hole are held back
-    and the partition is sought back to the hole, so they come again in order (the state
-    recognises the ones it already has). Offsets lower than expected (redeliveries after
-    a rebalance) are fine.
-    """
-
-    def __init__(self) -> None:
-        self.next: dict[int, int] = {}
-
-    def split(self, events: list[Any]) -> tuple[list[Any], dict[int, int]]:
-        """The events to apply now, and ``{partition: offset}`` to seek back to."""
-        keep: list[Any] = []
-        rewind: dict[int, int] = {}
-        for event in events:
-            partition, offset = event.message.partition, event.message.offset
-            if partition in rewind:
-                continue
-            expected = self.next.get(partition)
-            if expected is not None and offset > expected:
-                rewind[partition] = expected
-                continue
-            keep.append(event)
-            self.next[partition] = offset + 1
-        return keep, rewind
-
-
 def _decode(
     decoder: FaustDecoder, spec: TopicSpec, events: list[Any]
 ) -> list[tuple[UserEvent, Position]]:
@@ -233,22 +197,12 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     )
     ctx.extras["users_updater"] = updater
 
-    holes = HoleGuard()
-
     @app.agent(topic, name="users-state")
     async def consume(stream: Any) -> None:
         async for events in stream.take_events(s.users_batch_size, s.users_batch_wait_ms / 1000):
             updater.stats.consumed += len(events)
-            contiguous, rewind = holes.split(list(events))
-            for partition, offset in rewind.items():
-                log.warning(
-                    "users: offsets skipped on %s[%d] before %d: seeking back (Faust dropped "
-                    "messages around a rebalance)", spec.name, partition, offset,
-                )  # fmt: skip
-                updater.stats.rewinds += 1
-                await app.consumer.seek(TP(spec.name, partition), offset)
-            decoded = _decode(decoder, spec, contiguous)
-            updater.stats.dead_lettered += len(contiguous) - len(decoded)
+            decoded = _decode(decoder, spec, list(events))
+            updater.stats.dead_lettered += len(events) - len(decoded)
             if decoded:
                 await updater.apply(decoded)
 
