@@ -28,6 +28,7 @@ USERS_OVERRIDES: dict[str, object] = {
     "covisit_window_s": 600,
     "users_batch_size": 50,
     "users_batch_wait_ms": 20,
+    "users_fetch_wait_ms": 20,
 }
 _KINDS = [EventType.VIEW] * 5 + [EventType.CLICK] * 2 + [
     EventType.CART, EventType.PURCHASE, EventType.RATING, EventType.SEARCH, EventType.DISMISS,
