@@ -3,12 +3,12 @@
 1. ``--events`` user events (``--users`` users, ``--items`` items) are produced to a fresh
    ``user.events``;
 2. yardstick: a plain aiokafka consumer reads them all (no decode, no commit);
-3. the ``users`` worker (in process, same Faust app as production) reads them: per-user
-   state in the changelog-backed table, ``user_events`` + co-visitation + read model in
-   Postgres, offsets committed. Timed from its first consumed event until the committed
+3. the ``users`` worker (in process, the production consumer loop) reads them: per-user
+   state, ``user_events`` + co-visitation + read model in one Postgres transaction per
+   batch, offsets committed. Timed from its first consumed event until the committed
    offsets reach the end of every partition (group join excluded);
 4. lag: events produced at ``--rate`` per second for ``--lag-seconds``; produce time →
-   the moment the event's batch is durable (Postgres + changelog).
+   the moment the event's batch is durable in Postgres.
 
     python -m benchmarks users [--events 50000] [--batch 2000] [--wait-ms 100]
 """
@@ -32,7 +32,6 @@ from recsys import db
 from recsys.records import EventType, UserEvent
 from recsys.users.state import Position
 from streams import admin
-from streams.faust_app import create_faust_app
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
@@ -105,40 +104,11 @@ def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, i
         consumer.close()
 
 
-async def faust_noop(settings: Settings, topic: str, n: int, faust_conf: dict[str, Any]) -> float:
-    """Events/s of a Faust agent that only counts ``take_events`` batches (same app
-    configuration as the worker): the ceiling Faust's per-event stream path sets."""
-    app = create_faust_app(settings, f"noop-{uuid.uuid4().hex[:6]}",
-                           fetch_wait_ms=settings.users_fetch_wait_ms, **faust_conf)  # fmt: skip
-    source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw",
-                       value_serializer="raw")  # fmt: skip
-    seen = [0]
-    first: list[float] = []
-    done = asyncio.Event()
-
-    @app.agent(source)
-    async def count(stream: Any) -> None:
-        async for events in stream.take_events(settings.users_batch_size,
-                                               settings.users_batch_wait_ms / 1000):  # fmt: skip
-            if not first:
-                first.append(time.perf_counter())
-            seen[0] += len(events)
-            if seen[0] >= n:
-                done.set()
-
-    await app.start()
-    try:
-        await done.wait()
-        return n / (time.perf_counter() - first[0])
-    finally:
-        await app.stop()
-
-
 async def worker_run(
     settings: Settings, topic: str, n: int, ends: dict[int, int], rate: float,
-    lag_seconds: float, users: int, items: int, faust_conf: dict[str, Any],
+    lag_seconds: float, users: int, items: int,
 ) -> dict[str, Any]:  # fmt: skip
-    ctx = bootstrap(settings, faust_conf=faust_conf)
+    ctx = bootstrap(settings)
     stop = asyncio.Event()
     task = asyncio.create_task(serve_forever("users", ctx, stop))
     group = f"{settings.topic_prefix}streamrec-users"
@@ -206,8 +176,8 @@ async def worker_run(
             "durable_s": durable_s, "committed_s": committed_s, "applied": applied,
             "duplicates": duplicates, "batches": stats.batches, "lag": summary_ms(lags),
             "lag_lost": count - len(lags),
-            "busy_s": {"domain": round(stats.domain_s, 2), "postgres": round(stats.db_s, 2),
-                       "changelog": round(stats.changelog_s, 2)},
+            "busy_s": {"read": round(stats.read_s, 2), "domain": round(stats.domain_s, 2),
+                       "postgres": round(stats.db_s, 2)},
         }  # fmt: skip
     finally:
         stop.set()
@@ -223,8 +193,6 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="users_batch_size")
     parser.add_argument("--wait-ms", type=int, default=None, help="users_batch_wait_ms")
     parser.add_argument("--fetch-wait-ms", type=int, default=None, help="users_fetch_wait_ms")
-    parser.add_argument("--max-poll-records", type=int, default=None)
-    parser.add_argument("--fetch-bytes", type=int, default=None, help="per-partition fetch")
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--lag-seconds", type=float, default=20.0)
     args = parser.parse_args()
@@ -236,11 +204,6 @@ def main() -> None:
         overrides["users_batch_wait_ms"] = args.wait_ms
     if args.fetch_wait_ms:
         overrides["users_fetch_wait_ms"] = args.fetch_wait_ms
-    faust_conf: dict[str, Any] = {}
-    if args.max_poll_records:
-        faust_conf["broker_max_poll_records"] = args.max_poll_records
-    if args.fetch_bytes:
-        faust_conf["consumer_max_fetch_size"] = args.fetch_bytes
     with embedded_stack(with_postgres=True, **overrides) as settings:
         assert settings.database_url is not None
         db.apply_migrations(settings.database_url.get_secret_value())
@@ -252,11 +215,8 @@ def main() -> None:
         log.warning("produced %d events in %.1fs", args.events, produce_s)
         raw, ends = asyncio.run(raw_consumer(settings, topic, args.events))
         log.warning("raw consumer: %.0f events/s", raw)
-        noop = asyncio.run(faust_noop(settings, topic, args.events, faust_conf))
-        log.warning("faust no-op agent: %.0f events/s", noop)
         run = asyncio.run(worker_run(
             settings, topic, args.events, ends, args.rate, args.lag_seconds, args.users, args.items,
-            faust_conf,
         ))  # fmt: skip
     rate = args.events / run["committed_s"]
     emit({
@@ -267,12 +227,9 @@ def main() -> None:
         "users_batch_size": settings.users_batch_size,
         "users_batch_wait_ms": settings.users_batch_wait_ms,
         "users_fetch_wait_ms": settings.users_fetch_wait_ms,
-        "faust_conf": faust_conf,
         "produce_events_per_s": round(args.events / produce_s),
         "raw_consumer_events_per_s": round(raw),
-        "faust_noop_agent_events_per_s": round(noop),
         "events_per_s": round(rate),
-        "ratio_to_faust_noop_agent": round(rate / noop, 3),
         "events_per_s_durable": round(args.events / run["durable_s"]),
         "ratio_to_raw_consumer": round(rate / raw, 3),
         "applied": run["applied"],

@@ -62,10 +62,9 @@ WHERE user_state.version < EXCLUDED.version
 """
 
 _CONSUMED_TYPES = sorted(t.value for t in VISIT_EVENTS)
+
+
 #: Worker-only fields (the dedup window and Kafka position); defaults when read back.
-_NOT_IN_READ_MODEL = {"seen", "last_position"}
-
-
 @dataclass(frozen=True)
 class WriteResult:
     """What one batch write did."""
@@ -192,7 +191,7 @@ def _state_rows(states: Iterable[UserState]) -> tuple[list[Any], ...]:
         values = (
             s.user_id, s.events, s.warmth.value, s.positives, s.engagement, s.engagement_at,
             s.session.session_id if s.session else None, s.last_event_at,
-            s.model_dump_json(exclude=_NOT_IN_READ_MODEL),
+            s.model_dump_json(),
         )  # fmt: skip
         for col, value in zip(cols, values, strict=True):
             col.append(value)

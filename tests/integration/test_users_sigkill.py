@@ -2,7 +2,7 @@
 a stream with duplicates, restart, and every user's counts, buckets and sessions, the
 read model, ``user_events`` and co-visitation equal the offline computation exactly;
 two processes in one group split the partitions, and when one is killed the other
-takes its partitions and their state over from the changelog."""
+takes its partitions over and continues from the state committed in Postgres."""
 
 from __future__ import annotations
 
