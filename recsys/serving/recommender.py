@@ -165,6 +165,9 @@ class Recommender:
             epsilon=cfg.epsilon,
             rng=self.rng,
             force=cfg.force_route,
+            cold=cfg.cold_route,
+            warming=cfg.warming_route,
+            warm=cfg.warm_route,
         )
         exclude = set(request.exclude_item_ids) | set(view.consumed) | set(history)
         ranked, model_version = await self._candidates(
@@ -298,7 +301,9 @@ class Recommender:
             ranked = await content()
         elif route is Route.HYBRID:
             cf_list, content_list = await asyncio.gather(cf(), content())
-            ranked = cands.rrf(cf_list, content_list)
+            ranked = cands.rrf(
+                cf_list, content_list, weights=(1.0, self.config.hybrid_content_weight)
+            )
             model_version = await self.cf.model_version()
         else:
             ranked = []

@@ -36,15 +36,24 @@ def feasible_routes(has_history: bool, has_query: bool) -> list[Route]:
     return routes
 
 
-def base_route(warmth: WarmthBucket, has_history: bool, has_query: bool) -> Route:
-    """The route the rule picks without exploration."""
+def base_route(
+    warmth: WarmthBucket,
+    has_history: bool,
+    has_query: bool,
+    *,
+    cold: Route = Route.CONTENT,
+    warming: Route = Route.HYBRID,
+    warm: Route = Route.CF,
+) -> Route:
+    """The route the rule picks without exploration (``cold``/``warming``/``warm``: the
+    routes of a cold user with history, a warming and a warm user, without a query)."""
     if not has_history:
         return Route.CONTENT if has_query else Route.POPULARITY
     if warmth is WarmthBucket.WARM:
-        return Route.HYBRID if has_query else Route.CF
+        return Route.HYBRID if has_query else warm
     if warmth is WarmthBucket.WARMING:
-        return Route.HYBRID
-    return Route.CONTENT
+        return Route.HYBRID if has_query else warming
+    return Route.HYBRID if has_query and cold is not Route.CONTENT else cold
 
 
 def choose_route(
@@ -55,11 +64,14 @@ def choose_route(
     epsilon: float,
     rng: random.Random,
     force: Route | None = None,
+    cold: Route = Route.CONTENT,
+    warming: Route = Route.HYBRID,
+    warm: Route = Route.CF,
 ) -> RouteDecision:
     """Route for one request and the probability this policy had of taking it."""
     if force is not None:
         return RouteDecision(force, 1.0, force, False)
-    base = base_route(warmth, has_history, has_query)
+    base = base_route(warmth, has_history, has_query, cold=cold, warming=warming, warm=warm)
     options = feasible_routes(has_history, has_query)
     others = [r for r in options if r is not base]
     if epsilon <= 0 or not others:
