@@ -96,23 +96,34 @@ POPULARITY_MAX_AGE_S = 86_400.0
 #: more training ratings than serving reads as consumed carry the rest as exclusions.
 CONSUMED_LIMIT = 1000
 
-#: Variants of the content and hybrid routes tried by ``--grid`` (on the validation
-#: split): the popularity prior's weight in content scores, and the content list's
-#: weight in the hybrid fusion. Each bucket's best route is read off the results.
-GRID: dict[str, dict[str, Any]] = {
-    "content_pw1": {"force_route": Route.CONTENT, "popularity_weight": 1.0},
-    "content_pw2": {"force_route": Route.CONTENT, "popularity_weight": 2.0},
-    "hybrid_pw1": {"force_route": Route.HYBRID, "popularity_weight": 1.0},
-    "hybrid_pw2": {"force_route": Route.HYBRID, "popularity_weight": 2.0},
-    "hybrid_pw1_cw2": {
-        "force_route": Route.HYBRID,
-        "popularity_weight": 1.0,
-        "hybrid_content_weight": 2.0,
+#: Variants tried by ``--grid NAME`` (on the validation split). ``routes``: the
+#: popularity prior's weight in content scores and the content list's weight in the
+#: hybrid fusion, per forced route (each bucket's best route is read off the results);
+#: ``cold``: the hybrid fusion for cold users (run with ``--buckets cold,sim_cold``).
+GRIDS: dict[str, dict[str, dict[str, Any]]] = {
+    "routes": {
+        "content_pw1": {"force_route": Route.CONTENT, "popularity_weight": 1.0},
+        "content_pw2": {"force_route": Route.CONTENT, "popularity_weight": 2.0},
+        "hybrid_pw1": {"force_route": Route.HYBRID, "popularity_weight": 1.0},
+        "hybrid_pw2": {"force_route": Route.HYBRID, "popularity_weight": 2.0},
+        "hybrid_pw1_cw2": {
+            "force_route": Route.HYBRID,
+            "popularity_weight": 1.0,
+            "hybrid_content_weight": 2.0,
+        },
+        "hybrid_pw1_cw0.5": {
+            "force_route": Route.HYBRID,
+            "popularity_weight": 1.0,
+            "hybrid_content_weight": 0.5,
+        },
     },
-    "hybrid_pw1_cw0.5": {
-        "force_route": Route.HYBRID,
-        "popularity_weight": 1.0,
-        "hybrid_content_weight": 0.5,
+    "cold": {
+        f"hybrid_pw{pw}_ccw{cw}": {
+            "force_route": Route.HYBRID,
+            "popularity_weight": pw,
+            "cold_content_weight": cw,
+        }
+        for pw, cw in [(0.5, 2.0), (0.5, 3.0), (0.5, 4.0), (1.0, 2.0), (1.0, 3.0), (2.0, 2.0)]
     },
 }
 
@@ -360,11 +371,25 @@ def agreement(a: Answers, b: Answers) -> dict[str, Any]:
     common = [u for u in a.items if u in b.items]
     same = sum(a.items[u] == b.items[u] for u in common)
     same_route = sum(a.routes[u] == b.routes[u] for u in common)
+    differ = [
+        {
+            "user": u,
+            "route": b.routes[u],
+            "same_set": set(a.items[u]) == set(b.items[u]),
+            "first_difference_at": next(
+                (i for i, (x, y) in enumerate(zip(a.items[u], b.items[u], strict=False)) if x != y),
+                min(len(a.items[u]), len(b.items[u])),
+            ),
+        }
+        for u in common
+        if a.items[u] != b.items[u]
+    ]
     return {
         "requests": len(common),
         "identical_lists": same,
         "identical_routes": same_route,
         "share_identical": round(same / len(common), 4) if common else None,
+        "differences": differ[:10],
     }
 
 
@@ -376,7 +401,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--llm", choices=["simulated", "none"], default="simulated")
     parser.add_argument("--no-worker", action="store_true", help="routed in-process only")
-    parser.add_argument("--grid", action="store_true", help="serve GRID configurations too")
+    parser.add_argument("--grid", choices=sorted(GRIDS), help="serve a grid of configurations")
+    parser.add_argument(
+        "--buckets", default=None, help="only these buckets' users, e.g. cold,sim_cold"
+    )
     parser.add_argument(
         "--embedding-cache",
         type=Path,
@@ -406,6 +434,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         popularity_max_age_s=POPULARITY_MAX_AGE_S,
     ) as settings:
         cases, events, sim_events = build_cases(split, settings, args.users, args.seed)
+        if args.buckets:
+            wanted = set(args.buckets.split(","))
+            cases = [c for c in cases if c.bucket in wanted]
         counts: dict[str, int] = defaultdict(int)
         for c in cases:
             counts[c.bucket] += 1
@@ -438,7 +469,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         policies: dict[str, dict[str, Any]] = {"routed_in_process": {}}
         policies |= {name: {"force_route": route} for name, route in FORCED.items()}
         if args.grid:
-            policies |= {f"grid:{name}": cfg for name, cfg in GRID.items()}
+            policies |= {f"grid:{name}": cfg for name, cfg in GRIDS[args.grid].items()}
         answers = asyncio.run(in_process(settings, encoder, cases, policies))
         if args.llm == "simulated":
             with SimulatedLlmServer() as server:

@@ -22,10 +22,11 @@ W, M, C = WarmthBucket.WARM, WarmthBucket.WARMING, WarmthBucket.COLD
 @pytest.mark.parametrize(
     ("warmth", "history", "query", "route"),
     [
-        (W, True, False, Route.CF),
+        (W, True, False, Route.HYBRID),
         (W, True, True, Route.HYBRID),
         (M, True, False, Route.HYBRID),
-        (C, True, False, Route.CONTENT),
+        (C, True, False, Route.HYBRID),
+        (C, True, True, Route.HYBRID),
         (C, False, True, Route.CONTENT),
         (C, False, False, Route.POPULARITY),
         (W, False, False, Route.POPULARITY),  # a stale bucket without items: nothing for CF
@@ -50,7 +51,7 @@ def test_exploration_frequencies_match_the_logged_propensities() -> None:
         seen[d.route] += 1
         props[d.route] = d.propensity
     assert set(seen) == set(feasible_routes(True, False))
-    assert props[Route.CF] == pytest.approx(0.7)
+    assert props[Route.HYBRID] == pytest.approx(0.7)
     assert sum(props.values()) == pytest.approx(1.0)
     for route, count in seen.items():
         assert count / n == pytest.approx(props[route], abs=0.015)
@@ -174,12 +175,13 @@ def test_weighted_rrf_scales_each_list_and_checks_the_weights() -> None:
 @pytest.mark.parametrize(
     ("warmth", "query", "routes", "route"),
     [
-        (C, False, {"cold": Route.HYBRID}, Route.HYBRID),
+        (C, False, {"cold": Route.CONTENT}, Route.CONTENT),  # DESIGN.md's first rule
+        (W, False, {"warm": Route.CF}, Route.CF),
         (C, True, {"cold": Route.CF}, Route.HYBRID),  # a query brings content in
         (C, True, {"cold": Route.CONTENT}, Route.CONTENT),
         (M, False, {"warming": Route.CF}, Route.CF),
         (M, True, {"warming": Route.CF}, Route.HYBRID),
-        (W, False, {"warm": Route.HYBRID}, Route.HYBRID),
+        (W, True, {"warm": Route.CF}, Route.HYBRID),
     ],
 )
 def test_the_routes_per_bucket_are_configurable(
