@@ -32,11 +32,19 @@ Buckets by the real user's training positives with the settings' thresholds
 ``sim_cold``. Metrics: recall@10 and NDCG@10 (``recsys.evaluation.ranking``).
 
 ``--split validation`` carves the same split out of the training data (for tuning
-serving defaults without looking at the test split) and ``--grid`` serves it in-process
-under a few alternative serving configurations.
+serving defaults without looking at the test split) and ``--grid NAME`` serves it
+in-process under the configurations of ``GRIDS[NAME]`` too (``--buckets`` keeps only
+some buckets' users). The serving defaults were chosen that way:
+
+    python -m benchmarks quality_routed --split validation --grid routes --no-worker --llm none
+    python -m benchmarks quality_routed --split validation --grid cold --buckets cold,sim_cold \
+        --no-worker --llm none
+
+A full test run takes ~9 minutes on 2 busy cores once the item vectors are cached
+(~15 the first time); ``--users N`` subsamples test users with a fixed seed.
 
     python -m benchmarks quality_routed [--movielens DIR] [--split test|validation]
-        [--users N] [--llm simulated|none] [--no-worker] [--grid]
+        [--users N] [--llm simulated|none] [--no-worker] [--grid routes|cold]
 
 Last line: ``{bucket: {policy: {"recall@10": x, "ndcg@10": y}}, "_meta": {...}}``.
 """
