@@ -37,7 +37,7 @@ in-process under the configurations of ``GRIDS[NAME]`` too (``--buckets`` keeps 
 some buckets' users). The serving defaults were chosen that way:
 
     python -m benchmarks quality_routed --split validation --grid routes --no-worker --llm none
-    python -m benchmarks quality_routed --split validation --grid cold --buckets cold,sim_cold \
+    python -m benchmarks quality_routed --split validation --grid cold --buckets cold,sim_cold \\
         --no-worker --llm none
 
 A full test run takes ~9 minutes on 2 busy cores once the item vectors are cached
