@@ -103,6 +103,8 @@ POPULARITY_MAX_AGE_S = 86_400.0
 #: The serving buckets' user-state recent items are bounded; requests for users with
 #: more training ratings than serving reads as consumed carry the rest as exclusions.
 CONSUMED_LIMIT = 1000
+#: Requests served in-process a second time: is the in-process answer itself stable?
+REPEAT_SAMPLE = 200
 
 #: Variants tried by ``--grid NAME`` (on the validation split). ``routes``: the
 #: popularity prior's weight in content scores and the content list's weight in the
@@ -376,7 +378,7 @@ def score(answers: Answers, cases: Iterable[Case]) -> dict[str, dict[str, float]
 
 
 def agreement(a: Answers, b: Answers) -> dict[str, Any]:
-    common = [u for u in a.items if u in b.items]
+    common = [u for u in b.items if u in a.items]
     same = sum(a.items[u] == b.items[u] for u in common)
     same_route = sum(a.routes[u] == b.routes[u] for u in common)
     differ = [
@@ -479,6 +481,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.grid:
             policies |= {f"grid:{name}": cfg for name, cfg in GRIDS[args.grid].items()}
         answers = asyncio.run(in_process(settings, encoder, cases, policies))
+        sample = random.Random(args.seed).sample(cases, min(REPEAT_SAMPLE, len(cases)))
+        again = asyncio.run(in_process(settings, encoder, sample, {"routed_again": {}}))
+        meta["in_process_repeat"] = agreement(answers["routed_in_process"], again["routed_again"])
         if args.llm == "simulated":
             with SimulatedLlmServer() as server:
                 llm = settings.with_overrides(llm_base_url=server.base_url, llm_model=server.model)
