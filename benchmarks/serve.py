@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -80,10 +81,20 @@ async def in_process(
         await pool.close()
 
 
+def _arrival(finished: dict[str, float], request_id: str) -> Callable[[Any], None]:
+    """A future callback noting when the response arrived (not when it was looked at)."""
+
+    def note(_: Any) -> None:
+        finished.setdefault(request_id, time.monotonic())
+
+    return note
+
+
 def drive(
     settings: Settings, requests: list[RecRequest], rate: float, timeout_s: float = 30.0
 ) -> dict[str, Any]:
     sent: list[tuple[RecRequest, Future[RecResponse], float]] = []
+    finished: dict[str, float] = {}  # request id → when its response arrived
     trips: dict[str, list[float]] = defaultdict(list)
     server: dict[str, list[float]] = defaultdict(list)
     llm_used = lost = 0
@@ -92,7 +103,9 @@ def drive(
         for i, request in enumerate(requests):
             time.sleep(max(0.0, start + i / rate - time.monotonic()))
             request = request.model_copy(update={"requested_at": utcnow()})
-            sent.append((request, client.submit(request), time.monotonic()))
+            future = client.submit(request)
+            future.add_done_callback(_arrival(finished, request.request_id))
+            sent.append((request, future, time.monotonic()))
         last = start
         for request, future, at in sent:
             try:
@@ -100,7 +113,7 @@ def drive(
             except RequestTimeout:
                 lost += 1
                 continue
-            done = time.monotonic()
+            done = finished[request.request_id]
             last = max(last, done)
             route = response.route.value
             trips[route].append((done - at) * 1000)

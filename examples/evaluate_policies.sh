@@ -3,8 +3,9 @@
 # another policy offline from the archive, without touching production.
 #
 #   1. traffic    `streamrec demo`: embedded Kafka + Postgres, every worker, a synthetic
-#                 catalog, user histories, recommendation requests and what the users did
-#                 next; the archive worker writes it all to Avro files under the home
+#                 catalog, user histories, recommendation requests answered by the serve
+#                 worker and clicks on some answers; the archive worker writes it all to
+#                 Avro files under the home
 #   2. replay     a time range of the logged responses, exported to Parquet
 #   3. replay     the logged requests again through another policy configuration
 #                 (counterfactual responses stored beside the originals)
@@ -41,9 +42,9 @@ export STREAMREC_HOME=${STREAMREC_HOME:-$OUT/home}
 export STREAMREC_TOPIC_PREFIX=${STREAMREC_TOPIC_PREFIX:-example.}
 # the counterfactual engine re-reads each user's events before every logged request
 export STREAMREC_ARCHIVE_USER_EVENTS=true
-# outcomes count within 5 minutes of an impression (the demo's users act within 15)
-export STREAMREC_ATTRIBUTION_WINDOW_S=${STREAMREC_ATTRIBUTION_WINDOW_S:-300}
-export STREAMREC_FEEDBACK_ALLOWED_LATENESS_S=${STREAMREC_FEEDBACK_ALLOWED_LATENESS_S:-30}
+# the demo's users click within a second of an answer and the demo closes attribution
+# windows after 10 s; evaluate judges relevance with the same window
+export STREAMREC_ATTRIBUTION_WINDOW_S=${STREAMREC_ATTRIBUTION_WINDOW_S:-10}
 ARCHIVE="$STREAMREC_HOME/archive"
 mkdir -p "$OUT"
 

@@ -236,19 +236,19 @@ for _config in (
     PolicyConfig("production", "The logged configuration, unchanged."),
     PolicyConfig(
         "no-llm",
-        "No LLM: rerank and explanations off.",
-        {"llm_rerank": False, "llm_explain": False},
+        "No LLM: intent parsing, rerank and explanations off.",
+        {"llm_intent": False, "llm_rerank": False, "llm_explain": False},
     ),
     PolicyConfig("rerank-cap-20", "The LLM reranks at most 20 candidates.", {"rerank_cap": 20}),
     PolicyConfig(
         "raw-embeddings",
         "Content retrieval on raw-text embeddings instead of enriched ones.",
-        {"content_vectors": "raw"},
+        {"serving_space": "raw"},
     ),
     PolicyConfig(
         "enriched-embeddings",
         "Content retrieval on LLM-enriched embeddings.",
-        {"content_vectors": "enriched"},
+        {"serving_space": "enriched"},
     ),
     PolicyConfig(
         "warmth-strict",

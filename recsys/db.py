@@ -159,7 +159,10 @@ def _configure_async(statement_timeout_ms: int, ef_search: int):  # type: ignore
         await register_vector_async(conn)
         await conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
         await conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
-        await conn.commit()
+        # filtered ANN keeps scanning until it has k rows (pgvector >= 0.8)
+        await conn.execute("SET hnsw.iterative_scan = relaxed_order")
+        if not conn.autocommit:
+            await conn.commit()
 
     return configure
 
@@ -193,8 +196,14 @@ def async_pool(
     statement_timeout_ms: int = 5000,
     ef_search: int = 100,
     name: str = "streamrec",
+    autocommit: bool = False,
 ) -> AsyncConnectionPool:
-    """A closed async pool; open it inside the running loop (``await pool.open()``)."""
+    """A closed async pool; open it inside the running loop (``await pool.open()``).
+
+    ``autocommit`` suits read-mostly users (serving): each statement is its own
+    transaction, so returning a connection costs no COMMIT round trip; explicit
+    ``conn.transaction()`` blocks still group writes.
+    """
     return AsyncConnectionPool(
         dsn,
         min_size=min_size,
@@ -202,5 +211,6 @@ def async_pool(
         open=False,
         name=name,
         configure=_configure_async(statement_timeout_ms, ef_search),
+        kwargs={"autocommit": True} if autocommit else None,
         reconnect_timeout=60,
     )

@@ -271,13 +271,19 @@ class ConsumerLoop:
         # effects durable before the commit: outputs and dead letters acknowledged
         await asyncio.get_running_loop().run_in_executor(None, self.producer.flush)
         self._positions.update(offsets)
-        self._commit(consumer, self._due_commits())
+        # a synchronous commit is a broker round trip: off the loop, so that concurrent
+        # handlers (serving) keep running while it is on the wire
+        await asyncio.get_running_loop().run_in_executor(
+            None, self._commit, consumer, self._due_commits()
+        )
 
     async def _housekeep(self, consumer: Consumer, *, final: bool) -> None:
         assert self._housekeeping is not None
         await self._housekeeping(final)
         await asyncio.get_running_loop().run_in_executor(None, self.producer.flush)
-        self._commit(consumer, self._due_commits())
+        await asyncio.get_running_loop().run_in_executor(
+            None, self._commit, consumer, self._due_commits()
+        )
 
     def _due_commits(self) -> dict[tuple[str, int], int]:
         """Positions (held back to what is durable) not committed yet."""

@@ -5,8 +5,8 @@ Faust's ``table[key] = value`` sends the changelog record to the partition of th
 per batch has no meaningful current event — the last event of the batch may come from
 another partition — so :meth:`KeyedStateTable.put` names the partition (the source
 partition of that key's events, which is the key's partition: topics are
-co-partitioned) and returns the changelog send's future. Awaiting those futures before
-the batch is acknowledged is what makes the changelog durable before the offsets that
+co-partitioned) and returns the delivery future. Awaiting those before the batch is
+acknowledged is what makes the changelog durable before the offsets that
 produced it are committed.
 
 Values are pydantic models stored as JSON through :class:`PydanticJsonCodec`, so the
@@ -16,11 +16,11 @@ rebuilds them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, Generic, TypeVar
 
 import faust
 from faust.serializers import codecs
-from faust.types import FutureMessage
 from pydantic import BaseModel
 
 __all__ = ["KeyedStateTable", "PydanticJsonCodec", "keyed_state_table"]
@@ -53,11 +53,22 @@ class KeyedStateTable(faust.Table):
         # store and changelog topic are created lazily, after this).
         self.value_serializer = value_codec
 
-    def put(self, key: bytes, value: Any, partition: int) -> FutureMessage:
-        """Set ``key`` in memory and send it to changelog ``partition``; await the result
-        to know the broker has it."""
+    async def put(self, key: bytes, value: Any, partition: int) -> Awaitable[Any]:
+        """Set ``key`` in memory and hand it to the producer for changelog ``partition``.
+
+        Returns the delivery future: await it to know the broker has the record. This
+        skips Faust's send-soon buffer, which drains one record at a time and is meant
+        for writes from synchronous code.
+        """
         self.data[key] = value
-        return self.send_changelog(partition, key, value)
+        return await self.changelog_topic.send(
+            key=key,
+            value=value,
+            partition=partition,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            callback=self._on_changelog_sent,
+        )
 
     def value(self, key: bytes) -> Any:
         """The value of ``key``, or None."""

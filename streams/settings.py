@@ -194,7 +194,7 @@ class Settings(BaseSettings):
         86_400, ge=0, description="Duplicate event_ids are ignored within this window."
     )
     dedup_max_events: int = Field(
-        1000,
+        200,
         ge=1,
         description="At most this many recent event_ids are kept per user for dedup "
         "(redeliveries are recognised by offset regardless).",
@@ -214,19 +214,25 @@ class Settings(BaseSettings):
     users_batch_wait_ms: int = Field(
         100, ge=1, description="Max wait to fill a users-worker batch."
     )
+    users_fetch_wait_ms: int = Field(
+        10,
+        ge=1,
+        description="fetch.wait.max.ms of the users worker (Faust/aiokafka): short keeps state "
+        "fresh for serving and measured +30 % throughput over 100 ms on Tansu.",
+    )
 
     # ---- collaborative filtering -------------------------------------------------------
     als_factors: int = Field(
-        64,
+        32,
         description="ALS latent factors (one of 16, 32, 64, 128, 256: each has its own "
         "pgvector HNSW index, which needs a fixed dimension).",
     )
     als_iterations: int = Field(15, ge=1, description="ALS training iterations.")
     als_regularization: float = Field(
-        0.05, ge=0, description="ALS L2 regularisation (λ); also used by the fold-in."
+        5.0, ge=0, description="ALS L2 regularisation (λ); also used by the fold-in."
     )
     als_alpha: float = Field(
-        2.0, gt=0, description="ALS confidence scale alpha: confidence = 1 + alpha * event weight."
+        1.0, gt=0, description="ALS confidence scale alpha: confidence = 1 + alpha * event weight."
     )
     als_threads: int = Field(2, ge=0, description="Threads ALS training uses (0 = one per core).")
     als_keep_versions: int = Field(

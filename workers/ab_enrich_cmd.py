@@ -51,6 +51,8 @@ class AbCommandOptions:
     json_out: Path | None = None
     html: Path | None = None
     queries_out: Path | None = None
+    cache: bool = True
+    cache_file: Path | None = None
 
 
 def _check(opts: AbCommandOptions) -> None:
@@ -89,6 +91,12 @@ def ab_llm(settings: Settings, opts: AbCommandOptions) -> Iterator[AbLlm]:
         yield AbLlm(off_reason=reason, taxonomy=taxonomy)
         return
     judge_off = None if opts.judge else "judge switched off (--no-judge)"
+    cache: dict[str, Any] = {}
+    if opts.cache:
+        from recsys.evaluation.enrich_ab.cache import JsonlEnrichmentCache
+
+        path = opts.cache_file or settings.home / "ab-enrich" / "enrichment-cache.jsonl"
+        cache = {"cache": JsonlEnrichmentCache(path), "cache_description": str(path)}
     if choice == "endpoint":
         if not settings.llm_enabled:
             raise ConfigurationError(
@@ -100,7 +108,10 @@ def ab_llm(settings: Settings, opts: AbCommandOptions) -> Iterator[AbLlm]:
             if opts.judge
             else None
         )
-        yield AbLlm(client, judge, False, judge_off_reason=judge_off, taxonomy=taxonomy)
+        yield AbLlm(
+            client, judge, simulated=False, judge_off_reason=judge_off, taxonomy=taxonomy,
+            **cache,
+        )  # fmt: skip
         return
     from recsys.llm.server import SimulatedLlmServer
 
@@ -108,7 +119,10 @@ def ab_llm(settings: Settings, opts: AbCommandOptions) -> Iterator[AbLlm]:
         model = opts.judge_model or server.model
         client = LlmClient(base_url=server.base_url, model=server.model, max_concurrency=8)
         judge = LlmClient(base_url=server.base_url, model=model) if opts.judge else None
-        yield AbLlm(client, judge, True, judge_off_reason=judge_off, taxonomy=taxonomy)
+        yield AbLlm(
+            client, judge, simulated=True, judge_off_reason=judge_off, taxonomy=taxonomy,
+            **cache,
+        )  # fmt: skip
 
 
 def _movielens_path(settings: Settings, opts: AbCommandOptions) -> Path:
@@ -201,7 +215,8 @@ def print_ab_report(report: dict[str, Any], console: Console) -> None:
         console.print(
             f"enrichment: {label}{enrichment['model']} prompt {enrichment['prompt_version']}: "
             f"{enrichment['enriched']}/{enrichment['items']} items enriched, "
-            f"{enrichment['fell_back_to_raw']} fell back to raw text"
+            f"{enrichment['fell_back_to_raw']} fell back to raw text, "
+            f"{enrichment['cache_hits']} from the cache ({enrichment['cache']})"
             + (f" ({enrichment['failures']})" if enrichment["failures"] else ""),
             highlight=False,
         )
@@ -227,11 +242,12 @@ def print_ab_report(report: dict[str, Any], console: Console) -> None:
             highlight=False,
         )
         return
-    label = "SIMULATED judge, " if judge["simulated"] else ""
+    label = "SIMULATED " if judge["simulated"] else ""
     jt = Table(
-        title=f"justification quality, 1-5 ({label}model {judge['model']}, answered by "
-        f"{', '.join(judge['answered_by']) or '-'}, prompt {judge['prompt_name']} "
-        f"{judge['prompt_version']}, top {judge['items_per_query']} per query)"
+        title=f"justification quality, 1-5 ({label}judge {judge['model']})",
+        caption=f"answered by {', '.join(judge['answered_by']) or '-'}; prompt "
+        f"{judge['prompt_name']} {judge['prompt_version']}; top {judge['items_per_query']} "
+        f"items per arm on {judge['queries']} queries; temperature {judge['temperature']}",
     )
     for col in ("queries", "raw", "enriched", "delta", "CI", "n"):
         jt.add_column(col, justify="left" if col == "queries" else "right")
@@ -279,6 +295,15 @@ def ab_enrich(
     queries_out: Annotated[
         Path | None, typer.Option(help="Write the frozen query set as JSON here.")
     ] = None,
+    cache: Annotated[
+        bool, typer.Option(help="Keep validated enrichments between runs (no LLM call twice).")
+    ] = True,
+    cache_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="The cache file (default <STREAMREC_HOME>/ab-enrich/enrichment-cache.jsonl)."
+        ),
+    ] = None,
 ) -> None:
     """Raw-text vs LLM-enriched embeddings on a frozen MovieLens query set: recall@k,
     nDCG@k, MRR with bootstrap CIs per query kind, and an LLM judge of justifications."""
@@ -299,7 +324,7 @@ def ab_enrich(
         judge_queries=judge_queries, judge_top=judge_top, k=k, seed=seed,
         tag_queries=tag_queries, conversations=conversations, catalog=catalog,
         max_items=max_items, resamples=bootstrap, json_out=json_out, html=html,
-        queries_out=queries_out,
+        queries_out=queries_out, cache=cache, cache_file=cache_file,
     )  # fmt: skip
     with Progress(
         TextColumn("[bold]ab-enrich[/] {task.description:8}"),

@@ -62,7 +62,9 @@ class Context:
             self._pool.open(wait=True, timeout=30)
         return self._pool
 
-    async def async_pool(self, name: str = "streamrec") -> AsyncConnectionPool:
+    async def async_pool(
+        self, name: str = "streamrec", *, autocommit: bool = False
+    ) -> AsyncConnectionPool:
         """A new opened async pool bound to the running loop (closed by :meth:`aclose`)."""
         s = self.settings
         apool = db.async_pool(
@@ -72,6 +74,7 @@ class Context:
             statement_timeout_ms=s.db_statement_timeout_ms,
             ef_search=s.hnsw_ef_search,
             name=name,
+            autocommit=autocommit,
         )
         await apool.open(wait=True, timeout=30)
         self._apools.append(apool)

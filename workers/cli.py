@@ -57,7 +57,7 @@ def _setup_logging(settings: Settings | None = None, level: str | None = None) -
         stream=sys.stderr,
         force=True,
     )
-    for noisy in ("librdkafka", "aiokafka", "faust", "mode", "httpx", "openai"):
+    for noisy in ("librdkafka", "aiokafka", "faust", "mode", "httpx", "httpx2", "openai"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 

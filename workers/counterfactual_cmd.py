@@ -52,6 +52,10 @@ def run_counterfactual(
             "refusing to publish counterfactual responses to the live responses topic; "
             "name another --out-topic"
         )
+    if opts.engine == "serving":
+        from workers.serving_engine import register
+
+        register(settings)
     policy = build_policy(opts.policy, opts.engine)
     out_dir = opts.out_dir or root / "counterfactual" / opts.policy
     if list_files(out_dir, responses_topic.name):
@@ -86,7 +90,13 @@ def run_counterfactual(
     schema = serde.codec(RecResponse).schema
     schema_id = serde.registry.id_for(responses_topic.subject, schema)
     answered = []
-    for request, response in replay_requests(policy, requests, events, logged):
+    try:
+        pairs = list(replay_requests(policy, requests, events, logged))
+    finally:
+        close = getattr(policy, "close", None)
+        if close is not None:
+            close()
+    for request, response in pairs:
         origin = logged_requests[request.request_id]
         answered.append(
             ArchivedMessage(

@@ -59,6 +59,15 @@ class DemoOptions:
     catch_up_timeout_s: float = 180.0
 
 
+def _inputs(settings: Settings, name: str) -> tuple[str, ...]:
+    """A worker's input topics; the archive's include what the settings ask it to keep."""
+    inputs = WORKER_INPUTS[name]
+    if name == "archive":
+        inputs += ("rec_requests",) if settings.archive_requests else ()
+        inputs += ("user_events",) if settings.archive_user_events else ()
+    return inputs
+
+
 def _wait_caught_up(
     settings: Settings, topics: Topics, workers: list[str], timeout_s: float
 ) -> dict[str, int]:
@@ -67,7 +76,7 @@ def _wait_caught_up(
     while time.monotonic() < deadline:
         lags = {}
         for name in workers:
-            names = [getattr(topics, attr).name for attr in WORKER_INPUTS[name]]
+            names = [getattr(topics, attr).name for attr in _inputs(settings, name)]
             group = f"{settings.topic_prefix}streamrec-{name}"
             lags[name] = sum(g.lag for g in group_lag(settings, group, names))
         if all(v == 0 for v in lags.values()):

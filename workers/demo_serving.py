@@ -8,8 +8,10 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -49,6 +51,15 @@ def _pct(values: list[float], q: float) -> str:
     return f"{np.percentile(values, q):.1f}" if values else "-"
 
 
+def _arrival(finished: dict[str, float], request_id: str) -> Callable[[Any], None]:
+    """A future callback noting when the response arrived (not when it was looked at)."""
+
+    def note(_: Any) -> None:
+        finished.setdefault(request_id, time.monotonic())
+
+    return note
+
+
 def serve_demo(
     console: Console,
     settings: Settings,
@@ -61,6 +72,7 @@ def serve_demo(
     _train(console, settings)
     requests = workload.requests(n_requests)
     sent: list[tuple[RecRequest, Future[RecResponse], float]] = []
+    finished: dict[str, float] = {}  # request id → when its response arrived
     answered: list[tuple[RecRequest, RecResponse, float]] = []
     timeouts = 0
     with RecClient.from_settings(settings) as client, RecordProducer(settings) as producer:
@@ -68,14 +80,16 @@ def serve_demo(
         for i, request in enumerate(requests):
             time.sleep(max(0.0, started + i / rate_per_s - time.monotonic()))
             request = request.model_copy(update={"requested_at": utcnow()})
-            sent.append((request, client.submit(request), time.monotonic()))
+            future = client.submit(request)
+            future.add_done_callback(_arrival(finished, request.request_id))
+            sent.append((request, future, time.monotonic()))
         for request, future, at in sent:
             try:
                 response = client.wait(request, future, timeout_s=15.0)
             except RequestTimeout:
                 timeouts += 1
                 continue
-            answered.append((request, response, (time.monotonic() - at) * 1000.0))
+            answered.append((request, response, (finished[request.request_id] - at) * 1000.0))
         # what the users did next, independent of what they were shown (the synthetic
         # ground truth), within the demo's attribution window: feedback joins it
         answered_requests = [request for request, _, _ in answered]

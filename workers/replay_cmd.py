@@ -247,6 +247,10 @@ def replay(
     broker: Annotated[
         str | None, typer.Option("--broker", help="External Kafka bootstrap servers.")
     ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option("--database", help="Postgres DSN the serving engine reads (items, CF)."),
+    ] = None,
 ) -> None:
     """Read a range of a topic (Kafka or archive); export it, publish it to another topic,
     or re-run the logged requests through another policy configuration."""
@@ -254,7 +258,7 @@ def replay(
 
     from workers.cli import _settings, console, err_console
 
-    settings = _settings(bootstrap_servers=broker)
+    settings = _settings(bootstrap_servers=broker, database_url=database)
     opts = ReplayOptions(
         topic=topic, source=source, archive=archive, partitions=tuple(partition or ()),
         from_offset=from_offset, to_offset=to_offset,

@@ -25,16 +25,19 @@ from recsys.users.store import PgUserStates
 from streams.settings import Settings
 from workers.bootstrap import Context
 
-__all__ = ["build_recommender", "llm_client", "llm_parts"]
+__all__ = ["build_recommender", "llm_client", "llm_client_for", "llm_parts"]
 
 
 def llm_client(ctx: Context) -> tuple[LlmClient | None, str]:
     """The LLM client for serving, or None and the reason it is off."""
     if "llm_client" in ctx.extras:
         return ctx.extras["llm_client"], "no_endpoint"
-    if not ctx.settings.llm_enabled:
-        return None, "no_endpoint"
-    return LlmClient.from_settings(ctx.settings), "no_endpoint"
+    return llm_client_for(ctx.settings), "no_endpoint"
+
+
+def llm_client_for(settings: Settings) -> LlmClient | None:
+    """A client for the configured endpoint (None without one)."""
+    return LlmClient.from_settings(settings) if settings.llm_enabled else None
 
 
 def llm_parts(settings: Any, client: LlmClient | None) -> LlmParts:

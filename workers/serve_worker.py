@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 async def run(ctx: Context, stop: asyncio.Event) -> None:
     """Serve requests until ``stop`` is set."""
     s, topics, producer = ctx.settings, ctx.topics, ctx.producer
-    apool = await ctx.async_pool("serve")
+    apool = await ctx.async_pool("serve", autocommit=True)
     embedder: Embedder = ctx.extras.get("embedder") or SentenceTransformerEmbedder(
         s.embedding_model, s.embedding_device, s.embedding_batch_size
     )
@@ -47,6 +47,8 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     encoder = QueryEncoder(embedder)
     await encoder.embed("warm up the query path")
     client, off_reason = llm_client(ctx)
+    if client is not None:  # import the SDK now, not inside the first request's deadline
+        await asyncio.get_running_loop().run_in_executor(None, lambda: client.sdk)
     recommender = build_recommender(s, apool, encoder, client)
     ctx.extras["recommender"] = recommender
     log.info(

@@ -25,7 +25,7 @@ from recsys.exceptions import DataNotFound, InvalidRange
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from recsys.cf.interactions import Interaction
+    from recsys.cf.interactions import InteractionMatrix
     from streams.settings import Settings
 
 __all__ = ["TrainCfOptions", "TrainCfResult", "run_train_cf", "train_cf"]
@@ -97,29 +97,41 @@ def _window_text(opts: TrainCfOptions) -> str:
 
 async def _load(
     settings: Settings, opts: TrainCfOptions, pool: Any, steps: _Steps
-) -> tuple[list[Interaction], str]:
+) -> tuple[InteractionMatrix, str]:
+    """Stream the events into the matrix builder (progress per 5,000 events)."""
+    from recsys.cf.interactions import MatrixBuilder
     from recsys.cf.sources import archive_interactions, count_postgres_events, postgres_interactions
+    from recsys.cf.weights import DEFAULT_WEIGHTS
 
-    events: list[Interaction] = []
+    builder = MatrixBuilder(DEFAULT_WEIGHTS)
     if opts.archive is not None:
         from streams.topics import Topics
 
         topic = Topics(settings).user_events.name
-        steps.start("load events (archive)", None)
-        for event in archive_interactions(opts.archive, topic, opts.since, opts.until):
-            events.append(event)
-            if len(events) % 5000 == 0:
-                steps.advance("load events (archive)", 5000)
-        steps.done("load events (archive)", f"load events (archive): {len(events)}")
-        return events, f"archive:{opts.archive}"
-    total = await count_postgres_events(pool, opts.since, opts.until)
-    steps.start("load events (postgres)", total)
-    async for event in postgres_interactions(pool, opts.since, opts.until):
-        events.append(event)
-        if len(events) % 5000 == 0:
-            steps.advance("load events (postgres)", 5000)
-    steps.done("load events (postgres)", f"load events (postgres): {len(events)}")
-    return events, "postgres"
+        name, source = "load events (archive)", f"archive:{opts.archive}"
+        steps.start(name, None)
+        for n, event in enumerate(
+            archive_interactions(opts.archive, topic, opts.since, opts.until), 1
+        ):
+            builder.add(event)
+            if n % 5000 == 0:
+                steps.advance(name, 5000)
+    else:
+        name, source = "load events (postgres)", "postgres"
+        steps.start(name, await count_postgres_events(pool, opts.since, opts.until))
+        n = 0
+        async for event in postgres_interactions(pool, opts.since, opts.until):
+            builder.add(event)
+            n += 1
+            if n % 5000 == 0:
+                steps.advance(name, 5000)
+    steps.done(name, f"{name}: {builder.n_events}")
+    steps.start("build matrix", 1)
+    matrix = builder.build()
+    steps.done(
+        "build matrix", f"build matrix: {len(matrix.users)} users x {len(matrix.items)} items"
+    )
+    return matrix, source
 
 
 def _as_dt(epoch_s: float | None) -> datetime | None:
@@ -139,23 +151,22 @@ async def run_train_cf(
     from recsys import db
     from recsys.cf.als import AlsParams, train_als
     from recsys.cf.als_store import PgAls, TrainingRun, check_factors
-    from recsys.cf.interactions import build_matrix
     from recsys.cf.popularity import PgPopularity
     from recsys.cf.weights import DEFAULT_WEIGHTS
     from recsys.exceptions import ConfigurationError
 
     if opts.since and opts.until and opts.since >= opts.until:
         raise InvalidRange(f"--since must be before --until ({_window_text(opts)})")
-    factors = opts.factors or settings.als_factors
+    factors = settings.als_factors if opts.factors is None else opts.factors
     check_factors(factors)
     try:
         params = AlsParams(
             factors=factors,
-            iterations=opts.iterations or settings.als_iterations,
+            iterations=settings.als_iterations if opts.iterations is None else opts.iterations,
             regularization=(
                 settings.als_regularization if opts.regularization is None else opts.regularization
             ),
-            alpha=opts.alpha or settings.als_alpha,
+            alpha=settings.als_alpha if opts.alpha is None else opts.alpha,
             seed=opts.seed,
             threads=settings.als_threads,
             compute_loss=True,
@@ -174,17 +185,8 @@ async def run_train_cf(
         raise DatabaseUnavailable(f"cannot connect to Postgres: {exc}") from exc
     try:
         t = time.perf_counter()
-        events, source = await _load(settings, opts, pool, steps)
+        matrix, source = await _load(settings, opts, pool, steps)
         seconds["load"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        steps.start("build matrix", 1)
-        matrix = build_matrix(events, DEFAULT_WEIGHTS)
-        del events
-        steps.done(
-            "build matrix", f"build matrix: {len(matrix.users)} users x {len(matrix.items)} items"
-        )
-        seconds["build"] = time.perf_counter() - t
         if matrix.n_interactions == 0:
             raise DataNotFound(
                 f"no user events to train on ({source}, {_window_text(opts)}); the users "

@@ -47,10 +47,10 @@ IterationCallback = Callable[[int, float, float | None], None]
 class AlsParams:
     """Hyper-parameters of one training run (recorded with the model version)."""
 
-    factors: int = 64
+    factors: int = 32
     iterations: int = 15
-    regularization: float = 0.05
-    alpha: float = 2.0
+    regularization: float = 5.0
+    alpha: float = 1.0
     seed: int = 42
     threads: int = 2
     compute_loss: bool = False

@@ -178,11 +178,13 @@ class PgAls:
                     run.n_interactions, Jsonb(metrics),
                 ),
             )  # fmt: skip
-            cur = conn.cursor()
-            async with cur.copy(
-                "COPY als_item_factors (version, item_id, dims, factor) "
-                "FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy:
+            async with (
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY als_item_factors (version, item_id, dims, factor) "
+                    "FROM STDIN WITH (FORMAT BINARY)"
+                ) as copy,
+            ):
                 copy.set_types(["text", "text", "int2", "vector"])
                 for start in range(0, len(model.item_ids), chunk):
                     ids = model.item_ids[start : start + chunk]
@@ -297,40 +299,52 @@ class PgAls:
         if info is None or n <= 0:
             return []
         totals = aggregate_recent(recent_items, info.weight_cap)
-        known = await self.factors_of(info.version, list(totals))
-        if not known:
+        if not totals:
             return []
-        ids = list(known)
-        vector = fold_in(
-            np.stack([known[i] for i in ids]),
-            np.array([totals[i] for i in ids]),
-            info.gramian,
-            info.regularization,
-            info.alpha,
-        )
         skip = sorted({i for i, _ in recent_items} | set(exclude))
-        return await self._nearest(info, vector, n, skip)
+        ef = min(max(self.ef_search, n), _MAX_EF_SEARCH)
+        async with self._conn() as conn:
+            # one transaction: the recent items' factors, then (pipelined: one round
+            # trip) the search settings and the search itself
+            cur = await conn.execute(
+                "SELECT item_id, factor FROM als_item_factors "
+                "WHERE version = %s AND item_id = ANY(%s)",
+                (info.version, list(totals)),
+            )
+            known = [(r[0], r[1].to_numpy()) for r in await cur.fetchall()]
+            if not known:
+                return []
+            vector = fold_in(
+                np.stack([f for _, f in known]).astype(np.float32),
+                np.array([totals[i] for i, _ in known]),
+                info.gramian,
+                info.regularization,
+                info.alpha,
+            )
+            async with conn.pipeline():
+                await conn.execute(
+                    "SELECT set_config('hnsw.ef_search', %s, true), "
+                    "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                    (str(ef),),
+                )
+                cur = await conn.execute(
+                    self._nearest_sql(info.factors),
+                    {"v": vector, "version": info.version, "skip": skip, "n": n},
+                )
+                rows = await cur.fetchall()
+        return [(r[0], float(r[1])) for r in rows]
 
-    async def _nearest(
-        self, info: ModelInfo, vector: np.ndarray, n: int, skip: list[str]
-    ) -> list[tuple[str, float]]:
-        cast = sql.SQL("vector({})").format(sql.Literal(info.factors))
-        query = sql.SQL(
+    @staticmethod
+    def _nearest_sql(factors: int) -> sql.Composed:
+        cast = sql.SQL("vector({})").format(sql.Literal(factors))
+        return sql.SQL(
             "WITH nearest AS MATERIALIZED ("
             " SELECT item_id, factor::{cast} <#> %(v)s::{cast} AS distance"
             " FROM als_item_factors"
             " WHERE dims = {dims} AND version = %(version)s AND item_id <> ALL(%(skip)s)"
             " ORDER BY distance LIMIT %(n)s"
             ") SELECT item_id, -distance FROM nearest ORDER BY distance + 0, item_id"
-        ).format(cast=cast, dims=sql.Literal(info.factors))
-        params = {"v": vector, "version": info.version, "skip": skip, "n": n}
-        ef = min(max(self.ef_search, n), _MAX_EF_SEARCH)
-        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef)))
-            await cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            await cur.execute(query, params)
-            rows = await cur.fetchall()
-        return [(r[0], float(r[1])) for r in rows]
+        ).format(cast=cast, dims=sql.Literal(factors))
 
     async def load(self, version: str) -> AlsModel:
         """A stored version as an offline :class:`AlsModel` (item factors only)."""

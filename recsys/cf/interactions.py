@@ -19,7 +19,7 @@ from scipy.sparse import csr_matrix
 from recsys.cf.weights import DEFAULT_WEIGHTS, InteractionWeights
 from recsys.records import EventType
 
-__all__ = ["Interaction", "InteractionMatrix", "build_matrix"]
+__all__ = ["Interaction", "InteractionMatrix", "MatrixBuilder", "build_matrix"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,55 +61,74 @@ class InteractionMatrix:
         ]
 
 
+class MatrixBuilder:
+    """Aggregates events one at a time (a stream of millions need not be held in memory):
+    weights add up per (user, item), the latest rating replaces earlier ones, the total
+    is capped at ``weights.cap``."""
+
+    def __init__(self, weights: InteractionWeights = DEFAULT_WEIGHTS) -> None:
+        self.weights = weights
+        self._users: dict[str, int] = {}
+        self._items: dict[str, int] = {}
+        self._summed: dict[tuple[int, int], float] = {}
+        self._rated: dict[tuple[int, int], tuple[float, float]] = {}
+        self.n_events = 0
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+
+    def add(self, event: Interaction) -> None:
+        """Count one event (events without an item are ignored)."""
+        if not event.item_id:
+            return
+        self.n_events += 1
+        self.first_at = event.at if self.first_at is None else min(self.first_at, event.at)
+        self.last_at = event.at if self.last_at is None else max(self.last_at, event.at)
+        w = self.weights.event_weight(event.event_type, event.rating)
+        is_rating = event.event_type == EventType.RATING
+        if w <= 0 and not is_rating:
+            return
+        key = (
+            self._users.setdefault(event.user_id, len(self._users)),
+            self._items.setdefault(event.item_id, len(self._items)),
+        )
+        if is_rating:
+            previous = self._rated.get(key)
+            if previous is None or event.at >= previous[0]:
+                self._rated[key] = (event.at, w)
+        else:
+            self._summed[key] = self._summed.get(key, 0.0) + w
+
+    def build(self) -> InteractionMatrix:
+        """The CSR matrix of what was added."""
+        cells: dict[tuple[int, int], float] = dict(self._summed)
+        for key, (_, w) in self._rated.items():
+            cells[key] = cells.get(key, 0.0) + w
+        cells = {k: min(v, self.weights.cap) for k, v in cells.items() if v > 0}
+        # users and items left without a cell (only zero-weight ratings) get no row/column
+        users = list(self._users)
+        items = list(self._items)
+        user_rows = {u: r for r, u in enumerate(sorted({k[0] for k in cells}))}
+        item_cols = {i: c for c, i in enumerate(sorted({k[1] for k in cells}))}
+        rows = np.fromiter((user_rows[k[0]] for k in cells), dtype=np.int32, count=len(cells))
+        cols = np.fromiter((item_cols[k[1]] for k in cells), dtype=np.int32, count=len(cells))
+        data = np.fromiter(cells.values(), dtype=np.float32, count=len(cells))
+        matrix = csr_matrix((data, (rows, cols)), shape=(len(user_rows), len(item_cols)))
+        matrix.sort_indices()
+        return InteractionMatrix(
+            users=[users[u] for u in user_rows],
+            items=[items[i] for i in item_cols],
+            weights=matrix,
+            n_events=self.n_events,
+            first_at=self.first_at,
+            last_at=self.last_at,
+        )
+
+
 def build_matrix(
     interactions: Iterable[Interaction], weights: InteractionWeights = DEFAULT_WEIGHTS
 ) -> InteractionMatrix:
-    """Aggregate events per (user, item): weights add up, the latest rating replaces
-    earlier ones, the total is capped at ``weights.cap``."""
-    user_index: dict[str, int] = {}
-    item_index: dict[str, int] = {}
-    summed: dict[tuple[int, int], float] = {}
-    rated: dict[tuple[int, int], tuple[float, float]] = {}
-    n_events = 0
-    first_at: float | None = None
-    last_at: float | None = None
+    """:class:`MatrixBuilder` over an iterable."""
+    builder = MatrixBuilder(weights)
     for event in interactions:
-        if not event.item_id:
-            continue
-        n_events += 1
-        first_at = event.at if first_at is None else min(first_at, event.at)
-        last_at = event.at if last_at is None else max(last_at, event.at)
-        w = weights.event_weight(event.event_type, event.rating)
-        is_rating = event.event_type == EventType.RATING
-        if w <= 0 and not is_rating:
-            continue
-        u = user_index.setdefault(event.user_id, len(user_index))
-        i = item_index.setdefault(event.item_id, len(item_index))
-        if is_rating:
-            previous = rated.get((u, i))
-            if previous is None or event.at >= previous[0]:
-                rated[(u, i)] = (event.at, w)
-        else:
-            summed[(u, i)] = summed.get((u, i), 0.0) + w
-    cells: dict[tuple[int, int], float] = dict(summed)
-    for key, (_, w) in rated.items():
-        cells[key] = cells.get(key, 0.0) + w
-    cells = {k: min(v, weights.cap) for k, v in cells.items() if v > 0}
-    # users and items left without a cell (e.g. only zero-weight ratings) get no row/column
-    users = list(user_index)
-    items = list(item_index)
-    user_rows = {u: r for r, u in enumerate(sorted({k[0] for k in cells}))}
-    item_cols = {i: c for c, i in enumerate(sorted({k[1] for k in cells}))}
-    rows = np.fromiter((user_rows[k[0]] for k in cells), dtype=np.int32, count=len(cells))
-    cols = np.fromiter((item_cols[k[1]] for k in cells), dtype=np.int32, count=len(cells))
-    data = np.fromiter(cells.values(), dtype=np.float32, count=len(cells))
-    matrix = csr_matrix((data, (rows, cols)), shape=(len(user_rows), len(item_cols)))
-    matrix.sort_indices()
-    return InteractionMatrix(
-        users=[users[u] for u in user_rows],
-        items=[items[i] for i in item_cols],
-        weights=matrix,
-        n_events=n_events,
-        first_at=first_at,
-        last_at=last_at,
-    )
+        builder.add(event)
+    return builder.build()

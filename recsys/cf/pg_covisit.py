@@ -25,7 +25,7 @@ __all__ = ["PgCovisitation"]
 
 _MERGE = """
 INSERT INTO covisit (item_id, other_id, log2_weight)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::float8[])
 ON CONFLICT (item_id, other_id) DO UPDATE SET
     log2_weight = GREATEST(covisit.log2_weight, EXCLUDED.log2_weight) + CASE
         WHEN abs(covisit.log2_weight - EXCLUDED.log2_weight) > 60 THEN 0

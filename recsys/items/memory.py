@@ -161,6 +161,26 @@ class InMemoryItemStore:
                 out[item_id] = vec
         return out
 
+    async def similarities(
+        self,
+        vector: np.ndarray,
+        item_ids: Sequence[str],
+        *,
+        space: Space = "enriched",
+        filters: ItemFilters | None = None,
+    ) -> dict[str, float]:
+        unit = vector / (np.linalg.norm(vector) or 1.0)
+        out = {}
+        for item_id in dict.fromkeys(item_ids):
+            row = self._rows.get(item_id)
+            vec = row.vector(space) if row is not None else None
+            if row is None or vec is None or not row.eligible:
+                continue
+            if filters is not None and not filters.matches(row):
+                continue
+            out[item_id] = float(np.dot(unit, vec / (np.linalg.norm(vec) or 1.0)))
+        return out
+
     async def categories(self) -> list[str]:
         return sorted({c for row in self._rows.values() if row.eligible for c in row.categories})
 

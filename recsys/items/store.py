@@ -70,6 +70,18 @@ class ItemStore(Protocol):
         """Stored vectors of ``space`` for the given items (missing ones left out)."""
         ...
 
+    async def similarities(
+        self,
+        vector: np.ndarray,
+        item_ids: Sequence[str],
+        *,
+        space: Space = "enriched",
+        filters: ItemFilters | None = None,
+    ) -> dict[str, float]:
+        """Cosine similarity of ``vector`` to each given item that is eligible and matches
+        ``filters`` (computed where the vectors are: no vector leaves the store)."""
+        ...
+
     async def categories(self) -> list[str]:
         """Every category of an eligible item, sorted."""
         ...

@@ -108,11 +108,7 @@ async def content_candidates(
     prior = popularity_prior(popular)
     head = [item for item, _ in popular[:n] if item not in near and item not in exclude]
     if head and popularity_weight > 0:
-        eligible = await items.eligible(head, filters)
-        vectors = await items.vectors([i for i in head if i in eligible])
-        unit = vector / (np.linalg.norm(vector) or 1.0)
-        for item, vec in vectors.items():
-            near[item] = float(np.dot(unit, vec / (np.linalg.norm(vec) or 1.0)))
+        near |= await items.similarities(vector, head, filters)
     scored = [
         Candidate(item, sim + popularity_weight * prior.get(item, 0.0), "content")
         for item, sim in near.items()

@@ -12,14 +12,11 @@ from recsys.cf.pg_covisit import PgCovisitation
 from recsys.cf.popularity import PgPopularity
 from recsys.items.model import ItemFilters, ItemRecord
 from recsys.items.pgvector import PgItemStore
-from recsys.records import WarmthBucket
 from recsys.serving.ports import UserView
+from recsys.serving.user_view import view_of
 from recsys.users.store import PgUserStates
 
 __all__ = ["PgCf", "PgItems", "PgUsers"]
-
-#: Fold-in weight of a recent item halves every this many positions (newest = 1).
-RECENT_HALF_LIFE = 20.0
 
 
 class PgItems:
@@ -44,6 +41,13 @@ class PgItems:
     async def eligible(self, item_ids: Sequence[str], filters: ItemFilters | None) -> set[str]:
         return await self.store.eligible_ids(list(item_ids), filters)
 
+    async def similarities(
+        self, vector: np.ndarray, item_ids: Sequence[str], filters: ItemFilters | None
+    ) -> dict[str, float]:
+        return await self.store.similarities(
+            vector, list(item_ids), space=self.space, filters=filters
+        )
+
     async def details(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:
         return {r.item_id: r for r in await self.store.get_many(list(dict.fromkeys(item_ids)))}
 
@@ -64,22 +68,7 @@ class PgUsers:
     async def view(self, user_id: str) -> UserView:
         state = await self.states.get(user_id)
         consumed = await self.states.consumed(user_id, self.consumed_limit)
-        if state is None:
-            return UserView(user_id, consumed=frozenset(consumed))
-        session = state.session
-        recent = tuple(
-            (item, 0.5 ** (position / RECENT_HALF_LIFE))
-            for position, (item, _) in enumerate(state.recent_items)
-        )
-        return UserView(
-            user_id=user_id,
-            warmth=WarmthBucket(state.warmth),
-            positives=state.positives,
-            recent=recent,
-            session_items=tuple(i for i, _ in session.items) if session is not None else (),
-            session_query=session.query if session is not None else None,
-            consumed=frozenset(consumed),
-        )
+        return view_of(user_id, state, consumed)
 
 
 class PgCf:

@@ -83,6 +83,12 @@ class ItemSource(Protocol):
         """The ids that are real, live, embedded and satisfy ``filters``."""
         ...
 
+    async def similarities(
+        self, vector: np.ndarray, item_ids: Sequence[str], filters: ItemFilters | None
+    ) -> dict[str, float]:
+        """Cosine of ``vector`` to each given item that is eligible and matches ``filters``."""
+        ...
+
     async def details(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:
         """Text and categories of items (no vectors)."""
         ...

@@ -159,6 +159,7 @@ class LlmReranker:
         self.guard = guard or InjectionGuard()
         self.description_chars = description_chars
         self.mask_ids = mask_ids
+        self._category_ok: dict[str, bool] = {}
         self.prompt = rerank_prompt()
         self._cache: OrderedDict[tuple[str, ...] | tuple[Any, ...], list[str]] = OrderedDict()
 
@@ -173,6 +174,24 @@ class LlmReranker:
         return len(self._cache)
 
     # ---- prompt -----------------------------------------------------------------------
+    def _categories(self, categories: Sequence[str]) -> tuple[list[str], bool]:
+        """Categories fit for the prompt (flagged ones dropped; verdicts remembered, since
+        a catalog has few distinct categories), and whether any was dropped."""
+        kept: list[str] = []
+        flagged = False
+        for category in categories:
+            ok = self._category_ok.get(category)
+            if ok is None:
+                ok = not self.guard.scan(category).flagged and len(category) <= 60
+                if len(self._category_ok) >= 10_000:
+                    self._category_ok.clear()
+                self._category_ok[category] = ok
+            if ok:
+                kept.append(category)
+            else:
+                flagged = True
+        return kept, flagged
+
     def _prepare(self, ctx: RerankContext, head: Sequence[Candidate]) -> _Prepared:
         guard = self.guard
         mask = _IdMask([c.item_id for c in head]) if self.mask_ids else None
@@ -185,21 +204,16 @@ class LlmReranker:
         history = []
         for title, categories in list(ctx.history)[: self.history_max]:
             text, hit = clean(title, 200)
-            flagged |= hit
-            history.append({"title": text, "categories": list(categories)})
+            cats, hit_cats = self._categories(categories)
+            flagged |= hit or hit_cats
+            history.append({"title": text, "categories": cats})
         items = []
         for c in head:
             name, hit_name = clean(c.title, 200)
             about, hit_about = clean(c.description, self.description_chars)
-            flagged |= hit_name or hit_about
-            items.append(
-                {
-                    "id": c.item_id,
-                    "title": name,
-                    "categories": list(c.categories),
-                    "description": about,
-                }
-            )
+            cats, hit_cats = self._categories(c.categories)
+            flagged |= hit_name or hit_about or hit_cats
+            items.append({"id": c.item_id, "title": name, "categories": cats, "description": about})
         user_data: dict[str, Any] = {"query": query or None, "recent_items": history}
         user_block = quote_untrusted("USER", user_data)
         candidates_block = quote_untrusted("CANDIDATES", items)

@@ -37,6 +37,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from recsys.cf import weights
+from recsys.cf.weights import POSITIVE_RATING
 from recsys.records import EventType, UserEvent, WarmthBucket
 from recsys.users.recent import push_recent
 
@@ -59,25 +61,12 @@ __all__ = [
     "warmth_of",
 ]
 
-#: A rating at or above this is positive (``migrations/0200_user_events.sql``).
-POSITIVE_RATING = 4.0
 
 #: Events that visit an item: recent items, session items and co-visitation.
 VISIT_EVENTS = frozenset(
     {EventType.VIEW, EventType.CLICK, EventType.CART, EventType.PURCHASE, EventType.RATING}
 )
 
-#: Implicit-feedback weight per event type (``user_events.weight``); RATING: see
-#: :func:`event_weight`. The same table as the batch CF weights.
-_WEIGHTS = {
-    EventType.VIEW: 1.0,
-    EventType.CLICK: 2.0,
-    EventType.CART: 4.0,
-    EventType.PURCHASE: 8.0,
-    EventType.SEARCH: 0.0,
-    EventType.DISMISS: 0.0,
-}
-_NEGATIVE_RATING_WEIGHT = 0.5
 #: A search is engagement without an item.
 _SEARCH_ENGAGEMENT = 0.5
 
@@ -89,14 +78,8 @@ RecentSnapshot = Sequence[tuple[str, datetime]]
 
 
 def is_positive(event: UserEvent) -> bool:
-    """CLICK, CART, PURCHASE, or a RATING of at least 4.0."""
-    if event.event_type in (EventType.CLICK, EventType.CART, EventType.PURCHASE):
-        return True
-    return (
-        event.event_type is EventType.RATING
-        and event.rating is not None
-        and event.rating >= POSITIVE_RATING
-    )
+    """CLICK, CART, PURCHASE, or a RATING of at least 4.0 (``user_events.positive``)."""
+    return weights.is_positive(event.event_type, event.rating)
 
 
 def is_visit(event: UserEvent) -> bool:
@@ -105,12 +88,9 @@ def is_visit(event: UserEvent) -> bool:
 
 
 def event_weight(event: UserEvent) -> float:
-    """Implicit-feedback confidence of one event (VIEW 1, CLICK 2, CART 4, PURCHASE 8;
-    RATING ≥ 4: 1 + (rating - 4), below: 0.5; SEARCH and DISMISS 0)."""
-    if event.event_type is EventType.RATING:
-        rating = event.rating if event.rating is not None else 0.0
-        return 1.0 + (rating - POSITIVE_RATING) if rating >= POSITIVE_RATING else 0.5
-    return _WEIGHTS[event.event_type]
+    """Implicit-feedback confidence of one event (``user_events.weight``): the batch CF
+    table, :data:`recsys.cf.weights.DEFAULT_WEIGHTS`, so both sides weigh alike."""
+    return weights.DEFAULT_WEIGHTS.event_weight(event.event_type, event.rating)
 
 
 def engagement_weight(event: UserEvent) -> float:
@@ -130,7 +110,7 @@ class UserStateConfig:
     session_gap_s: int = 1800
     recent_items_max: int = 50
     dedup_window_s: int = 86_400
-    dedup_max_events: int = 1000
+    dedup_max_events: int = 200
 
     @classmethod
     def from_settings(cls, settings: Any) -> UserStateConfig:

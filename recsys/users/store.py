@@ -37,9 +37,9 @@ _INSERT_EVENTS = """
 INSERT INTO user_events (event_id, user_id, item_id, event_type, rating, query, session_id,
                          rec_request_id, occurred_at, positive, weight, kafka_partition,
                          kafka_offset)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[],
-                     %s::text[], %s::text[], %s::timestamptz[], %s::bool[], %s::real[],
-                     %s::int[], %s::bigint[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::float8[], %b::text[],
+                     %b::text[], %b::text[], %b::timestamptz[], %b::bool[], %b::real[],
+                     %b::int[], %b::bigint[])
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
@@ -49,8 +49,8 @@ INSERT INTO user_state (user_id, version, warmth, positives, engagement, engagem
                         session_id, last_event_at, state, updated_at)
 SELECT u.user_id, u.version, u.warmth, u.positives, u.engagement, u.engagement_at,
        u.session_id, u.last_event_at, u.state::jsonb, now()
-FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::int[], %s::float8[], %s::timestamptz[],
-            %s::text[], %s::timestamptz[], %s::text[])
+FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::int[], %b::float8[], %b::timestamptz[],
+            %b::text[], %b::timestamptz[], %b::text[])
     AS u(user_id, version, warmth, positives, engagement, engagement_at, session_id,
          last_event_at, state)
 ON CONFLICT (user_id) DO UPDATE SET
@@ -62,6 +62,8 @@ WHERE user_state.version < EXCLUDED.version
 """
 
 _CONSUMED_TYPES = sorted(t.value for t in VISIT_EVENTS)
+#: Worker-only fields (the dedup window and Kafka position); defaults when read back.
+_NOT_IN_READ_MODEL = {"seen", "last_position"}
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,7 @@ def _state_rows(states: Iterable[UserState]) -> tuple[list[Any], ...]:
         values = (
             s.user_id, s.events, s.warmth.value, s.positives, s.engagement, s.engagement_at,
             s.session.session_id if s.session else None, s.last_event_at,
-            s.without_dedup().model_dump_json(),
+            s.model_dump_json(exclude=_NOT_IN_READ_MODEL),
         )  # fmt: skip
         for col, value in zip(cols, values, strict=True):
             col.append(value)

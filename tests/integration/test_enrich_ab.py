@@ -165,3 +165,40 @@ def test_small_run_on_movielens(movielens_path: Path, embedder: Any) -> None:
     # 120 items of which each tag query has at least 3 relevant: better than chance
     assert report["retrieval"]["tag"]["mrr"]["raw"] > 3 / 120
     assert report["judge"]["status"] == "skipped"
+
+
+def test_command_uses_the_configured_endpoint_with_a_pinned_judge(
+    tmp_path: Path, llm_server: SimulatedLlmServer
+) -> None:
+    settings = Settings(
+        home=tmp_path / "home", llm_base_url=llm_server.base_url, llm_model=llm_server.model
+    )
+    report = run_ab_enrich(
+        settings,
+        AbCommandOptions(
+            movielens=write_tiny_movielens(tmp_path / "ml"), judge_model="judge-2026-01-01",
+            judge_queries=2, resamples=200,
+        ),
+    )  # fmt: skip
+    assert report["enrichment"]["status"] == "llm"  # what the endpoint is, the model name says
+    assert report["enrichment"]["model"] == llm_server.model
+    assert report["judge"]["model"] == "judge-2026-01-01" and report["judge"]["calls"] == 4
+    judged = {r.model for r in llm_server.requests if r.schema_name == "justification_judge"}
+    assert judged == {"judge-2026-01-01"}
+    assert llm_server.calls_for("enrichment") == report["enrichment"]["items"]
+
+    assert report["enrichment"]["cache"] == str(
+        tmp_path / "home" / "ab-enrich" / "enrichment-cache.jsonl"
+    )
+
+    # a second run takes every enrichment from the cache file: no LLM call
+    calls = llm_server.calls_for("enrichment")
+    no_judge = run_ab_enrich(
+        settings,
+        AbCommandOptions(movielens=tmp_path / "ml", judge=False, resamples=200),
+    )
+    assert no_judge["judge"]["reason"] == "skipped: judge switched off (--no-judge)"
+    assert llm_server.calls_for("enrichment") == calls
+    assert no_judge["enrichment"]["cache_hits"] == no_judge["enrichment"]["items"]
+    assert no_judge["enrichment"]["calls"] == 0
+    assert no_judge["retrieval"] == report["retrieval"]

@@ -92,6 +92,11 @@ async def test_dimension(store: ItemStore) -> None:
     assert await store.dimension() == DIM
 
 
+async def test_similarities_of_given_items(loaded: ItemStore) -> None:
+    sims = await loaded.similarities(vec(e0=1), ["e", "a", "c", "zz"], space="raw")
+    assert sims == pytest.approx({"a": 1.0, "c": 0.6, "e": -1.0}, abs=1e-5)
+
+
 async def test_knn_known_answers_in_the_raw_space(loaded: ItemStore) -> None:
     result = await loaded.knn(vec(e0=1), 5, space="raw")
     assert [i for i, _ in result] == ["a", "b", "c", "d", "e"]
@@ -126,6 +131,10 @@ async def test_filters(loaded: ItemStore, filters: ItemFilters, expected: list[s
     assert [i for i, _ in result] == expected
     # eligibility checks of given ids apply the same hard constraints
     assert await loaded.eligible_ids(["a", "b", "c", "d", "e", "zz"], filters) == set(expected)
+    sims = await loaded.similarities(
+        vec(e0=1), ["a", "b", "c", "d", "e", "zz"], space="raw", filters=filters
+    )
+    assert set(sims) == set(expected)
 
 
 async def test_exclude_ids(loaded: ItemStore) -> None:

@@ -47,7 +47,9 @@ async def test_serve_worker_on_the_broker(
     world: World, embedder: Any, broker: EmbeddedBroker
 ) -> None:
     settings = world.settings.with_overrides(
-        bootstrap_servers=broker.bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}."
+        bootstrap_servers=broker.bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        route_epsilon=0.0,  # the rule's routes, no exploration
     )
     admin.ensure_topics(settings)
     exporter = _exporter(settings)

@@ -29,6 +29,7 @@ from tests.integration.users_harness import (
     make_log,
     publish,
     stored_events,
+    wait_caught_up,
 )
 from workers.supervisor import settings_env
 
@@ -88,7 +89,7 @@ def test_sigkill_mid_stream_then_restart_is_exact(settings: Settings, tmp_path: 
             proc = _start(s, out)
         producer.join(120)
         assert done.is_set()
-        wait_until(lambda: caught_up(dsn, log, s), 180, 0.5, what="users caught up")
+        wait_caught_up(dsn, log, s, 180)
         assert _stop(proc) == 0
     finally:
         if proc.poll() is None:
@@ -124,7 +125,7 @@ def test_two_workers_split_partitions_and_one_takes_over(
         procs[0].wait(10)
         producer.join(120)
         assert done.is_set()
-        wait_until(lambda: caught_up(dsn, log, s), 180, 0.5, what="survivor caught up")
+        wait_caught_up(dsn, log, s, 180)
         assert _partitions_applied(paths[1]) == {0, 1, 2, 3}  # took the others over
         assert _stop(procs[1]) == 0
     finally:

@@ -76,7 +76,6 @@ async def test_state_is_exact_with_duplicates_and_bad_input_goes_to_the_dlq(
         await await_until(
             lambda: committed_offsets(s, group, topic) == ends, 30, 0.5, what="offsets committed"
         )
-        print("STATS", updater.stats)
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)

@@ -14,6 +14,8 @@ from recsys.records import EventType, UserEvent
 from recsys.users.state import UserState, UserStateConfig, apply_events, fold
 from streams.producer import RecordProducer
 from streams.settings import Settings
+from streams.topics import Topics
+from tests.helpers import committed_offsets, read_topic, wait_until
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 #: Settings that make sessions split and buckets change within a short log.
@@ -114,6 +116,27 @@ def caught_up(dsn: str, log: list[UserEvent], settings: Settings) -> bool:
     with psycopg.connect(dsn) as conn:
         rows = dict(conn.execute("SELECT user_id, version FROM user_state").fetchall())
     return all(rows.get(u) == s.events for u, s in expected.items())
+
+
+def wait_caught_up(dsn: str, log: list[UserEvent], settings: Settings, timeout_s: float) -> None:
+    """Wait until the read model has every user's final version; on timeout, fail with
+    what differs (missing or double-counted users) rather than only "timed out"."""
+    try:
+        wait_until(lambda: caught_up(dsn, log, settings), timeout_s, 0.5, what="users caught up")
+    except AssertionError:
+        expected = fold(log, user_config(settings))
+        with psycopg.connect(dsn) as conn:
+            rows = dict(conn.execute("SELECT user_id, version FROM user_state").fetchall())
+        diff = {u: (rows.get(u), s.events) for u, s in expected.items() if rows.get(u) != s.events}
+        topic = Topics(settings).user_events.name
+        group = f"{settings.topic_prefix}streamrec-users"
+        ends = {m.partition(): m.offset() + 1 for m in read_topic(settings, topic, 10**9, 5)}
+        raise AssertionError(
+            f"not caught up after {timeout_s}s: (stored, expected) versions "
+            f"{dict(list(diff.items())[:8])}, {len(diff)} users differ, "
+            f"{len(stored_events(dsn))} events stored; committed "
+            f"{committed_offsets(settings, group, topic)}, ends {ends}"
+        ) from None
 
 
 def assert_exact(dsn: str, log: list[UserEvent], settings: Settings) -> dict[str, UserState]:

@@ -54,9 +54,9 @@ def test_negative_ratings_weigh_little_or_nothing_and_dismiss_search_are_left_ou
         ev("u", None, "SEARCH"),
         ev("v", "c", "VIEW"),
     ]
-    m = build_matrix(events)
-    assert cells(m) == {("u", "a"): DEFAULT_WEIGHTS.negative_rating, ("v", "c"): 1.0}
-    none = build_matrix(events, InteractionWeights(negative_rating=0.0))
+    m = build_matrix(events, InteractionWeights(negative_rating=0.5))
+    assert cells(m) == {("u", "a"): 0.5, ("v", "c"): 1.0}
+    none = build_matrix(events, DEFAULT_WEIGHTS)  # ratings < 4 weigh 0 by default
     # u has no cell left: neither a row for u nor a column for a or b
     assert cells(none) == {("v", "c"): 1.0}
     assert none.users == ["v"] and none.items == ["c"]

@@ -73,5 +73,5 @@ def test_unknown_configuration_or_engine_is_a_clear_error() -> None:
     assert {"no-llm", "rerank-cap-20", "raw-embeddings", "warmth-strict"} <= set(POLICY_CONFIGS)
     with pytest.raises(ConfigurationError, match="unknown policy configuration 'nope'"):
         build_policy("nope")
-    with pytest.raises(ConfigurationError, match="unknown policy engine 'serving'"):
-        build_policy("no-llm", engine="serving")
+    with pytest.raises(ConfigurationError, match="unknown policy engine 'no-such-engine'"):
+        build_policy("no-llm", engine="no-such-engine")

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recsys.enrichment.cache import CacheKey
 from recsys.evaluation.enrich_ab import (
     JUDGE_PROMPT,
     QUERY_SET_VERSION,
+    AbLlm,
     AbOptions,
     QuerySetConfig,
     bootstrap_delta,
@@ -21,6 +23,7 @@ from recsys.evaluation.enrich_ab import (
     run_enrichment_ab,
     score_ranking,
 )
+from recsys.evaluation.enrich_ab.cache import JsonlEnrichmentCache
 from recsys.evaluation.enrich_ab.judge import (
     JudgeAnswer,
     JudgeItem,
@@ -28,6 +31,7 @@ from recsys.evaluation.enrich_ab.judge import (
     judge_messages,
 )
 from recsys.evaluation.enrich_ab.queries import spoken_title
+from recsys.llm.client import LlmClient
 from recsys.llm.simulated import judge_answer
 from recsys.movielens import MovieLens
 from tests.movielens_tiny import HashingEmbedder, write_tiny_movielens
@@ -206,3 +210,30 @@ def test_run_without_llm_reports_identical_arms_and_a_skipped_judge(tiny: MovieL
     caper = next(q for q in report["per_query"] if q["query_id"] == "conversation:10:caper")
     assert not {"6", "3"} & set(caper["raw"]["top"])  # the titles the user named
     assert {"enrich", "embed"} <= set(stages)
+
+
+def test_a_judge_with_no_queries_is_reported_skipped(tiny: MovieLens) -> None:
+    never_called = LlmClient(base_url="http://127.0.0.1:9/v1", model="judge-x")
+    report = run_enrichment_ab(
+        load_query_set(tiny),
+        HashingEmbedder(),
+        AbLlm(judge_client=never_called),
+        AbOptions(judge_queries=0, resamples=200),
+    )
+    assert report["judge"]["status"] == "skipped"
+    assert report["judge"]["reason"] == "skipped: no queries for the judge"
+    assert never_called.stats.calls == 0
+
+
+async def test_jsonl_cache_survives_a_restart_and_skips_damaged_lines(tmp_path: Path) -> None:
+    path = tmp_path / "cache" / "enrichment-cache.jsonl"
+    key = CacheKey("hash-1", "prompt-v1", "model-a")
+    first = JsonlEnrichmentCache(path)
+    await first.put(key, {"summary": "one"}, tokens_in=10, tokens_out=3, cost_usd=0.001)
+    await first.put(key, {"summary": "two"})  # first writer wins
+    with path.open("a", encoding="utf-8") as f:
+        f.write('{"content_hash": "hash-2", "prompt_ver')  # an interrupted write
+    again = JsonlEnrichmentCache(path)
+    assert await again.get(key) == {"summary": "one"}
+    assert await again.get(CacheKey("hash-1", "prompt-v2", "model-a")) is None
+    assert len(again) == 1 and again.skipped_lines == 1

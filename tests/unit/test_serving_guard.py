@@ -3,12 +3,14 @@ neutralising leaves behind."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from recsys.movielens import MovieLens
 from recsys.serving.guard import CATEGORIES, REMOVED, InjectionGuard, normalise_for_scan
+from recsys.serving.guard_rules import RULES
 from recsys.serving.injection_corpus import ATTACKS, BENIGN, Attack, Benign
 from recsys.serving.pii import redact
 
@@ -93,3 +95,12 @@ def test_no_movielens_title_or_tag_description_is_flagged_or_redacted(
     assert flagged == []
     redacted = [c.title for c in catalog if redact(c.title).found or redact(c.description).found]
     assert redacted == []
+
+
+def test_the_fast_path_agrees_with_running_every_rule() -> None:
+    """The stem/needle prefilter only skips rules that could not have matched."""
+    brute = InjectionGuard(tuple(replace(rule, needles=()) for rule in RULES))
+    texts = [a.render(TARGET) for a in ATTACKS] + [b.text for b in BENIGN]
+    texts += [t.upper() for t in texts] + [f"Nice film. {t} Really." for t in texts]
+    for text in texts:
+        assert GUARD.scan(text) == brute.scan(text), text

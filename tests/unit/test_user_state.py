@@ -68,7 +68,7 @@ def test_positive_events_and_weights() -> None:
     assert not is_positive(ev("RATING", "a", rating=3.5))
     assert not is_positive(ev("SEARCH", query="films"))
     assert event_weight(ev("RATING", "a", rating=5.0)) == 2.0
-    assert event_weight(ev("RATING", "a", rating=2.0)) == 0.5
+    assert event_weight(ev("RATING", "a", rating=2.0)) == 0.0  # as batch CF weighs it
     assert event_weight(ev("PURCHASE", "a")) == 8.0
 
 

@@ -80,7 +80,7 @@ def _figure(report: dict[str, Any]) -> str | None:
     ]
     if not rows:
         return None
-    fig = Figure(figsize=(max(6.0, len(rows) * 0.9), 3.2))
+    fig = Figure(figsize=(max(6.0, len(rows) * 1.2), 3.2))
     ax = fig.add_subplot()
     xs = list(range(len(rows)))
     ax.bar([x - 0.2 for x in xs], [s["raw"] for _, s in rows], width=0.4, label="raw")
@@ -91,7 +91,9 @@ def _figure(report: dict[str, Any]) -> str | None:
     ax.bar([x + 0.2 for x in xs], [s["enriched"] for _, s in rows], width=0.4,
            yerr=errors, capsize=3, label="enriched (delta CI)")  # fmt: skip
     ax.set_xticks(xs, [label for label, _ in rows], fontsize="small")
-    ax.set_title("raw vs enriched embeddings")
+    enrichment = report["enrichment"]
+    label = {"off": " (LLM off: arms identical)", "simulated": " (SIMULATED LLM)"}
+    ax.set_title("raw vs enriched embeddings" + label.get(enrichment["status"], ""))
     ax.legend(fontsize="small")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")

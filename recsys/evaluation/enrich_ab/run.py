@@ -26,6 +26,7 @@ import numpy as np
 
 from recsys.embedding import Embedder
 from recsys.enrichment import Enricher, InMemoryEnrichmentCache, Taxonomy, content_hash
+from recsys.enrichment.cache import EnrichmentCache
 from recsys.enrichment.text import enriched_text, raw_text
 from recsys.evaluation.enrich_ab.judge import (
     JUDGE_PROMPT,
@@ -83,6 +84,9 @@ class AbLlm:
     off_reason: str = "no LLM endpoint configured"
     judge_off_reason: str | None = None
     taxonomy: Taxonomy = field(default_factory=Taxonomy)
+    #: where validated enrichments are kept between runs (None: this run only)
+    cache: EnrichmentCache | None = None
+    cache_description: str = "memory (this run only)"
 
 
 def _raw(change: CatalogChange) -> str:
@@ -102,7 +106,8 @@ async def _enrich_texts(
             "simulated": False,
             "items": len(items),
         }
-    enricher = Enricher(client, InMemoryEnrichmentCache(len(items) + 1), llm.taxonomy)
+    cache = llm.cache if llm.cache is not None else InMemoryEnrichmentCache(len(items) + 1)
+    enricher = Enricher(client, cache, llm.taxonomy)
     records: list[LlmInvolvement] = []
     slots = asyncio.Semaphore(client.max_concurrency)
     statuses: Counter[str] = Counter()
@@ -138,6 +143,8 @@ async def _enrich_texts(
         "enriched": enriched,
         "fell_back_to_raw": len(items) - enriched,
         "statuses": dict(statuses),
+        "cache": llm.cache_description,
+        "cache_hits": statuses[EnrichmentStatus.CACHED.value],
         "failures": dict(failures),
         "calls": sum(1 for r in records if r.called),
         "tokens_in": sum(r.tokens_in for r in records),
@@ -210,6 +217,8 @@ async def _judge(
     pinned = client.model
     position = {c.item_id: i for i, c in enumerate(qs.items)}
     sample = _judge_sample(qs.queries, opts.judge_queries, opts.seed)
+    if not sample:
+        return {**base, "status": "skipped", "reason": "skipped: no queries for the judge"}
     total = len(sample) * len(ARMS)
 
     async def one(qi: int, arm: str) -> JudgeVerdict:

@@ -1,0 +1,291 @@
+"""Users worker throughput and lag beside a plain aiokafka consumer, in the same run.
+
+1. ``--events`` user events (``--users`` users, ``--items`` items) are produced to a fresh
+   ``user.events``;
+2. yardstick: a plain aiokafka consumer reads them all (no decode, no commit);
+3. the ``users`` worker (in process, same Faust app as production) reads them: per-user
+   state in the changelog-backed table, ``user_events`` + co-visitation + read model in
+   Postgres, offsets committed. Timed from its first consumed event until the committed
+   offsets reach the end of every partition (group join excluded);
+4. lag: events produced at ``--rate`` per second for ``--lag-seconds``; produce time →
+   the moment the event's batch is durable (Postgres + changelog).
+
+    python -m benchmarks users [--events 50000] [--batch 2000] [--wait-ms 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from benchmarks.common import embedded_stack, emit, summary_ms
+from recsys import db
+from recsys.records import EventType, UserEvent
+from recsys.users.state import Position
+from streams import admin
+from streams.faust_app import create_faust_app
+from streams.producer import RecordProducer
+from streams.settings import Settings
+from streams.topics import Topics
+from workers.bootstrap import bootstrap
+from workers.runtime import serve_forever
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+log = logging.getLogger("benchmarks.users")
+KINDS = [EventType.VIEW] * 6 + [EventType.CLICK] * 2 + [
+    EventType.CART, EventType.PURCHASE, EventType.RATING, EventType.SEARCH,
+]  # fmt: skip
+
+
+def make_event(rng: random.Random, n: int, users: int, items: int, at: datetime) -> UserEvent:
+    kind = rng.choice(KINDS)
+    return UserEvent(
+        event_id=f"b{n}-{uuid.uuid4().hex[:6]}", user_id=f"user-{rng.randrange(users):05d}",
+        event_type=kind, item_id=None if kind is EventType.SEARCH else f"item-{rng.randrange(items)}",
+        rating=float(rng.choice([2, 3, 4, 5])) if kind is EventType.RATING else None,
+        query="a tense heist film" if kind is EventType.SEARCH else None, occurred_at=at,
+    )  # fmt: skip
+
+
+def produce(settings: Settings, n: int, users: int, items: int) -> None:
+    rng = random.Random(3)
+    with RecordProducer(settings, config={"linger.ms": 20}) as producer:
+        for i in range(n):
+            producer.publish_user_event(make_event(rng, i, users, items, T0 + timedelta(seconds=i)))
+            if i % 10_000 == 0:
+                producer.flush()
+
+
+async def raw_consumer(settings: Settings, topic: str, n: int) -> tuple[float, dict[int, int]]:
+    """Events/s of a plain aiokafka consumer reading the topic from the start, and the
+    end offset of each partition."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+        fetch_max_wait_ms=settings.users_fetch_wait_ms, max_partition_fetch_bytes=4 << 20,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        got, start = 0, time.perf_counter()
+        ends: dict[int, int] = {}
+        while got < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for tp, records in batch.items():
+                got += len(records)
+                ends[tp.partition] = records[-1].offset + 1
+        return n / (time.perf_counter() - start), ends
+    finally:
+        await consumer.stop()
+
+
+def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """Committed offset per partition of ``topic`` for ``group``."""
+    from confluent_kafka import Consumer
+    from confluent_kafka import TopicPartition as KafkaTP
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
+                         "enable.auto.commit": False})  # fmt: skip
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = [KafkaTP(topic, p) for p in parts]
+        return {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10)}
+    finally:
+        consumer.close()
+
+
+async def faust_noop(settings: Settings, topic: str, n: int, faust_conf: dict[str, Any]) -> float:
+    """Events/s of a Faust agent that only counts ``take_events`` batches (same app
+    configuration as the worker): the ceiling Faust's per-event stream path sets."""
+    app = create_faust_app(settings, f"noop-{uuid.uuid4().hex[:6]}",
+                           fetch_wait_ms=settings.users_fetch_wait_ms, **faust_conf)  # fmt: skip
+    source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                       value_serializer="raw")  # fmt: skip
+    seen = [0]
+    first: list[float] = []
+    done = asyncio.Event()
+
+    @app.agent(source)
+    async def count(stream: Any) -> None:
+        async for events in stream.take_events(settings.users_batch_size,
+                                               settings.users_batch_wait_ms / 1000):  # fmt: skip
+            if not first:
+                first.append(time.perf_counter())
+            seen[0] += len(events)
+            if seen[0] >= n:
+                done.set()
+
+    await app.start()
+    try:
+        await done.wait()
+        return n / (time.perf_counter() - first[0])
+    finally:
+        await app.stop()
+
+
+async def worker_run(
+    settings: Settings, topic: str, n: int, ends: dict[int, int], rate: float,
+    lag_seconds: float, users: int, items: int, faust_conf: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    ctx = bootstrap(settings, faust_conf=faust_conf)
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve_forever("users", ctx, stop))
+    group = f"{settings.topic_prefix}streamrec-users"
+    loop = asyncio.get_running_loop()
+    try:
+        start = None
+        while True:
+            if task.done():
+                task.result()
+            updater = ctx.extras.get("users_updater")
+            if start is None and updater is not None and updater.stats.consumed:
+                start = time.perf_counter()
+            if (
+                start is not None
+                and updater.stats.durable_offsets
+                and all(updater.stats.durable_offsets.get(p, -1) + 1 >= o for p, o in ends.items())
+            ):
+                durable_s = time.perf_counter() - start
+                break
+            await asyncio.sleep(0.005)
+        log.warning("durable after %.1fs; waiting for commits to reach %s", durable_s, ends)
+        while True:
+            got = await loop.run_in_executor(None, committed_offsets, settings, group, topic)
+            if got == ends:
+                break
+            await asyncio.sleep(0.05)
+        committed_s = time.perf_counter() - start
+        stats = updater.stats
+        applied, duplicates = stats.applied, stats.duplicates
+
+        # lag at a fixed rate
+        sent: dict[str, float] = {}
+        durable: dict[str, float] = {}
+
+        def record(events: list[tuple[UserEvent, Position]]) -> None:
+            now = time.time()
+            for e, _ in events:
+                durable.setdefault(e.event_id, now)
+
+        updater.on_durable.append(record)
+        count = int(rate * lag_seconds)
+
+        def send_at_rate() -> None:
+            rng = random.Random(9)
+            with RecordProducer(settings, config={"linger.ms": 1}) as producer:
+                t_start = time.perf_counter()
+                for i in range(count):
+                    delay = t_start + i / rate - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    e = make_event(rng, n + i, users, items, T0 + timedelta(seconds=n + i))
+                    sent[e.event_id] = time.time()
+                    producer.publish_user_event(e)
+                    producer.producer.poll(0)
+
+        thread = threading.Thread(target=send_at_rate, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + lag_seconds + 60
+        while time.monotonic() < deadline:
+            if not thread.is_alive() and len(durable) >= count:
+                break
+            await asyncio.sleep(0.05)
+        lags = [durable[k] - t for k, t in sent.items() if k in durable]
+        return {
+            "durable_s": durable_s, "committed_s": committed_s, "applied": applied,
+            "duplicates": duplicates, "batches": stats.batches, "lag": summary_ms(lags),
+            "lag_lost": count - len(lags),
+            "busy_s": {"domain": round(stats.domain_s, 2), "postgres": round(stats.db_s, 2),
+                       "changelog": round(stats.changelog_s, 2)},
+        }  # fmt: skip
+    finally:
+        stop.set()
+        await task
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--users", type=int, default=5_000)
+    parser.add_argument("--items", type=int, default=3_000)
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=None, help="users_batch_size")
+    parser.add_argument("--wait-ms", type=int, default=None, help="users_batch_wait_ms")
+    parser.add_argument("--fetch-wait-ms", type=int, default=None, help="users_fetch_wait_ms")
+    parser.add_argument("--max-poll-records", type=int, default=None)
+    parser.add_argument("--fetch-bytes", type=int, default=None, help="per-partition fetch")
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--lag-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    overrides: dict[str, Any] = {"user_partitions": args.partitions}
+    if args.batch:
+        overrides["users_batch_size"] = args.batch
+    if args.wait_ms:
+        overrides["users_batch_wait_ms"] = args.wait_ms
+    if args.fetch_wait_ms:
+        overrides["users_fetch_wait_ms"] = args.fetch_wait_ms
+    faust_conf: dict[str, Any] = {}
+    if args.max_poll_records:
+        faust_conf["broker_max_poll_records"] = args.max_poll_records
+    if args.fetch_bytes:
+        faust_conf["consumer_max_fetch_size"] = args.fetch_bytes
+    with embedded_stack(with_postgres=True, **overrides) as settings:
+        assert settings.database_url is not None
+        db.apply_migrations(settings.database_url.get_secret_value())
+        admin.ensure_topics(settings)
+        topic = Topics(settings).user_events.name
+        t = time.perf_counter()
+        produce(settings, args.events, args.users, args.items)
+        produce_s = time.perf_counter() - t
+        log.warning("produced %d events in %.1fs", args.events, produce_s)
+        raw, ends = asyncio.run(raw_consumer(settings, topic, args.events))
+        log.warning("raw consumer: %.0f events/s", raw)
+        noop = asyncio.run(faust_noop(settings, topic, args.events, faust_conf))
+        log.warning("faust no-op agent: %.0f events/s", noop)
+        run = asyncio.run(worker_run(
+            settings, topic, args.events, ends, args.rate, args.lag_seconds, args.users, args.items,
+            faust_conf,
+        ))  # fmt: skip
+    rate = args.events / run["committed_s"]
+    emit({
+        "benchmark": "users",
+        "events": args.events,
+        "users": args.users,
+        "partitions": args.partitions,
+        "users_batch_size": settings.users_batch_size,
+        "users_batch_wait_ms": settings.users_batch_wait_ms,
+        "users_fetch_wait_ms": settings.users_fetch_wait_ms,
+        "faust_conf": faust_conf,
+        "produce_events_per_s": round(args.events / produce_s),
+        "raw_consumer_events_per_s": round(raw),
+        "faust_noop_agent_events_per_s": round(noop),
+        "events_per_s": round(rate),
+        "ratio_to_faust_noop_agent": round(rate / noop, 3),
+        "events_per_s_durable": round(args.events / run["durable_s"]),
+        "ratio_to_raw_consumer": round(rate / raw, 3),
+        "applied": run["applied"],
+        "batches": run["batches"],
+        "lag_rate_per_s": args.rate,
+        "lag_p50_ms": run["lag"]["p50_ms"],
+        "lag_p99_ms": run["lag"]["p99_ms"],
+        "lag": run["lag"],
+        "lag_lost": run["lag_lost"],
+        "worker_busy_s": run["busy_s"],
+        "worker_s": round(run["committed_s"], 2),
+    })  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
