@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from psycopg_pool import AsyncConnectionPool
+
 from recsys import db
 from recsys.cf.covisit import CovisitConfig
 from recsys.cf.pg_covisit import PgCovisitation
@@ -14,12 +16,12 @@ from recsys.enrichment import Enricher, EnrichmentPipeline, InMemoryEnrichmentCa
 from recsys.items.pgvector import PgItemStore
 from recsys.records import CatalogChange, UserEvent
 from recsys.users.nearline import update_batch
-from recsys.users.state import UserStateConfig
+from recsys.users.state import UserState, UserStateConfig
 from recsys.users.store import PgUserStates
 from streams.settings import Settings
 from workers.train_cf_cmd import TrainCfOptions, TrainCfResult, run_train_cf
 
-__all__ = ["seed_world"]
+__all__ = ["seed_world", "write_events"]
 
 
 async def seed_world(
@@ -42,15 +44,31 @@ async def seed_world(
             store, embedder, Enricher(None, InMemoryEnrichmentCache()), batch_size=64
         )
         await pipeline.process(list(catalog), lambda _: None)
-        update = update_batch(
-            lambda _: None,
-            [(e, None) for e in events],
-            UserStateConfig.from_settings(settings),
-            CovisitConfig.from_settings(settings),
-        )
-        await PgUserStates(pool).write(
-            update.accepted, update.states.values(), PgCovisitation(pool)
-        )
+        await write_events(pool, settings, events)
     finally:
         await pool.close()
     return await run_train_cf(settings, TrainCfOptions(factors=factors, iterations=iterations), dsn)
+
+
+async def write_events(
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    events: Sequence[UserEvent],
+    *,
+    covisit: bool = True,
+) -> None:
+    """The users worker's domain step over ``events``, in its batch size, states carried
+    from batch to batch (``covisit=False`` leaves co-visitation alone)."""
+    states: dict[str, UserState] = {}
+    state_cfg = UserStateConfig.from_settings(settings)
+    covisit_cfg = CovisitConfig.from_settings(settings)
+    users = PgUserStates(pool)
+    size = settings.users_batch_size
+    for start in range(0, len(events), size):
+        update = update_batch(
+            states.get, [(e, None) for e in events[start : start + size]], state_cfg, covisit_cfg
+        )
+        states.update(update.states)
+        await users.write(
+            update.accepted, update.states.values(), PgCovisitation(pool) if covisit else None
+        )

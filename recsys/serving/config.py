@@ -25,6 +25,14 @@ class ServingConfig:
         rerank_cap: candidates the LLM may reorder.
         popularity_weight: weight of the popularity prior blended into content scores.
         diversity: MMR trade-off (0 = pure relevance) for the popularity route.
+        cold_route / warming_route / warm_route: the route of a cold user with history,
+            of a warming user and of a warm user when there is no query (see
+            :mod:`recsys.serving.routing`; HYBRID for all three, chosen on MovieLens).
+        hybrid_content_weight: weight of the content list against the CF list (1) in
+            the HYBRID route's reciprocal-rank fusion, for warming and warm users.
+        cold_content_weight / cold_popularity_weight: the same weight, and the content
+            list's popularity prior weight, for cold users on the HYBRID route — a CF
+            fold-in from a handful of items says little, the prior and content more.
         llm_rerank / llm_intent / llm_explain: which LLM uses are on (an endpoint must
             also be configured).
     """
@@ -38,6 +46,12 @@ class ServingConfig:
     rerank_cap: int = 30
     popularity_weight: float = 0.5
     diversity: float = 0.3
+    cold_route: Route = Route.HYBRID
+    warming_route: Route = Route.HYBRID
+    warm_route: Route = Route.HYBRID
+    hybrid_content_weight: float = 1.0
+    cold_content_weight: float = 3.0
+    cold_popularity_weight: float = 1.0
     history_max: int = 10
     llm_rerank: bool = True
     llm_intent: bool = True

@@ -165,10 +165,13 @@ class Recommender:
             epsilon=cfg.epsilon,
             rng=self.rng,
             force=cfg.force_route,
+            cold=cfg.cold_route,
+            warming=cfg.warming_route,
+            warm=cfg.warm_route,
         )
         exclude = set(request.exclude_item_ids) | set(view.consumed) | set(history)
         ranked, model_version = await self._candidates(
-            decision.route, view, history, query, filters, exclude
+            decision.route, warmth, view, history, query, filters, exclude
         )
         timings["candidates"] = self.clock() - received
         ranked = await self._eligible(ranked, filters, exclude)
@@ -263,13 +266,15 @@ class Recommender:
     async def _candidates(
         self,
         route: Route,
+        warmth: WarmthBucket,
         view: UserView,
         history: list[str],
         query: str | None,
         filters: ItemFilters | None,
         exclude: set[str],
     ) -> tuple[list[Candidate], str | None]:
-        n = self.config.candidate_pool
+        cfg = self.config
+        n = cfg.candidate_pool
         popular = await self.popular()
         model_version: str | None = None
 
@@ -277,7 +282,9 @@ class Recommender:
             recent = list(view.recent) or [(i, 1.0) for i in history]
             return await cands.cf_candidates(self.cf, recent, n, exclude)
 
-        async def content() -> list[Candidate]:
+        cold = warmth is WarmthBucket.COLD
+
+        async def content(popularity_weight: float) -> list[Candidate]:
             vector = await self._content_vector(query, history)
             if vector is None:
                 return []
@@ -288,17 +295,20 @@ class Recommender:
                 filters=filters,
                 exclude=exclude,
                 popular=popular,
-                popularity_weight=self.config.popularity_weight,
+                popularity_weight=popularity_weight,
             )
 
         if route is Route.CF:
             ranked = await cf()
             model_version = await self.cf.model_version()
         elif route is Route.CONTENT:
-            ranked = await content()
+            ranked = await content(cfg.popularity_weight)
         elif route is Route.HYBRID:
-            cf_list, content_list = await asyncio.gather(cf(), content())
-            ranked = cands.rrf(cf_list, content_list)
+            cf_list, content_list = await asyncio.gather(
+                cf(), content(cfg.cold_popularity_weight if cold else cfg.popularity_weight)
+            )
+            content_weight = cfg.cold_content_weight if cold else cfg.hybrid_content_weight
+            ranked = cands.rrf(cf_list, content_list, weights=(1.0, content_weight))
             model_version = await self.cf.model_version()
         else:
             ranked = []

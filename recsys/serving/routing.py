@@ -1,9 +1,13 @@
 """Choosing a route per request, with an explicit propensity.
 
-The base rule (DESIGN.md): warm → CF; warming → HYBRID (CF and content, merged);
-cold → CONTENT when there is anything to match (a query, session or recent items),
-else POPULARITY. A query makes warm and warming users HYBRID (their CF list plus the
-query's content list). With probability ``epsilon`` another feasible route is explored,
+The base rule: a user with history and no query → HYBRID (the ALS fold-in's CF list and
+the content list around their recent items, merged by weighted reciprocal-rank fusion
+whose weights depend on warmth, see :mod:`recsys.serving.recommender`); with a query →
+HYBRID (the query's content list with their CF list); no history → CONTENT around the
+query, or POPULARITY without one. DESIGN.md's first rule (warm → CF, cold → CONTENT)
+is one setting of the per-bucket routes away (``cold``/``warming``/``warm``); on
+MovieLens the hybrid beat it in every bucket on a validation split (README, "Routed vs
+single routes"). With probability ``epsilon`` another feasible route is explored,
 chosen uniformly; the propensity of the route taken is logged so that off-policy
 estimators (IPS/SNIPS) can evaluate other routings from the logs.
 """
@@ -36,15 +40,24 @@ def feasible_routes(has_history: bool, has_query: bool) -> list[Route]:
     return routes
 
 
-def base_route(warmth: WarmthBucket, has_history: bool, has_query: bool) -> Route:
-    """The route the rule picks without exploration."""
+def base_route(
+    warmth: WarmthBucket,
+    has_history: bool,
+    has_query: bool,
+    *,
+    cold: Route = Route.HYBRID,
+    warming: Route = Route.HYBRID,
+    warm: Route = Route.HYBRID,
+) -> Route:
+    """The route the rule picks without exploration (``cold``/``warming``/``warm``: the
+    routes of a cold user with history, a warming and a warm user, without a query)."""
     if not has_history:
         return Route.CONTENT if has_query else Route.POPULARITY
     if warmth is WarmthBucket.WARM:
-        return Route.HYBRID if has_query else Route.CF
+        return Route.HYBRID if has_query else warm
     if warmth is WarmthBucket.WARMING:
-        return Route.HYBRID
-    return Route.CONTENT
+        return Route.HYBRID if has_query else warming
+    return Route.HYBRID if has_query and cold is not Route.CONTENT else cold
 
 
 def choose_route(
@@ -55,11 +68,14 @@ def choose_route(
     epsilon: float,
     rng: random.Random,
     force: Route | None = None,
+    cold: Route = Route.HYBRID,
+    warming: Route = Route.HYBRID,
+    warm: Route = Route.HYBRID,
 ) -> RouteDecision:
     """Route for one request and the probability this policy had of taking it."""
     if force is not None:
         return RouteDecision(force, 1.0, force, False)
-    base = base_route(warmth, has_history, has_query)
+    base = base_route(warmth, has_history, has_query, cold=cold, warming=warming, warm=warm)
     options = feasible_routes(has_history, has_query)
     others = [r for r in options if r is not base]
     if epsilon <= 0 or not others:

@@ -69,7 +69,7 @@ async def test_serve_worker_on_the_broker(
                 for payload in poison.values():
                     producer.send_raw(spec, "poison", payload)
             after = await client.arequest(world.user("cold"), timeout_s=30, deadline_ms=5000)
-        assert (warm.route, cold.route, after.route) == (Route.CF, Route.CONTENT, Route.CONTENT)
+        assert (warm.route, cold.route, after.route) == (Route.HYBRID, Route.CONTENT, Route.HYBRID)
         for response in (warm, cold, after):
             assert len(response.items) == 10
             assert not {i.item_id for i in response.items} & world.deleted

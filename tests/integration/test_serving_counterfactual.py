@@ -85,10 +85,10 @@ def test_no_llm_counterfactual_through_the_serving_pipeline(
         no_llm = _replayed(llm, "no-llm")
         calls = server.calls
     routes = {name: production[rid].route for name, rid in ids.items()}
-    assert routes == {
-        "warm": Route.CF,
+    assert routes == {  # every user with history: HYBRID (README, "Routed vs single routes")
+        "warm": Route.HYBRID,
         "warming": Route.HYBRID,
-        "cold": Route.CONTENT,
+        "cold": Route.HYBRID,
         "new": Route.CONTENT,
     }
     assert production[ids["cold"]].llm_used and production[ids["new"]].llm_used
@@ -101,7 +101,7 @@ def test_no_llm_counterfactual_through_the_serving_pipeline(
         assert not shown & world.clicked.get(world.user(name), set())
 
 
-def test_other_warmth_thresholds_change_the_routes(
+def test_other_warmth_thresholds_change_the_buckets(
     logged: tuple[Settings, dict[str, str]], world: World, embedder: Any
 ) -> None:
     settings, ids = logged
@@ -110,4 +110,4 @@ def test_other_warmth_thresholds_change_the_routes(
     )
     replayed = _replayed(settings, "warm-from-10")
     warming = replayed[ids["warming"]]
-    assert (warming.warmth_bucket, warming.route) == (WarmthBucket.WARM, Route.CF)
+    assert (warming.warmth_bucket, warming.route) == (WarmthBucket.WARM, Route.HYBRID)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from recsys.records import Route, WarmthBucket
+from recsys.serving import candidates as cands
 from tests.integration.serving_support import ask, serving, world
 from tests.integration.serving_world import World
 
@@ -20,10 +21,10 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize(
     ("name", "query", "route", "bucket"),
     [
-        ("warm", None, Route.CF, WarmthBucket.WARM),
+        ("warm", None, Route.HYBRID, WarmthBucket.WARM),
         ("warm", "a tense thriller", Route.HYBRID, WarmthBucket.WARM),
         ("warming", None, Route.HYBRID, WarmthBucket.WARMING),
-        ("cold", None, Route.CONTENT, WarmthBucket.COLD),
+        ("cold", None, Route.HYBRID, WarmthBucket.COLD),
         ("new", None, Route.POPULARITY, WarmthBucket.COLD),
         ("new", "something funny about family mishaps", Route.CONTENT, WarmthBucket.COLD),
     ],
@@ -51,7 +52,7 @@ async def test_each_user_state_takes_its_route(
 async def test_cf_route_serves_the_als_fold_in_of_the_users_recent_items(
     world: World, embedder: Any
 ) -> None:
-    async with serving(world, embedder) as rec:
+    async with serving(world, embedder, warm_route=Route.CF) as rec:
         served = await ask(rec, world.user("warm"), k=10)
         view = await rec.users.view(world.user("warm"))
         consumed = set(view.consumed) | set(view.recent_items)
@@ -73,10 +74,39 @@ def active_version(world: World) -> str:
 
 
 async def test_cold_content_route_follows_recent_items(world: World, embedder: Any) -> None:
-    async with serving(world, embedder) as rec:
+    async with serving(world, embedder, cold_route=Route.CONTENT) as rec:
         served = await ask(rec, world.user("cold"), k=10)
+    assert served.response.route is Route.CONTENT
     scifi = set(world.by_category["sci-fi"])
     assert sum(i.item_id in scifi for i in served.response.items) >= 5
+
+
+async def test_cold_hybrid_is_the_weighted_fusion_of_cf_and_a_stronger_prior_content_list(
+    world: World, embedder: Any
+) -> None:
+    async with serving(world, embedder) as rec:
+        served = await ask(rec, world.user("cold"), k=10)
+        cfg = rec.config
+        view = await rec.users.view(world.user("cold"))
+        history = list(dict.fromkeys([*view.session_items, *view.recent_items]))
+        exclude = set(view.consumed) | set(history)
+        n = cfg.candidate_pool
+        cf_list = await cands.cf_candidates(rec.cf, list(view.recent), n, exclude)
+        vector = cands.profile_vector(history[:10], await rec.items.vectors(history[:10]))
+        assert vector is not None
+        content = await cands.content_candidates(
+            rec.items, vector, n, filters=None, exclude=exclude, popular=await rec.popular(),
+            popularity_weight=cfg.cold_popularity_weight,
+        )  # fmt: skip
+        fused = cands.rrf(cf_list, content, weights=(1.0, cfg.cold_content_weight))
+        live = await rec.items.eligible([c.item_id for c in fused], None)
+    assert (cfg.cold_content_weight, cfg.cold_popularity_weight) == (3.0, 1.0)
+    r = served.response
+    assert r.route is Route.HYBRID and r.warmth_bucket is WarmthBucket.COLD
+    assert [i.item_id for i in r.items] == [c.item_id for c in fused if c.item_id in live][:10]
+    assert [i.item_id for i in r.items] != [
+        c.item_id for c in cands.rrf(cf_list, content) if c.item_id in live
+    ][:10]  # the weights matter on this world
 
 
 async def test_never_deleted_consumed_or_excluded_on_any_route(world: World, embedder: Any) -> None:

@@ -22,10 +22,11 @@ W, M, C = WarmthBucket.WARM, WarmthBucket.WARMING, WarmthBucket.COLD
 @pytest.mark.parametrize(
     ("warmth", "history", "query", "route"),
     [
-        (W, True, False, Route.CF),
+        (W, True, False, Route.HYBRID),
         (W, True, True, Route.HYBRID),
         (M, True, False, Route.HYBRID),
-        (C, True, False, Route.CONTENT),
+        (C, True, False, Route.HYBRID),
+        (C, True, True, Route.HYBRID),
         (C, False, True, Route.CONTENT),
         (C, False, False, Route.POPULARITY),
         (W, False, False, Route.POPULARITY),  # a stale bucket without items: nothing for CF
@@ -50,7 +51,7 @@ def test_exploration_frequencies_match_the_logged_propensities() -> None:
         seen[d.route] += 1
         props[d.route] = d.propensity
     assert set(seen) == set(feasible_routes(True, False))
-    assert props[Route.CF] == pytest.approx(0.7)
+    assert props[Route.HYBRID] == pytest.approx(0.7)
     assert sum(props.values()) == pytest.approx(1.0)
     for route, count in seen.items():
         assert count / n == pytest.approx(props[route], abs=0.015)
@@ -158,3 +159,36 @@ def test_evidence_names_only_facts_that_hold() -> None:
     ev = evidence_for(Candidate("x", 1.0, "covisit", via="r2"), q)
     assert ev[0].kind is EvidenceKind.CO_VISITED and ev[0].value == "Heat"
     assert ev[1].kind is EvidenceKind.QUERY_CONSTRAINT and ev[1].value == "Sci-Fi"
+
+
+def test_weighted_rrf_scales_each_list_and_checks_the_weights() -> None:
+    cf = [Candidate("a", 9, "als"), Candidate("b", 8, "als")]
+    content = [Candidate("b", 0.9, "content"), Candidate("c", 0.8, "content")]
+    fused = rrf(cf, content, weights=(1.0, 0.5))
+    assert [c.item_id for c in fused] == ["b", "a", "c"]
+    assert fused[0].score == pytest.approx(1 / 62 + 0.5 / 61)
+    assert [c.item_id for c in rrf(cf, content, weights=(1.0, 0.0))][:2] == ["a", "b"]
+    with pytest.raises(ValueError, match="weights"):
+        rrf(cf, content, weights=(1.0,))
+
+
+@pytest.mark.parametrize(
+    ("warmth", "query", "routes", "route"),
+    [
+        (C, False, {"cold": Route.CONTENT}, Route.CONTENT),  # DESIGN.md's first rule
+        (W, False, {"warm": Route.CF}, Route.CF),
+        (C, True, {"cold": Route.CF}, Route.HYBRID),  # a query brings content in
+        (C, True, {"cold": Route.CONTENT}, Route.CONTENT),
+        (M, False, {"warming": Route.CF}, Route.CF),
+        (M, True, {"warming": Route.CF}, Route.HYBRID),
+        (W, True, {"warm": Route.CF}, Route.HYBRID),
+    ],
+)
+def test_the_routes_per_bucket_are_configurable(
+    warmth: WarmthBucket, query: bool, routes: dict[str, Route], route: Route
+) -> None:
+    assert base_route(warmth, True, query, **routes) is route
+    d = choose_route(warmth, has_history=True, has_query=query, epsilon=0.0,
+                     rng=random.Random(0), **routes)  # fmt: skip
+    assert d.route is route
+    assert base_route(warmth, False, False, **routes) is Route.POPULARITY
