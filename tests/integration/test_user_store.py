@@ -64,7 +64,8 @@ async def test_batches_write_once_and_never_go_backwards(pool: object) -> None:
     got = await store.get_many(["u1", "u2", "u3", "nobody"])
     assert set(got) == {"u1", "u2", "u3"}
     for user, state in expected.items():
-        assert got[user] == state.without_dedup()
+        assert got[user] == states[user]  # the whole state: dedup window and position too
+        assert got[user].without_dedup() == state.without_dedup()
     assert got["u1"].warmth is WarmthBucket.WARMING and got["u2"].warmth is WarmthBucket.COLD
     assert await store.get("nobody") is None
     assert await store.consumed("u2") == {"a", "b"}  # not the dismissed item
