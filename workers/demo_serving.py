@@ -79,7 +79,14 @@ def serve_demo(
         started = time.monotonic()
         for i, request in enumerate(requests):
             time.sleep(max(0.0, started + i / rate_per_s - time.monotonic()))
-            request = request.model_copy(update={"requested_at": utcnow()})
+            # a run's own request ids: the demo's Postgres outlives runs (a second `up`
+            # reuses it) and the feedback join keeps closed impressions by request id
+            request = request.model_copy(
+                update={
+                    "request_id": f"{settings.topic_prefix}{request.request_id}",
+                    "requested_at": utcnow(),
+                }
+            )
             future = client.submit(request)
             future.add_done_callback(_arrival(finished, request.request_id))
             sent.append((request, future, time.monotonic()))
@@ -115,7 +122,8 @@ def _report(
     for row in answered:
         by_route[row[1].route.value].append(row)
     table = Table(
-        title=f"serving: {len(answered)} answered, {timeouts} timed out, {clicks} clicks sent"
+        title=f"serving: {len(answered)} answered, {timeouts} timed out; "
+        f"then {clicks} outcome events (what the users did next)"
     )
     for col in (
         "route",
