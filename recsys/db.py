@@ -13,14 +13,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from recsys.exceptions import DatabaseUnavailable, MigrationError
+from recsys.exceptions import DatabaseError, DatabaseUnavailable, MigrationError
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -214,3 +217,22 @@ def async_pool(
         kwargs={"autocommit": True} if autocommit else None,
         reconnect_timeout=60,
     )
+
+
+def db_error(exc: psycopg.Error, what: str) -> Exception:
+    """The domain error for a psycopg error: unreachable → retryable, else a plain failure."""
+    if isinstance(exc, psycopg.OperationalError):
+        return DatabaseUnavailable(f"Postgres unavailable: {str(exc).strip()}")
+    return DatabaseError(f"{what}: {str(exc).strip()}")
+
+
+@asynccontextmanager
+async def connection(
+    pool: AsyncConnectionPool, what: str, timeout_s: float
+) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection whose psycopg errors surface as :func:`db_error` ones."""
+    try:
+        async with pool.connection(timeout=timeout_s) as conn:
+            yield conn
+    except psycopg.Error as exc:
+        raise db_error(exc, what) from exc

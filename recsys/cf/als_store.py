@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,8 +34,9 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from recsys import db
 from recsys.cf.als import AlsModel, AlsParams, aggregate_recent, fold_in
-from recsys.exceptions import ConfigurationError, DatabaseError, DatabaseUnavailable
+from recsys.exceptions import ConfigurationError
 
 __all__ = ["SUPPORTED_FACTORS", "ModelInfo", "PgAls", "TrainingRun", "new_version"]
 
@@ -91,12 +92,6 @@ class ModelInfo:
     n_items: int
 
 
-def _db_error(exc: psycopg.Error) -> Exception:
-    if isinstance(exc, psycopg.OperationalError):
-        return DatabaseUnavailable(f"Postgres unavailable: {str(exc).strip()}")
-    return DatabaseError(f"ALS store: {str(exc).strip()}")
-
-
 def _info(row: Sequence[Any]) -> ModelInfo:
     version, factors, params, gramian, active, trained_at, n_items = row
     f = int(factors)
@@ -134,13 +129,8 @@ class PgAls:
         self._active: tuple[float, ModelInfo | None] | None = None
         self._infos: dict[str, ModelInfo] = {}
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        try:
-            async with self.pool.connection(timeout=self.acquire_timeout_s) as conn:
-                yield conn
-        except psycopg.Error as exc:
-            raise _db_error(exc) from exc
+    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return db.connection(self.pool, "ALS store", self.acquire_timeout_s)
 
     # ---- writing ------------------------------------------------------------------------
     async def write(

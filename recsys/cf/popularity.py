@@ -17,15 +17,15 @@ import heapq
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Collection
-from contextlib import asynccontextmanager
+from collections.abc import Collection
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from recsys.exceptions import DatabaseError, DatabaseUnavailable
+from recsys import db
 
 __all__ = ["DecayedPopularity", "PgPopularity"]
 
@@ -85,12 +85,6 @@ class DecayedPopularity:
         return len(self._score)
 
 
-def _db_error(exc: psycopg.Error) -> Exception:
-    if isinstance(exc, psycopg.OperationalError):
-        return DatabaseUnavailable(f"Postgres unavailable: {str(exc).strip()}")
-    return DatabaseError(f"popularity: {str(exc).strip()}")
-
-
 class PgPopularity:
     """Decayed popularity from ``user_events`` positives, materialised in ``cf_popularity``."""
 
@@ -111,13 +105,8 @@ class PgPopularity:
         self._fresh_until = 0.0
         self._task: asyncio.Task[int] | None = None
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        try:
-            async with self.pool.connection(timeout=self.acquire_timeout_s) as conn:
-                yield conn
-        except psycopg.Error as exc:
-            raise _db_error(exc) from exc
+    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return db.connection(self.pool, "popularity", self.acquire_timeout_s)
 
     async def refresh(self, now: datetime | None = None) -> int:
         """Recompute the table from ``user_events``; return its rows (-1: another

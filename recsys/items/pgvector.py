@@ -18,8 +18,8 @@ errors raise :class:`~recsys.exceptions.DatabaseError`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from recsys.exceptions import DatabaseError, DatabaseUnavailable
+from recsys import db
+from recsys.exceptions import DatabaseError
 from recsys.items.model import (
     NUMERIC_PATTERN,
     ItemFilters,
@@ -56,12 +57,6 @@ _COLUMNS = (
 )  # fmt: skip
 _SPACE_COLUMN: dict[str, str] = {"raw": "raw_embedding", "enriched": "enriched_embedding"}
 _MAX_EF_SEARCH = 1000  # pgvector's upper bound; iterative scan covers larger k
-
-
-def _db_errors(exc: psycopg.Error) -> Exception:
-    if isinstance(exc, psycopg.OperationalError):
-        return DatabaseUnavailable(f"Postgres unavailable: {str(exc).strip()}")
-    return DatabaseError(f"item store: {str(exc).strip()}")
 
 
 def _as_array(value: Any) -> np.ndarray | None:
@@ -95,13 +90,8 @@ class PgItemStore:
         self.acquire_timeout_s = acquire_timeout_s
         self._dim: int | None = None
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        try:
-            async with self.pool.connection(timeout=self.acquire_timeout_s) as conn:
-                yield conn
-        except psycopg.Error as exc:
-            raise _db_errors(exc) from exc
+    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return db.connection(self.pool, "item store", self.acquire_timeout_s)
 
     # ---- metadata ---------------------------------------------------------------------
     async def dimension(self) -> int:
@@ -218,7 +208,7 @@ class PgItemStore:
                             if not cur.nextset():
                                 break
             except psycopg.Error as exc:
-                raise _db_errors(exc) from exc
+                raise db.db_error(exc, "item store") from exc
         return applied
 
     # ---- reads --------------------------------------------------------------------------
@@ -232,7 +222,7 @@ class PgItemStore:
                     await cur.execute(query, params)
                     return await cur.fetchall()
             except psycopg.Error as exc:
-                raise _db_errors(exc) from exc
+                raise db.db_error(exc, "item store") from exc
 
     async def states(self, item_ids: Sequence[str]) -> dict[str, ItemState]:
         if not item_ids:
@@ -332,7 +322,7 @@ class PgItemStore:
                         await cur.execute(query, params)
                         rows = await cur.fetchall()
             except psycopg.Error as exc:
-                raise _db_errors(exc) from exc
+                raise db.db_error(exc, "item store") from exc
         return [(r[0], float(r[1])) for r in rows]
 
     async def get_many(
