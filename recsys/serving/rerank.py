@@ -32,10 +32,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recsys.llm.client import LlmClient
-from recsys.llm.prompts import PromptTemplate, quote_untrusted
+from recsys.llm.prompts import PromptStyle, PromptTemplate, quote_untrusted
 from recsys.records import ValidationResult
 from recsys.serving.guard import REMOVED, InjectionGuard
 from recsys.serving.outcome import LlmAccounting, accounting_from
+from recsys.serving.rerank_compact import (
+    COMPACT_CAP,
+    compact_candidate,
+    parse_compact,
+    rerank_prompt_compact,
+    rerank_schema_compact,
+)
 from recsys.serving.untrusted import sanitise
 
 __all__ = [
@@ -149,18 +156,21 @@ class LlmReranker:
         guard: InjectionGuard | None = None,
         description_chars: int = 300,
         mask_ids: bool = True,
+        prompt_style: PromptStyle = "standard",
     ) -> None:
         if cap < 1:
             raise ValueError("the rerank cap must be at least 1")
+        self.compact = prompt_style == "compact"
         self.client = client
-        self.cap = cap
-        self.history_max = history_max
+        # the compact prompt shows a small model fewer candidates, with shorter texts
+        self.cap = min(cap, COMPACT_CAP) if self.compact else cap
+        self.history_max = min(history_max, 5) if self.compact else history_max
         self.cache_size = cache_size
         self.guard = guard or InjectionGuard()
-        self.description_chars = description_chars
+        self.description_chars = min(description_chars, 80) if self.compact else description_chars
         self.mask_ids = mask_ids
         self._category_ok: dict[str, bool] = {}
-        self.prompt = rerank_prompt()
+        self.prompt = rerank_prompt_compact(RERANK_SCHEMA_NAME) if self.compact else rerank_prompt()
         self._cache: OrderedDict[tuple[str, ...] | tuple[Any, ...], list[str]] = OrderedDict()
 
     @property
@@ -208,12 +218,17 @@ class LlmReranker:
             flagged |= hit or hit_cats
             history.append({"title": text, "categories": cats})
         items = []
-        for c in head:
+        for n, c in enumerate(head):
             name, hit_name = clean(c.title, 200)
             about, hit_about = clean(c.description, self.description_chars)
             cats, hit_cats = self._categories(c.categories)
             flagged |= hit_name or hit_about or hit_cats
-            items.append({"id": c.item_id, "title": name, "categories": cats, "description": about})
+            if self.compact:
+                items.append(compact_candidate(n, name, cats, about))
+            else:
+                items.append(
+                    {"id": c.item_id, "title": name, "categories": cats, "description": about}
+                )
         user_data: dict[str, Any] = {"query": query or None, "recent_items": history}
         user_block = quote_untrusted("USER", user_data)
         candidates_block = quote_untrusted("CANDIDATES", items)
@@ -267,7 +282,7 @@ class LlmReranker:
         result = await self.client.complete(
             messages,
             schema_name=RERANK_SCHEMA_NAME,
-            schema=rerank_schema(ids),
+            schema=rerank_schema_compact(len(ids)) if self.compact else rerank_schema(ids),
             deadline=time.monotonic() + deadline_s,
         )
         base |= accounting_from(result)
@@ -280,7 +295,8 @@ class LlmReranker:
                 fallback_reason=result.reason or "unknown",
                 **base,
             )
-        ranked, reason, errors, hallucinated = _validate(result.value, ids)
+        validate = parse_compact if self.compact else _validate
+        ranked, reason, errors, hallucinated = validate(result.value, ids)
         if reason is not None:
             return RerankOutcome(
                 order=ranker,

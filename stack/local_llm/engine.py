@@ -7,7 +7,10 @@ a time, so that each step can apply the request's grammar mask
 (:class:`~stack.local_llm.grammar.Constraint`), the penalties and the stop rules,
 and can be cancelled between two tokens when the client has gone away.
 
-Token counts are the model tokenizer's own: ``prompt_tokens`` is the length of the
+Prompts of one use case share a long prefix (system message, worked examples), so the
+KV cache of recent requests is kept (a few slots) and a new request reuses the longest
+common prefix, computing only the rest — llama.cpp's prompt cache, in small. Token
+counts are the model tokenizer's own: ``prompt_tokens`` is the length of the
 chat-templated prompt, ``completion_tokens`` the tokens generated (the end-of-turn
 token excluded).
 """
@@ -73,6 +76,9 @@ class LocalModel:
         self.eos_ids: list[int] = []
         self.n_ctx = 2048
         self.n_params = 0
+        self.cache_slots = 4
+        self._slots: list[tuple[list[int], Any]] = []
+        self.reused_tokens = 0
 
     @property
     def name(self) -> str:
@@ -163,9 +169,11 @@ class LocalModel:
         out: list[int] = []
         counts: dict[int, int] = {}
         finish: FinishReason = "length"
-        inputs = torch.tensor([prompt])
-        past: Any = None
         started = time.monotonic()
+        past, reused = self._reuse(prompt)
+        self.reused_tokens += reused
+        fed = list(prompt[:reused])  # the tokens the cache holds
+        inputs = torch.tensor([prompt[reused:]])
         prefill_s = 0.0
         text = ""
         with torch.inference_mode():
@@ -175,6 +183,7 @@ class LocalModel:
                     break
                 step = self._model(input_ids=inputs, past_key_values=past, use_cache=True)
                 past = step.past_key_values
+                fed.extend(inputs[0].tolist())
                 if not out:
                     prefill_s = time.monotonic() - started
                 logits = step.logits[0, -1, :].float()
@@ -200,6 +209,8 @@ class LocalModel:
                         finish = "stop"
                         break
                 inputs = torch.tensor([[token]])
+        if finish != "cancelled":
+            self._keep(fed, past)
         if not (params.stop and finish == "stop"):
             text = self._tokenizer.decode(out, skip_special_tokens=True)
         return Generation(
@@ -210,6 +221,37 @@ class LocalModel:
             prefill_s=prefill_s,
             decode_s=time.monotonic() - started - prefill_s,
         )
+
+    def _reuse(self, prompt: list[int]) -> tuple[Any, int]:
+        """The cached KV state sharing the longest prefix with ``prompt`` (cropped to it),
+        and that prefix's length; a fresh cache and 0 when none shares 16 tokens."""
+        from transformers import DynamicCache
+
+        best, best_len = -1, 0
+        for i, (tokens, _) in enumerate(self._slots):
+            n = _common_prefix(tokens, prompt)
+            if n > best_len:
+                best, best_len = i, n
+        if best < 0 or best_len < 16:
+            return DynamicCache(), 0
+        _, cache = self._slots.pop(best)
+        keep = min(best_len, len(prompt) - 1)  # at least one token to compute logits from
+        cache.crop(keep)
+        return cache, keep
+
+    def _keep(self, tokens: list[int], cache: Any) -> None:
+        if cache is None or self.cache_slots <= 0:
+            return
+        self._slots.insert(0, (tokens, cache))
+        del self._slots[self.cache_slots :]
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 def _penalise(

@@ -5,7 +5,8 @@
   ``max_tokens`` / ``max_completion_tokens``, ``seed``, ``stop``,
   ``frequency_penalty``, ``presence_penalty``; ``n`` must be 1 and ``stream`` false
   (refused with a 400 otherwise, never silently ignored);
-* ``GET /v1/models`` and ``GET /v1/models/{id}``; ``GET /health``.
+* ``GET /v1/models`` and ``GET /v1/models/{id}``; ``GET /health`` (queue length and
+  running totals of tokens and prefill/decode seconds, for benchmarks).
 
 Errors use OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, with
 its status codes: 400 invalid request, 404 unknown model or route, 429 when the queue
@@ -144,6 +145,12 @@ class LlmService:
         self._pending = 0
         self._running: threading.Event | None = None
         self.served = 0
+        self.totals = {
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "prefill_s": 0.0,
+            "decode_s": 0.0,
+        }
         self._avg_s = 5.0
 
     @property
@@ -187,6 +194,10 @@ class LlmService:
         finally:
             self._pending -= 1
         self.served += 1
+        self.totals["prompt_tokens"] += generation.prompt_tokens
+        self.totals["completion_tokens"] += generation.completion_tokens
+        self.totals["prefill_s"] += generation.prefill_s
+        self.totals["decode_s"] += generation.decode_s
         spent = generation.prefill_s + generation.decode_s
         self._avg_s = 0.8 * self._avg_s + 0.2 * spent
         return generation, waited
@@ -338,7 +349,13 @@ async def _model(request: web.Request) -> web.Response:
 async def _health(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     return web.json_response(
-        {"status": "ok", "model": service.model.name, "pending": service.pending}
+        {
+            "status": "ok",
+            "model": service.model.name,
+            "pending": service.pending,
+            "served": service.served,
+            "totals": service.totals,
+        }
     )
 
 
