@@ -99,7 +99,7 @@ async def run_enrich(
 
 async def unconstrained(client: LlmClient, messages: list[dict[str, str]], check: Any) -> bool:
     response = await client.sdk.chat.completions.create(
-        model=client.model, messages=messages, temperature=0.0, max_tokens=300
+        model=client.model, messages=messages, temperature=0.0, max_tokens=200
     )
     answer = read_answer(response, None)
     if answer.reason is not None:
@@ -127,6 +127,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         args.model_path,
         port=free_port(),
         repeat_penalty=args.repeat_penalty,
+        threads=args.threads,
         log_dir=Path(tempfile.mkdtemp(prefix="llm-local-bench-")),
     )
     llm.start(timeout_s=300)
@@ -277,6 +278,7 @@ def main() -> None:
     parser.add_argument("--unconstrained", type=int, default=50, help="per use case")
     parser.add_argument("--style", choices=("compact",), default="compact")
     parser.add_argument("--repeat-penalty", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=2, help="the server's torch threads")
     parser.add_argument("--model-path", type=Path, default=None)
     parser.add_argument("--movielens", type=Path, default=Settings().movielens_path)
     parser.add_argument("--seed", type=int, default=15)

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from recsys.exceptions import StreamrecError
+from recsys.exceptions import ConfigurationError, StreamrecError
 from streams.settings import Settings, load_settings
 
 __all__ = ["app", "main"]
@@ -97,6 +97,14 @@ def up(
     no_workers: Annotated[
         bool, typer.Option("--no-workers", help="Only start broker + Postgres.")
     ] = False,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            "--llm",
+            help="local: start the embedded local LLM (SmolLM2-135M, grammar-constrained) "
+            "and use it; endpoint: the configured STREAMREC_LLM_BASE_URL (the default).",
+        ),
+    ] = None,
 ) -> None:
     """Start the embedded broker and Postgres (unless external ones are given), apply
     migrations, create topics, and run the workers in the foreground until Ctrl-C."""
@@ -104,8 +112,14 @@ def up(
     from workers.stack import Stack
     from workers.supervisor import Supervisor
 
+    if llm not in (None, "local", "endpoint"):
+        raise ConfigurationError(f"--llm must be local or endpoint, not {llm!r}")
     settings = _settings(
-        bootstrap_servers=broker, database_url=database, broker_port=broker_port, workers=workers
+        bootstrap_servers=broker,
+        database_url=database,
+        broker_port=broker_port,
+        workers=workers,
+        llm_local=True if llm == "local" else None,
     )
     stop = threading.Event()
 
@@ -126,6 +140,15 @@ def up(
         console.print(
             f"[bold]topics[/]   {created} created, {len(stack.topic_report) - created} existing"
         )
+        if stack.llm is not None:
+            console.print(
+                f"[bold]llm[/]      {stack.llm.model} at {stack.llm.base_url} (embedded, "
+                f"{s.prompt_style} prompts, log {stack.llm.log_path})"
+            )
+        elif s.llm_enabled:
+            console.print(f"[bold]llm[/]      {s.llm_model} at {s.llm_base_url}")
+        else:
+            console.print("[bold]llm[/]      off (no endpoint; `--llm local` starts one)")
         if no_workers:
             console.print("running without workers; Ctrl-C to stop")
             stop.wait()
@@ -290,17 +313,31 @@ def _settings_rows() -> list[tuple[str, str, str]]:
 @app.command()
 @friendly_errors
 def demo(
-    items: Annotated[int, typer.Option(help="Catalog size.")] = 400,
-    users: Annotated[int, typer.Option(help="Number of synthetic users.")] = 250,
-    requests: Annotated[int, typer.Option(help="Recommendation requests to send.")] = 200,
-    llm: Annotated[str, typer.Option(help="none | simulated | endpoint")] = "simulated",
+    items: Annotated[
+        int | None, typer.Option(help="Catalog size (400; 40 with --llm local).")
+    ] = None,
+    users: Annotated[
+        int | None, typer.Option(help="Number of synthetic users (250; 100 with --llm local).")
+    ] = None,
+    requests: Annotated[
+        int | None,
+        typer.Option(help="Recommendation requests to send (200; 30 with --llm local)."),
+    ] = None,
+    llm: Annotated[
+        str,
+        typer.Option(
+            help="simulated (fast, the default) | local (a real 135M model on this CPU: "
+            "slow, smaller workload) | endpoint | none"
+        ),
+    ] = "simulated",
     broker_port: BrokerPortOpt = None,
 ) -> None:
     """Run the whole component on this machine with a synthetic workload and report."""
     from workers.demo import DemoOptions, run_demo
 
     settings = _settings(broker_port=broker_port)
-    run_demo(settings, DemoOptions(items=items, users=users, requests=requests, llm=llm), console)
+    options = DemoOptions.for_llm(llm, items=items, users=users, requests=requests)
+    run_demo(settings, options, console)
 
 
 # ---- replay / evaluate ------------------------------------------------------------------

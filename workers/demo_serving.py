@@ -67,10 +67,15 @@ def serve_demo(
     workload: SyntheticWorkload,
     n_requests: int,
     rate_per_s: float = 20.0,
+    deadline_ms: int | None = None,
 ) -> list[RecResponse]:
     """Drive the serve worker, then publish what the users did next; print what happened."""
     _train(console, settings)
     requests = workload.requests(n_requests)
+    wait_s = 15.0
+    if deadline_ms is not None:
+        requests = [r.model_copy(update={"deadline_ms": deadline_ms}) for r in requests]
+        wait_s = max(wait_s, deadline_ms / 1000 + 5)
     sent: list[tuple[RecRequest, Future[RecResponse], float]] = []
     finished: dict[str, float] = {}  # request id → when its response arrived
     answered: list[tuple[RecRequest, RecResponse, float]] = []
@@ -92,7 +97,7 @@ def serve_demo(
             sent.append((request, future, time.monotonic()))
         for request, future, at in sent:
             try:
-                response = client.wait(request, future, timeout_s=15.0)
+                response = client.wait(request, future, timeout_s=wait_s)
             except RequestTimeout:
                 timeouts += 1
                 continue

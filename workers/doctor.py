@@ -147,6 +147,34 @@ def _llm(settings: Settings, timeout_s: float) -> Capability:
     )
 
 
+def _local_llm(settings: Settings, timeout_s: float) -> Capability:
+    """The embedded local LLM: its model file (name, sha256, licence) and whether it runs."""
+    from stack.local_llm.exceptions import ModelNotInstalled
+    from stack.local_llm.model_file import DEFAULT_MODEL_SHA256, MODEL_LICENCE, resolve_model_file
+
+    try:
+        model = resolve_model_file(settings.llm_local_model_path)
+    except ModelNotInstalled as exc:
+        return Capability("local LLM", "error" if settings.llm_local else "off", str(exc))
+    digest = model.sha256
+    known = " (the pinned file)" if digest == DEFAULT_MODEL_SHA256 else " (not the pinned file)"
+    about = (
+        f"{model.name}, sha256 {digest}{known}, {model.size_mb:.0f} MB, "
+        f"{MODEL_LICENCE if digest == DEFAULT_MODEL_SHA256 else 'licence: see the file'}"
+    )
+    url = f"http://127.0.0.1:{settings.llm_local_port}/v1/models"
+    try:
+        running = _http_status(url, {}, timeout_s) < 400
+    except OSError:
+        running = False
+    where = f"serving on port {settings.llm_local_port}" if running else "not running"
+    if not settings.llm_local and not running:
+        return Capability(
+            "local LLM", "off", f"{about}; {where} (start it with `streamrec up --llm local`)"
+        )
+    return Capability("local LLM", "on" if running else "off", f"{about}; {where}")
+
+
 def _registry(settings: Settings, timeout_s: float) -> Capability:
     if not settings.schema_registry_url:
         n = len(LocalRegistry())
@@ -192,6 +220,7 @@ def check_capabilities(settings: Settings, timeout_s: float = 3.0) -> list[Capab
         vec_cap,
         _embedding(settings),
         _llm(settings, timeout_s),
+        _local_llm(settings, timeout_s),
         _registry(settings, timeout_s),
         _tracing(settings),
     ]

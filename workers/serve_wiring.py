@@ -12,6 +12,7 @@ from recsys.cf.popularity import PgPopularity
 from recsys.items.pgvector import PgItemStore
 from recsys.llm.breaker import CircuitBreaker
 from recsys.llm.client import LlmClient
+from recsys.llm.prompts import PromptStyle
 from recsys.serving.config import ServingConfig
 from recsys.serving.explain_llm import LlmExplainer
 from recsys.serving.guard import InjectionGuard
@@ -50,11 +51,16 @@ def llm_parts(settings: Any, client: LlmClient | None) -> LlmParts:
         tokens_per_min=settings.llm_budget_tokens_per_min,
         usd_per_min=settings.llm_budget_usd_per_min,
     )
+    style: PromptStyle = getattr(settings, "prompt_style", "standard")
     return LlmParts(
         reranker=LlmReranker(
-            client, cap=settings.rerank_cap, cache_size=settings.response_cache_size, guard=guard
+            client,
+            cap=settings.rerank_cap,
+            cache_size=settings.response_cache_size,
+            guard=guard,
+            prompt_style=style,
         ),
-        intent=IntentParser(client, guard=guard),
+        intent=IntentParser(client, guard=guard, prompt_style=style),
         explainer=LlmExplainer(client),
         gate=gate,
         model=client.model,

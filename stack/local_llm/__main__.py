@@ -73,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         access_log=None,
         shutdown_timeout=5.0,
     )
-    return 0
+    # a generation thread still inside a long forward pass must not hold the exit up
+    # (the launcher's SIGKILL would come 10 s later; a dead parent sends no SIGKILL)
+    logging.getLogger("stack.local_llm").info("stopped")
+    logging.shutdown()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -207,10 +207,10 @@ class LlmService:
         return max(1, round(self._avg_s * max(1, self._pending) / 2))
 
     def shutdown(self) -> None:
-        """Cancel the running generation and stop the worker thread."""
+        """Cancel the running generation (it stops at its next token) and queued ones."""
         if self._running is not None:
             self._running.set()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def model_card(self) -> dict[str, Any]:
         """The ``/v1/models`` entry of the served model."""
@@ -369,7 +369,7 @@ def create_app(service: LlmService) -> web.Application:
     app.router.add_get("/health", _health)
 
     async def _shutdown(app: web.Application) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, app[SERVICE].shutdown)
+        app[SERVICE].shutdown()
 
     app.on_shutdown.append(_shutdown)
     return app

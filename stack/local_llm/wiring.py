@@ -1,0 +1,65 @@
+"""From settings to a running local LLM, and the settings that point the workers at it.
+
+``--llm local`` means: start :class:`~stack.local_llm.launcher.EmbeddedLlm` (unless an
+endpoint is already configured), then hand the workers its URL and model name, plus
+defaults that suit one small CPU model — applied only to settings still at their
+default:
+
+* ``llm_timeout_s`` = ``llm_local_timeout_s`` (60 s): one call takes seconds here;
+* ``llm_max_concurrency`` = 1 per process: one model answers one request at a time,
+  so calls wait in the client, against their own deadline, not in a server queue
+  against the call's timeout;
+* ``llm_temperature`` = 0: greedy decoding, the best a 135M model does;
+* ``enrich_deadline_s`` ≥ 900 s: the enrichment deadline covers a whole batch, and a
+  batch of 64 items takes minutes at a few seconds per item.
+
+The prompt family follows ``llm_prompts`` (auto → compact with the local LLM).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stack.local_llm.launcher import EmbeddedLlm
+from streams.settings import Settings
+
+__all__ = ["embedded_llm", "local_llm_overrides"]
+
+#: Enrichment deadline (per batch) with the local LLM, unless set explicitly.
+LOCAL_ENRICH_DEADLINE_S = 900.0
+
+
+def embedded_llm(settings: Settings) -> EmbeddedLlm:
+    """The local LLM server the settings describe (not started).
+
+    Raises:
+        ModelNotInstalled: the model file is missing (with how to install it).
+    """
+    return EmbeddedLlm(
+        settings.llm_local_model_path,
+        host="127.0.0.1",
+        port=settings.llm_local_port,
+        threads=settings.llm_local_threads,
+        max_queue=settings.llm_local_max_queue,
+        log_dir=settings.home / "logs",
+    )
+
+
+def local_llm_overrides(settings: Settings, llm: EmbeddedLlm) -> dict[str, Any]:
+    """Setting changes that make every LLM client use ``llm`` (see the module doc)."""
+    fields = type(settings).model_fields
+    changes: dict[str, Any] = {
+        "llm_local": True,
+        "llm_base_url": llm.base_url,
+        "llm_model": llm.model,
+    }
+    defaults: dict[str, Any] = {
+        "llm_timeout_s": settings.llm_local_timeout_s,
+        "llm_max_concurrency": 1,
+        "llm_temperature": 0.0,
+        "enrich_deadline_s": max(settings.enrich_deadline_s, LOCAL_ENRICH_DEADLINE_S),
+    }
+    # "not set explicitly" = still at its default (copies made by with_overrides mark
+    # every field as set, so model_fields_set cannot tell)
+    changes.update({k: v for k, v in defaults.items() if getattr(settings, k) == fields[k].default})
+    return changes
