@@ -1,0 +1,240 @@
+"""The embedded local LLM (``--llm local``): a real 135M model behind the OpenAI surface.
+
+One server for the module (the model takes ≈ 17 s to load). The production code paths
+— enrichment, intent parsing, rerank of 20 candidates inside a served request — run
+against it; every answer either validates or falls back with its reason logged, and
+what is logged and answered names the real model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recsys.enrichment.cache import InMemoryEnrichmentCache
+from recsys.enrichment.enricher import Enricher
+from recsys.enrichment.taxonomy import Taxonomy
+from recsys.enrichment.text import content_hash
+from recsys.llm.client import LlmClient
+from recsys.movielens import MovieLens
+from recsys.records import EnrichmentStatus, LlmInvolvement, LlmUseCase, ValidationResult
+from recsys.serving.intent import IntentParser
+from recsys.serving.rerank import Candidate, LlmReranker, RerankContext
+from stack.local_llm.launcher import EmbeddedLlm
+from stack.local_llm.model_file import DEFAULT_MODEL_SHA256
+from streams.embedded import free_port
+from tests.integration.serving_support import ask, serving, world
+from tests.integration.serving_world import World
+from workers.serve_wiring import llm_parts
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+__all__ = ["world"]  # the serving world fixture, used by the served-request test
+
+MODEL = "SmolLM2-135M-Instruct.Q4_1"
+
+
+@pytest.fixture(scope="module")
+def local_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedLlm]:
+    """The local LLM server, started like `streamrec up --llm local` starts it."""
+    llm = EmbeddedLlm(port=free_port(), log_dir=tmp_path_factory.mktemp("llm-logs"))
+    llm.start(timeout_s=240)
+    try:
+        yield llm
+    finally:
+        llm.stop()
+
+
+def client_for(llm: EmbeddedLlm) -> LlmClient:
+    # the machine is shared: generous timeouts; behaviour, not speed, is under test
+    return LlmClient(
+        base_url=llm.base_url, model=llm.model, temperature=0.0, timeout_s=180, max_retries=0
+    )
+
+
+def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=180) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_openai_surface(local_llm: EmbeddedLlm) -> None:
+    status, models = http("GET", local_llm.base_url + "/models")
+    assert status == 200
+    card = models["data"][0]
+    assert card["id"] == MODEL == local_llm.model
+    assert card["meta"]["sha256"] == DEFAULT_MODEL_SHA256
+    assert card["meta"]["parameters"] == 134_515_008
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "colour": {"type": "string", "enum": ["red", "green", "blue"]},
+            "count": {"type": "integer", "minimum": 1, "maximum": 9},
+        },
+        "required": ["colour", "count"],
+        "additionalProperties": False,
+    }
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Three blue birds. Answer in JSON."}],
+        "temperature": 0,
+        "max_tokens": 40,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": schema}},
+    }
+    status, answer = http("POST", local_llm.base_url + "/chat/completions", body)
+    assert status == 200, answer
+    value = json.loads(answer["choices"][0]["message"]["content"])
+    assert set(value) == {"colour", "count"} and value["colour"] in ("red", "green", "blue")
+    assert 1 <= value["count"] <= 9
+    assert answer["model"] == MODEL and answer["choices"][0]["finish_reason"] == "stop"
+    usage = answer["usage"]
+    assert usage["prompt_tokens"] > 5 and usage["completion_tokens"] > 3
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+    # what the server cannot do is refused in OpenAI's error shape, never ignored
+    for change, code in (
+        ({"model": "gpt-4o"}, 404),
+        ({"n": 2}, 400),
+        ({"stream": True}, 400),
+        ({"response_format": {"type": "xml"}}, 400),
+        ({"max_tokens": 10_000_000}, 400),
+    ):
+        status, error = http("POST", local_llm.base_url + "/chat/completions", body | change)
+        assert status == code, (change, error)
+        assert set(error["error"]) == {"message", "type", "param", "code"}
+    status, error = http("GET", local_llm.base_url.removesuffix("/v1") + "/nowhere")
+    assert status == 404 and error["error"]["code"] == "not_found"
+
+
+@pytest.mark.movielens
+async def test_enrichment_and_intent_through_the_production_paths(
+    local_llm: EmbeddedLlm, movielens_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="recsys.enrichment.enricher")
+    items = [c for c in MovieLens(movielens_path).catalog() if c.description][:3]
+    client = client_for(local_llm)
+    enricher = Enricher(client, InMemoryEnrichmentCache(), Taxonomy(), prompt_style="compact")
+    records: list[LlmInvolvement] = []
+    try:
+        for change in items:
+            outcome = await enricher.enrich(
+                change, content_hash(change), deadline=None, emit=records.append
+            )
+            assert outcome.llm_model == MODEL
+            if outcome.status is EnrichmentStatus.ENRICHED:
+                assert outcome.enrichment is not None and outcome.enrichment.summary
+            else:  # a fallback has its reason, logged
+                assert outcome.status is EnrichmentStatus.LLM_FAILED and outcome.error
+                assert f"enrichment of {change.item_id} failed" in caplog.text
+        assert records and all(
+            r.model == MODEL and r.use_case is LlmUseCase.ENRICH for r in records
+        )
+        for record in records:
+            assert record.called and record.tokens_in > 0 and record.tokens_out > 0
+            assert (record.validation is ValidationResult.VALID) == record.used
+            if record.fallback:
+                assert record.fallback_reason
+
+        genres = sorted(
+            {g for c in MovieLens(movielens_path).catalog()[:500] for g in c.categories}
+        )
+        parser = IntentParser(client, cache_size=0, prompt_style="compact")
+        intent = await parser.parse("funny 90s comedies, no horror", genres, deadline_s=180)
+        assert intent.called and intent.model == MODEL
+        if intent.used:
+            assert intent.source == "llm" and intent.validation is ValidationResult.VALID
+            assert set(intent.intent.categories_any) <= set(genres)
+        else:
+            assert intent.source == "rules" and intent.fallback_reason
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.movielens
+async def test_rerank_of_20_movielens_candidates(
+    local_llm: EmbeddedLlm, movielens_path: Path
+) -> None:
+    catalog = [c for c in MovieLens(movielens_path).catalog() if c.description]
+    cands = [
+        Candidate(c.item_id, c.title, tuple(c.categories), c.description) for c in catalog[:20]
+    ]
+    history = [(c.title, tuple(c.categories)) for c in catalog[40:43]]
+    client = client_for(local_llm)
+    reranker = LlmReranker(client, cap=30, cache_size=0, prompt_style="compact")
+    try:
+        outcome = await reranker.rerank(
+            RerankContext("u-1", "an animated movie for kids", history), cands, deadline_s=180
+        )
+    finally:
+        await client.aclose()
+    ids = [c.item_id for c in cands]
+    assert sorted(outcome.order) == sorted(ids)  # every candidate, each once, whatever happened
+    assert outcome.called and outcome.model == MODEL and outcome.tokens_in > 0
+    if outcome.used:
+        assert outcome.validation is ValidationResult.VALID and not outcome.hallucinated_ids
+    else:
+        assert outcome.order == ids and outcome.fallback_reason
+
+
+async def test_a_served_request_names_the_real_model(
+    local_llm: EmbeddedLlm, world: World, embedder: Any
+) -> None:
+    """Intent and rerank inside the serving path; the response names the model."""
+    client = client_for(local_llm)
+    settings = world.settings.with_overrides(llm_local=True, rerank_cap=20)
+    try:
+        async with serving(world, embedder) as rec:
+            rec.llm = llm_parts(settings, client)
+            served = await ask(
+                rec, world.user("cold"), query="space adventure", k=10, deadline_ms=240_000
+            )
+    finally:
+        await client.aclose()
+    response = served.response
+    assert response.items
+    rerank = [r for r in served.logs if r.use_case is LlmUseCase.RERANK]
+    assert rerank and rerank[0].called and rerank[0].model == MODEL
+    if response.llm_used:
+        assert response.llm_model == MODEL and rerank[0].validation is ValidationResult.VALID
+    else:
+        assert response.llm_fallback_reason and rerank[0].fallback_reason
+
+
+async def test_a_tight_deadline_falls_back_and_frees_the_model(local_llm: EmbeddedLlm) -> None:
+    """A request deadline far below what the CPU model needs: the ranker order, reason
+    ``deadline``; the abandoned generation is cancelled, so the next call is served."""
+    cands = [Candidate(f"m{i}", f"Movie {i}", ("Drama",), "a film " * 20) for i in range(20)]
+    client = client_for(local_llm)
+    reranker = LlmReranker(client, cache_size=0, prompt_style="compact")
+    try:
+        outcome = await reranker.rerank(RerankContext("u", "drama"), cands, deadline_s=0.3)
+        assert outcome.order == [c.item_id for c in cands]
+        assert outcome.fallback_reason == "deadline" and not outcome.used
+        health_url = local_llm.base_url.removesuffix("/v1") + "/health"
+        pending = -1
+        for _ in range(600):  # bounded: the cancelled generation stops at its next token
+            _, health = await asyncio.to_thread(http, "GET", health_url)
+            pending = health["pending"]
+            if pending == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert pending == 0
+        nxt = await reranker.rerank(RerankContext("u", "drama"), cands, deadline_s=180)
+        assert nxt.called and nxt.fallback_reason != "deadline"
+    finally:
+        await client.aclose()
