@@ -99,7 +99,7 @@ async def run_enrich(
 
 async def unconstrained(client: LlmClient, messages: list[dict[str, str]], check: Any) -> bool:
     response = await client.sdk.chat.completions.create(
-        model=client.model, messages=messages, temperature=0.0, max_tokens=200
+        model=client.model, messages=messages, temperature=0.0, max_tokens=150
     )
     answer = read_answer(response, None)
     if answer.reason is not None:

@@ -26,6 +26,8 @@ Policies, one request per user (k = 10, no query):
 * ``llm`` (``--llm simulated``) — the routed policy with rerank by our **simulated**
   LLM (a transparent text-overlap ranker, not a language model); without a query only
   cold users are eligible for rerank, so it differs from ``routed`` only there.
+  ``--llm local`` reranks with the embedded local LLM instead (SmolLM2-135M, compact
+  prompts; seconds per call on 2 cores: subsample with ``--users``).
 
 Buckets by the real user's training positives with the settings' thresholds
 (``cold`` ≤ 5, ``warming`` 6-50, ``warm`` ≥ 51), ``overall`` (all real users) and
@@ -44,7 +46,7 @@ A full test run takes ~9 minutes on 2 busy cores once the item vectors are cache
 (~15 the first time); ``--users N`` subsamples test users with a fixed seed.
 
     python -m benchmarks quality_routed [--movielens DIR] [--split test|validation]
-        [--users N] [--llm simulated|none] [--no-worker] [--grid routes|cold]
+        [--users N] [--llm simulated|local|none] [--no-worker] [--grid routes|cold]
 
 Last line: ``{bucket: {policy: {"recall@10": x, "ndcg@10": y}}, "_meta": {...}}``.
 """
@@ -76,8 +78,10 @@ from recsys.movielens import MovieLens, Rating, TemporalSplit, temporal_split
 from recsys.records import EventType, RecRequest, RecResponse, Route, UserEvent, utcnow
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.serving.recommender import Recommender
+from stack.local_llm.wiring import embedded_llm, local_llm_overrides
 from streams.admin import ensure_topics
 from streams.client import RecClient
+from streams.embedded import free_port
 from streams.exceptions import RequestTimeout
 from streams.settings import Settings
 from workers.serve_wiring import build_recommender
@@ -409,7 +413,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--split", choices=["test", "validation"], default="test")
     parser.add_argument("--users", type=int, default=None, help="subsample test users (seeded)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--llm", choices=["simulated", "none"], default="simulated")
+    parser.add_argument("--llm", choices=["simulated", "local", "none"], default="simulated")
     parser.add_argument("--no-worker", action="store_true", help="routed in-process only")
     parser.add_argument("--grid", choices=sorted(GRIDS), help="serve a grid of configurations")
     parser.add_argument(
@@ -491,6 +495,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 answers |= asyncio.run(in_process(llm, encoder, cases, {"llm": {}}, client))
                 meta["llm"] = {"model": server.model, "calls": server.calls,
                                "simulated": True}  # fmt: skip
+        elif args.llm == "local":
+            with embedded_llm(settings.with_overrides(llm_local_port=free_port())) as local:
+                llm = settings.with_overrides(**local_llm_overrides(settings, local))
+                client = LlmClient.from_settings(llm)
+                answers |= asyncio.run(in_process(llm, encoder, cases, {"llm": {}}, client))
+                meta["llm"] = {"model": local.model, "calls": client.stats.calls,
+                               "ok": client.stats.ok, "failures": dict(client.stats.failures),
+                               "prompts": llm.prompt_style, "simulated": False}  # fmt: skip
         encoder.close()
         if not args.no_worker:
             answers["routed"] = through_worker(settings, cases, args.rate)
@@ -504,7 +516,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             routes[c.bucket][answers["routed"].routes[c.user_id]] += 1
         meta["routed_routes"] = {b: dict(r) for b, r in routes.items()}
 
-    order = ["routed", *FORCED, *(["llm"] if args.llm == "simulated" else [])]
+    order = ["routed", *FORCED, *(["llm"] if args.llm != "none" else [])]
     order += [n for n in answers if n.startswith("grid:")]
     result: dict[str, Any] = {b: {} for b in BUCKETS}
     for name in order:

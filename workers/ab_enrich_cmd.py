@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LLM_CHOICES", "AbCommandOptions", "ab_enrich", "print_ab_report", "run_ab_enrich"]
 
-LLM_CHOICES = ("auto", "endpoint", "simulated", "none")
+LLM_CHOICES = ("auto", "endpoint", "local", "simulated", "none")
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,21 @@ def ab_llm(settings: Settings, opts: AbCommandOptions) -> Iterator[AbLlm]:
             client, judge, simulated=False, judge_off_reason=judge_off, taxonomy=taxonomy,
             **cache,
         )  # fmt: skip
+        return
+    if choice == "local":
+        from stack.local_llm.wiring import embedded_llm, local_llm_overrides
+
+        with embedded_llm(settings) as local:
+            s = settings.with_overrides(**local_llm_overrides(settings, local))
+            yield AbLlm(
+                LlmClient.from_settings(s),
+                None,
+                simulated=False,
+                judge_off_reason="no judge: a 135M local model cannot judge relevance",
+                taxonomy=taxonomy,
+                prompt_style=s.prompt_style,
+                **cache,
+            )
         return
     from recsys.llm.server import SimulatedLlmServer
 
@@ -267,7 +282,8 @@ def ab_enrich(
     llm: Annotated[
         str,
         typer.Option(
-            help="auto (the configured endpoint, else none) | endpoint | simulated | none."
+            help="auto (the configured endpoint, else none) | endpoint | local (the embedded "
+            "135M model, compact prompts, no judge) | simulated | none."
         ),
     ] = "auto",
     judge: Annotated[bool, typer.Option(help="Run the LLM judge when there is an LLM.")] = True,
