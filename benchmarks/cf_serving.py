@@ -40,7 +40,7 @@ from recsys.cf.interactions import Interaction, build_matrix
 from recsys.cf.popularity import PgPopularity
 from recsys.cf.weights import DEFAULT_WEIGHTS, is_positive
 from recsys.movielens import MovieLens
-from streams.embedded import EmbeddedPostgres
+from stack.embedded import EmbeddedPostgres
 from streams.settings import Settings
 
 DIRECT = (

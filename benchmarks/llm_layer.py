@@ -24,7 +24,6 @@ from typing import Any
 
 from benchmarks.common import emit, summary_ms
 from recsys.llm.client import LlmClient
-from recsys.llm.server import SimulatedLlmServer
 from recsys.serving.guard import InjectionGuard
 from recsys.serving.rerank import (
     RERANK_SCHEMA_NAME,
@@ -34,6 +33,7 @@ from recsys.serving.rerank import (
     rerank_schema,
 )
 from recsys.serving.untrusted import sanitise
+from testkit.llm_server import SimulatedLlmServer
 
 WORDS = (
     "space", "crew", "heist", "detective", "love", "robot", "war", "family", "comedy",

@@ -191,7 +191,6 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=3_000)
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--batch", type=int, default=None, help="users_batch_size")
-    parser.add_argument("--wait-ms", type=int, default=None, help="users_batch_wait_ms")
     parser.add_argument("--fetch-wait-ms", type=int, default=None, help="users_fetch_wait_ms")
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--lag-seconds", type=float, default=20.0)
@@ -200,8 +199,6 @@ def main() -> None:
     overrides: dict[str, Any] = {"user_partitions": args.partitions}
     if args.batch:
         overrides["users_batch_size"] = args.batch
-    if args.wait_ms:
-        overrides["users_batch_wait_ms"] = args.wait_ms
     if args.fetch_wait_ms:
         overrides["users_fetch_wait_ms"] = args.fetch_wait_ms
     with embedded_stack(with_postgres=True, **overrides) as settings:
@@ -225,7 +222,6 @@ def main() -> None:
         "users": args.users,
         "partitions": args.partitions,
         "users_batch_size": settings.users_batch_size,
-        "users_batch_wait_ms": settings.users_batch_wait_ms,
         "users_fetch_wait_ms": settings.users_fetch_wait_ms,
         "produce_events_per_s": round(args.events / produce_s),
         "raw_consumer_events_per_s": round(raw),

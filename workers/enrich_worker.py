@@ -46,7 +46,7 @@ def _llm(ctx: Context) -> tuple[LlmClient | None, str]:
         return None, "no_endpoint"
     if not s.llm_enrich:
         return None, "disabled"
-    return LlmClient.from_settings(s), "no_endpoint"
+    return LlmClient.from_settings(s.llm), "no_endpoint"
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:

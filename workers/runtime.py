@@ -21,7 +21,7 @@ from streams.schema_check import check_all
 from streams.settings import WORKER_NAMES, Settings
 from streams.tracing import setup_tracing
 from workers.bootstrap import Context, bootstrap
-from workers.doctor import log_capabilities
+from workers.capabilities import log_capabilities
 
 __all__ = [
     "ALL_RECORDS",

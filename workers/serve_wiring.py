@@ -37,7 +37,7 @@ def llm_client(ctx: Context) -> tuple[LlmClient | None, str]:
 
 def llm_client_for(settings: Settings) -> LlmClient | None:
     """A client for the configured endpoint (None without one)."""
-    return LlmClient.from_settings(settings) if settings.llm_enabled else None
+    return LlmClient.from_settings(settings.llm) if settings.llm_enabled else None
 
 
 def llm_parts(settings: Any, client: LlmClient | None) -> LlmParts:

@@ -130,8 +130,8 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     updater = UserStateUpdater(
         PgUserStates(pool),
         PgCovisitation(pool, s.covisit_half_life_h),
-        UserStateConfig.from_settings(s),
-        CovisitConfig.from_settings(s),
+        UserStateConfig.from_settings(s.users),
+        CovisitConfig.from_settings(s.users),
     )
     dead = DeadLetters(ctx.producer, "users")
     ctx.extras["users_updater"] = updater

@@ -8,7 +8,7 @@ which any match must contain — :class:`~recsys.serving.guard.InjectionGuard` u
 to skip rules cheaply; every regex starts its words at word boundaries, which the
 guard's fast path relies on. "Put X first" rules count only when X looks like an item
 (``check``), so "show comedies first" stays a query. Tuned on
-:mod:`recsys.serving.injection_corpus` (attacks and benign look-alikes) and the
+:mod:`testkit.injection_corpus` (attacks and benign look-alikes) and the
 MovieLens titles and tags.
 """
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Message
-from rich.console import Console
 
+from jobs.replay import ReplayOptions, run_replay
 from recsys.archive import list_files, read_archive, read_avro_file
 from recsys.archive.layout import INPROGRESS_DIR
 from recsys.records import (
@@ -28,15 +28,14 @@ from recsys.records import (
 )
 from streams import admin
 from streams.dlq import parse_dlq_headers
-from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.replay import REPLAY_SOURCE_HEADER
 from streams.settings import Settings
 from streams.topics import Topics, TopicSpec
 from streams.wire import wire_bytes
+from testkit.poison import poison_messages
 from tests.helpers import await_until, committed_offsets, read_topic
 from workers.bootstrap import bootstrap
-from workers.replay_cmd import ReplayOptions, run_replay
 from workers.runtime import serve_forever
 
 BASE_MS = 1_780_000_000_000  # explicit Kafka timestamps: one second apart
@@ -154,14 +153,12 @@ async def test_archive_then_replay_reproduces_records(settings: Settings, tmp_pa
             assert m.headers == [(k, v or b"") for k, v in original.headers() or []]
 
     # --- replay: a range from the archive, published to another topic -----------------
-    console = Console(quiet=True)
     target = f"{settings.topic_prefix}replayed.archive"
     progress: list[int] = []
     summary = run_replay(
         settings,
         ReplayOptions(topic="rec.responses", source="archive", from_offset=2, to_offset=9,
                       publish=target),
-        console,
         progress.append,
     )  # fmt: skip
     expected = {k: m for k, m in good[topics.rec_responses.name].items() if 2 <= k[1] < 9}
@@ -175,7 +172,6 @@ async def test_archive_then_replay_reproduces_records(settings: Settings, tmp_pa
         settings,
         ReplayOptions(topic="rec.responses", source="kafka", partitions=(1,), since_ms=since,
                       until_ms=until, publish=target),
-        console,
     )  # fmt: skip
     expected = {
         k: m for k, m in good[topics.rec_responses.name].items()
@@ -188,7 +184,6 @@ async def test_archive_then_replay_reproduces_records(settings: Settings, tmp_pa
     run_replay(
         settings,
         ReplayOptions(topic="rec.llm-log", source="kafka", export=export),
-        console,
     )
     back = {(m.partition, m.offset): wire_bytes(m) for m in read_avro_file(export)}
     assert back == {k: m.value() for k, m in good[topics.llm_log.name].items()}

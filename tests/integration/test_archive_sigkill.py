@@ -27,13 +27,13 @@ from recsys.records import (
     WarmthBucket,
     utcnow,
 )
+from stack.supervisor import settings_env
 from streams import admin
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.wire import wire_bytes
 from tests.helpers import read_topic, wait_until
-from workers.supervisor import settings_env
 
 REPO = Path(__file__).resolve().parents[2]
 PER_TOPIC = 400
@@ -90,7 +90,7 @@ def test_archive_survives_sigkill_exactly_once(kafka_settings: Settings, tmp_pat
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "worker", "archive"],
+            [sys.executable, "-m", "cli.app", "worker", "archive"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 

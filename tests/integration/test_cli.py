@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from streams.embedded import EmbeddedBroker, free_port
+from stack.embedded import EmbeddedBroker, free_port
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def streamrec(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
+        [sys.executable, "-m", "cli.app", *args],
         capture_output=True, text=True, timeout=timeout, cwd=REPO, env=_env(**env),
     )  # fmt: skip
 
@@ -131,7 +131,7 @@ class _Up:
 
     def __init__(self, home: Path, port: int, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "up", "--broker-port", str(port), *args],
+            [sys.executable, "-m", "cli.app", "up", "--broker-port", str(port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
             env=_env(STREAMREC_HOME=str(home), STREAMREC_SESSION_TIMEOUT_MS="3000"),
         )  # fmt: skip

@@ -11,8 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
+from jobs.evaluate import EvaluateOptions, run_evaluate
+from jobs.replay import ReplayOptions, run_replay
 from recsys.archive import list_files, read_archive
 from recsys.exceptions import ConfigurationError
 from recsys.records import (
@@ -27,6 +28,7 @@ from recsys.records import (
     WarmthBucket,
 )
 from recsys.synthetic import SyntheticWorkload, WorkloadConfig
+from stack.supervisor import settings_env
 from streams import admin
 from streams.producer import RecordProducer
 from streams.serde import AvroSerde
@@ -34,10 +36,7 @@ from streams.settings import Settings
 from streams.topics import Topics
 from tests.helpers import await_until, read_topic
 from workers.bootstrap import bootstrap
-from workers.evaluate_cmd import EvaluateOptions, run_evaluate
-from workers.replay_cmd import ReplayOptions, run_replay
 from workers.runtime import serve_forever
-from workers.supervisor import settings_env
 
 REPO = Path(__file__).resolve().parents[2]
 N_REQUESTS = 24
@@ -119,9 +118,8 @@ async def test_no_llm_counterfactual_and_evaluation(settings: Settings, tmp_path
     assert sum(1 for r in originals if r["llm_used"]) == counts["llm"] > 0
 
     # counterfactual from the archive: policy "no-llm", stored beside the originals
-    console = Console(quiet=True)
     summary = run_replay(
-        settings, ReplayOptions(topic="rec.requests", source="archive", policy="no-llm"), console
+        settings, ReplayOptions(topic="rec.requests", source="archive", policy="no-llm")
     )
     assert summary.written == N_REQUESTS and summary.llm_used == 0
     cf_root = root / "counterfactual" / "no-llm"
@@ -137,7 +135,6 @@ async def test_no_llm_counterfactual_and_evaluation(settings: Settings, tmp_path
         run_replay(
             settings,
             ReplayOptions(topic="rec.requests", source="archive", policy="no-llm"),
-            console,
         )
 
     # the same from Kafka, also published to a topic (never the live responses topic)
@@ -146,7 +143,6 @@ async def test_no_llm_counterfactual_and_evaluation(settings: Settings, tmp_path
         settings,
         ReplayOptions(topic="rec.requests", source="kafka", policy="no-llm",
                       out_dir=tmp_path / "cf-kafka", out_topic=out_topic),
-        console,
     )  # fmt: skip
     published = [
         AvroSerde().decode(m.value(), RecResponse)
@@ -156,7 +152,7 @@ async def test_no_llm_counterfactual_and_evaluation(settings: Settings, tmp_path
     assert sorted(r.request_id for r in published) == sorted(r.request_id for r in cf)
     with pytest.raises(ConfigurationError, match="live responses topic"):
         run_replay(settings, ReplayOptions(topic="rec.requests", policy="no-llm",
-                                           out_dir=tmp_path / "x", out_topic="rec.responses"), console)  # fmt: skip
+                                           out_dir=tmp_path / "x", out_topic="rec.responses"))  # fmt: skip
 
     # evaluate production against the counterfactual, with JSON and HTML out
     report = run_evaluate(
@@ -182,7 +178,7 @@ async def test_no_llm_counterfactual_and_evaluation(settings: Settings, tmp_path
     env = settings_env(settings)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "workers.cli", *args], cwd=REPO, env=env,
+        return subprocess.run([sys.executable, "-m", "cli.app", *args], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=120)  # fmt: skip
 
     ok = cli("evaluate", "--json", "-", "--k", "3")

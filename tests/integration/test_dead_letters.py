@@ -12,10 +12,10 @@ from recsys import records as r
 from streams import admin
 from streams.consumer_loop import ConsumerLoop, Inbound
 from streams.dlq import parse_dlq_headers
-from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
+from testkit.poison import poison_messages
 from tests.helpers import await_until, committed_offsets, read_topic
 
 GOOD: dict[str, Any] = {

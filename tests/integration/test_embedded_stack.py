@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from streams.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from stack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from streams.exceptions import PortInUse
 from tests.helpers import wait_until
 
@@ -62,7 +62,7 @@ def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
         f"""
         import sys, time
         from pathlib import Path
-        from streams.embedded import EmbeddedBroker, EmbeddedPostgres
+        from stack.embedded import EmbeddedBroker, EmbeddedPostgres
         b = EmbeddedBroker(port={port}); b.start()
         pg = EmbeddedPostgres(Path({str(tmp_path / "pg")!r})); pg.start()
         print(b.pid, pg._proc.pid, flush=True)

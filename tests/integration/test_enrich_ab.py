@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from jobs.ab_enrich import AbCommandOptions, run_ab_enrich
 from recsys.evaluation.enrich_ab import (
     JUDGE_PROMPT,
     AbLlm,
@@ -23,11 +24,10 @@ from recsys.evaluation.enrich_ab import (
 )
 from recsys.llm.client import LlmClient
 from recsys.llm.prompts import unquote
-from recsys.llm.server import SimulatedLlmServer
 from recsys.movielens import MovieLens
 from streams.settings import Settings
+from testkit.llm_server import SimulatedLlmServer
 from tests.movielens_tiny import write_tiny_movielens
-from workers.ab_enrich_cmd import AbCommandOptions, run_ab_enrich
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _streamrec(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
+        [sys.executable, "-m", "cli.app", *args],
         capture_output=True, text=True, timeout=240, cwd=REPO, env={**clean, **env},
     )  # fmt: skip
 
@@ -139,6 +139,7 @@ def test_command_with_the_simulated_llm_labels_it_and_writes_html(tmp_path: Path
             json_out=tmp_path / "ab.json", html=tmp_path / "ab.html",
             queries_out=tmp_path / "queries.json",
         ),
+        simulated=SimulatedLlmServer,
     )  # fmt: skip
     assert report["enrichment"]["simulated"] is True and report["judge"]["simulated"] is True
     assert json.loads((tmp_path / "ab.json").read_text())["judge"]["status"] == "ran"

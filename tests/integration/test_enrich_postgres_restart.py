@@ -13,7 +13,7 @@ import pytest
 from recsys import db
 from recsys.embedding import SentenceTransformerEmbedder
 from recsys.records import CatalogChange
-from streams.embedded import EmbeddedBroker, EmbeddedPostgres
+from stack.embedded import EmbeddedBroker, EmbeddedPostgres
 from streams.settings import Settings
 from tests.conftest import make_settings
 from tests.helpers import await_until

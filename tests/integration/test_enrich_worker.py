@@ -9,18 +9,19 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from demo.enrich_report import demo_llm, enrich_report
 from recsys.embedding import SentenceTransformerEmbedder
 from recsys.enrichment import Taxonomy, content_hash, enriched_text, enrichment_prompt, raw_text
 from recsys.exceptions import ConfigurationError
 from recsys.items.pgvector import PgItemStore
 from recsys.llm.prompts import quote_untrusted, unquote
-from recsys.llm.server import SIMULATED_MODEL, SimulatedLlmServer
 from recsys.records import CatalogChange, ChangeOp, EnrichmentStatus, LlmInvolvement
 from streams.dlq import parse_dlq_headers
-from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
+from testkit.llm_server import SIMULATED_MODEL, SimulatedLlmServer
+from testkit.poison import poison_messages
 from tests.helpers import await_until, read_topic
 from tests.integration.enrich_harness import (
     caught_up,
@@ -33,7 +34,6 @@ from tests.integration.enrich_harness import (
     rows,
     snapshot,
 )
-from workers.enrich_report import demo_llm, enrich_report
 
 PROMPT_VERSION = enrichment_prompt(Taxonomy()).version
 

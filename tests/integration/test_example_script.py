@@ -29,7 +29,7 @@ def _run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(SCRIPT)],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
-        env={**clean, "STREAMREC": f"{sys.executable} -m workers.cli", "SKIP_TRAFFIC": "1",
+        env={**clean, "STREAMREC": f"{sys.executable} -m cli.app", "SKIP_TRAFFIC": "1",
              "OUT": str(tmp_path / "out"), "STREAMREC_HOME": str(tmp_path / "home"),
              "PYTHONPATH": str(REPO), **env},
     )  # fmt: skip

@@ -23,10 +23,10 @@ from recsys.records import (
 )
 from streams import admin
 from streams.dlq import parse_dlq_headers
-from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.serde import AvroSerde
 from streams.settings import Settings
+from testkit.poison import poison_messages
 from tests.helpers import await_until, read_topic
 from workers.bootstrap import bootstrap
 from workers.runtime import serve_forever

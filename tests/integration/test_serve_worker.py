@@ -14,14 +14,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from recsys.records import LlmInvolvement, Route
+from stack.embedded import EmbeddedBroker
 from streams import admin
 from streams.client import RecClient
 from streams.dlq import parse_dlq_headers
-from streams.embedded import EmbeddedBroker
-from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.serde import AvroSerde
 from streams.tracing import setup_tracing
+from testkit.poison import poison_messages
 from tests.helpers import await_until, read_topic
 from tests.integration.serving_support import world
 from tests.integration.serving_world import World

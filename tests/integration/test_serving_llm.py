@@ -13,20 +13,20 @@ from pathlib import Path
 
 import pytest
 
+from demo.enrich_report import demo_llm
 from recsys.llm.breaker import CircuitBreaker
 from recsys.llm.client import LlmClient
 from recsys.llm.prompts import unquote
-from recsys.llm.server import SIMULATED_MODEL, SimulatedLlmServer
-from recsys.llm.simulated_serving import overlap_score
 from recsys.records import LlmUseCase, ValidationResult
 from recsys.serving.explain_llm import LlmExplainer
 from recsys.serving.guard import GuardVerdict, InjectionGuard
-from recsys.serving.injection_corpus import ATTACKS, Attack
 from recsys.serving.intent import IntentParser, parse_rules
 from recsys.serving.llm_gate import LlmGate
 from recsys.serving.rerank import Candidate, LlmReranker, RerankContext
 from streams.settings import Settings
-from workers.enrich_report import demo_llm
+from testkit.injection_corpus import ATTACKS, Attack
+from testkit.llm_server import SIMULATED_MODEL, SimulatedLlmServer
+from testkit.simulated_serving import overlap_score
 
 CANDIDATES = [
     Candidate("m11", "Heat (1995)", ("Crime", "Thriller"), "A heist crew and a detective.", 0.95),

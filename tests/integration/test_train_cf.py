@@ -26,7 +26,7 @@ FLAGS = ("--factors", "16", "--iterations", "12", "--regularization", "0.1", "--
 def streamrec(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
+        [sys.executable, "-m", "cli.app", *args],
         capture_output=True, text=True, timeout=180, cwd=REPO, env=clean | env,
     )  # fmt: skip
 

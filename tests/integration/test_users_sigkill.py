@@ -19,6 +19,7 @@ from typing import IO
 import pytest
 
 from recsys.records import UserEvent
+from stack.supervisor import settings_env
 from streams import admin
 from streams.settings import Settings
 from tests.helpers import wait_until
@@ -31,14 +32,13 @@ from tests.integration.users_harness import (
     stored_events,
     wait_caught_up,
 )
-from workers.supervisor import settings_env
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _start(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "worker", "users"],
+        [sys.executable, "-m", "cli.app", "worker", "users"],
         cwd=REPO, env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
 

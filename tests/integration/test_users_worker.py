@@ -14,13 +14,14 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from recsys.records import EventType, UserEvent
+from stack.supervisor import settings_env
 from streams import admin
 from streams.dlq import parse_dlq_headers
 from streams.exceptions import PartitionMismatch
-from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
+from testkit.poison import poison_messages
 from tests.helpers import await_until, committed_offsets, read_topic
 from tests.integration.users_harness import (
     USERS_OVERRIDES,
@@ -31,7 +32,6 @@ from tests.integration.users_harness import (
 )
 from workers.bootstrap import bootstrap
 from workers.runtime import preflight, serve_forever
-from workers.supervisor import settings_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,7 +90,7 @@ def test_users_refuses_mismatched_partitions(settings: Settings) -> None:
     with pytest.raises(PartitionMismatch, match="equal partition counts"):
         preflight(settings, "users")
     proc = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "worker", "users"],
+        [sys.executable, "-m", "cli.app", "worker", "users"],
         cwd=REPO, env=settings_env(settings), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr

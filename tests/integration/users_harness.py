@@ -27,7 +27,6 @@ USERS_OVERRIDES: dict[str, object] = {
     "covisit_window_items": 3,
     "covisit_window_s": 600,
     "users_batch_size": 50,
-    "users_batch_wait_ms": 20,
     "users_fetch_wait_ms": 20,
 }
 _KINDS = [EventType.VIEW] * 5 + [EventType.CLICK] * 2 + [
@@ -72,7 +71,7 @@ def publish(settings: Settings, events: list[UserEvent], flush_every: int = 100)
 
 
 def user_config(settings: Settings) -> UserStateConfig:
-    return UserStateConfig.from_settings(settings)
+    return UserStateConfig.from_settings(settings.users)
 
 
 def offline_covisitation(log: list[UserEvent], settings: Settings) -> Covisitation:
@@ -85,7 +84,7 @@ def offline_covisitation(log: list[UserEvent], settings: Settings) -> Covisitati
     for events in by_user.values():
         _, done = apply_events(None, events, cfg)
         accepted |= {a.position[1] for a in done if a.position is not None}
-    model = Covisitation(CovisitConfig.from_settings(settings))
+    model = Covisitation(CovisitConfig.from_settings(settings.users))
     for i, e in enumerate(log):
         if i in accepted and e.item_id is not None and e.event_type not in (
             EventType.SEARCH, EventType.DISMISS,

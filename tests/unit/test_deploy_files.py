@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from stack.supervisor import settings_env
 from streams.settings import Settings
-from workers.supervisor import settings_env
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,12 +10,12 @@ from typing import ClassVar
 import pytest
 
 from recsys import records as r
-from streams.compat import assert_backward_compatible, backward_problems, committed_versions
 from streams.exceptions import SchemaCompatibilityError, SchemaDriftError
 from streams.registry import LocalRegistry, load_avsc, schema_id_of
 from streams.resources import SCHEMAS_DIR
 from streams.schema_check import check_model, drift
 from streams.serde import AvroSerde
+from testkit.schema_compat import assert_backward_compatible, backward_problems, committed_versions
 from workers.runtime import ALL_RECORDS
 
 T = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from recsys.recent import push_recent
 from recsys.records import EventType, UserEvent, WarmthBucket
-from recsys.users.recent import push_recent
 from recsys.users.state import (
     UserState,
     UserStateConfig,
