@@ -48,26 +48,55 @@ def workload(n: int, users: int) -> tuple[list[RecResponse], list[UserEvent]]:
         user = f"user-{i % users:05d}"
         at = T0 + timedelta(seconds=i)
         items = [f"item-{j:05d}" for j in rng.sample(range(3000), k=10)]  # distinct
-        responses.append(RecResponse(
-            request_id=f"req-{i:07d}", user_id=user, route=Route.CF,
-            warmth_bucket=WarmthBucket.WARM, propensity=1.0, llm_used=False, latency_ms=9.0,
-            produced_at=at,
-            items=[RecommendedItem(item_id=it, rank=r, score=1.0, source="cf")
-                   for r, it in enumerate(items, 1)],
-        ))  # fmt: skip
+        responses.append(
+            RecResponse(
+                request_id=f"req-{i:07d}",
+                user_id=user,
+                route=Route.CF,
+                warmth_bucket=WarmthBucket.WARM,
+                propensity=1.0,
+                llm_used=False,
+                latency_ms=9.0,
+                produced_at=at,
+                items=[
+                    RecommendedItem(item_id=it, rank=r, score=1.0, source="cf")
+                    for r, it in enumerate(items, 1)
+                ],
+            )
+        )
         for kind in rng.sample([EventType.VIEW, EventType.CLICK, EventType.CART], k=3):
-            events.append(UserEvent(user_id=user, event_type=kind, item_id=rng.choice(items),
-                                    occurred_at=at + timedelta(seconds=rng.randrange(1, 200))))  # fmt: skip
-        events.append(UserEvent(user_id=user, event_type=EventType.VIEW,  # noise
-                                item_id=f"item-{rng.randrange(3000):05d}", occurred_at=at))  # fmt: skip
+            events.append(
+                UserEvent(
+                    user_id=user,
+                    event_type=kind,
+                    item_id=rng.choice(items),
+                    occurred_at=at + timedelta(seconds=rng.randrange(1, 200)),
+                )
+            )
+        events.append(
+            UserEvent(
+                user_id=user,
+                event_type=EventType.VIEW,  # noise
+                item_id=f"item-{rng.randrange(3000):05d}",
+                occurred_at=at,
+            )
+        )
     end = T0 + timedelta(seconds=n + 10 * WINDOW_S)
     for u in range(users):  # move every partition's event time past every window
         user = f"user-{u:05d}"
-        responses.append(RecResponse(
-            request_id=f"closer-{u}", user_id=user, items=[], route=Route.CF,
-            warmth_bucket=WarmthBucket.WARM, propensity=1.0, llm_used=False, latency_ms=1.0,
-            produced_at=end,
-        ))  # fmt: skip
+        responses.append(
+            RecResponse(
+                request_id=f"closer-{u}",
+                user_id=user,
+                items=[],
+                route=Route.CF,
+                warmth_bucket=WarmthBucket.WARM,
+                propensity=1.0,
+                llm_used=False,
+                latency_ms=1.0,
+                produced_at=end,
+            )
+        )
         events.append(
             UserEvent(user_id=user, event_type=EventType.VIEW, item_id="x", occurred_at=end)
         )
@@ -81,9 +110,13 @@ async def loop_noop(settings: Settings, n: int) -> float:
     async def handler(batch: list[Inbound[Any]]) -> None:
         return None
 
-    loop = ConsumerLoop(settings, worker=f"noop-{uuid.uuid4().hex[:6]}",
-                        inputs=[topics.rec_responses, topics.user_events], handler=handler,
-                        producer=RecordProducer(settings))  # fmt: skip
+    loop = ConsumerLoop(
+        settings,
+        worker=f"noop-{uuid.uuid4().hex[:6]}",
+        inputs=[topics.rec_responses, topics.user_events],
+        handler=handler,
+        producer=RecordProducer(settings),
+    )
     extras["loop"] = loop
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
@@ -119,9 +152,12 @@ def main() -> None:
     n_inputs = len(responses) + len(events)
     n_examples = args.impressions * 10
     with embedded_stack(
-        with_postgres=True, attribution_window_s=WINDOW_S, feedback_allowed_lateness_s=0,
-        feedback_sweep_s=0.5, user_partitions=4,
-    ) as settings:  # fmt: skip
+        with_postgres=True,
+        attribution_window_s=WINDOW_S,
+        feedback_allowed_lateness_s=0,
+        feedback_sweep_s=0.5,
+        user_partitions=4,
+    ) as settings:
         assert settings.database_url is not None
         db.apply_migrations(settings.database_url.get_secret_value())
         admin.ensure_topics(settings)
@@ -133,16 +169,18 @@ def main() -> None:
                 producer.publish_user_event(e)
         decoded = asyncio.run(loop_noop(settings, n_inputs))
         inputs_rate, examples_rate = asyncio.run(feedback_worker(settings, n_inputs, n_examples))
-    emit({
-        "benchmark": "feedback",
-        "impressions": args.impressions,
-        "inputs": n_inputs,
-        "examples": n_examples,
-        "loop_decode_msgs_per_s": round(decoded),
-        "feedback_inputs_per_s": round(inputs_rate),
-        "feedback_examples_per_s": round(examples_rate),
-        "feedback_vs_loop_decode": round(inputs_rate / decoded, 3),
-    })  # fmt: skip
+    emit(
+        {
+            "benchmark": "feedback",
+            "impressions": args.impressions,
+            "inputs": n_inputs,
+            "examples": n_examples,
+            "loop_decode_msgs_per_s": round(decoded),
+            "feedback_inputs_per_s": round(inputs_rate),
+            "feedback_examples_per_s": round(examples_rate),
+            "feedback_vs_loop_decode": round(inputs_rate / decoded, 3),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -36,10 +36,31 @@ from recsys.serving.untrusted import sanitise
 from testkit.llm_server import SimulatedLlmServer
 
 WORDS = (
-    "space", "crew", "heist", "detective", "love", "robot", "war", "family", "comedy",
-    "horror", "drama", "island", "city", "river", "secret", "journey", "friendship",
-    "revenge", "music", "school", "dragon", "storm", "ocean", "desert",
-)  # fmt: skip
+    "space",
+    "crew",
+    "heist",
+    "detective",
+    "love",
+    "robot",
+    "war",
+    "family",
+    "comedy",
+    "horror",
+    "drama",
+    "island",
+    "city",
+    "river",
+    "secret",
+    "journey",
+    "friendship",
+    "revenge",
+    "music",
+    "school",
+    "dragon",
+    "storm",
+    "ocean",
+    "desert",
+)
 
 
 def candidates(n: int, salt: int) -> list[Candidate]:

@@ -471,8 +471,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         meta["embeddings"] = {"computed": embedder.misses, "from_cache": embedder.hits}
         asyncio.run(write_users(settings, sim_events))
         meta["seconds"]["seed"] = round(time.perf_counter() - t, 1)
-        meta["als"] = {"version": trained.version, "factors": settings.als_factors,
-                       "iterations": settings.als_iterations}  # fmt: skip
+        meta["als"] = {
+            "version": trained.version,
+            "factors": settings.als_factors,
+            "iterations": settings.als_iterations,
+        }
         say(f"seeded in {meta['seconds']['seed']} s (ALS {trained.version})")
 
         encoder = QueryEncoder(embedder)
@@ -489,8 +492,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 llm = settings.with_overrides(llm_base_url=server.base_url, llm_model=server.model)
                 client = LlmClient.from_settings(llm)
                 answers |= asyncio.run(in_process(llm, encoder, cases, {"llm": {}}, client))
-                meta["llm"] = {"model": server.model, "calls": server.calls,
-                               "simulated": True}  # fmt: skip
+                meta["llm"] = {"model": server.model, "calls": server.calls, "simulated": True}
         encoder.close()
         if not args.no_worker:
             answers["routed"] = through_worker(settings, cases, args.rate)

@@ -317,12 +317,25 @@ def ab_enrich(
 
     settings = load()
     opts = AbCommandOptions(
-        movielens=movielens, llm=llm, judge=judge, judge_model=judge_model,
-        judge_queries=judge_queries, judge_top=judge_top, k=k, seed=seed,
-        tag_queries=tag_queries, conversations=conversations, catalog=catalog,
-        max_items=max_items, resamples=bootstrap, json_out=json_out, html=html,
-        queries_out=queries_out, cache=cache, cache_file=cache_file,
-    )  # fmt: skip
+        movielens=movielens,
+        llm=llm,
+        judge=judge,
+        judge_model=judge_model,
+        judge_queries=judge_queries,
+        judge_top=judge_top,
+        k=k,
+        seed=seed,
+        tag_queries=tag_queries,
+        conversations=conversations,
+        catalog=catalog,
+        max_items=max_items,
+        resamples=bootstrap,
+        json_out=json_out,
+        html=html,
+        queries_out=queries_out,
+        cache=cache,
+        cache_file=cache_file,
+    )
     with progress_bar("ab-enrich") as bar:
         steps = RichSteps(bar)
 

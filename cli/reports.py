@@ -21,11 +21,29 @@ def _fmt_eval(value: Any) -> str:
 def print_report(report: dict[str, Any], console: Console) -> None:
     """The report as terminal tables."""
     k = report["k"]
-    cols = ["n", "n_judged", f"recall@{k}", f"ndcg@{k}", f"map@{k}", "mrr", f"hit_rate@{k}",
-            "coverage", "ild", "novelty", "llm_involvement_rate", "hallucination_rate",
-            "latency_ms_p50", "cost_usd_mean"]  # fmt: skip
-    short = {"llm_involvement_rate": "llm", "hallucination_rate": "halluc",
-             "latency_ms_p50": "p50 ms", "cost_usd_mean": "$/req", "n_judged": "judged"}  # fmt: skip
+    cols = [
+        "n",
+        "n_judged",
+        f"recall@{k}",
+        f"ndcg@{k}",
+        f"map@{k}",
+        "mrr",
+        f"hit_rate@{k}",
+        "coverage",
+        "ild",
+        "novelty",
+        "llm_involvement_rate",
+        "hallucination_rate",
+        "latency_ms_p50",
+        "cost_usd_mean",
+    ]
+    short = {
+        "llm_involvement_rate": "llm",
+        "hallucination_rate": "halluc",
+        "latency_ms_p50": "p50 ms",
+        "cost_usd_mean": "$/req",
+        "n_judged": "judged",
+    }
     for name, system in report["systems"].items():
         table = Table(title=f"{name} (relevance: {report['relevance_source']})")
         table.add_column("slice")
@@ -40,8 +58,17 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         console.print(table)
     if report["llm"]:
         llm = Table(title="LLM log by use case")
-        llm_cols = ["records", "called", "used", "cache_hits", "fallbacks",
-                    "hallucination_rate", "tokens_in", "tokens_out", "cost_usd"]  # fmt: skip
+        llm_cols = [
+            "records",
+            "called",
+            "used",
+            "cache_hits",
+            "fallbacks",
+            "hallucination_rate",
+            "tokens_in",
+            "tokens_out",
+            "cost_usd",
+        ]
         llm.add_column("use case")
         for c in llm_cols:
             llm.add_column(short.get(c, c), justify="right")
@@ -116,8 +143,9 @@ def print_ab_report(report: dict[str, Any], console: Console) -> None:
     for kind, metrics in report["retrieval"].items():
         for name, stats in metrics.items():
             delta, ci = _delta(stats)
-            table.add_row(kind, name, _fmt(stats["raw"]), _fmt(stats["enriched"]), delta, ci,
-                          str(stats["n"]))  # fmt: skip
+            table.add_row(
+                kind, name, _fmt(stats["raw"]), _fmt(stats["enriched"]), delta, ci, str(stats["n"])
+            )
     console.print(table)
     judge = report["judge"]
     if judge["status"] != "ran":
@@ -138,8 +166,9 @@ def print_ab_report(report: dict[str, Any], console: Console) -> None:
         jt.add_column(col, justify="left" if col == "queries" else "right")
     for kind, stats in judge["scores"].items():
         delta, ci = _delta(stats)
-        jt.add_row(kind, _fmt(stats["raw"], 2), _fmt(stats["enriched"], 2), delta, ci,
-                   str(stats["n"]))  # fmt: skip
+        jt.add_row(
+            kind, _fmt(stats["raw"], 2), _fmt(stats["enriched"], 2), delta, ci, str(stats["n"])
+        )
     console.print(jt)
     if judge["failures"]:
         console.print(f"[yellow]judge failures:[/] {judge['failures']}", highlight=False)

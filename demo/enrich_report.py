@@ -69,10 +69,12 @@ def read_all(settings: Settings, topic: str, model: type[R]) -> list[R]:
     """Every record on ``topic`` (the demo's topics are small)."""
     consumer = Consumer(
         consumer_config(
-            settings, "streamrec-demo-report", latency_sensitive=True,
+            settings,
+            "streamrec-demo-report",
+            latency_sensitive=True,
             logger=logging.getLogger("librdkafka"),
         )
-    )  # fmt: skip
+    )
     serde = AvroSerde()
     out: list[R] = []
     try:

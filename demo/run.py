@@ -109,7 +109,8 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
         supervisor = Supervisor(s, workers, log_dir=str(s.home / "logs" / "demo"))
         supervisor.start()
         console.print(
-            f"workers: {', '.join(workers) or '(none in this build)'} — logs in {s.home / 'logs' / 'demo'}"
+            f"workers: {', '.join(workers) or '(none in this build)'} — "
+            f"logs in {s.home / 'logs' / 'demo'}"
         )
         try:
             workload = SyntheticWorkload(

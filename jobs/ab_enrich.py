@@ -74,10 +74,13 @@ def _check(opts: AbCommandOptions) -> None:
     if opts.catalog not in ("tagged", "all"):
         raise ConfigurationError(f"--catalog must be tagged or all, not {opts.catalog!r}")
     for name, value, least in (
-        ("--k", opts.k, 1), ("--judge-top", opts.judge_top, 1),
-        ("--judge-queries", opts.judge_queries, 0), ("--tag-queries", opts.tag_queries, 0),
-        ("--conversations", opts.conversations, 0), ("--bootstrap", opts.resamples, 100),
-    ):  # fmt: skip
+        ("--k", opts.k, 1),
+        ("--judge-top", opts.judge_top, 1),
+        ("--judge-queries", opts.judge_queries, 0),
+        ("--tag-queries", opts.tag_queries, 0),
+        ("--conversations", opts.conversations, 0),
+        ("--bootstrap", opts.resamples, 100),
+    ):
         if value < least:
             raise ConfigurationError(f"{name} must be at least {least}, got {value}")
     if opts.tag_queries + opts.conversations == 0:
@@ -129,9 +132,13 @@ def ab_llm(
             else None
         )
         yield AbLlm(
-            client, judge, simulated=False, judge_off_reason=judge_off, taxonomy=taxonomy,
+            client,
+            judge,
+            simulated=False,
+            judge_off_reason=judge_off,
+            taxonomy=taxonomy,
             **cache,
-        )  # fmt: skip
+        )
         return
     if simulated is None:
         raise ConfigurationError(
@@ -143,9 +150,13 @@ def ab_llm(
         client = LlmClient(base_url=server.base_url, model=server.model, max_concurrency=8)
         judge = LlmClient(base_url=server.base_url, model=model) if opts.judge else None
         yield AbLlm(
-            client, judge, simulated=True, judge_off_reason=judge_off, taxonomy=taxonomy,
+            client,
+            judge,
+            simulated=True,
+            judge_off_reason=judge_off,
+            taxonomy=taxonomy,
             **cache,
-        )  # fmt: skip
+        )
 
 
 def _movielens_path(settings: Settings, opts: AbCommandOptions) -> Path:
@@ -175,11 +186,13 @@ def run_ab_enrich(
     qs = load_query_set(
         movielens,
         QuerySetConfig(
-            seed=opts.seed, max_tag_queries=opts.tag_queries,
+            seed=opts.seed,
+            max_tag_queries=opts.tag_queries,
             max_conversations=opts.conversations,
-            catalog="all" if opts.catalog == "all" else "tagged", max_items=opts.max_items,
+            catalog="all" if opts.catalog == "all" else "tagged",
+            max_items=opts.max_items,
         ),
-    )  # fmt: skip
+    )
     if opts.queries_out is not None:
         opts.queries_out.parent.mkdir(parents=True, exist_ok=True)
         opts.queries_out.write_text(json.dumps(qs.to_json(), indent=2, ensure_ascii=False))
@@ -187,9 +200,12 @@ def run_ab_enrich(
         settings.embedding_model, settings.embedding_device, settings.embedding_batch_size
     )
     ab_opts = AbOptions(
-        k=opts.k, judge_queries=opts.judge_queries, judge_top=opts.judge_top,
-        resamples=opts.resamples, enrich_deadline_s=settings.enrich_deadline_s,
-    )  # fmt: skip
+        k=opts.k,
+        judge_queries=opts.judge_queries,
+        judge_top=opts.judge_top,
+        resamples=opts.resamples,
+        enrich_deadline_s=settings.enrich_deadline_s,
+    )
     from recsys.evaluation.enrich_ab import run_enrichment_ab
 
     with ab_llm(settings, opts, simulated) as llm:

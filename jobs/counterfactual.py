@@ -108,13 +108,15 @@ def run_counterfactual(
                 offset=origin.offset,
                 timestamp_ms=origin.timestamp_ms,
                 key=response.user_id,
-                headers=[("replay.policy", policy.name.encode()),
-                         ("replay.source", origin.source.encode())],
+                headers=[
+                    ("replay.policy", policy.name.encode()),
+                    ("replay.source", origin.source.encode()),
+                ],
                 schema_id=schema_id,
                 value=response.model_dump(mode="python"),
                 value_schema=schema,
             )
-        )  # fmt: skip
+        )
         summary.llm_used += int(response.llm_used)
         summary.request_ids.append(response.request_id)
     writer = ArchiveWriter(out_dir, roll_bytes=settings.archive_roll_bytes, roll_s=float("inf"))

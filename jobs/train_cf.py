@@ -147,7 +147,14 @@ async def run_train_cf(
         raise ConfigurationError(str(exc)) from exc
     steps = steps or NoSteps()
     seconds: dict[str, float] = {}
-    pool = db.async_pool(dsn, min_size=1, max_size=2, statement_timeout_ms=settings.db_statement_timeout_ms, ef_search=settings.hnsw_ef_search, name="train-cf")  # fmt: skip
+    pool = db.async_pool(
+        dsn,
+        min_size=1,
+        max_size=2,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+        ef_search=settings.hnsw_ef_search,
+        name="train-cf",
+    )
     try:
         await pool.open(wait=True, timeout=15)
     except Exception as exc:
@@ -219,9 +226,18 @@ async def run_train_cf(
     log.info(
         "train-cf: version %s %s from %s: %d events, %d users x %d items (%d cells), "
         "factors=%d iterations=%d regularization=%g alpha=%g, loss %s, seconds %s",
-        version, "activated" if opts.activate else "written (inactive)", source,
-        result.n_events, result.n_users, result.n_items, result.n_interactions,
-        params.factors, params.iterations, params.regularization, params.alpha,
-        f"{model.loss:.5f}" if model.loss is not None else "-", result.seconds,
-    )  # fmt: skip
+        version,
+        "activated" if opts.activate else "written (inactive)",
+        source,
+        result.n_events,
+        result.n_users,
+        result.n_items,
+        result.n_interactions,
+        params.factors,
+        params.iterations,
+        params.regularization,
+        params.alpha,
+        f"{model.loss:.5f}" if model.loss is not None else "-",
+        result.seconds,
+    )
     return result

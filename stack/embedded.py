@@ -129,11 +129,15 @@ class EmbeddedBroker:
             ) from exc
         url = f"tcp://{self.host}:{self.port}"
         args = [
-            str(binary), "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
-        ]  # fmt: skip
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
         out = subprocess.DEVNULL
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -246,7 +250,8 @@ class EmbeddedPostgres:
 
     def dsn(self, database: str | None = None) -> str:
         """libpq URL for ``database`` (default: the streamrec database)."""
-        return f"postgresql://postgres@/{database or self.DATABASE}?host={self.socket_dir}&port={self.port}"
+        name = database or self.DATABASE
+        return f"postgresql://postgres@/{name}?host={self.socket_dir}&port={self.port}"
 
     def _run_as(self) -> str | None:
         """The system user Postgres runs as (None: ourselves; as root: ``pgserver``)."""
@@ -318,10 +323,22 @@ class EmbeddedPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             log.info("initialising embedded Postgres in %s", self.data_dir)
             result = subprocess.run(
-                [str(self._bin("initdb")), "-D", str(self.data_dir), "--auth=trust",
-                 "--encoding=UTF8", "--locale=C", "-U", "postgres"],
-                capture_output=True, text=True, timeout=120, user=run_as, group=run_as,
-            )  # fmt: skip
+                [
+                    str(self._bin("initdb")),
+                    "-D",
+                    str(self.data_dir),
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "-U",
+                    "postgres",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                user=run_as,
+                group=run_as,
+            )
             if result.returncode != 0:
                 raise EmbeddedStackError(f"initdb failed in {self.data_dir}:\n{result.stderr}")
         pid = self._postmaster_pid()
@@ -337,15 +354,28 @@ class EmbeddedPostgres:
     def _spawn(self, run_as: str | None) -> None:
         logfile = (self.data_dir / "server.log").open("ab")
         args = [
-            str(self._bin("postgres")), "-D", str(self.data_dir),
-            "-k", str(self.socket_dir), "-h", "", "-p", str(self.port),
-            "-c", "max_connections=200",
-            "-c", "shared_buffers=256MB",
-            "-c", "maintenance_work_mem=1GB",
-            "-c", "fsync=on",
-            "-c", "synchronous_commit=on",
-            "-c", "log_min_messages=warning",
-        ]  # fmt: skip
+            str(self._bin("postgres")),
+            "-D",
+            str(self.data_dir),
+            "-k",
+            str(self.socket_dir),
+            "-h",
+            "",
+            "-p",
+            str(self.port),
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=256MB",
+            "-c",
+            "maintenance_work_mem=1GB",
+            "-c",
+            "fsync=on",
+            "-c",
+            "synchronous_commit=on",
+            "-c",
+            "log_min_messages=warning",
+        ]
         self._proc = subprocess.Popen(
             args,
             stdout=logfile,

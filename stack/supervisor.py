@@ -111,9 +111,12 @@ class Supervisor:
                 child.restarts = [t for t in child.restarts if now - t < 60]
                 if len(child.restarts) >= self.max_restarts:
                     log.error(
-                        "worker %s keeps failing (exit %s, %d restarts in a minute); not restarting",
-                        child.name, code, len(child.restarts),
-                    )  # fmt: skip
+                        "worker %s keeps failing (exit %s, %d restarts in a minute); "
+                        "not restarting",
+                        child.name,
+                        code,
+                        len(child.restarts),
+                    )
                     child.proc = None
                     continue
                 log.warning("worker %s exited with %s; restarting", child.name, code)

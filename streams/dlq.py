@@ -111,8 +111,13 @@ class DeadLetters:
             raise ValueError(f"{spec.name} has no dead-letter topic")
         log.warning(
             "dead letter %s[%d]@%d → %s: %s (%s)",
-            spec.name, partition, offset, spec.dlq.name, reason, error[:300],
-        )  # fmt: skip
+            spec.name,
+            partition,
+            offset,
+            spec.dlq.name,
+            reason,
+            error[:300],
+        )
         self.producer.send_raw(
             spec.dlq,
             key,

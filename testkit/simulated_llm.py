@@ -46,9 +46,22 @@ Handler = Callable[[Sequence[Mapping[str, Any]], Mapping[str, Any], str], dict[s
 ENRICH_MODES = ("honest", "out_of_taxonomy", "long_summary", "extra_fields", "obeys_injections")
 
 MOOD_WORDS = (
-    "uplifting", "dark", "funny", "tense", "cozy", "cosy", "thoughtful", "exciting",
-    "romantic", "heartwarming", "suspenseful", "scary", "quirky", "melancholic", "whimsical",
-)  # fmt: skip
+    "uplifting",
+    "dark",
+    "funny",
+    "tense",
+    "cozy",
+    "cosy",
+    "thoughtful",
+    "exciting",
+    "romantic",
+    "heartwarming",
+    "suspenseful",
+    "scary",
+    "quirky",
+    "melancholic",
+    "whimsical",
+)
 _INJECTION = re.compile(
     r"tag (?:this|it|the item) as ['\"]?([\w\- ]{1,40}?)['\"]?(?:[.,;!]|$)", re.I
 )
@@ -138,12 +151,43 @@ def enrichment_answer(
 
 
 # ---- the justification judge (schema name ``justification_judge``) ----------------------
-_STOPWORDS = frozenset((
-    "and", "the", "for", "with", "about", "you", "your", "its", "are", "was", "can", "could",
-    "would", "like", "want", "watch", "something", "anything", "film", "films", "movie",
-    "movies", "recommend", "suggest", "now", "mood", "really", "liked", "some", "that",
-    "this", "what", "who",
-))  # fmt: skip
+_STOPWORDS = frozenset(
+    (
+        "and",
+        "the",
+        "for",
+        "with",
+        "about",
+        "you",
+        "your",
+        "its",
+        "are",
+        "was",
+        "can",
+        "could",
+        "would",
+        "like",
+        "want",
+        "watch",
+        "something",
+        "anything",
+        "film",
+        "films",
+        "movie",
+        "movies",
+        "recommend",
+        "suggest",
+        "now",
+        "mood",
+        "really",
+        "liked",
+        "some",
+        "that",
+        "this",
+        "what",
+        "who",
+    )
+)
 
 
 def _content_words(text: str) -> set[str]:

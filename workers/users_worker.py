@@ -143,11 +143,15 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
             event: UserEvent = msg.value
             if msg.key != event.user_id:
                 dead.send(
-                    spec, key=msg.key, value=msg.raw_value, partition=msg.partition,
-                    offset=msg.offset, reason="key_mismatch",
+                    spec,
+                    key=msg.key,
+                    value=msg.raw_value,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                    reason="key_mismatch",
                     error=f"message key {msg.key!r} is not the event's user_id {event.user_id!r}",
                     headers=msg.headers,
-                )  # fmt: skip
+                )
                 updater.stats.dead_lettered += 1
                 continue
             events.append((event, (msg.partition, msg.offset)))

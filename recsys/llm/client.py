@@ -14,8 +14,8 @@ every use case needs and none should re-implement:
 * accounting: tokens from ``usage``, latency, attempts, cost from the configured prices.
 
 A call never raises for an LLM problem: it returns an :class:`LlmResult` whose
-``reason`` says exactly why it failed (the constants of :mod:`recsys.llm.result`, or ``http_<status>``),
-so callers can fall back and log without try/except around every call.
+``reason`` says exactly why it failed (the constants of :mod:`recsys.llm.result`, or
+``http_<status>``), so callers can fall back and log without try/except around every call.
 """
 
 from __future__ import annotations

@@ -47,24 +47,68 @@ def _records(n: int) -> dict[str, list[tuple[str, Any]]]:
     for i in range(n):
         user = users[i % len(users)]
         rid = f"req-{i:03d}"
-        items = [RecommendedItem(item_id=f"item-{(i + j) % 50}", rank=j + 1, score=1.0 / (j + 1),
-                                 source="cf") for j in range(5)]  # fmt: skip
-        responses.append((user, RecResponse(
-            request_id=rid, user_id=user, items=items, route=Route.CF,
-            warmth_bucket=WarmthBucket.WARM, propensity=1.0, llm_used=i % 3 == 0,
-            latency_ms=12.5 + i, prompt_version="p1" if i % 3 == 0 else None,
-        )))  # fmt: skip
+        items = [
+            RecommendedItem(
+                item_id=f"item-{(i + j) % 50}", rank=j + 1, score=1.0 / (j + 1), source="cf"
+            )
+            for j in range(5)
+        ]
+        responses.append(
+            (
+                user,
+                RecResponse(
+                    request_id=rid,
+                    user_id=user,
+                    items=items,
+                    route=Route.CF,
+                    warmth_bucket=WarmthBucket.WARM,
+                    propensity=1.0,
+                    llm_used=i % 3 == 0,
+                    latency_ms=12.5 + i,
+                    prompt_version="p1" if i % 3 == 0 else None,
+                ),
+            )
+        )
         requests.append((user, RecRequest(request_id=rid, user_id=user, k=5)))
         if i % 2 == 0:
-            logs.append((rid, LlmInvolvement(request_id=rid, user_id=user, use_case=LlmUseCase.RERANK,
-                                             called=True, used=True, decision="called", tokens_in=100 + i)))  # fmt: skip
-            examples.append((user, FeedbackExample(
-                example_id=f"{rid}:item-{i % 50}", request_id=rid, user_id=user,
-                item_id=f"item-{i % 50}", rank=1, route="CF", warmth_bucket="WARM",
-                llm_used=False, propensity=1.0, clicked=True, impression_at=utcnow(),
-            )))  # fmt: skip
-    return {"rec.responses": responses, "rec.llm-log": logs, "feedback.examples": examples,
-            "rec.requests": requests}  # fmt: skip
+            logs.append(
+                (
+                    rid,
+                    LlmInvolvement(
+                        request_id=rid,
+                        user_id=user,
+                        use_case=LlmUseCase.RERANK,
+                        called=True,
+                        used=True,
+                        decision="called",
+                        tokens_in=100 + i,
+                    ),
+                )
+            )
+            examples.append(
+                (
+                    user,
+                    FeedbackExample(
+                        example_id=f"{rid}:item-{i % 50}",
+                        request_id=rid,
+                        user_id=user,
+                        item_id=f"item-{i % 50}",
+                        rank=1,
+                        route="CF",
+                        warmth_bucket="WARM",
+                        llm_used=False,
+                        propensity=1.0,
+                        clicked=True,
+                        impression_at=utcnow(),
+                    ),
+                )
+            )
+    return {
+        "rec.responses": responses,
+        "rec.llm-log": logs,
+        "feedback.examples": examples,
+        "rec.requests": requests,
+    }
 
 
 def _publish(settings: Settings, records: dict[str, list[tuple[str, Any]]]) -> None:
@@ -101,8 +145,12 @@ async def test_archive_then_replay_reproduces_records(settings: Settings, tmp_pa
     topics = Topics(settings)
     records = _records(120)
     _publish(settings, records)
-    archived_specs = [topics.rec_responses, topics.llm_log, topics.feedback_examples,
-                      topics.rec_requests]  # fmt: skip
+    archived_specs = [
+        topics.rec_responses,
+        topics.llm_log,
+        topics.feedback_examples,
+        topics.rec_requests,
+    ]
     good = {spec.name: _good(settings, spec, len(records[spec.base])) for spec in archived_specs}
     total = sum(len(v) for v in good.values()) + 12  # + 4 poison on each of 3 topics
 
@@ -157,10 +205,11 @@ async def test_archive_then_replay_reproduces_records(settings: Settings, tmp_pa
     progress: list[int] = []
     summary = run_replay(
         settings,
-        ReplayOptions(topic="rec.responses", source="archive", from_offset=2, to_offset=9,
-                      publish=target),
+        ReplayOptions(
+            topic="rec.responses", source="archive", from_offset=2, to_offset=9, publish=target
+        ),
         progress.append,
-    )  # fmt: skip
+    )
     expected = {k: m for k, m in good[topics.rec_responses.name].items() if 2 <= k[1] < 9}
     assert summary.written == len(expected) == sum(progress)
     _assert_republished(settings, target, expected)
@@ -170,13 +219,20 @@ async def test_archive_then_replay_reproduces_records(settings: Settings, tmp_pa
     since, until = BASE_MS + 10_000, BASE_MS + 40_000  # records 10..39
     summary = run_replay(
         settings,
-        ReplayOptions(topic="rec.responses", source="kafka", partitions=(1,), since_ms=since,
-                      until_ms=until, publish=target),
-    )  # fmt: skip
+        ReplayOptions(
+            topic="rec.responses",
+            source="kafka",
+            partitions=(1,),
+            since_ms=since,
+            until_ms=until,
+            publish=target,
+        ),
+    )
     expected = {
-        k: m for k, m in good[topics.rec_responses.name].items()
+        k: m
+        for k, m in good[topics.rec_responses.name].items()
         if k[0] == 1 and since <= m.timestamp()[1] < until
-    }  # fmt: skip
+    }
     assert summary.written == len(expected) > 0
     _assert_republished(settings, target, expected)
 

@@ -30,8 +30,12 @@ def _env(**extra: str) -> dict[str, str]:
 def streamrec(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cli.app", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, env=_env(**env),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=_env(**env),
+    )
 
 
 def _no_traceback(result: subprocess.CompletedProcess[str]) -> None:
@@ -100,9 +104,14 @@ def test_migrate_and_topics_commands(broker: EmbeddedBroker, database: str) -> N
 
 def test_doctor_reports_each_capability_and_why(broker: EmbeddedBroker, database: str) -> None:
     result = streamrec(
-        "doctor", "--json", "--broker", broker.bootstrap, "--database", database,
+        "doctor",
+        "--json",
+        "--broker",
+        broker.bootstrap,
+        "--database",
+        database,
         STREAMREC_LLM_API_KEY="sk-secret-value",
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     assert "sk-secret-value" not in result.stdout
     report = json.loads(result.stdout)
@@ -132,9 +141,12 @@ class _Up:
     def __init__(self, home: Path, port: int, *args: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.app", "up", "--broker-port", str(port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
             env=_env(STREAMREC_HOME=str(home), STREAMREC_SESSION_TIMEOUT_MS="3000"),
-        )  # fmt: skip
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()

@@ -115,10 +115,17 @@ async def test_enrichment_and_both_embeddings_land_with_provenance_and_the_cache
         raw, enriched = embedder.embed(
             [
                 raw_text(ORBIT.title, ORBIT.categories, ORBIT.description),
-                enriched_text(ORBIT.title, ORBIT.categories, m1["summary"], m1["themes"],
-                              m1["mood"], m1["audience"], m1["tags"]),
+                enriched_text(
+                    ORBIT.title,
+                    ORBIT.categories,
+                    m1["summary"],
+                    m1["themes"],
+                    m1["mood"],
+                    m1["audience"],
+                    m1["tags"],
+                ),
             ]
-        )  # fmt: skip
+        )
         assert cosine(m1["raw_embedding"], raw) > 0.999
         assert cosine(m1["enriched_embedding"], enriched) > 0.999
         assert cosine(m1["raw_embedding"], m1["enriched_embedding"]) < 0.99

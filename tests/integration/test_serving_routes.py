@@ -95,9 +95,14 @@ async def test_cold_hybrid_is_the_weighted_fusion_of_cf_and_a_stronger_prior_con
         vector = cands.profile_vector(history[:10], await rec.items.vectors(history[:10]))
         assert vector is not None
         content = await cands.content_candidates(
-            rec.items, vector, n, filters=None, exclude=exclude, popular=await rec.popular(),
+            rec.items,
+            vector,
+            n,
+            filters=None,
+            exclude=exclude,
+            popular=await rec.popular(),
             popularity_weight=cfg.cold_popularity_weight,
-        )  # fmt: skip
+        )
         fused = cands.rrf(cf_list, content, weights=(1.0, cfg.cold_content_weight))
         live = await rec.items.eligible([c.item_id for c in fused], None)
     assert (cfg.cold_content_weight, cfg.cold_popularity_weight) == (3.0, 1.0)

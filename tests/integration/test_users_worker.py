@@ -91,8 +91,12 @@ def test_users_refuses_mismatched_partitions(settings: Settings) -> None:
         preflight(settings, "users")
     proc = subprocess.run(
         [sys.executable, "-m", "cli.app", "worker", "users"],
-        cwd=REPO, env=settings_env(settings), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=REPO,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert f"{name}={settings.user_partitions + 1}" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr

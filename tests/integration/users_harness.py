@@ -29,9 +29,17 @@ USERS_OVERRIDES: dict[str, object] = {
     "users_batch_size": 50,
     "users_fetch_wait_ms": 20,
 }
-_KINDS = [EventType.VIEW] * 5 + [EventType.CLICK] * 2 + [
-    EventType.CART, EventType.PURCHASE, EventType.RATING, EventType.SEARCH, EventType.DISMISS,
-]  # fmt: skip
+_KINDS = (
+    [EventType.VIEW] * 5
+    + [EventType.CLICK] * 2
+    + [
+        EventType.CART,
+        EventType.PURCHASE,
+        EventType.RATING,
+        EventType.SEARCH,
+        EventType.DISMISS,
+    ]
+)
 
 
 def make_log(n_users: int, n_events: int, seed: int = 7, dup_every: int = 9) -> list[UserEvent]:
@@ -47,11 +55,14 @@ def make_log(n_users: int, n_events: int, seed: int = 7, dup_every: int = 9) -> 
         kind = rng.choice(_KINDS)
         item = None if kind is EventType.SEARCH else f"i{rng.randrange(30)}"
         event = UserEvent(
-            event_id=f"e{n}", user_id=user, event_type=kind, item_id=item,
+            event_id=f"e{n}",
+            user_id=user,
+            event_type=kind,
+            item_id=item,
             rating=float(rng.choice([2, 3.5, 4, 4.5, 5])) if kind is EventType.RATING else None,
             query=f"something like {item or 'heist films'}" if kind is EventType.SEARCH else None,
             occurred_at=clock[user],
-        )  # fmt: skip
+        )
         log.append(event)
         if n % dup_every == 0:
             pending.append((n + rng.randrange(1, 15), event))
@@ -86,9 +97,15 @@ def offline_covisitation(log: list[UserEvent], settings: Settings) -> Covisitati
         accepted |= {a.position[1] for a in done if a.position is not None}
     model = Covisitation(CovisitConfig.from_settings(settings.users))
     for i, e in enumerate(log):
-        if i in accepted and e.item_id is not None and e.event_type not in (
-            EventType.SEARCH, EventType.DISMISS,
-        ):  # fmt: skip
+        if (
+            i in accepted
+            and e.item_id is not None
+            and e.event_type
+            not in (
+                EventType.SEARCH,
+                EventType.DISMISS,
+            )
+        ):
             model.update(e.user_id, e.item_id, e.occurred_at)
     return model
 

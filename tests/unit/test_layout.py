@@ -20,15 +20,23 @@ PRODUCTION = ("streams", "recsys", "workers", "jobs", "stack")
 #: package → top-level modules it must never import.
 FORBIDDEN: dict[str, set[str]] = {
     "recsys": {
-        "confluent_kafka", "streams", "workers", "jobs", "stack", "cli", "demo", "testkit",
-        "typer", "rich",
+        "confluent_kafka",
+        "streams",
+        "workers",
+        "jobs",
+        "stack",
+        "cli",
+        "demo",
+        "testkit",
+        "typer",
+        "rich",
     },
     "streams": {"workers", "jobs", "stack", "cli", "demo", "testkit", "typer", "rich"},
     "workers": {"jobs", "stack", "cli", "demo", "testkit", "typer", "rich"},
     "jobs": {"cli", "demo", "testkit", "typer", "rich"},
     "stack": {"jobs", "cli", "demo", "testkit", "typer", "rich"},
     "testkit": {"cli", "demo"},
-}  # fmt: skip
+}
 
 
 def _module_name(path: Path) -> str:
