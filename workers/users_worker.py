@@ -37,7 +37,7 @@ from recsys.cf.pg_covisit import PgCovisitation
 from recsys.exceptions import DatabaseUnavailable
 from recsys.records import UserEvent
 from recsys.users.nearline import update_batch
-from recsys.users.state import Position, UserStateConfig
+from recsys.users.state import UNKNOWN_INCARNATION, Position, UserState, UserStateConfig
 from recsys.users.store import PgUserStates
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
 from streams.dlq import DeadLetters
@@ -58,6 +58,8 @@ class UsersStats:
     redelivered: int = 0
     dead_lettered: int = 0
     batches: int = 0
+    #: Users whose stored position belonged to another incarnation of user.events.
+    incarnation_changes: int = 0
     #: Busy time by phase, seconds: reading states, domain step, Postgres transaction.
     read_s: float = 0.0
     domain_s: float = 0.0
@@ -85,6 +87,32 @@ class UserStateUpdater:
         self.stats = UsersStats()
         #: Called with each batch once it is durable (benchmarks measure lag with it).
         self.on_durable: list[Callable[[list[tuple[UserEvent, Position]]], None]] = []
+        self._warned: set[tuple[str, str]] = set()
+
+    def _notice_incarnations(
+        self, states: dict[str, UserState], events: list[tuple[UserEvent, Position]]
+    ) -> None:
+        """Count (and say once, at WARNING) stored positions of another incarnation."""
+        checked: set[str] = set()
+        for event, position in events:
+            state = states.get(event.user_id)
+            if state is None or state.last_position is None or event.user_id in checked:
+                continue
+            checked.add(event.user_id)
+            old = state.last_position.topic_id
+            if old == position.topic_id:
+                continue
+            self.stats.incarnation_changes += 1
+            if (old, position.topic_id) not in self._warned:
+                self._warned.add((old, position.topic_id))
+                log.warning(
+                    "users: user.events is a new incarnation (topic id %s) — stored positions "
+                    "of %s were written for another one (the topic was recreated, or the "
+                    "embedded broker started again with an empty log); they are ignored and "
+                    "events are deduplicated by event id only",
+                    position.topic_id or "unknown",
+                    f"topic id {old}" if old else "an unrecorded incarnation",
+                )
 
     async def apply(self, events: list[tuple[UserEvent, Position]]) -> None:
         """Apply one batch of decoded events (with their positions) durably.
@@ -95,6 +123,7 @@ class UserStateUpdater:
         try:
             t0 = time.perf_counter()
             states = await self.store.get_many({e.user_id for e, _ in events})
+            self._notice_incarnations(states, events)
             t1 = time.perf_counter()
             update = update_batch(states.get, events, self.cfg, self.covisit_cfg)
             t2 = time.perf_counter()
@@ -112,7 +141,7 @@ class UserStateUpdater:
         self.stats.duplicates += update.duplicates
         self.stats.applied += len(update.accepted)
         self.stats.batches += 1
-        for _, (partition, offset) in events:
+        for _, (_, partition, offset) in events:
             if partition not in self.stats.durable_offsets:
                 log.info("users: now applying partition %d", partition)
             if offset > self.stats.durable_offsets.get(partition, -1):
@@ -154,7 +183,8 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
                 )
                 updater.stats.dead_lettered += 1
                 continue
-            events.append((event, (msg.partition, msg.offset)))
+            incarnation = msg.topic_id or UNKNOWN_INCARNATION
+            events.append((event, Position(incarnation, msg.partition, msg.offset)))
         if events:
             await updater.apply(events)
 

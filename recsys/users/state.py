@@ -7,6 +7,16 @@ order give the same state, bit for bit — which is what makes the state exact a
 crash: a redelivered event is recognised (its ``event_id`` is in the dedup window, or
 its Kafka offset is not past the one stored with the state) and changes nothing.
 
+What is stored outside Kafka names the Kafka it belongs to, and keeps its order:
+
+* a :class:`Position` carries the topic's incarnation (its Kafka topic id) beside the
+  partition and offset: offsets restart at 0 when a topic is recreated (or when the
+  embedded broker, which keeps topics in memory, starts again), and a position of an
+  earlier incarnation says nothing about the new one's offsets;
+* the dedup window is ordered (oldest first: pruning drops the front) and is stored as
+  a JSON *array* of ``[event_id, occurred_at]`` pairs — a JSON object would lose the
+  order in Postgres's jsonb, which sorts object keys.
+
 Rules:
 
 * **positive**: CLICK, CART, PURCHASE, or a RATING ≥ 4.0 (``user_events.positive``).
@@ -33,9 +43,17 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+)
 
 from recsys.cf import weights
 from recsys.cf.weights import POSITIVE_RATING
@@ -44,6 +62,7 @@ from recsys.records import EventType, UserEvent, WarmthBucket
 
 __all__ = [
     "POSITIVE_RATING",
+    "UNKNOWN_INCARNATION",
     "VISIT_EVENTS",
     "Accepted",
     "Position",
@@ -70,8 +89,24 @@ VISIT_EVENTS = frozenset(
 #: A search is engagement without an item.
 _SEARCH_ENGAGEMENT = 0.5
 
-#: ``(partition, offset)`` of an event in ``user.events``.
-Position = tuple[int, int]
+#: The incarnation of a topic whose Kafka topic id is unknown (a broker without topic ids,
+#: or state written before incarnations were recorded): it matches no real topic id.
+UNKNOWN_INCARNATION = ""
+
+
+class Position(NamedTuple):
+    """Where an event sat in ``user.events``: which incarnation of the topic (its Kafka
+    topic id), which partition, which offset. Offsets compare only within one
+    incarnation of one partition."""
+
+    topic_id: str
+    partition: int
+    offset: int
+
+    def same_log(self, other: Position) -> bool:
+        """Whether both positions are in the same partition of the same incarnation."""
+        return self.topic_id == other.topic_id and self.partition == other.partition
+
 
 #: The recent items of a user just before an event (shared, never mutated).
 RecentSnapshot = Sequence[tuple[str, datetime]]
@@ -189,10 +224,27 @@ class UserState(BaseModel):
     session: Session | None = None
     #: Newest event time seen.
     last_event_at: AwareDatetime | None = None
-    #: Recent event ids and their event times (the dedup window), oldest first.
+    #: Recent event ids and their event times (the dedup window) in the order they were
+    #: accepted, oldest first; stored as a JSON array of pairs (jsonb keeps array order,
+    #: not key order).
     seen: dict[str, AwareDatetime] = Field(default_factory=dict)
-    #: Where the last accepted event sat in ``user.events``: a redelivery is recognised.
+    #: Where the last accepted event sat in ``user.events`` (with the topic's
+    #: incarnation): a redelivery is recognised.
     last_position: Position | None = None
+
+    @field_serializer("seen", when_used="json")
+    def _seen_as_pairs(self, seen: dict[str, datetime]) -> list[tuple[str, datetime]]:
+        return list(seen.items())
+
+    @field_validator("seen", mode="before")
+    @classmethod
+    def _seen_from_pairs(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, list):
+            return dict(value)
+        if info.mode == "json" and isinstance(value, dict) and value:
+            # a JSON object's key order is not the acceptance order (jsonb sorts keys)
+            raise ValueError("the dedup window must be an ordered array of [event_id, at] pairs")
+        return value
 
     def engagement_now(self, at: datetime, half_life_h: float) -> float:
         """The engagement score decayed to ``at``."""
@@ -217,8 +269,8 @@ def _is_duplicate(state: UserState, event: UserEvent, position: Position | None)
     return (
         position is not None
         and last is not None
-        and position[0] == last[0]
-        and (position[1] <= last[1])
+        and position.same_log(last)
+        and position.offset <= last.offset
     )
 
 

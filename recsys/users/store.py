@@ -36,10 +36,10 @@ __all__ = ["PgUserStates", "WriteResult"]
 _INSERT_EVENTS = """
 INSERT INTO user_events (event_id, user_id, item_id, event_type, rating, query, session_id,
                          rec_request_id, occurred_at, positive, weight, kafka_partition,
-                         kafka_offset)
+                         kafka_offset, kafka_topic_id)
 SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::float8[], %b::text[],
                      %b::text[], %b::text[], %b::timestamptz[], %b::bool[], %b::real[],
-                     %b::int[], %b::bigint[])
+                     %b::int[], %b::bigint[], %b::text[])
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
@@ -167,14 +167,15 @@ class PgUserStates:
 
 
 def _event_rows(accepted: Sequence[Accepted]) -> tuple[list[Any], ...]:
-    cols: tuple[list[Any], ...] = tuple([] for _ in range(13))
+    cols: tuple[list[Any], ...] = tuple([] for _ in range(14))
     seen: set[str] = set()
     for a in accepted:
         e = a.event
         if e.event_id in seen:
             continue
         seen.add(e.event_id)
-        partition, offset = a.position if a.position is not None else (None, None)
+        pos = a.position
+        topic_id, partition, offset = pos if pos is not None else (None, None, None)
         values = (
             e.event_id,
             e.user_id,
@@ -189,6 +190,7 @@ def _event_rows(accepted: Sequence[Accepted]) -> tuple[list[Any], ...]:
             event_weight(e),
             partition,
             offset,
+            topic_id,
         )
         for col, value in zip(cols, values, strict=True):
             col.append(value)
