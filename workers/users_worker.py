@@ -43,7 +43,7 @@ from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
 from streams.dlq import DeadLetters
 from workers.bootstrap import Context
 
-__all__ = ["UserStateUpdater", "UsersStats", "run"]
+__all__ = ["UserStateUpdater", "UsersStats", "UsersWorker", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,14 @@ class UserStateUpdater:
             listener(events)
 
 
+@dataclass(frozen=True)
+class UsersWorker:
+    """What a running users worker exposes (tests, benchmarks)."""
+
+    updater: UserStateUpdater
+    loop: ConsumerLoop
+
+
 async def run(ctx: Context, stop: asyncio.Event) -> None:
     """Consume user.events until ``stop`` is set."""
     s = ctx.settings
@@ -134,7 +142,6 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         CovisitConfig.from_settings(s.users),
     )
     dead = DeadLetters(ctx.producer, "users")
-    ctx.extras["users_updater"] = updater
 
     async def handle(batch: list[Inbound[Any]]) -> None:
         updater.stats.consumed += len(batch)
@@ -166,9 +173,9 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         producer=ctx.producer,
         max_batch=s.users_batch_size,
         consumer_overrides={"fetch.wait.max.ms": s.users_fetch_wait_ms},
-        group_id=ctx.extras.get("group_id"),
+        group_id=ctx.overrides.group_id,
     )
-    ctx.extras["users_loop"] = loop
+    ctx.handles.put(UsersWorker(updater, loop))
     try:
         await loop.run(stop)
     finally:
