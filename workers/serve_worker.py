@@ -8,8 +8,8 @@ served again: responses are keyed by ``request_id``, so a repeat is recognisable
 
 User state comes from the users worker's Postgres read model, measured at a few ms per
 read: a co-partitioned local table would need the serving process to consume the
-users' changelog too, and Faust's fetch latency on the embedded broker (DESIGN.md) is
-far worse than one indexed read.
+users' changelog too, and a consumer's fetch wait on the embedded broker costs more than
+one indexed read.
 """
 
 from __future__ import annotations

@@ -17,10 +17,8 @@ event and its recent event ids, so a redelivered event is recognised and changes
 nothing; ``user_events`` skips co-visitation for an event it already holds; the read
 model only moves forward. Postgres is the state store shared by every process, so a
 worker taking partitions over (a rebalance, a crash) continues from exactly what was
-committed — no changelog to restore. This replaced a Faust table with a changelog:
-under rebalances on the embedded broker, Faust's stream committed offsets past events
-it never delivered (lost events, seen in the SIGKILL and takeover tests), and its
-per-event stream path capped throughput at ~3 % of a plain consumer.
+committed — no changelog to restore (docs/decisions/0001-no-faust.md says why this is
+not a changelog-backed table).
 """
 
 from __future__ import annotations
