@@ -15,6 +15,7 @@ import asyncio
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.wire import archived_from_raw
-from workers.bootstrap import bootstrap
+from workers.archive_worker import ArchiveWorker
+from workers.bootstrap import Overrides, bootstrap
 from workers.runtime import serve_forever
 
 
@@ -81,7 +83,11 @@ def raw_consume(settings: Settings, topic: str, n: int, partitions: int) -> floa
 
 
 async def timed(
-    n: int, extras: dict[str, Any], task: asyncio.Task[None], done: Any, timeout_s: float = 600
+    n: int,
+    loop_of: Callable[[], ConsumerLoop | None],
+    task: asyncio.Task[None],
+    done: Any,
+    timeout_s: float = 600,
 ) -> float:
     """Seconds from the first consumed message until ``done()`` (group join excluded)."""
     start: float | None = None
@@ -91,7 +97,7 @@ async def timed(
             raise TimeoutError(f"not done after {timeout_s:.0f}s")
         if task.done():
             task.result()  # a crashed worker raises here
-        loop = extras.get("loop")
+        loop = loop_of()
         if start is None and loop is not None and loop.stats.consumed:
             start = time.perf_counter()
         if start is not None and done():
@@ -102,7 +108,6 @@ async def timed(
 async def loop_noop(settings: Settings, n: int) -> float:
     topics = Topics(settings)
     producer = RecordProducer(settings)
-    extras: dict[str, Any] = {}
 
     async def handler(batch: list[Inbound[Any]]) -> None:
         return None
@@ -114,29 +119,32 @@ async def loop_noop(settings: Settings, n: int) -> float:
         handler=handler,
         producer=producer,
     )
-    extras["loop"] = loop
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
-    elapsed = await timed(n, extras, task, lambda: loop.stats.consumed >= n)
+    elapsed = await timed(n, lambda: loop, task, lambda: loop.stats.consumed >= n)
     stop.set()
     await task
     return n / elapsed
 
 
 async def archive_worker(settings: Settings, n: int) -> tuple[float, int]:
-    ctx = bootstrap(settings, group_id=f"archive-bench-{uuid.uuid4().hex[:6]}")
+    ctx = bootstrap(settings, Overrides(group_id=f"archive-bench-{uuid.uuid4().hex[:6]}"))
     stop = asyncio.Event()
     task = asyncio.create_task(serve_forever("archive", ctx, stop))
     topic = ctx.topics.rec_responses.name
 
+    def loop_of() -> ConsumerLoop | None:
+        handle = ctx.handles.get(ArchiveWorker)
+        return handle.loop if handle else None
+
     def committed() -> bool:
-        loop = ctx.extras.get("loop")
+        loop = loop_of()
         return (
             loop is not None
             and sum(off for (t, _), off in loop.stats.last_commit.items() if t == topic) >= n
         )
 
-    elapsed = await timed(n, ctx.extras, task, committed)
+    elapsed = await timed(n, loop_of, task, committed)
     stop.set()
     await task
     return n / elapsed, len(list_files(settings.archive_root, topic))

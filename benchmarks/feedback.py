@@ -34,7 +34,8 @@ from streams.consumer_loop import ConsumerLoop, Inbound
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
-from workers.bootstrap import bootstrap
+from workers.bootstrap import Overrides, bootstrap
+from workers.feedback_worker import FeedbackWorker
 from workers.runtime import serve_forever
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -105,7 +106,6 @@ def workload(n: int, users: int) -> tuple[list[RecResponse], list[UserEvent]]:
 
 async def loop_noop(settings: Settings, n: int) -> float:
     topics = Topics(settings)
-    extras: dict[str, Any] = {}
 
     async def handler(batch: list[Inbound[Any]]) -> None:
         return None
@@ -117,10 +117,9 @@ async def loop_noop(settings: Settings, n: int) -> float:
         handler=handler,
         producer=RecordProducer(settings),
     )
-    extras["loop"] = loop
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
-    elapsed = await timed(n, extras, task, lambda: loop.stats.consumed >= n)
+    elapsed = await timed(n, lambda: loop, task, lambda: loop.stats.consumed >= n)
     stop.set()
     await task
     return n / elapsed
@@ -129,15 +128,19 @@ async def loop_noop(settings: Settings, n: int) -> float:
 async def feedback_worker(
     settings: Settings, n_inputs: int, n_examples: int
 ) -> tuple[float, float]:
-    ctx = bootstrap(settings, group_id=f"feedback-bench-{uuid.uuid4().hex[:6]}")
+    ctx = bootstrap(settings, Overrides(group_id=f"feedback-bench-{uuid.uuid4().hex[:6]}"))
     stop = asyncio.Event()
     task = asyncio.create_task(serve_forever("feedback", ctx, stop))
 
-    def done() -> bool:
-        joiner = ctx.extras.get("feedback_joiner")
-        return joiner is not None and joiner.emitted >= n_examples
+    def loop_of() -> ConsumerLoop | None:
+        handle = ctx.handles.get(FeedbackWorker)
+        return handle.loop if handle else None
 
-    elapsed = await timed(n_examples, ctx.extras, task, done)
+    def done() -> bool:
+        handle = ctx.handles.get(FeedbackWorker)
+        return handle is not None and handle.joiner.emitted >= n_examples
+
+    elapsed = await timed(n_examples, loop_of, task, done)
     stop.set()
     await task
     return n_inputs / elapsed, n_examples / elapsed

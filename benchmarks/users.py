@@ -37,6 +37,7 @@ from streams.settings import Settings
 from streams.topics import Topics
 from workers.bootstrap import bootstrap
 from workers.runtime import serve_forever
+from workers.users_worker import UsersWorker
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 log = logging.getLogger("benchmarks.users")
@@ -142,7 +143,8 @@ async def worker_run(
         while True:
             if task.done():
                 task.result()
-            updater = ctx.extras.get("users_updater")
+            handle = ctx.handles.get(UsersWorker)
+            updater = handle.updater if handle else None
             if start is None and updater is not None and updater.stats.consumed:
                 start = time.perf_counter()
             if (

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from recsys.archive import ArchiveWriter
@@ -23,7 +24,7 @@ from streams.topics import TopicSpec
 from streams.wire import archived_from_inbound
 from workers.bootstrap import Context
 
-__all__ = ["archived_topics", "run"]
+__all__ = ["ArchiveWorker", "archived_topics", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,14 @@ def archived_topics(ctx: Context) -> list[TopicSpec]:
     return specs
 
 
+@dataclass(frozen=True)
+class ArchiveWorker:
+    """What a running archive worker exposes (tests, benchmarks)."""
+
+    writer: ArchiveWriter
+    loop: ConsumerLoop
+
+
 async def run(ctx: Context, stop: asyncio.Event) -> None:
     """Archive until ``stop`` is set; finalize open files on the way out."""
     s = ctx.settings
@@ -47,7 +56,6 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     for spec in specs.values():
         assert spec.value is not None
         writer.register(spec.name, ctx.serde.codec(spec.value).schema)
-    ctx.extras["archive_writer"] = writer
 
     def write(batch: list[Inbound[Any]]) -> None:
         for inbound in batch:
@@ -69,12 +77,12 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         inputs=list(specs.values()),
         handler=handler,
         producer=ctx.producer,
-        group_id=ctx.extras.get("group_id"),
+        group_id=ctx.overrides.group_id,
         committable=writer.committable,
         housekeeping=housekeeping,
         on_revoke=revoked,
     )
-    ctx.extras["loop"] = loop
+    ctx.handles.put(ArchiveWorker(writer, loop))
     log.info("archive: %s → %s", ", ".join(specs), s.archive_root)
     try:
         await loop.run(stop)

@@ -12,7 +12,7 @@ import importlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import cast
 
 from recsys import records
 from recsys.exceptions import ConfigurationError
@@ -20,7 +20,7 @@ from streams import admin
 from streams.schema_check import check_all
 from streams.settings import WORKER_NAMES, Settings
 from streams.tracing import setup_tracing
-from workers.bootstrap import Context, bootstrap
+from workers.bootstrap import Context, Overrides, bootstrap
 from workers.capabilities import log_capabilities
 
 __all__ = [
@@ -100,10 +100,10 @@ async def serve_forever(
         await ctx.aclose()
 
 
-def run_worker(name: str, settings: Settings, **overrides: Any) -> None:
+def run_worker(name: str, settings: Settings, overrides: Overrides | None = None) -> None:
     """Entry point of ``streamrec worker NAME``: preflight, tracing, run until signalled."""
     tracing = setup_tracing(settings, service=f"streamrec-{name}")
     log.info("%s: tracing %s", name, tracing)
     preflight(settings, name)
-    ctx = bootstrap(settings, **overrides)
+    ctx = bootstrap(settings, overrides)
     asyncio.run(serve_forever(name, ctx, install_signals=True))

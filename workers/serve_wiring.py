@@ -30,8 +30,8 @@ __all__ = ["build_recommender", "llm_client", "llm_client_for", "llm_parts"]
 
 def llm_client(ctx: Context) -> tuple[LlmClient | None, str]:
     """The LLM client for serving, or None and the reason it is off."""
-    if "llm_client" in ctx.extras:
-        return ctx.extras["llm_client"], "no_endpoint"
+    if ctx.overrides.llm_client is not None:
+        return ctx.overrides.llm_client, "no_endpoint"
     return llm_client_for(ctx.settings), "no_endpoint"
 
 

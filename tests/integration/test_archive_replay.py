@@ -35,7 +35,8 @@ from streams.topics import Topics, TopicSpec
 from streams.wire import wire_bytes
 from testkit.poison import poison_messages
 from tests.helpers import await_until, committed_offsets, read_topic
-from workers.bootstrap import bootstrap
+from workers.archive_worker import ArchiveWorker
+from workers.bootstrap import Overrides, bootstrap
 from workers.runtime import serve_forever
 
 BASE_MS = 1_780_000_000_000  # explicit Kafka timestamps: one second apart
@@ -154,12 +155,13 @@ async def test_archive_then_replay_reproduces_records(settings: Settings, tmp_pa
     good = {spec.name: _good(settings, spec, len(records[spec.base])) for spec in archived_specs}
     total = sum(len(v) for v in good.values()) + 12  # + 4 poison on each of 3 topics
 
-    ctx = bootstrap(settings, group_id=f"{settings.topic_prefix}archive-test")
+    ctx = bootstrap(settings, Overrides(group_id=f"{settings.topic_prefix}archive-test"))
     stop = asyncio.Event()
     task = asyncio.create_task(serve_forever("archive", ctx, stop))
 
     def caught_up() -> bool:
-        loop = ctx.extras.get("loop")
+        handle = ctx.handles.get(ArchiveWorker)
+        loop = handle.loop if handle else None
         if loop is None or loop.stats.consumed < total:
             return False
         return all(
@@ -172,7 +174,7 @@ async def test_archive_then_replay_reproduces_records(settings: Settings, tmp_pa
     await await_until(caught_up, 60, interval_s=0.5, what="archive committed to the end")
     stop.set()
     await asyncio.wait_for(task, 30)
-    loop = ctx.extras["loop"]
+    loop = ctx.handles.require(ArchiveWorker).loop
     assert loop.stats.dead_lettered == 12
     for spec in archived_specs[:3]:
         assert spec.dlq is not None

@@ -35,6 +35,7 @@ from streams.serde import AvroSerde
 from streams.settings import Settings
 from streams.topics import Topics
 from tests.helpers import await_until, read_topic
+from workers.archive_worker import ArchiveWorker
 from workers.bootstrap import bootstrap
 from workers.runtime import serve_forever
 
@@ -126,7 +127,8 @@ async def _archive_everything(settings: Settings, expected: int) -> None:
     try:
         await await_until(
             lambda: (
-                "archive_writer" in ctx.extras and ctx.extras["loop"].stats.consumed >= expected
+                (handle := ctx.handles.get(ArchiveWorker)) is not None
+                and handle.loop.stats.consumed >= expected
             ),
             90,
             what="everything consumed by the archive worker",

@@ -7,13 +7,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from stack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from stack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port_is_free
 from streams.exceptions import PortInUse
 from tests.helpers import wait_until
 
@@ -84,7 +83,7 @@ def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
     wait_until(lambda: not _alive(broker_pid), 15, what="broker to exit")
     wait_until(lambda: not _alive(pg_pid), 30, what="postgres to exit")
     # and the port is free again
-    time.sleep(0.2)
+    wait_until(lambda: port_is_free("127.0.0.1", port), 15, what="the broker port to be free")
     again = EmbeddedBroker(port=port)
     again.start()
     again.stop()

@@ -25,6 +25,7 @@ from tests.integration.enrich_harness import (
     publish,
     rows,
 )
+from workers.enrich_worker import EnrichWorker
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ async def test_stopping_and_restarting_postgres_mid_stream_loses_no_change(
         db_statement_timeout_ms=3000,
     )
     async with enrich_worker(settings, embedder) as ctx:
-        loop = ctx.extras["enrich_loop"]
+        loop = ctx.handles.require(EnrichWorker).loop
         publish(settings, *wave(0, 10))
         await caught_up(settings)
         assert len(rows(settings)) == 10

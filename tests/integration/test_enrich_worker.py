@@ -34,6 +34,7 @@ from tests.integration.enrich_harness import (
     rows,
     snapshot,
 )
+from workers.enrich_worker import EnrichWorker
 
 PROMPT_VERSION = enrichment_prompt(Taxonomy()).version
 
@@ -219,7 +220,7 @@ async def test_without_an_llm_items_are_embedded_from_raw_text_and_bad_input_is_
             assert row["enrichment_status"] == "LLM_OFF" and row["summary"] is None
             assert row["prompt_version"] is None and row["llm_model"] is None
             assert np.array_equal(row["raw_embedding"], row["enriched_embedding"])
-        assert ctx.extras["enrich_loop"].stats.dead_lettered == 4
+        assert ctx.handles.require(EnrichWorker).loop.stats.dead_lettered == 4
 
     assert spec.dlq is not None
     dead = read_topic(settings, spec.dlq.name, 4)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 
@@ -28,7 +27,8 @@ from streams.serde import AvroSerde
 from streams.settings import Settings
 from testkit.poison import poison_messages
 from tests.helpers import await_until, read_topic
-from workers.bootstrap import bootstrap
+from workers.bootstrap import Overrides, bootstrap
+from workers.feedback_worker import FeedbackWorker
 from workers.runtime import serve_forever
 
 T0 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
@@ -120,19 +120,23 @@ def _db_state(dsn: str) -> tuple[int, int, int]:
 
 
 async def _run_until(
-    settings: Settings, group: str, done: Callable[[dict[str, Any]], bool], what: str
-) -> dict[str, Any]:
-    """Run the worker until ``done``, then ~5 more sweeps (anything due would close)."""
-    ctx = bootstrap(settings, group_id=group)
+    settings: Settings, group: str, done: Callable[[FeedbackWorker], bool], what: str
+) -> FeedbackWorker:
+    """Run the worker until ``done``, then 5 more sweeps (anything due would close)."""
+    ctx = bootstrap(settings, Overrides(group_id=group))
     stop = asyncio.Event()
     task = asyncio.create_task(serve_forever("feedback", ctx, stop))
     try:
-        await await_until(lambda: "loop" in ctx.extras and done(ctx.extras), 60, what=what)
-        await asyncio.sleep(1.0)
+        await await_until(
+            lambda: (h := ctx.handles.get(FeedbackWorker)) is not None and done(h), 60, what=what
+        )
+        worker = ctx.handles.require(FeedbackWorker)
+        swept = worker.joiner.sweeps
+        await await_until(lambda: worker.joiner.sweeps >= swept + 5, 30, what="5 more sweeps")
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-    return ctx.extras
+    return worker
 
 
 async def test_feedback_join_is_exact_and_emitted_once(settings: Settings) -> None:
@@ -147,13 +151,13 @@ async def test_feedback_join_is_exact_and_emitted_once(settings: Settings) -> No
     # phase 1: the impression and its session, plus 4 poison messages per input
     _publish(settings, [response("req-1", "u1", ["A", "B", "C"], 0), *SESSION], poison=True)
     n1 = 1 + len(SESSION) + 8
-    extras = await _run_until(
+    worker = await _run_until(
         settings,
         "g1",
-        lambda x: x["loop"].stats.consumed == n1 and x["loop"].stats.commits > 0,
+        lambda x: x.loop.stats.consumed == n1 and x.loop.stats.commits > 0,
         "phase 1 consumed",
     )
-    assert extras["loop"].stats.dead_lettered == 8
+    assert worker.loop.stats.dead_lettered == 8
     # stored: one impression, every outcome event (e0..e8, e6 too: lateness is decided
     # at close time), nothing emitted — the window is still open in event time
     assert _db_state(dsn) == (1, 0, len(SESSION))
@@ -177,7 +181,7 @@ async def test_feedback_join_is_exact_and_emitted_once(settings: Settings) -> No
     await _run_until(
         settings,
         "g2",
-        lambda x: x["loop"].stats.consumed == n2 and x["feedback_joiner"].emitted == 3,
+        lambda x: x.loop.stats.consumed == n2 and x.joiner.emitted == 3,
         "the window of req-1 to close",
     )
     # nothing else closed in the sweeps after it (req-2's window is still open)
@@ -223,7 +227,7 @@ async def test_feedback_join_is_exact_and_emitted_once(settings: Settings) -> No
     await _run_until(
         settings,
         "g3",
-        lambda x: x["loop"].stats.consumed == n2 and x["loop"].stats.commits > 0,
+        lambda x: x.loop.stats.consumed == n2 and x.loop.stats.commits > 0,
         "phase 3 consumed",
     )
     assert len(read_topic(settings, topics.feedback_examples.name, 3, timeout_s=2)) == 3

@@ -32,6 +32,7 @@ from tests.integration.users_harness import (
 )
 from workers.bootstrap import bootstrap
 from workers.runtime import preflight, serve_forever
+from workers.users_worker import UsersWorker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,7 +63,7 @@ async def test_state_is_exact_with_duplicates_and_bad_input_goes_to_the_dlq(
         await await_until(
             lambda: task.done() or caught_up(dsn, log, s), 120, 0.5, what="users caught up"
         )
-        updater = ctx.extras["users_updater"]
+        updater = ctx.handles.require(UsersWorker).updater
         assert_exact(dsn, log, s)  # read model, user_events and co-visitation
         assert updater.stats.duplicates >= len(log) - len({e.event_id for e in log})
         # offsets are committed behind the durable batches
