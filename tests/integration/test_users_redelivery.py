@@ -25,6 +25,7 @@ from tests.integration.users_harness import (
 )
 from workers.bootstrap import bootstrap
 from workers.runtime import serve_forever
+from workers.users_worker import UsersWorker
 
 
 def resent_log(n_users: int, per_user: int, seed: int = 13) -> tuple[list[UserEvent], int]:
@@ -82,14 +83,15 @@ async def test_resent_events_are_never_counted_twice_past_the_window_size(
     try:
 
         def consumed_all() -> bool:
-            updater = ctx.extras.get("users_updater")
-            if task.done() or updater is None:
+            handle = ctx.handles.get(UsersWorker)
+            if task.done() or handle is None:
                 return task.done()
-            return sum(o + 1 for o in updater.stats.durable_offsets.values()) >= len(log)
+            durable = handle.updater.stats.durable_offsets
+            return sum(o + 1 for o in durable.values()) >= len(log)
 
         await await_until(consumed_all, 120, 0.2, what="the whole log durable")
         assert not task.done()
-        updater = ctx.extras["users_updater"]
+        updater = ctx.handles.require(UsersWorker).updater
         assert updater.stats.batches > 10  # the states went through jsonb many times
     finally:
         stop.set()
