@@ -89,8 +89,9 @@ def topic_ids(settings: Settings, names: Iterable[str]) -> dict[str, str | None]
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return {}
+    client = _admin(settings)  # kept alive until the futures are resolved
     try:
-        futures = _admin(settings).describe_topics(
+        futures = client.describe_topics(
             TopicCollection(wanted), request_timeout=settings.admin_timeout_s
         )
     except KafkaException as exc:
