@@ -5,11 +5,17 @@ Thin: the at-least-once consumer loop (confluent-kafka) decodes batches (bad inp
 DLQ; an event whose key is not its user goes there too, as it would sit in another
 user's partition) and hands them to :class:`UserStateUpdater`:
 
-1. the batch's users' states are read from Postgres (``user_state``);
+1. the batch's users' states: from the process's cache of the states it made durable
+   itself, else read from Postgres (``user_state``);
 2. :func:`recsys.users.nearline.update_batch` — each user's state once per batch;
 3. :meth:`PgUserStates.write` — ``user_events`` + co-visitation + the new states in
-   one transaction (retried with backoff while Postgres is away);
+   one transaction, one statement (retried with backoff while Postgres is away); the
+   new states enter the cache only once durable;
 4. only then are the batch's offsets committed.
+
+The cache (``users_state_cache`` states, least recently used evicted) is dropped whenever
+the process's partitions are assigned or revoked: a user's events live in one partition,
+so while the process owns it no other process writes that user's state.
 
 Exactness without Kafka transactions (unavailable on Tansu): the state and the events
 that made it commit together, each state carries the ``(partition, offset)`` of its last
@@ -26,7 +32,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +65,8 @@ class UsersStats:
     batches: int = 0
     #: Users whose stored position belonged to another incarnation of user.events.
     incarnation_changes: int = 0
+    #: States read from Postgres (the others came from the cache).
+    state_reads: int = 0
     #: Busy time by phase, seconds: reading states, domain step, Postgres transaction.
     read_s: float = 0.0
     domain_s: float = 0.0
@@ -77,8 +86,12 @@ class UserStateUpdater:
         covisit: PgCovisitation,
         cfg: UserStateConfig,
         covisit_cfg: CovisitConfig,
+        cache_size: int = 0,
     ) -> None:
         self.store = store
+        #: States as last made durable by this process, for the partitions it owns.
+        self.cache: OrderedDict[str, UserState] = OrderedDict()
+        self.cache_size = cache_size
         self.covisit = covisit
         self.cfg = cfg
         self.covisit_cfg = covisit_cfg
@@ -112,6 +125,31 @@ class UserStateUpdater:
                     f"topic id {old}" if old else "an unrecorded incarnation",
                 )
 
+    def forget(self, *_: object) -> None:
+        """Drop the cached states (partitions assigned or revoked: another process may
+        have written them meanwhile)."""
+        self.cache.clear()
+
+    async def _states(self, user_ids: set[str]) -> dict[str, UserState]:
+        """The users' current states: cached when this process wrote them last, else
+        read from Postgres."""
+        found = {u: s for u in user_ids if (s := self.cache.get(u)) is not None}
+        missing = user_ids - found.keys()
+        if missing:
+            found.update(await self.store.get_many(missing))
+            self.stats.state_reads += len(missing)
+        return found
+
+    def _remember(self, states: Iterable[UserState]) -> None:
+        if not self.cache_size:
+            return
+        cache = self.cache
+        for state in states:
+            cache[state.user_id] = state
+            cache.move_to_end(state.user_id)
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
+
     async def apply(self, events: list[tuple[UserEvent, Position]]) -> None:
         """Apply one batch of decoded events (with their positions) durably.
 
@@ -120,7 +158,7 @@ class UserStateUpdater:
         """
         try:
             t0 = time.perf_counter()
-            states = await self.store.get_many({e.user_id for e, _ in events})
+            states = await self._states({e.user_id for e, _ in events})
             self._notice_incarnations(states, events)
             t1 = time.perf_counter()
             update = update_batch(states.get, events, self.cfg, self.covisit_cfg)
@@ -131,6 +169,7 @@ class UserStateUpdater:
                 )
                 self.stats.redelivered += result.redelivered
             t3 = time.perf_counter()
+            self._remember(update.states.values())  # durable now
         except DatabaseUnavailable as exc:
             raise Retryable(str(exc)) from exc
         self.stats.read_s += t1 - t0
@@ -167,6 +206,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         PgCovisitation(pool, s.covisit_half_life_h),
         UserStateConfig.from_settings(s.users),
         CovisitConfig.from_settings(s.users),
+        cache_size=s.users_state_cache,
     )
     dead = DeadLetters(ctx.producer, "users")
 
@@ -201,6 +241,8 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         producer=ctx.producer,
         max_batch=s.users_batch_size,
         consumer_overrides={"fetch.wait.max.ms": s.users_fetch_wait_ms},
+        on_assign=updater.forget,
+        on_revoke=updater.forget,
         group_id=ctx.overrides.group_id,
     )
     ctx.handles.put(UsersWorker(updater, loop))
