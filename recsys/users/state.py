@@ -291,8 +291,11 @@ def _decay(cfg: UserStateConfig, dt_s: float) -> float:
     return math.pow(2.0, -dt_s / (cfg.engagement_half_life_h * 3600.0))
 
 
-def _apply_one(state: UserState, event: UserEvent, cfg: UserStateConfig) -> None:
-    """Mutate ``state`` (a private copy) with one accepted event."""
+def _apply_one(
+    state: UserState, event: UserEvent, cfg: UserStateConfig, owned: Session | None = None
+) -> bool:
+    """Mutate ``state`` (a private copy) with one accepted event; whether it was counted
+    in the current session."""
     at = event.occurred_at
     state.events += 1
     state.counts[event.event_type] = state.counts.get(event.event_type, 0) + 1
@@ -316,26 +319,42 @@ def _apply_one(state: UserState, event: UserEvent, cfg: UserStateConfig) -> None
         state.recent_items = push_recent(
             state.recent_items, event.item_id, at, cfg.recent_items_max
         )
-    _apply_session(state, event, cfg)
+    counted = _apply_session(state, event, cfg, owned)
     _remember(state, event, cfg)
+    return counted
 
 
-def _apply_session(state: UserState, event: UserEvent, cfg: UserStateConfig) -> None:
+def _apply_session(
+    state: UserState, event: UserEvent, cfg: UserStateConfig, owned: Session | None
+) -> bool:
+    """Count the event in the user's session; False for a straggler of an earlier one.
+
+    ``owned`` is the session object this batch already copied (mutable in place); any
+    other session is copied before it changes, so the input state is never touched.
+    """
     at = event.occurred_at
     gap = timedelta(seconds=cfg.session_gap_s)
     current = state.session
     if current is None or at - current.last_at > gap:
-        current = Session(
+        # built from validated values: no need to validate them again
+        current = Session.model_construct(
             session_id=f"{state.user_id}:{int(at.timestamp() * 1000)}",
             started_at=at,
             last_at=at,
+            events=0,
+            items=[],
+            query=None,
+            query_at=None,
         )
     elif at < current.started_at - gap:
-        return  # a straggler from an earlier session
+        return False  # a straggler from an earlier session
     else:
-        current = current.model_copy()
-        current.started_at = min(current.started_at, at)
-        current.last_at = max(current.last_at, at)
+        if current is not owned:
+            current = current.model_copy()
+        if at < current.started_at:
+            current.started_at = at
+        if at > current.last_at:
+            current.last_at = at
     current.events += 1
     if is_visit(event):
         assert event.item_id is not None
@@ -344,6 +363,7 @@ def _apply_session(state: UserState, event: UserEvent, cfg: UserStateConfig) -> 
     if query and (current.query_at is None or at >= current.query_at):
         current.query, current.query_at = query, at
     state.session = current
+    return True
 
 
 @dataclass(frozen=True)
@@ -372,6 +392,7 @@ def apply_events(
     """
     current = _thaw(state) if state is not None else None
     accepted: list[Accepted] = []
+    owned: Session | None = None  # the session object this call made (mutable in place)
     for item in events:
         event, position = item if isinstance(item, tuple) else (item, None)
         if current is None:
@@ -381,12 +402,12 @@ def apply_events(
         if _is_duplicate(current, event, position):
             continue
         before = current.recent_items
-        session_before = current.session
-        _apply_one(current, event, cfg)
+        counted = _apply_one(current, event, cfg, owned)
         if position is not None:
             current.last_position = position
         session = current.session
-        counted = session is not None and session is not session_before
+        if counted:
+            owned = session  # copied or made by _apply_session
         accepted.append(
             Accepted(event, position, before, session.session_id if counted and session else None)
         )

@@ -257,3 +257,17 @@ def test_the_dedup_window_keeps_its_order_through_json() -> None:
     legacy = json.dumps(stored)
     with pytest.raises(ValueError, match="ordered array"):
         UserState.model_validate_json(legacy)
+
+
+def test_applying_a_batch_never_changes_the_input_state() -> None:
+    """Sessions are copied once per batch and then changed in place: the state given in
+    must stay as it was, whatever order stragglers and session events come in."""
+    first = [ev("VIEW", "a", s=1000), ev("SEARCH", s=1010, query="jazz")]
+    state = run(*first)
+    frozen = state.model_dump_json()
+    batch = [ev("VIEW", "old", s=10), ev("VIEW", "b", s=1020), ev("CLICK", "c", s=1030)]
+    new, accepted = apply_events(state, batch, CFG)
+    assert state.model_dump_json() == frozen
+    assert new is not None and new.session is not None and new.session.events == 4
+    assert [a.session_id is not None for a in accepted] == [False, True, True]
+    assert new == fold([*first, *batch], CFG)["u1"]
