@@ -42,12 +42,14 @@ def test_batch_groups_per_user_and_pairs_visits_only() -> None:
     assert {u: st.without_dedup() for u, st in out.states.items()} == {
         u: st.without_dedup() for u, st in offline.items()
     }
-    assert out.states["a"].seen == offline["a"].seen and out.states["a"].last_position == ("t", 0, 3)
+    assert out.states["a"].seen == offline["a"].seen
+    assert out.states["a"].last_position == ("t", 0, 3)
     pairs = {a.event.event_id: p for a, p in out.accepted}
     assert [(x, y) for x, y, _ in pairs["3"]] == [("z", "x"), ("x", "z")]
     assert pairs["1"] == pairs["2"] == pairs["4"] == pairs["5"] == []
     # a second batch continues from the states of the first
     states: dict[str, UserState] = dict(out.states)
-    more = update_batch(states.get, [(ev("b", "VIEW", "x", 9, "6"), Position("t", 1, 0))], cfg, ccfg)
+    later = ev("b", "VIEW", "x", 9, "6")
+    more = update_batch(states.get, [(later, Position("t", 1, 0))], cfg, ccfg)
     assert more.states["b"].events == 3
     assert [(x, y) for x, y, _ in more.accepted[0][1]] == [("x", "y"), ("y", "x")]
