@@ -37,7 +37,7 @@ def line_chart(
     height: int = 200,
 ) -> Markup:
     """Lines over time (``(unix time, value)`` points per series name)."""
-    pad_l, pad_r, pad_t, pad_b = 56, 10, 24, 34
+    pad_l, pad_r, pad_t, pad_b = 56, 10, 24, 46
     points = [p for s in series.values() for p in s]
     head = (
         f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" '
@@ -71,7 +71,7 @@ def line_chart(
     for t in (t0, (t0 + t1) / 2, t1):
         label = time.strftime("%H:%M:%S", time.localtime(t))
         parts.append(
-            f'<text x="{x(t):.1f}" y="{height - pad_b + 14}" text-anchor="middle" '
+            f'<text x="{x(t):.1f}" y="{height - pad_b + 12}" text-anchor="middle" '
             f'class="ax">{label}</text>'
         )
     for i, (name, pts) in enumerate(sorted(series.items())):
