@@ -160,7 +160,6 @@ def dashboard(
     in the foreground until Ctrl-C. Off 127.0.0.1 it needs STREAMREC_DASHBOARD_TOKEN or
     STREAMREC_DASHBOARD_PASSWORD."""
     from dashboard.server import Dashboard
-
     from stack.embedded import running_postgres_dsn
 
     settings = load(

@@ -104,9 +104,8 @@ def serving_page(scraper: Scraper, tail: TailIndex) -> dict[str, Any]:
     cost = scraper.rate(w, "streamrec_llm_cost_usd_total", worker=w).get("all", [])
     requests_rate = scraper.rate(w, "streamrec_serve_requests_total").get("all", [])
     used_rate = scraper.rate(w, "streamrec_serve_llm_used_requests_total").get("all", [])
-    involvement = [
-        (t, 100.0 * u / r) for (t, r), (_, u) in zip(requests_rate, used_rate, strict=False) if r
-    ]
+    used_at = dict(used_rate)
+    involvement = [(t, 100.0 * used_at.get(t, 0.0) / r) for t, r in requests_rate if r > 0]
     breaker = {
         s.labels.get("state"): s.value
         for s in (snap.select("streamrec_llm_breaker_state", worker=w) if snap else [])

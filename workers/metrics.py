@@ -10,12 +10,13 @@ The generic consumer-loop metrics are in :mod:`streams.metrics`.
 
 Label values are bounded: routes, warmth buckets and use cases are enums; decision and
 fallback reasons are the fixed codes of :mod:`recsys.serving` and :mod:`recsys.llm`
-(anything else is counted as ``other``).
+(a value that is not a short lower-case code is counted as ``other``).
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,11 +72,15 @@ REASONS = frozenset(
 )
 
 
+_CODE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
 def _reason(value: str | None) -> str:
+    """A label-safe reason: the known codes, any other short code of our own, else other."""
     if not value:
         return "none"
-    if value in REASONS or value.startswith("http_"):
-        return value if len(value) <= 16 else "other"
+    if value in REASONS or _CODE.fullmatch(value):
+        return value
     return "other"
 
 
