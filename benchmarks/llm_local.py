@@ -49,8 +49,8 @@ from recsys.records import CatalogChange, LlmInvolvement, ValidationResult
 from recsys.serving.intent import Intent, IntentParser
 from recsys.serving.rerank import Candidate, LlmReranker, RerankContext
 from recsys.serving.rerank_compact import compact_candidate, parse_compact
+from stack.embedded import free_port
 from stack.local_llm.launcher import EmbeddedLlm
-from streams.embedded import free_port
 from streams.settings import Settings
 
 CANDIDATES = 20
@@ -168,7 +168,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         log(
             f"intent: {len(called)} calls ({len(intents) - len(called)} not called: "
             f"{sorted({o.fallback_reason for o in intents if not o.called})}), valid "
-            f"{valid['intent']:.3f}, fallbacks {[o.fallback_reason for o in called if not o.used][:10]}"
+            f"{valid['intent']:.3f}, fallbacks "
+            f"{[o.fallback_reason for o in called if not o.used][:10]}"
         )
         # ---- rerank
         reranker = LlmReranker(client, cap=CANDIDATES, cache_size=0, prompt_style=args.style)

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from recsys import db
-from streams.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from stack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from streams.settings import Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -89,6 +89,10 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "batch_fetch_wait_ms": 20,
         "fetch_wait_ms": 5,
         "admin_timeout_s": 10.0,
+        # no metrics endpoints unless a test asks for them on ports of its own: the default
+        # range is one per machine, so two worker processes of a test (or two test
+        # sessions) would collide on it
+        "metrics_port": 0,
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]
@@ -140,7 +144,7 @@ def embedder() -> Any:
 @pytest.fixture
 def llm_server() -> Iterator[Any]:
     """Our simulated OpenAI-compatible LLM on a free port, honest until told otherwise."""
-    from recsys.llm.server import SimulatedLlmServer
+    from testkit.llm_server import SimulatedLlmServer
 
     with SimulatedLlmServer() as server:
         yield server

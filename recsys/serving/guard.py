@@ -20,7 +20,7 @@ What is flagged (``reasons`` name the category and the language):
 in English, French, German, Spanish, Italian, Portuguese, Russian and Chinese. Matching
 runs on a normalised copy (case-folded, Latin accents stripped, zero-width characters
 removed), so "IGNORE", "ignórá" and "ig\u200bnore" look alike. The rules are data in
-:mod:`recsys.serving.guard_rules`, tuned on :mod:`recsys.serving.injection_corpus`,
+:mod:`recsys.serving.guard_rules`, tuned on :mod:`testkit.injection_corpus`,
 whose benign half keeps them from flagging ordinary queries ("no horror please") and
 descriptions ("ignorance", "the first"). A scan of ordinary ASCII text costs tens of
 microseconds: rules are looked up by the word stems the text contains, and only the few

@@ -10,7 +10,6 @@ its parent.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import signal
@@ -23,19 +22,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from stack.embedded import die_with_parent, port_is_free
 from stack.local_llm.exceptions import LocalLlmError
 from stack.local_llm.model_file import ModelFile, resolve_model_file
-from streams.embedded import port_is_free
 from streams.exceptions import PortInUse
 
 __all__ = ["EmbeddedLlm"]
 
 log = logging.getLogger(__name__)
-
-
-def _die_with_parent() -> None:  # preexec_fn
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
 class EmbeddedLlm:
@@ -110,7 +104,10 @@ class EmbeddedLlm:
             out = self.log_path.open("ab")
         try:
             self._proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=lambda: die_with_parent(signal.SIGTERM),
             )
         finally:
             if out is not subprocess.DEVNULL:

@@ -18,12 +18,17 @@ The prompt family follows ``llm_prompts`` (auto → compact with the local LLM).
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from typing import Any
 
+from stack.local_llm.exceptions import ModelNotInstalled
 from stack.local_llm.launcher import EmbeddedLlm
+from stack.local_llm.model_file import DEFAULT_MODEL_SHA256, MODEL_LICENCE, resolve_model_file
 from streams.settings import Settings
+from workers.capabilities import Capability
 
-__all__ = ["embedded_llm", "local_llm_overrides"]
+__all__ = ["embedded_llm", "local_llm_capability", "local_llm_overrides"]
 
 #: Enrichment deadline (per batch) with the local LLM, unless set explicitly.
 LOCAL_ENRICH_DEADLINE_S = 900.0
@@ -63,3 +68,30 @@ def local_llm_overrides(settings: Settings, llm: EmbeddedLlm) -> dict[str, Any]:
     # every field as set, so model_fields_set cannot tell)
     changes.update({k: v for k, v in defaults.items() if getattr(settings, k) == fields[k].default})
     return changes
+
+
+def _answers(url: str, timeout_s: float) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return int(response.status) < 400
+    except (OSError, ValueError):
+        return False
+
+
+def local_llm_capability(settings: Settings, timeout_s: float = 3.0) -> Capability:
+    """``doctor``'s line for the local LLM: model name, file sha256, licence, running or not."""
+    try:
+        model = resolve_model_file(settings.llm_local_model_path)
+    except ModelNotInstalled as exc:
+        return Capability("local LLM", "error" if settings.llm_local else "off", str(exc))
+    digest = model.sha256
+    pinned = digest == DEFAULT_MODEL_SHA256
+    about = (
+        f"{model.name}, sha256 {digest} ({'the pinned file' if pinned else 'not the pinned file'}"
+        f"), {model.size_mb:.0f} MB, licence {MODEL_LICENCE if pinned else 'see the file'}"
+    )
+    port = settings.llm_local_port
+    if _answers(f"http://127.0.0.1:{port}/v1/models", timeout_s):
+        return Capability("local LLM", "on", f"{about}; serving on port {port}")
+    hint = "" if settings.llm_local else " (start it with `streamrec up --llm local`)"
+    return Capability("local LLM", "off", f"{about}; not running{hint}")

@@ -28,9 +28,9 @@ from recsys.movielens import MovieLens
 from recsys.records import EnrichmentStatus, LlmInvolvement, LlmUseCase, ValidationResult
 from recsys.serving.intent import IntentParser
 from recsys.serving.rerank import Candidate, LlmReranker, RerankContext
+from stack.embedded import free_port
 from stack.local_llm.launcher import EmbeddedLlm
 from stack.local_llm.model_file import DEFAULT_MODEL_SHA256
-from streams.embedded import free_port
 from tests.integration.serving_support import ask, serving, world
 from tests.integration.serving_world import World
 from workers.serve_wiring import llm_parts

@@ -4,6 +4,7 @@ commit hold-back, range reading, byte-exact re-encoding and exports."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -39,22 +40,35 @@ SCHEMA = SERDE.codec(FeedbackExample).schema
 
 def example(n: int) -> FeedbackExample:
     return FeedbackExample(
-        example_id=f"r{n}:i", request_id=f"r{n}", user_id="u1", item_id="i", rank=1,
-        route="CF", warmth_bucket="WARM", llm_used=n % 2 == 0, propensity=1.0,
-        clicked=n % 3 == 0, rating=4.0 if n % 5 == 0 else None,
+        example_id=f"r{n}:i",
+        request_id=f"r{n}",
+        user_id="u1",
+        item_id="i",
+        rank=1,
+        route="CF",
+        warmth_bucket="WARM",
+        llm_used=n % 2 == 0,
+        propensity=1.0,
+        clicked=n % 3 == 0,
+        rating=4.0 if n % 5 == 0 else None,
         impression_at=datetime(2026, 1, 31, 12, tzinfo=UTC),
-    )  # fmt: skip
+    )
 
 
 def message(n: int, partition: int = 0, ts: int = DAY1) -> ArchivedMessage:
     record = example(n)
     raw = SERDE.encode(record, f"{TOPIC}-value")
     return ArchivedMessage(
-        topic=TOPIC, partition=partition, offset=n, timestamp_ms=ts, key="u1",
+        topic=TOPIC,
+        partition=partition,
+        offset=n,
+        timestamp_ms=ts,
+        key="u1",
         headers=[("traceparent", b"00-abc-def-01"), ("empty", b"")],
-        schema_id=schema_id_of_wire(raw), value=record.model_dump(mode="python"),
+        schema_id=schema_id_of_wire(raw),
+        value=record.model_dump(mode="python"),
         value_schema=SCHEMA,
-    )  # fmt: skip
+    )
 
 
 class Clock:
@@ -204,15 +218,86 @@ def test_a_value_from_an_older_schema_keeps_its_original_bytes() -> None:
     buf.write(struct.pack(">bI", MAGIC_BYTE, old_id))
     schemaless_writer(buf, parse_schema(older), datum)
     raw = buf.getvalue()
-    spec = TopicSpec(base=TOPIC, name=TOPIC, key="user_id", value=FeedbackExample, partitions=1,
-                     description="")  # fmt: skip
-    archived = archived_from_raw(topic=TOPIC, partition=0, offset=0, timestamp_ms=DAY1, key=b"u1",
-                                 headers=[], value=raw, spec=spec, serde=serde)  # fmt: skip
+    spec = TopicSpec(
+        base=TOPIC, name=TOPIC, key="user_id", value=FeedbackExample, partitions=1, description=""
+    )
+    archived = archived_from_raw(
+        topic=TOPIC,
+        partition=0,
+        offset=0,
+        timestamp_ms=DAY1,
+        key=b"u1",
+        headers=[],
+        value=raw,
+        spec=spec,
+        serde=serde,
+    )
     assert archived.schema_id == old_id
     assert archived.value["serve_latency_ms"] == 0.0  # read with today's schema
     assert archived.raw_value == raw and wire_bytes(archived) == raw
     # today's writer: no copy of the bytes is needed
     current = serde.encode(example(1), f"{TOPIC}-value")
-    plain = archived_from_raw(topic=TOPIC, partition=0, offset=1, timestamp_ms=DAY1, key=b"u1",
-                              headers=[], value=current, spec=spec, serde=serde)  # fmt: skip
+    plain = archived_from_raw(
+        topic=TOPIC,
+        partition=0,
+        offset=1,
+        timestamp_ms=DAY1,
+        key=b"u1",
+        headers=[],
+        value=current,
+        spec=spec,
+        serde=serde,
+    )
     assert plain.raw_value is None and wire_bytes(plain) == current
+
+
+def _writer(root: Path) -> ArchiveWriter:
+    w = ArchiveWriter(root, roll_bytes=1 << 20, roll_s=60)
+    w.register(TOPIC, SCHEMA)
+    return w
+
+
+def _in(topic_id: str | None, *ns: int, ts: int = DAY1) -> list[ArchivedMessage]:
+    return [dataclasses.replace(message(n, ts=ts), topic_id=topic_id) for n in ns]
+
+
+def test_a_recreated_topic_is_archived_as_a_new_incarnation(tmp_path: Path) -> None:
+    """Offsets start again at 0 in a new incarnation: nothing of it is skipped."""
+    from recsys.archive.incarnations import load_incarnations
+
+    w = _writer(tmp_path)
+    assert all(w.write(m) for m in _in("id-A", 0, 1, 2))
+    w.close()
+    w = _writer(tmp_path)  # a new process, the topic recreated (or the broker restarted)
+    assert all(w.write(m) for m in _in("id-B", 0, 1, 2, 3))
+    assert not w.write(_in("id-B", 2)[0])  # a redelivery within the new incarnation
+    w.close()
+    assert [(i.epoch, i.topic_id) for i in load_incarnations(tmp_path, TOPIC)] == [
+        (0, "id-A"),
+        (1, "id-B"),
+    ]
+    names = sorted(f.path.name for f in list_files(tmp_path, TOPIC))
+    assert names == [
+        "e0001-p0000-000000000000-000000000003.avro",
+        "p0000-000000000000-000000000002.avro",
+    ]
+    assert [m.offset for m in read_archive(tmp_path, TOPIC)] == [0, 1, 2, 0, 1, 2, 3]
+    assert w.stats.incarnations == 1 and w.stats.skipped == 1
+
+
+def test_an_archive_without_incarnations_is_adopted_only_when_the_topic_continues_it(
+    tmp_path: Path,
+) -> None:
+    for root, continues in ((tmp_path / "same", True), (tmp_path / "new", False)):
+        w = _writer(root)
+        for m in _in(None, 0, 1, 2):  # written before incarnations were recorded
+            w.write(m)
+        w.close()
+        (root / TOPIC / "incarnations.json").unlink(missing_ok=True)
+        w = _writer(root)
+        # the same topic redelivers offset 2 (identical message); a new one starts at 0
+        first = _in("id-X", 2)[0] if continues else _in("id-Y", 0, ts=DAY1 + 5)[0]
+        assert w.write(first) is not continues
+        w.close()
+        epochs = {f.epoch for f in list_files(root, TOPIC)}
+        assert epochs == ({0} if continues else {0, 1})

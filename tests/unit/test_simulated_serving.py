@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from recsys.llm.prompts import quote_untrusted
-from recsys.llm.simulated_serving import (
+from recsys.serving.intent import intent_schema
+from recsys.serving.rerank import rerank_schema
+from testkit.simulated_serving import (
     GARBAGE_ID,
     explanation_answer,
     intent_answer,
@@ -11,8 +13,6 @@ from recsys.llm.simulated_serving import (
     rerank_answer,
     words,
 )
-from recsys.serving.intent import intent_schema
-from recsys.serving.rerank import rerank_schema
 
 CANDIDATES = [
     {
