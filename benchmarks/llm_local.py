@@ -130,7 +130,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         threads=args.threads,
         log_dir=Path(tempfile.mkdtemp(prefix="llm-local-bench-")),
     )
-    llm.start(timeout_s=300)
+    llm.start(timeout_s=900)
     log(f"server ready in {time.monotonic() - started:.1f}s; log {llm.log_path}")
     load_s = float(llm.card.get("meta", {}).get("load_s", float("nan")))
     client = LlmClient(
