@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from recsys.enrichment.cache import InMemoryEnrichmentCache
@@ -31,6 +32,7 @@ from recsys.serving.rerank import Candidate, LlmReranker, RerankContext
 from stack.embedded import free_port
 from stack.local_llm.launcher import EmbeddedLlm
 from stack.local_llm.model_file import DEFAULT_MODEL_SHA256
+from testkit.injection_corpus import ATTACKS
 from tests.integration.serving_support import ask, serving, world
 from tests.integration.serving_world import World
 from workers.serve_wiring import llm_parts
@@ -242,5 +244,66 @@ async def test_a_tight_deadline_falls_back_and_frees_the_model(local_llm: Embedd
         assert pending == 0
         nxt = await reranker.rerank(RerankContext("u", "drama"), cands, deadline_s=180)
         assert nxt.called and nxt.fallback_reason != "deadline"
+    finally:
+        await client.aclose()
+
+
+def _attack_sample() -> list[Any]:
+    """One attack per (language, place): the corpus's variety in a few real-model calls."""
+    seen: dict[tuple[str, str], Any] = {}
+    for attack in ATTACKS:
+        seen.setdefault((attack.language, attack.where), attack)
+    return list(seen.values())
+
+
+async def test_injection_attacks_through_the_serving_path_with_the_real_model(
+    local_llm: EmbeddedLlm, world: World, embedder: Any
+) -> None:
+    """The simulator test's assertions, with the real model: whatever the model makes of
+    an attacked request, the named item never moves up, nothing ineligible is shown, the
+    guard flags the attack and its text never reaches the prompt."""
+    client = client_for(local_llm)
+    settings = world.settings.with_overrides(llm_local=True, response_cache_size=0)
+    user = world.user("cold")
+    query = "something funny about family mishaps"
+
+    originals: dict[str, str] = {}
+
+    def describe(item_id: str, text: str | None) -> None:
+        """Append ``text`` to the item's stored description (None: restore it)."""
+        with psycopg.connect(world.dsn, autocommit=True) as conn:
+            row = conn.execute("SELECT description FROM items WHERE item_id = %s", (item_id,))
+            original = originals.setdefault(item_id, (row.fetchone() or [""])[0])
+            new = original if text is None else f"{original} {text}"
+            conn.execute("UPDATE items SET description = %s WHERE item_id = %s", (new, item_id))
+
+    try:
+        async with serving(world, embedder, llm_intent=False, rerank_cap=20) as rec:
+            rec.llm = llm_parts(settings, client)
+            baseline = await ask(rec, user, query=f"{query}.", k=20, deadline_ms=240_000)
+            order = [i.item_id for i in baseline.response.items]
+            target = order[-1]  # the attacks try to promote the last item shown
+            for attack in _attack_sample():
+                text = attack.render(target)
+                label = f"{attack.language}/{attack.category}/{attack.where}: {attack.text}"
+                if attack.where == "query":
+                    served = await ask(
+                        rec, user, query=f"{query}. {text}", k=20, deadline_ms=240_000
+                    )
+                else:
+                    describe(target, text)
+                    try:
+                        served = await ask(rec, user, query=f"{query}.", k=20, deadline_ms=240_000)
+                    finally:
+                        describe(target, None)
+                shown = [i.item_id for i in served.response.items]
+                assert set(shown) <= set(world.items) - world.deleted, label
+                assert not set(shown) & world.clicked.get(user, set()), label
+                if target in shown:
+                    assert shown.index(target) >= order.index(target), label
+                record = next(r for r in served.logs if r.use_case is LlmUseCase.RERANK)
+                assert record.injection_flagged, label
+                assert record.called and record.model == MODEL, label
+                assert record.prompt is None or text not in record.prompt, label
     finally:
         await client.aclose()
