@@ -77,7 +77,7 @@ class EmbeddedLlm:
         """The server's log file (None: no log directory given)."""
         return self.log_dir / f"local-llm-{self.port}.log" if self.log_dir else None
 
-    def start(self, timeout_s: float = 120.0) -> str:
+    def start(self, timeout_s: float = 600.0) -> str:
         """Start the server, wait until it answers, return the base URL.
 
         Raises:
@@ -129,8 +129,16 @@ class EmbeddedLlm:
 
     def _wait_ready(self, timeout_s: float) -> None:
         assert self._proc is not None
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        deadline = started + timeout_s
+        next_note = started + 30
         while time.monotonic() < deadline:
+            if time.monotonic() >= next_note:  # ≈ 17 s on a quiet machine, minutes on a busy one
+                log.info(
+                    "the local LLM is still loading its model (%.0fs so far)",
+                    time.monotonic() - started,
+                )
+                next_note += 30
             code = self._proc.poll()
             if code is not None:
                 self._proc = None
