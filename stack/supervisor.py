@@ -27,7 +27,7 @@ from pathlib import Path
 from stack.embedded import die_with_parent
 from streams.settings import ENV_PREFIX, Settings
 
-__all__ = ["Supervisor", "WorkerStatus", "settings_env"]
+__all__ = ["Supervisor", "WorkerStatus", "process_names", "settings_env"]
 
 #: Restarts within a minute from which a worker counts as crash-looping.
 CRASH_LOOP_RESTARTS = 2
@@ -60,6 +60,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 @dataclass
 class _Child:
     name: str
+    #: The worker this process runs (``serve`` for ``serve``, ``serve-2``, …).
+    worker: str = ""
     proc: subprocess.Popen[bytes] | None = None
     restarts: list[float] = field(default_factory=list)
     #: starting/running, restarting (in backoff), failed (given up), stopped
@@ -87,8 +89,23 @@ class WorkerStatus:
         return self.state == "failed" or self.restarts_last_min >= CRASH_LOOP_RESTARTS
 
 
+def _processes(settings: Settings, worker: str) -> int:
+    """How many processes of ``worker`` to run (only ``serve`` scales out today)."""
+    return settings.serve_processes if worker == "serve" else 1
+
+
+def process_names(worker: str, processes: int) -> list[str]:
+    """Names of a worker's processes: ``serve``, then ``serve-2``, ``serve-3``, …"""
+    return [worker, *(f"{worker}-{i}" for i in range(2, processes + 1))]
+
+
 class Supervisor:
-    """Starts, watches and stops one process per worker."""
+    """Starts, watches and stops the workers' processes.
+
+    One process per worker, except ``serve``: ``serve_processes`` of them, in one
+    consumer group (the group splits the ``rec.requests`` partitions between them), each
+    with its own log file and restart bookkeeping, sharing the worker's metrics directory.
+    """
 
     def __init__(
         self,
@@ -100,7 +117,11 @@ class Supervisor:
         log_dir: str | None = None,
     ) -> None:
         self.settings = settings
-        self.children = {name: _Child(name) for name in workers}
+        self.children = {
+            name: _Child(name, worker)
+            for worker in workers
+            for name in process_names(worker, _processes(settings, worker))
+        }
         self.grace_s = grace_s
         self.max_restarts = max_restarts_per_min
         self.log_dir = log_dir
@@ -112,9 +133,9 @@ class Supervisor:
         return self.metrics_root / name
 
     def _spawn(self, child: _Child) -> None:
-        cmd = [sys.executable, "-m", "cli.app", "worker", child.name]
+        cmd = [sys.executable, "-m", "cli.app", "worker", child.worker]
         env = settings_env(self.settings)
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir(child.name))
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir(child.worker))
         stdout = None
         if self.log_dir:
             os.makedirs(self.log_dir, exist_ok=True)
@@ -138,16 +159,17 @@ class Supervisor:
         try:
             from prometheus_client import multiprocess
 
-            multiprocess.mark_process_dead(child.proc.pid, str(self.metrics_dir(child.name)))
+            multiprocess.mark_process_dead(child.proc.pid, str(self.metrics_dir(child.worker)))
         except OSError:  # pragma: no cover - the directory went away
             pass
 
     def start(self) -> None:
         """Start every worker (with empty metrics directories)."""
-        for child in self.children.values():
-            folder = self.metrics_dir(child.name)
+        for worker in {child.worker for child in self.children.values()}:
+            folder = self.metrics_dir(worker)
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True, exist_ok=True)
+        for child in self.children.values():
             self._spawn(child)
 
     def status(self) -> list[WorkerStatus]:

@@ -301,7 +301,19 @@ class ServingSettings(_Section):
 
     rerank_cap: int = Field(30, ge=1, le=50, description="Candidates the LLM may rerank.")
     candidate_pool: int = Field(100, ge=10, description="Candidates gathered per request.")
-    serve_concurrency: int = Field(32, ge=1, description="Requests served concurrently.")
+    serve_concurrency: int = Field(
+        32,
+        ge=1,
+        description="Requests one serve process has in flight at most (consumed, not yet "
+        "answered and acknowledged); at the bound it stops fetching (back-pressure).",
+    )
+    serve_processes: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="serve processes `streamrec up` runs in one consumer group (the group "
+        "splits rec.requests' partitions between them: more than user_partitions idle).",
+    )
     response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
     route_epsilon: float = Field(
         0.05,
