@@ -314,6 +314,13 @@ class ServingSettings(_Section):
         description="serve processes `streamrec up` runs in one consumer group (the group "
         "splits rec.requests' partitions between them: more than user_partitions idle).",
     )
+    serve_commit_interval_ms: int = Field(
+        200,
+        ge=1,
+        description="How often serve commits the offsets of answered requests (in order, up "
+        "to the first unanswered one). Shorter: fewer requests answered twice after a crash "
+        "or rebalance; longer: fewer commit requests on the broker.",
+    )
     response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
     route_epsilon: float = Field(
         0.05,

@@ -26,6 +26,7 @@ from recsys.records import RecRequest
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.serving.recommender import Recommender
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
+from streams.pipelined_loop import PipelinedLoop
 from streams.tracing import consume_span
 from workers.bootstrap import Context
 from workers.metrics import observe_served
@@ -92,14 +93,14 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         except DatabaseUnavailable as exc:
             raise Retryable(str(exc)) from exc
 
-    loop = ConsumerLoop(
+    loop = PipelinedLoop(
         s,
         worker="serve",
         inputs=[topics.rec_requests],
         handler=handle,
         producer=producer,
-        latency_sensitive=True,
-        max_batch=max(1, s.serve_concurrency),
+        max_in_flight=s.serve_concurrency,
+        commit_interval_s=s.serve_commit_interval_ms / 1000.0,
     )
     ctx.handles.put(ServeWorker(recommender, loop))
     try:
