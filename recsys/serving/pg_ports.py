@@ -66,8 +66,7 @@ class PgUsers:
         self.consumed_limit = consumed_limit
 
     async def view(self, user_id: str) -> UserView:
-        state = await self.states.get(user_id)
-        consumed = await self.states.consumed(user_id, self.consumed_limit)
+        state, consumed = await self.states.state_and_consumed(user_id, self.consumed_limit)
         return view_of(user_id, state, consumed)
 
 
