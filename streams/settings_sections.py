@@ -321,6 +321,20 @@ class ServingSettings(_Section):
         "to the first unanswered one). Shorter: fewer requests answered twice after a crash "
         "or rebalance; longer: fewer commit requests on the broker.",
     )
+    serve_item_cache_size: int = Field(
+        20_000,
+        ge=0,
+        description="Items whose details and serving vectors each serve process keeps in "
+        "memory (LRU, ≈ 2.5 kB each; invalidated by catalog.enriched; eligibility is always "
+        "checked in Postgres). 0 = every read goes to Postgres.",
+    )
+    serve_embed_threads: int = Field(
+        1,
+        ge=1,
+        description="torch threads of each serve process's query embedding. More than one "
+        "on a busy machine makes one query many times slower (threads wait for each "
+        "other); scale with serve_processes instead.",
+    )
     response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
     route_epsilon: float = Field(
         0.05,

@@ -1,10 +1,15 @@
 """Worker `serve`: rec.requests → rec.responses + rec.llm-log.
 
-Thin: decode (the consumer loop dead-letters bad requests) → :class:`Recommender` →
-emit the response and one LLM-involvement record per LLM decision → flush → commit.
-Requests of a batch are served concurrently (bounded by ``serve_concurrency``); each
-continues the trace of its request. Postgres away is :class:`Retryable` (the batch is
-served again: responses are keyed by ``request_id``, so a repeat is recognisable).
+Thin: decode (the loop dead-letters bad requests) → :class:`Recommender` → emit the
+response and one LLM-involvement record per LLM decision. The
+:class:`~streams.pipelined_loop.PipelinedLoop` serves each request as it arrives (at most
+``serve_concurrency`` in flight) and commits, in order, the offsets of requests whose
+outputs the broker acknowledged; each request continues its trace. Postgres away is
+:class:`Retryable` (that request is served again: responses are keyed by
+``request_id``, so a repeat is recognisable). Item details and vectors are cached per
+process (:mod:`recsys.serving.item_cache`), invalidated from ``catalog.enriched``
+(:class:`~streams.follow.KeyFollower`); several processes share the requests through the
+consumer group (``serve_processes``). Design and figures: docs/workers/serve.md.
 
 User state comes from the users worker's Postgres read model, measured at a few ms per
 read: a co-partitioned local table would need the serving process to consume the
@@ -20,12 +25,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from recsys.embedding import Embedder, SentenceTransformerEmbedder
+from recsys.embedding import Embedder, SentenceTransformerEmbedder, limit_threads
 from recsys.exceptions import DatabaseUnavailable
 from recsys.records import RecRequest
+from recsys.serving.item_cache import ItemCache
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.serving.recommender import Recommender
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
+from streams.follow import KeyFollower
 from streams.pipelined_loop import PipelinedLoop
 from streams.tracing import consume_span
 from workers.bootstrap import Context
@@ -44,6 +51,8 @@ class ServeWorker:
 
     recommender: Recommender
     loop: ConsumerLoop
+    item_cache: ItemCache
+    invalidations: KeyFollower
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:
@@ -56,12 +65,26 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     if not await load_model(embedder, stop, worker="serve"):
         log.info("serve: stopped while the embedding model was loading")
         return
+    aloop = asyncio.get_running_loop()
+    if ctx.overrides.embedder is None:
+        await aloop.run_in_executor(None, limit_threads, s.serve_embed_threads)
     encoder = QueryEncoder(embedder)
     await encoder.embed("warm up the query path")
     client, off_reason = llm_client(ctx)
     if client is not None:  # import the SDK now, not inside the first request's deadline
-        await asyncio.get_running_loop().run_in_executor(None, lambda: client.sdk)
-    recommender = build_recommender(s, apool, encoder, client)
+        await aloop.run_in_executor(None, lambda: client.sdk)
+    cache = ItemCache(s.serve_item_cache_size)
+    # follow catalog.enriched from its end before anything is cached (streams/follow.py)
+    follower = await aloop.run_in_executor(
+        None,
+        KeyFollower(
+            s,
+            topics.catalog_enriched,
+            on_keys=lambda keys: aloop.call_soon_threadsafe(cache.invalidate, keys),
+            on_gap=lambda: aloop.call_soon_threadsafe(cache.clear),
+        ).start,
+    )
+    recommender = build_recommender(s, apool, encoder, client, item_cache=cache)
     log.info(
         "serve: model %s, LLM %s, policy %s",
         embedder.name,
@@ -102,10 +125,11 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         max_in_flight=s.serve_concurrency,
         commit_interval_s=s.serve_commit_interval_ms / 1000.0,
     )
-    ctx.handles.put(ServeWorker(recommender, loop))
+    ctx.handles.put(ServeWorker(recommender, loop, cache, follower))
     try:
         await loop.run(stop)
     finally:
+        follower.stop()
         encoder.close()
         if client is not None:
             await client.aclose()

@@ -1,4 +1,11 @@
-"""Embedding request text off the event loop, with a small cache for repeated queries."""
+"""Embedding request text off the event loop, micro-batched, with a cache for repeats.
+
+One dedicated thread runs the model. Queries that arrive while it is busy wait and go
+together in the next forward pass (at most ``max_batch``): nobody waits for a timer when
+the thread is idle, and under load one pass embeds several queries for little more than
+the price of one (all-MiniLM-L6-v2 on one CPU thread here: ≈ 20 ms for one text, ≈ 10 ms
+per text in batches of 16). Identical texts in flight are embedded once.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +21,20 @@ __all__ = ["QueryEncoder"]
 
 
 class QueryEncoder:
-    """:class:`~recsys.serving.ports.QueryEmbedder` over a sentence-transformers embedder.
+    """:class:`~recsys.serving.ports.QueryEmbedder` over a sentence-transformers embedder."""
 
-    One dedicated thread: torch already uses the cores, and a single thread keeps one
-    query's latency predictable instead of interleaving several.
-    """
-
-    def __init__(self, embedder: Embedder, cache_size: int = 4096) -> None:
+    def __init__(self, embedder: Embedder, cache_size: int = 4096, max_batch: int = 16) -> None:
         self.embedder = embedder
         self.cache_size = cache_size
+        self.max_batch = max(1, max_batch)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-embed")
+        #: normalised text → (text, futures waiting for its vector), in arrival order
+        self._waiting: dict[str, tuple[str, list[asyncio.Future[np.ndarray]]]] = {}
+        self._busy = False
+        #: forward passes run and texts embedded (observability and tests)
+        self.batches = 0
+        self.embedded = 0
 
     @property
     def name(self) -> str:
@@ -36,12 +46,42 @@ class QueryEncoder:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, (text, []))[1].append(future)
+        if not self._busy:
+            self._busy = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
-        vector = (await loop.run_in_executor(self._pool, self.embedder.embed, [text]))[0]
+        try:
+            while self._waiting:
+                keys = list(self._waiting)[: self.max_batch]
+                batch = [(key, *self._waiting.pop(key)) for key in keys]
+                texts = [text for _, text, _ in batch]
+                try:
+                    vectors = await loop.run_in_executor(self._pool, self.embedder.embed, texts)
+                except Exception as exc:  # every waiter of this batch gets the error
+                    for _, _, futures in batch:
+                        for f in futures:
+                            if not f.done():
+                                f.set_exception(exc)
+                    continue
+                self.batches += 1
+                self.embedded += len(batch)
+                for (key, _, futures), vector in zip(batch, vectors, strict=True):
+                    self._remember(key, vector)
+                    for f in futures:
+                        if not f.done():
+                            f.set_result(vector)
+        finally:
+            self._busy = False
+
+    def _remember(self, key: str, vector: np.ndarray) -> None:
         self._cache[key] = vector
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        return vector
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
