@@ -242,6 +242,9 @@ class PipelinedLoop(ConsumerLoop):
                 messages: list[Message] = await loop.run_in_executor(
                     None, poll_batch, consumer, room, self.poll_timeout_s
                 )
+                topics = {t for m in messages if m.error() is None and (t := m.topic())}
+                if any(t not in self._topic_ids for t in topics):  # after an assignment
+                    await loop.run_in_executor(None, self._resolve_topic_ids, topics)
                 for msg in messages:
                     self._start(msg)
                 if not messages and time.monotonic() - self._lag_at > 1.0:
