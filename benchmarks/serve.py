@@ -51,11 +51,12 @@ from confluent_kafka import Consumer, TopicPartition
 
 from benchmarks.common import echo_round_trip, embedded_stack, emit, percentile
 from recsys import db
-from recsys.embedding import SentenceTransformerEmbedder
+from recsys.embedding import SentenceTransformerEmbedder, limit_threads
 from recsys.records import LlmInvolvement, RecRequest, RecResponse, utcnow
+from recsys.serving.item_cache import ItemCache
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.synthetic import SyntheticWorkload, WorkloadConfig
-from stack.supervisor import Supervisor
+from stack.supervisor import Supervisor, process_names
 from streams.admin import ensure_topics
 from streams.client import RecClient
 from streams.exceptions import RequestTimeout
@@ -87,7 +88,8 @@ async def in_process(
     await pool.open(wait=True)
     encoder = QueryEncoder(embedder)
     try:
-        rec = build_recommender(settings, pool, encoder, None, epsilon=0.0)
+        cache = ItemCache(settings.serve_item_cache_size)  # as in the serve worker
+        rec = build_recommender(settings, pool, encoder, None, cache, epsilon=0.0)
         for r in requests[:20]:  # warm caches and connections
             await rec.recommend(r)
         by_route: dict[str, list[float]] = defaultdict(list)
@@ -236,6 +238,19 @@ def _llm_time(settings: Settings, request_ids: set[str]) -> dict[str, float]:
     return dict(spent)
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _assigned(log: Path, since: int) -> bool:
+    """Has the process logging to ``log`` been assigned partitions since byte ``since``?"""
+    if not log.exists():
+        return False
+    with open(log, "rb") as f:
+        f.seek(since)
+        return b"serve assigned [(" in f.read()
+
+
 def worker_run(
     settings: Settings,
     requests: list[RecRequest],
@@ -248,13 +263,22 @@ def worker_run(
         topic_prefix=f"bench{uuid.uuid4().hex[:8]}.", serve_processes=processes
     )
     ensure_topics(run)
-    supervisor = Supervisor(run, ["serve"], log_dir=str(run.home / "logs"))
+    logs = run.home / "logs"
+    names = process_names("serve", processes)
+    seen = {n: _size(logs / f"{n}.log") for n in names}
+    supervisor = Supervisor(run, ["serve"], log_dir=str(logs))
     supervisor.start()
     try:
-        with RecClient.from_settings(run) as client:  # wait for model load + group join
-            deadline = time.monotonic() + 300
+        # every process has loaded its model and owns partitions (the group's last
+        # rebalance is over), then a few requests warm the connections up
+        deadline = time.monotonic() + 300
+        while not all(_assigned(logs / f"{n}.log", seen[n]) for n in names):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"serve processes did not all join: see {logs}")
+            time.sleep(0.5)
+        with RecClient.from_settings(run) as client:
             answered = 0
-            while answered < 4 * processes:  # every process owns partitions and answers
+            while answered < 4 * processes:
                 try:
                     client.request(f"warm-up-user-{answered}", timeout_s=5.0)
                     answered += 1
@@ -302,6 +326,7 @@ def main() -> None:
     workload = SyntheticWorkload(WorkloadConfig(n_items=args.items, n_users=args.users, seed=3))
     embedder = SentenceTransformerEmbedder()
     _ = embedder.dim
+    limit_threads(Settings().serve_embed_threads)  # as in a serve process
     with embedded_stack(with_postgres=True) as settings:
         processes = args.processes or settings.serve_processes
         assert settings.database_url is not None
