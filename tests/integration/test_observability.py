@@ -171,7 +171,8 @@ def test_each_workers_metrics_count_what_the_workload_did(
         assert value(serve, "streamrec_serve_requests_total", route=route) == routes[route], route
     assert value(serve, "streamrec_serve_request_seconds_count") == n_requests
     assert value(serve, "streamrec_llm_decisions_total", worker="serve", decision="called") >= 1
-    assert value(serve, "streamrec_llm_breaker_state", state="closed") == 1
+    # one closed breaker per live serve process (the gauge sums over processes)
+    assert value(serve, "streamrec_llm_breaker_state", state="closed") == s.serve_processes
 
     def feedback_counts() -> None:
         fb = scrape(s, "feedback")
@@ -190,7 +191,8 @@ def test_each_workers_metrics_count_what_the_workload_did(
 
     _eventually(archive_counts, "archive counters")
     sup = scrape(s, "supervisor")
-    assert value(sup, "streamrec_worker_up") == len(WORKERS)
+    # one series per process: serve runs serve_processes of them (serve, serve-2, …)
+    assert value(sup, "streamrec_worker_up") == len(WORKERS) + s.serve_processes - 1
     assert value(sup, "streamrec_worker_restarts_total") == 0
     # one line format on every line, and one file per worker
     logs = s.home / "logs"
