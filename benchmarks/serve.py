@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import pstats
 import shutil
@@ -47,6 +48,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import psutil
 from confluent_kafka import Consumer, TopicPartition
 
 from benchmarks.common import echo_round_trip, embedded_stack, emit, percentile
@@ -130,7 +132,13 @@ def _arrival(finished: dict[str, float], request_id: str) -> Callable[[Any], Non
 def drive(
     settings: Settings, requests: list[RecRequest], rate: float, timeout_s: float = 10.0
 ) -> dict[str, Any]:
-    """Send ``requests`` at ``rate`` per second (open loop) and time each response."""
+    """Send ``requests`` at ``rate`` per second (open loop) and time each response.
+
+    This process holds the model and torch too: its own full garbage collections (≈ 1 s
+    over their objects here) would show up as the server's tail, so they are frozen.
+    """
+    gc.collect()
+    gc.freeze()
     sent: list[tuple[RecRequest, Future[RecResponse], float]] = []
     finished: dict[str, float] = {}  # request id → when its response arrived
     trips: dict[str, list[float]] = defaultdict(list)
@@ -238,6 +246,32 @@ def _llm_time(settings: Settings, request_ids: set[str]) -> dict[str, float]:
     return dict(spent)
 
 
+def _stack_processes(settings: Settings) -> dict[str, list[psutil.Process]]:
+    """The broker's and Postgres's processes of this run (by port / data directory)."""
+    port = settings.kafka_bootstrap.rsplit(":", 1)[-1]
+    pgdata = str(settings.home / "pgdata")
+    found: dict[str, list[psutil.Process]] = {"broker": [], "postgres": []}
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "tansu" in cmd and f":{port}" in cmd:
+            found["broker"].append(proc)
+        elif "postgres" in cmd and pgdata in cmd:
+            found["postgres"].append(proc)
+            found["postgres"].extend(proc.children())
+    return found
+
+
+def _cpu_s(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
@@ -291,7 +325,17 @@ def worker_run(
             spies = _py_spy(list(supervisor.pids().values()), seconds, profile)
         tag = uuid.uuid4().hex[:6]
         tagged = [r.model_copy(update={"request_id": f"{tag}-{r.request_id}"}) for r in requests]
+        # CPU seconds each part spends per answered request: unlike latency on a shared
+        # machine, this does not depend on who else is running
+        serve = [psutil.Process(p) for p in supervisor.pids().values()]
+        stack = _stack_processes(run)
+        before = {"serve": _cpu_s(serve)} | {k: _cpu_s(v) for k, v in stack.items()}
         out = drive(run, tagged, rate)
+        after = {"serve": _cpu_s(serve)} | {k: _cpu_s(v) for k, v in stack.items()}
+        answered = max(1, out["round_trip"].get("all", {}).get("n", 0))
+        out["cpu_ms_per_request"] = {
+            k: round(1000 * (after[k] - before[k]) / answered, 2) for k in after
+        }
         for spy in spies:
             spy.wait(60)
         out["settings"] = run
@@ -349,6 +393,8 @@ def main() -> None:
             detail["in_process"] = asyncio.run(
                 in_process(settings, embedder, workload.requests(300), args.profile)
             )
+        gc.collect()
+        gc.freeze()  # as in drive(): this process's own collections are not the broker's
         echoes = {
             str(r): echo_round_trip(settings.kafka_bootstrap, n=int(r * args.seconds), rate_per_s=r)
             for r in (10.0, 50.0)
