@@ -290,9 +290,11 @@ def worker_run(
     requests: list[RecRequest],
     rate: float,
     processes: int,
+    warm: list[RecRequest],
     profile: Path | None = None,
 ) -> dict[str, Any]:
-    """Fresh topics, ``processes`` serve processes, ``requests`` at ``rate``."""
+    """Fresh topics, ``processes`` serve processes warmed up with ``warm``, then
+    ``requests`` at ``rate``."""
     run = settings.with_overrides(
         topic_prefix=f"bench{uuid.uuid4().hex[:8]}.", serve_processes=processes
     )
@@ -319,6 +321,9 @@ def worker_run(
                 except RequestTimeout:
                     if time.monotonic() > deadline:
                         raise
+        # then the workload's own mix for two seconds (every route, queries, connections
+        # and prepared statements), as a process that has been serving for a while
+        drive(run, [r.model_copy(update={"request_id": f"warm-{r.request_id}"}) for r in warm], 20)
         spies = []
         if profile is not None:
             seconds = len(requests) / rate
@@ -402,12 +407,13 @@ def main() -> None:
         detail["echo"] = echoes
         runs: dict[str, dict[str, Any]] = {}
         low_requests = workload.requests(int(min(rates) * args.seconds))
+        warm = workload.requests(40)
         for rate in rates:
             requests = (
                 low_requests if rate == min(rates) else workload.requests(int(rate * args.seconds))
             )
             spy = args.profile if args.profile is not None and rate == args.profile_rate else None
-            runs[str(rate)] = worker_run(settings, requests, rate, processes, spy)
+            runs[str(rate)] = worker_run(settings, requests, rate, processes, warm, spy)
             runs[str(rate)].pop("settings")
             low = runs[str(rate)].pop("_trips")
             if rate == min(rates):
@@ -424,7 +430,7 @@ def main() -> None:
             rate = min(rates)
             with SimulatedLlmServer() as server:
                 llm = settings.with_overrides(llm_base_url=server.base_url, llm_model=server.model)
-                run = worker_run(llm, low_requests, rate, processes)
+                run = worker_run(llm, low_requests, rate, processes, warm)
                 trips, run_settings = run.pop("_trips"), run.pop("settings")
                 spent = _llm_time(run_settings, set(trips))
                 detail["worker_llm_simulated"] = run

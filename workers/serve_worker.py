@@ -59,7 +59,7 @@ class ServeWorker:
 async def run(ctx: Context, stop: asyncio.Event) -> None:
     """Serve requests until ``stop`` is set."""
     s, topics, producer = ctx.settings, ctx.topics, ctx.producer
-    apool = await ctx.async_pool("serve", autocommit=True)
+    apool = await ctx.async_pool("serve", autocommit=True, full=True)
     embedder: Embedder = ctx.overrides.embedder or SentenceTransformerEmbedder(
         s.embedding_model, s.embedding_device, s.embedding_batch_size
     )
