@@ -145,6 +145,7 @@ def drive(
     by_id: dict[str, float] = {}
     server: dict[str, list[float]] = defaultdict(list)
     llm_used = lost = 0
+    slowest: list[tuple[float, float, str, float]] = []
     with RecClient.from_settings(settings) as client:
         start = time.monotonic()
         for i, request in enumerate(requests):
@@ -168,6 +169,7 @@ def drive(
             trips[route].append(trip)
             trips["all"].append(trip)
             by_id[request.request_id] = trip
+            slowest.append((round(trip, 1), round(response.latency_ms, 1), route, done - start))
             server[route].append(response.latency_ms)
             llm_used += response.llm_used
     # the rate answers came at: over the offered window, or until the last answer when
@@ -183,6 +185,10 @@ def drive(
         "llm_used": llm_used,
         "round_trip": {k: ms(v) for k, v in sorted(trips.items())},
         "server_latency": {k: ms(v) for k, v in sorted(server.items())},
+        # (round trip, the worker's own latency, route, seconds into the run)
+        "slowest": [
+            (t, srv, route, round(at, 2)) for t, srv, route, at in sorted(slowest)[-5:][::-1]
+        ],
         "_trips": by_id,
     }
 
