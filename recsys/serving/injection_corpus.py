@@ -42,11 +42,13 @@ __all__ = [
     "ENCODINGS",
     "EVASIONS",
     "EVASION_CATEGORIES",
+    "INSTRUCTION_ATTACKS",
     "STUFFING",
     "TARGET",
     "Attack",
     "Benign",
     "encode",
+    "split_texts",
 ]
 
 #: The placeholder of the item an attack tries to promote.
@@ -562,3 +564,16 @@ STUFFING: tuple[Attack, ...] = (
 
 #: Every attack: the classic corpus, the evasions and the stuffing texts.
 ALL_ATTACKS: tuple[Attack, ...] = (*ATTACKS, *EVASIONS, *STUFFING)
+
+#: The attacks that are instructions (keyword stuffing is not: it is measured apart).
+INSTRUCTION_ATTACKS: tuple[Attack, ...] = (*ATTACKS, *EVASIONS)
+
+
+def split_texts(
+    split: Split, targets: list[tuple[str, str]], keywords: str = "funny family mishaps"
+) -> tuple[list[Attack], list[str], list[str]]:
+    """The instruction attacks of ``split``, their texts (target ``k`` of ``targets`` —
+    ``(id, title)`` pairs, used in turn — for attack ``k``) and the benign texts."""
+    attacks = [a for a in INSTRUCTION_ATTACKS if a.split == split]
+    texts = [a.render(*targets[k % len(targets)], keywords=keywords) for k, a in enumerate(attacks)]
+    return attacks, texts, [b.text for b in BENIGN if b.split == split]

@@ -43,5 +43,11 @@ class QueryEncoder:
             self._cache.popitem(last=False)
         return vector
 
+    async def embed_many(self, texts: list[str]) -> np.ndarray:
+        """Vectors of ``texts`` in one call on the same thread (not cached here: the
+        instruction scorer keeps its own memo of what it scored)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.embedder.embed, list(texts))
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
