@@ -285,6 +285,13 @@ class Settings(BaseSettings):
         description="Score untrusted text for instruction-likeness with the embedding model "
         "(flagged item text cannot move up; flagged query sentences are dropped).",
     )
+    instruction_budget_ms: int = Field(
+        50,
+        ge=0,
+        description="Longest a request waits for instruction scores of catalog text never "
+        "seen before; what is not scored by then is scored in the background for the next "
+        "request and counts as unflagged by the scorer for this one.",
+    )
     instruction_threshold: float | None = Field(
         None,
         ge=-1.0,

@@ -55,9 +55,17 @@ def sanitiser_for(settings: Any, embedder: QueryEmbedder | None) -> Sanitiser:
 
 
 def llm_parts(
-    settings: Any, client: LlmClient | None, embedder: QueryEmbedder | None = None
+    settings: Any,
+    client: LlmClient | None,
+    embedder: QueryEmbedder | None = None,
+    *,
+    wait_for_scores: bool = False,
 ) -> LlmParts:
-    """Reranker, intent parser, explainer, their shared gate and text sanitiser."""
+    """Reranker, intent parser, explainer, their shared gate and text sanitiser.
+
+    ``wait_for_scores`` makes every request wait for the instruction scores of new text
+    (replays and tests, which must not depend on timing) instead of the settings' budget.
+    """
     if client is None:
         return LlmParts()
     sanitiser = sanitiser_for(settings, embedder)
@@ -75,6 +83,7 @@ def llm_parts(
             max_displacement=settings.llm_max_displacement,
             flagged_displacement=settings.llm_flagged_displacement,
             weight=settings.llm_rerank_weight,
+            scoring_budget_s=None if wait_for_scores else settings.instruction_budget_ms / 1000,
         ),
         intent=IntentParser(client, sanitiser=sanitiser),
         explainer=LlmExplainer(client),
@@ -89,6 +98,8 @@ def build_recommender(
     apool: AsyncConnectionPool,
     embedder: QueryEmbedder | None,
     client: LlmClient | None,
+    *,
+    wait_for_scores: bool = False,
     **overrides: Any,
 ) -> Recommender:
     """The production recommender of this process (``overrides`` change the policy)."""
@@ -106,5 +117,5 @@ def build_recommender(
         ),
         embedder=embedder,
         config=config,
-        llm=llm_parts(s, client, embedder),
+        llm=llm_parts(s, client, embedder, wait_for_scores=wait_for_scores),
     )

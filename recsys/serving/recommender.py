@@ -145,6 +145,14 @@ class Recommender:
         """The LLM parts' sanitiser (guard + instruction scorer), or a guard-only one."""
         return self.llm.sanitiser or self._sanitiser
 
+    async def warm(self) -> None:
+        """Load what the first request would otherwise pay for (call once at start)."""
+        await self.sanitiser.warm()
+
+    async def aclose(self) -> None:
+        """Stop background work (instruction scoring of text seen by recent requests)."""
+        await self.sanitiser.aclose()
+
     async def popular(self) -> list[tuple[str, float]]:
         """The popular head (cached for a few seconds: it moves slowly)."""
         return list(await self._popular.get(lambda: self.cf.popular(POPULAR_HEAD, ())))

@@ -190,6 +190,8 @@ class LlmReranker:
         flagged_displacement: places a flagged item may move up (≤ the bound's half).
         weight: blend of the LLM's order (1) with the ranker's (0) within the bound.
         rng: shuffles the listed candidates (a fresh system-seeded one by default).
+        scoring_budget_s: the longest a request waits for instruction scores of text
+            never seen before (None: until scored; see :meth:`Sanitiser.screen`).
     """
 
     def __init__(
@@ -208,6 +210,7 @@ class LlmReranker:
         flagged_displacement: int = 0,
         weight: float = 1.0,
         rng: random.Random | None = None,
+        scoring_budget_s: float | None = None,
     ) -> None:
         if cap < 1:
             raise ValueError("the rerank cap must be at least 1")
@@ -228,6 +231,7 @@ class LlmReranker:
         self.flagged_displacement = flagged_displacement
         self.weight = weight
         self.rng = rng or random.Random()
+        self.scoring_budget_s = scoring_budget_s
         self._category_ok: dict[str, bool] = {}
         self.prompt = rerank_prompt()
         self._cache: OrderedDict[tuple[str, ...] | tuple[Any, ...], list[str]] = OrderedDict()
@@ -267,7 +271,7 @@ class LlmReranker:
         texts += [(title, 200) for title, _ in history_in]
         for c in head:
             texts += [(c.title, 200), (c.description, self.description_chars)]
-        done = await self.sanitiser.screen(texts)
+        done = await self.sanitiser.screen(texts, self.scoring_budget_s)
         reasons: list[str] = list(ctx.query_reasons)
         for d in done:
             reasons.extend(r for r in d.reasons if r not in reasons)
@@ -375,6 +379,7 @@ class LlmReranker:
             candidates: in the ranker's order; only the first ``cap`` go to the LLM.
             deadline_s: seconds from now by which the call, retries included, must end.
         """
+        deadline = time.monotonic() + deadline_s  # preparing the texts spends it too
         ranker = [c.item_id for c in candidates]
         head = list(candidates[: self.cap])
         ids = [c.item_id for c in head]
@@ -411,7 +416,7 @@ class LlmReranker:
                 moved_max=moved,
                 **base,
             )
-        if deadline_s <= 0.01:
+        if deadline - time.monotonic() <= 0.01:
             return RerankOutcome(order=ranker, fallback_reason="deadline", **base)
         messages = self.prompt.render(
             user=prepared.user_block, candidates=prepared.candidates_block
@@ -420,7 +425,7 @@ class LlmReranker:
             messages,
             schema_name=RERANK_SCHEMA_NAME,
             schema=rerank_schema(len(head)),
-            deadline=time.monotonic() + deadline_s,
+            deadline=deadline,
         )
         base |= accounting_from(result)
         if not result.ok or result.value is None:

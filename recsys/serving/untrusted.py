@@ -16,16 +16,20 @@ Every such text passes through the same steps before it is quoted into a prompt
 6. the result cut to ``max_chars``.
 
 :meth:`Sanitiser.screen` adds the instruction-likeness score of
-:class:`~recsys.textsafety.instruction.InstructionScorer` (on the visible text and the
-decoded payloads), when the sanitiser has a scorer; a text scoring at or above its
-threshold is flagged ``instruction``. What a caller does with a flag is its business:
-the reranker lets no LLM decision move a flagged item up, a flagged query is screened.
+:class:`~recsys.textsafety.instruction.InstructionScorer` (on the PII-redacted visible
+text and the decoded payloads), when the sanitiser has a scorer; a text scoring at or
+above its threshold is flagged ``instruction``. What a caller does with a flag is its
+business: the reranker lets no LLM decision move a flagged item up;
+:meth:`Sanitiser.screen_query` drops the query sentences the guard flags and lets no LLM
+act on a query anything flagged.
 Callers record whether anything was flagged (``injection_flagged`` on ``rec.llm-log``)
 and why (``injection_reasons``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -39,6 +43,8 @@ from recsys.textsafety.normalise import visible_text
 from recsys.textsafety.stuffing import STUFFED_RATIO, destuff, stuffing_ratio
 
 __all__ = ["Sanitised", "Sanitiser", "embeddable", "sanitise"]
+
+log = logging.getLogger(__name__)
 
 #: Content words a stuffed text must lose to the cap before it is flagged.
 _STUFFED_MIN_WORDS = 3
@@ -131,6 +137,7 @@ class Sanitiser:
         self.stuffing = stuffing
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, int], Sanitised] = OrderedDict()
+        self._background: set[asyncio.Future[list[float]]] = set()
 
     def clean(self, text: str | None, max_chars: int = 400) -> Sanitised:
         """The sanitised text (no instruction score: see :meth:`screen`)."""
@@ -147,43 +154,85 @@ class Sanitiser:
             self._cache.popitem(last=False)
         return done
 
-    async def screen(self, texts: Sequence[tuple[str | None, int]]) -> list[Sanitised]:
-        """Each ``(text, max_chars)`` cleaned and, with a scorer, scored (one batch)."""
+    async def warm(self) -> None:
+        """Load what the first request would otherwise wait for (the scorer's exemplars)."""
+        if self.scorer is not None:
+            await self.scorer.warm()
+
+    async def screen(
+        self, texts: Sequence[tuple[str | None, int]], budget_s: float | None = None
+    ) -> list[Sanitised]:
+        """Each ``(text, max_chars)`` cleaned and, with a scorer, scored (one batch).
+
+        Args:
+            texts: the texts and their length caps.
+            budget_s: the longest to wait for scores of texts never seen before (None:
+                until they are scored). Texts not scored in time are scored in the
+                background, for the next request, and count as unflagged by the scorer
+                for this one (the guard's flags and the displacement bound still hold).
+        """
         done = [self.clean(text, max_chars) for text, max_chars in texts]
         scorer = self.scorer
         if scorer is None:
             return done
-        todo = [d.scoring for d in done if d.scoring]
-        scores = dict(zip(todo, await scorer.scores(todo), strict=True)) if todo else {}
+        todo = list(dict.fromkeys(d.scoring for d in done if d.scoring))
+        missing = [t for t in todo if scorer.cached(t) is None]
+        if missing:
+            task = asyncio.ensure_future(scorer.scores(missing))
+            if budget_s is None:
+                await task
+            else:
+                finished, _ = await asyncio.wait({task}, timeout=budget_s)
+                if not finished:
+                    self._background.add(task)
+                    task.add_done_callback(self._forget)
+                elif task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
         out = []
         for d in done:
-            if not d.scoring:
+            score = scorer.cached(d.scoring) if d.scoring else None
+            if score is None:
                 out.append(d)
-                continue
-            score = scores[d.scoring]
-            if scorer.flagged(score):
+            elif scorer.flagged(score):
                 reasons = (*d.reasons, "instruction")
                 out.append(replace(d, flagged=True, reasons=reasons, score=score))
             else:
                 out.append(replace(d, score=score))
         return out
 
+    async def aclose(self) -> None:
+        """Cancel the scoring still running in the background (at shutdown)."""
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _forget(self, task: asyncio.Future[list[float]]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("instruction scoring failed in the background: %s", task.exception())
+
     async def screen_query(self, query: str | None) -> tuple[str | None, bool, tuple[str, ...]]:
-        """The query as it may steer anything (intent, retrieval, prompts): sentences the
-        guard or the scorer flags removed; whether any were, and why."""
+        """The query as it may steer anything (intent, retrieval, prompts), whether
+        anything in it was flagged, and why.
+
+        Sentences the guard flags are removed (its rules are precise); encoded payloads
+        are masked and invisible characters dropped. The instruction scorer's flag (on
+        the PII-redacted sentences) removes nothing — it is the less precise signal, and a
+        query is what the user asked for — but marks the query flagged, so that no LLM
+        acts on it (intent by the rules, no LLM movement in the rerank).
+        """
         text = (query or "").strip()
         if not text:
             return None, False, ()
         verdict = self.guard.scan(text)
         reasons = list(verdict.reasons)
         kept = self.guard.neutralise(text) if verdict.flagged else text
-        kept = " ".join(mask_encoded(visible_text(kept)).replace(REMOVED, " ").split())
+        kept = " ".join(visible_text(mask_encoded(kept.replace(REMOVED, " "))).split())
         scorer = self.scorer
         if scorer is not None and kept:
-            parts = sentences(kept)
+            parts = sentences(redact(kept).text)
             scores = await scorer.scores(parts) if parts else []
-            bad = [p for p, s in zip(parts, scores, strict=True) if scorer.flagged(s)]
-            if bad:
+            if any(scorer.flagged(score) for score in scores):
                 reasons.append("instruction")
-                kept = " ".join(p for p in parts if p not in bad)
         return kept or None, bool(reasons), tuple(reasons)

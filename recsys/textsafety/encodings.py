@@ -41,7 +41,8 @@ _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9
 _B32 = re.compile(r"(?<![A-Za-z0-9=])[A-Z2-7]{16,}={0,6}(?![A-Za-z0-9=])")
 _HEX = re.compile(r"(?<![0-9A-Za-z])(?:0x)?(?:[0-9a-fA-F]{2}){8,}(?![0-9A-Za-z])")
 _URL = re.compile(r"(?:%[0-9A-Fa-f]{2}[^\s%]{0,3}){3,}")
-_HTML = re.compile(r"(?:&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z]{2,8});\s?){3,}")
+_REF = r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z]{2,8});"
+_HTML = re.compile(rf"{_REF}(?:\s?{_REF}){{2,}}")
 _ESCAPE = re.compile(r"(?:\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}|\\U[0-9a-fA-F]{8}){3,}")
 _TAGS = re.compile("[\U000e0000-\U000e007f]+")
 _ESCAPE_ONE = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|\\U([0-9a-fA-F]{8})")
@@ -59,7 +60,8 @@ class Encoded:
 
 
 def _as_text(raw: bytes) -> str | None:
-    """``raw`` as text if it is mostly printable UTF-8 with some letters, else None."""
+    """``raw`` as text if it is printable UTF-8 with letters (or another encoding's
+    alphabet: a payload may be nested), else None."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -68,7 +70,10 @@ def _as_text(raw: bytes) -> str | None:
         return None
     printable = sum(ch.isprintable() or ch in "\n\t" for ch in text)
     letters = sum(ch.isalpha() for ch in text)
-    if printable < 0.95 * len(text) or letters < 0.4 * len(text):
+    alnum = sum(ch.isalnum() for ch in text)
+    if printable < 0.95 * len(text):
+        return None
+    if letters < 0.4 * len(text) and alnum < 0.8 * len(text):  # text, or another encoding
         return None
     return text
 

@@ -75,6 +75,7 @@ class InstructionScorer:
         threshold: float = DEFAULT_THRESHOLD,
         k: int = 3,
         cache_size: int = 200_000,
+        chunk: int = 16,
         instructions: Sequence[str] = INSTRUCTION_EXEMPLARS,
         benign: Sequence[str] = BENIGN_EXEMPLARS,
     ) -> None:
@@ -82,6 +83,7 @@ class InstructionScorer:
         self.threshold = threshold
         self.k = k
         self.cache_size = cache_size
+        self.chunk = chunk
         self._exemplar_texts = (list(instructions), list(benign))
         self._exemplars: tuple[np.ndarray, np.ndarray] | None = None
         self._sentences: OrderedDict[str, float] = OrderedDict()
@@ -97,6 +99,15 @@ class InstructionScorer:
 
         return cls(embed, **options)  # type: ignore[arg-type]
 
+    async def warm(self) -> None:
+        """Embed the exemplars now (once), not inside the first request's deadline."""
+        if self._exemplars is None:
+            async with self._lock:  # one warm-up, however many requests wait for it
+                if self._exemplars is None:
+                    instructions, benign = self._exemplar_texts
+                    vectors = await self._embed([*instructions, *benign])
+                    self._exemplars = (vectors[: len(instructions)], vectors[len(instructions) :])
+
     def flagged(self, score: float) -> bool:
         """True when ``score`` marks an instruction."""
         return score >= self.threshold
@@ -110,12 +121,13 @@ class InstructionScorer:
         return (await self.scores([text]))[0]
 
     async def scores(self, texts: Sequence[str]) -> list[float]:
-        """The score of each text (-1 for text without a sentence); one model call at
-        most, for the sentences never seen before."""
+        """The score of each text (-1 for text without a sentence); the sentences never
+        seen before are embedded in chunks of :attr:`chunk` (so a query waiting for the
+        same model thread waits for one chunk at most, not for a whole catalog batch)."""
+        await self.warm()
         missing = [t for t in dict.fromkeys(texts) if t not in self._texts]
         if missing:
-            async with self._lock:  # one batch at a time; a concurrent batch may fill ours
-                await self._fill([t for t in missing if t not in self._texts])
+            await self._fill(missing)
         out = []
         for text in texts:
             score = self._texts.get(text)
@@ -126,19 +138,14 @@ class InstructionScorer:
         return out
 
     async def _fill(self, texts: list[str]) -> None:
-        if not texts:
-            return
         split = {t: sentences(t) for t in texts}
         new = list(
             dict.fromkeys(s for ss in split.values() for s in ss if s not in self._sentences)
         )
-        if self._exemplars is None:
-            instructions, benign = self._exemplar_texts
-            vectors = await self._embed([*instructions, *benign])
-            self._exemplars = (vectors[: len(instructions)], vectors[len(instructions) :])
-        if new:
-            vectors = await self._embed(new)
-            for sentence, margin in zip(new, self._margins(vectors), strict=True):
+        for start in range(0, len(new), self.chunk):
+            part = new[start : start + self.chunk]
+            vectors = await self._embed(part)
+            for sentence, margin in zip(part, self._margins(vectors), strict=True):
                 _put(self._sentences, sentence, float(margin), self.cache_size)
         for text, parts in split.items():
             scores = [self._sentences.get(s) for s in parts]

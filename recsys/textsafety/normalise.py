@@ -69,7 +69,7 @@ _LATIN = re.compile(r"[a-z]", re.I)
 _MIXED = re.compile(r"\w*[a-z]\w*", re.I)
 _LEET = str.maketrans("0134578@$!|", "oieastbasil")
 _LEET_WORD = re.compile(r"(?<!\S)[\w@$!|]*[a-z][\w@$!|]*(?!\S)|(?<!\S)[@$][\w@$!|]+", re.I)
-_SPELLED = re.compile(r"(?<![\w])(?:\w[ .\-_*]){2,}\w(?![\w])")
+_SPELLED = re.compile(r"(?<!\w)\w([ .\-_*])(?:\w\1){1,}\w(?!\w)")
 _HYPHENATED = re.compile(r"(?<=[a-z])-(?=[a-z])", re.I)
 _WORD = re.compile(r"[a-z]+")
 
@@ -129,7 +129,7 @@ def _lookalikes(text: str) -> str:
 
 
 def _spelled(match: re.Match[str]) -> str:
-    return re.sub(r"[ .\-_*]", "", match.group(0))
+    return match.group(0).replace(match.group(1), "")
 
 
 def scan_variants(text: str) -> list[tuple[str, str]]:
