@@ -31,15 +31,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade "pip>=24" 2>&1 | $(QUIET)
 	$(PIP) install -q -c constraints.txt "torch==2.13.0" 2>&1 | $(QUIET)
 	$(PIP) install -q -c constraints.txt -e ".[dev]" 2>&1 | $(QUIET)
-	$(PY) -c "import torch, faust, streams" 
+	$(PY) -c "import torch, streams, testkit"
 	$(PIP) check
 	@touch $(STAMP)
 
 ## make test: the whole suite on the real embedded broker and Postgres (what CI runs)
 test: $(STAMP)
 	$(PIP) check
-	$(VENV)/bin/ruff check streams workers recsys tests benchmarks
-	$(VENV)/bin/ruff format --check streams workers recsys tests benchmarks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest --basetemp=$(TEST_TMP) $(PYTEST_ARGS)
 
@@ -54,8 +54,8 @@ integration: $(STAMP)
 	$(VENV)/bin/pytest --basetemp=$(TEST_TMP) tests/integration $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check streams workers recsys tests benchmarks
-	$(VENV)/bin/ruff format --check streams workers recsys tests benchmarks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -67,7 +67,7 @@ bench: $(STAMP)
 lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
 	.lockvenv/bin/pip install -q --upgrade "pip>=24"
-	.lockvenv/bin/pip install -q "torch==2.13.0" "click<8.4" "transformers<5" "sentence-transformers<6"
+	.lockvenv/bin/pip install -q -c constraints.in "torch==2.13.0"
 	.lockvenv/bin/pip install -q -c constraints.in -e ".[dev]"
 	.lockvenv/bin/pip check
 	.lockvenv/bin/pip freeze --exclude-editable | grep -v "^-e" > constraints.txt

@@ -40,7 +40,7 @@ from recsys.cf.interactions import Interaction, build_matrix
 from recsys.cf.popularity import PgPopularity
 from recsys.cf.weights import DEFAULT_WEIGHTS, is_positive
 from recsys.movielens import MovieLens
-from streams.embedded import EmbeddedPostgres
+from stack.embedded import EmbeddedPostgres
 from streams.settings import Settings
 
 DIRECT = (
@@ -57,11 +57,18 @@ def load_events(dsn: str, ratings: list[Any]) -> None:
             "positive, weight) FROM STDIN"
         ) as copy:
             for r in ratings:
-                copy.write_row((
-                    f"ml-{r.user_id}-{r.item_id}-{r.ts}", r.user_id, r.item_id, "RATING",
-                    r.rating, datetime.fromtimestamp(r.ts, tz=UTC), is_positive("RATING", r.rating),
-                    DEFAULT_WEIGHTS.rating_weight(r.rating),
-                ))  # fmt: skip
+                copy.write_row(
+                    (
+                        f"ml-{r.user_id}-{r.item_id}-{r.ts}",
+                        r.user_id,
+                        r.item_id,
+                        "RATING",
+                        r.rating,
+                        datetime.fromtimestamp(r.ts, tz=UTC),
+                        is_positive("RATING", r.rating),
+                        DEFAULT_WEIGHTS.rating_weight(r.rating),
+                    )
+                )
         conn.execute("ANALYZE user_events")
 
 
@@ -106,9 +113,14 @@ async def run(args: argparse.Namespace, dsn: str, ratings: list[Any]) -> dict[st
         t = time.perf_counter()
         version = await store.write(
             model,
-            TrainingRun("postgres", len(ratings), len(matrix.users), len(matrix.items),
-                        matrix.n_interactions),
-        )  # fmt: skip
+            TrainingRun(
+                "postgres",
+                len(ratings),
+                len(matrix.users),
+                len(matrix.items),
+                matrix.n_interactions,
+            ),
+        )
         write_s = time.perf_counter() - t
         await store.activate(version)
         copy_s, build_s = await copy_yardstick(pool, model, args.factors)

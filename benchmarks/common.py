@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from stack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from streams.kafka import poll_batch
 from streams.settings import Settings
 

@@ -32,7 +32,8 @@ from recsys.synthetic import SyntheticWorkload, WorkloadConfig
 from streams import admin
 from streams.producer import RecordProducer
 from streams.settings import Settings
-from workers.bootstrap import bootstrap
+from workers.bootstrap import Overrides, bootstrap
+from workers.enrich_worker import EnrichWorker
 from workers.runtime import serve_forever
 
 
@@ -61,7 +62,7 @@ async def pipeline_rate(
 ) -> dict[str, Any]:
     assert settings.database_url is not None
     dsn = settings.database_url.get_secret_value()
-    ctx = bootstrap(settings, embedder=embedder)
+    ctx = bootstrap(settings, Overrides(embedder=embedder))
     stop = asyncio.Event()
     task = asyncio.create_task(serve_forever("enrich", ctx, stop))
     try:
@@ -84,8 +85,8 @@ async def pipeline_rate(
                 raise TimeoutError("the worker did not catch up within 30 minutes")
             await asyncio.sleep(0.2)
         elapsed = time.perf_counter() - start
-        pipeline = ctx.extras["enrich_pipeline"]
-        loop = ctx.extras["enrich_loop"]
+        handle = ctx.handles.require(EnrichWorker)
+        pipeline, loop = handle.pipeline, handle.loop
         sizes = pipeline.batcher.batch_sizes
         return {
             "items_per_s": len(changes) / elapsed,

@@ -4,7 +4,7 @@ The scenario: 240 synthetic catalog items (the serving tests' world, seed 11), a
 user's query "something funny about family mishaps", the 30 candidates nearest to it in
 the raw-text embedding space (all-MiniLM-L6-v2) in that order, and the candidate the
 ranker puts last as every attack's target. Each attack of the corpus
-(:mod:`recsys.serving.injection_corpus`: the classic corpus, the evasions, keyword
+(:mod:`testkit.injection_corpus`: the classic corpus, the evasions, keyword
 stuffing) goes into the query or the target's description; the same request without it
 is the baseline. The LLM is our simulated server over HTTP in its gullible mode, which
 decodes encodings, reads through look-alike and invisible characters and promotes any
@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT / "recsys" / "serving" / "injection_corpus.py"
+CORPUS = ROOT / "testkit" / "injection_corpus.py"
 QUERY = "something funny about family mishaps"
 KEYWORDS = "funny family mishaps"
 USER = "u-bench"
@@ -351,8 +351,8 @@ async def calibration(embedder: Any) -> dict[str, Any]:
 # ---- main -------------------------------------------------------------------------------
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     from recsys.embedding import SentenceTransformerEmbedder
-    from recsys.llm.server import SimulatedLlmServer
     from recsys.textsafety.instruction import InstructionScorer
+    from testkit.llm_server import SimulatedLlmServer
 
     embedder = SentenceTransformerEmbedder()
     scene = scenario(embedder)

@@ -72,15 +72,17 @@ def main() -> None:
         consumed = consume_throughput(bootstrap, topic, args.messages)
         echo_fast = echo_round_trip(bootstrap, n=args.echo, rate_per_s=100, fetch_wait_ms=5)
         echo_default = echo_round_trip(bootstrap, n=60, rate_per_s=20, fetch_wait_ms=500)
-    emit({
-        "benchmark": "kafka_yardstick",
-        "message_bytes": args.size,
-        "produce_msgs_per_s": round(produced),
-        "consume_msgs_per_s": round(consumed),
-        "echo_fetch_wait_5ms": echo_fast,
-        "echo_fetch_wait_500ms": echo_default,
-        "echo_p99_ms": echo_fast["p99_ms"],
-    })  # fmt: skip
+    emit(
+        {
+            "benchmark": "kafka_yardstick",
+            "message_bytes": args.size,
+            "produce_msgs_per_s": round(produced),
+            "consume_msgs_per_s": round(consumed),
+            "echo_fetch_wait_5ms": echo_fast,
+            "echo_fetch_wait_500ms": echo_default,
+            "echo_p99_ms": echo_fast["p99_ms"],
+        }
+    )
 
 
 if __name__ == "__main__":

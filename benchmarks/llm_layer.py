@@ -27,7 +27,6 @@ from typing import Any
 
 from benchmarks.common import emit, summary_ms
 from recsys.llm.client import LlmClient
-from recsys.llm.server import SimulatedLlmServer
 from recsys.serving.guard import InjectionGuard
 from recsys.serving.rerank import (
     RERANK_SCHEMA_NAME,
@@ -37,12 +36,34 @@ from recsys.serving.rerank import (
     rerank_schema,
 )
 from recsys.serving.untrusted import sanitise
+from testkit.llm_server import SimulatedLlmServer
 
 WORDS = (
-    "space", "crew", "heist", "detective", "love", "robot", "war", "family", "comedy",
-    "horror", "drama", "island", "city", "river", "secret", "journey", "friendship",
-    "revenge", "music", "school", "dragon", "storm", "ocean", "desert",
-)  # fmt: skip
+    "space",
+    "crew",
+    "heist",
+    "detective",
+    "love",
+    "robot",
+    "war",
+    "family",
+    "comedy",
+    "horror",
+    "drama",
+    "island",
+    "city",
+    "river",
+    "secret",
+    "journey",
+    "friendship",
+    "revenge",
+    "music",
+    "school",
+    "dragon",
+    "storm",
+    "ocean",
+    "desert",
+)
 
 
 def candidates(n: int, salt: int) -> list[Candidate]:

@@ -165,11 +165,17 @@ class Als:
         m = self.model
         if self.positional_half_life is not None:
             h = self.positional_half_life
-            pairs = [(m.item_index[r.item_id], 0.5 ** (pos / h))
-                     for pos, r in enumerate(reversed(rows)) if r.item_id in m.item_index]  # fmt: skip
+            pairs = [
+                (m.item_index[r.item_id], 0.5 ** (pos / h))
+                for pos, r in enumerate(reversed(rows))
+                if r.item_id in m.item_index
+            ]
         else:
-            pairs = [(m.item_index[r.item_id], self.weights.rating_weight(r.rating))
-                     for r in rows if r.item_id in m.item_index]  # fmt: skip
+            pairs = [
+                (m.item_index[r.item_id], self.weights.rating_weight(r.rating))
+                for r in rows
+                if r.item_id in m.item_index
+            ]
         pairs = [(j, w) for j, w in pairs if w > 0]
         if not pairs:
             return []
@@ -233,9 +239,13 @@ class ModelSpec:
 
 def _als(fold: Fold, cfg: dict[str, Any], cache: dict[str, Recommender]) -> Recommender:
     params = AlsParams(
-        factors=cfg["factors"], iterations=cfg["iterations"], regularization=cfg["regularization"],
-        alpha=cfg["alpha"], seed=42, threads=2,
-    )  # fmt: skip
+        factors=cfg["factors"],
+        iterations=cfg["iterations"],
+        regularization=cfg["regularization"],
+        alpha=cfg["alpha"],
+        seed=42,
+        threads=2,
+    )
     return Als(fold, params, InteractionWeights(negative_rating=cfg["negative_rating"]))
 
 
@@ -308,9 +318,13 @@ def _configs(grid: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def tune(
-    name: str, spec: ModelSpec, fold: Fold, k: int, settings: Settings,
+    name: str,
+    spec: ModelSpec,
+    fold: Fold,
+    k: int,
+    settings: Settings,
     cache: dict[str, Recommender],
-) -> tuple[dict[str, Any], float, Recommender]:  # fmt: skip
+) -> tuple[dict[str, Any], float, Recommender]:
     """The configuration with the best overall NDCG@k on the validation fold."""
     best: tuple[float, dict[str, Any], Recommender] | None = None
     configs = _configs(spec.grid)
@@ -339,8 +353,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     test = Fold(split.train, split.test)
     inner = temporal_split(split.train)
     validation = Fold(inner.train, inner.test)
-    say(f"{len(ratings)} ratings; test users per bucket {users_per_bucket(test, settings)}; "
-        f"validation users per bucket {users_per_bucket(validation, settings)}")  # fmt: skip
+    say(
+        f"{len(ratings)} ratings; test users per bucket {users_per_bucket(test, settings)}; "
+        f"validation users per bucket {users_per_bucket(validation, settings)}"
+    )
 
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     results: dict[str, dict[str, dict[str, float] | None]] = {b: {} for b in BUCKETS}

@@ -4,7 +4,7 @@ ml-latest-small, replayed into the running stack.
 Split (``recsys.movielens.temporal_split``): per user, the last 20 % of their ratings
 ≥ 4 are held out; training = everything the user rated before. The training world goes
 into a fresh embedded stack through the same domain steps the workers run
-(:func:`workers.synthetic_world.seed_world`): every movie through the enrichment
+(:func:`testkit.synthetic_world.seed_world`): every movie through the enrichment
 pipeline into pgvector — **LLM off, so the enriched vector is the raw text's** (title,
 genres, viewers' tags) — the training ratings as RATING events (MovieLens stars on our
 0-10 scale as they are, ≥ 4 positive) through the users worker's update into the read
@@ -71,18 +71,18 @@ from recsys import db
 from recsys.embedding import SentenceTransformerEmbedder
 from recsys.evaluation.ranking import ndcg_at_k, recall_at_k
 from recsys.llm.client import LlmClient
-from recsys.llm.server import SimulatedLlmServer
 from recsys.movielens import MovieLens, Rating, TemporalSplit, temporal_split
 from recsys.records import EventType, RecRequest, RecResponse, Route, UserEvent, utcnow
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.serving.recommender import Recommender
+from stack.supervisor import Supervisor
 from streams.admin import ensure_topics
 from streams.client import RecClient
 from streams.exceptions import RequestTimeout
 from streams.settings import Settings
+from testkit.llm_server import SimulatedLlmServer
+from testkit.synthetic_world import seed_world, write_events
 from workers.serve_wiring import build_recommender
-from workers.supervisor import Supervisor
-from workers.synthetic_world import seed_world, write_events
 
 BUCKETS = ("overall", "cold", "warming", "warm", "sim_cold")
 FORCED = {
@@ -471,8 +471,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         meta["embeddings"] = {"computed": embedder.misses, "from_cache": embedder.hits}
         asyncio.run(write_users(settings, sim_events))
         meta["seconds"]["seed"] = round(time.perf_counter() - t, 1)
-        meta["als"] = {"version": trained.version, "factors": settings.als_factors,
-                       "iterations": settings.als_iterations}  # fmt: skip
+        meta["als"] = {
+            "version": trained.version,
+            "factors": settings.als_factors,
+            "iterations": settings.als_iterations,
+        }
         say(f"seeded in {meta['seconds']['seed']} s (ALS {trained.version})")
 
         encoder = QueryEncoder(embedder)
@@ -489,8 +492,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 llm = settings.with_overrides(llm_base_url=server.base_url, llm_model=server.model)
                 client = LlmClient.from_settings(llm)
                 answers |= asyncio.run(in_process(llm, encoder, cases, {"llm": {}}, client))
-                meta["llm"] = {"model": server.model, "calls": server.calls,
-                               "simulated": True}  # fmt: skip
+                meta["llm"] = {"model": server.model, "calls": server.calls, "simulated": True}
         encoder.close()
         if not args.no_worker:
             answers["routed"] = through_worker(settings, cases, args.rate)

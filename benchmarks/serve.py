@@ -32,17 +32,17 @@ from typing import Any
 from benchmarks.common import echo_round_trip, embedded_stack, emit, percentile
 from recsys import db
 from recsys.embedding import SentenceTransformerEmbedder
-from recsys.llm.server import SimulatedLlmServer
 from recsys.records import RecRequest, RecResponse, utcnow
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.synthetic import SyntheticWorkload, WorkloadConfig
+from stack.supervisor import Supervisor
 from streams.admin import ensure_topics
 from streams.client import RecClient
 from streams.exceptions import RequestTimeout
 from streams.settings import Settings
+from testkit.llm_server import SimulatedLlmServer
+from testkit.synthetic_world import seed_world
 from workers.serve_wiring import build_recommender
-from workers.supervisor import Supervisor
-from workers.synthetic_world import seed_world
 
 
 def ms(values: list[float]) -> dict[str, float]:

@@ -37,22 +37,33 @@ from streams.settings import Settings
 from streams.topics import Topics
 from workers.bootstrap import bootstrap
 from workers.runtime import serve_forever
+from workers.users_worker import UsersWorker
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 log = logging.getLogger("benchmarks.users")
-KINDS = [EventType.VIEW] * 6 + [EventType.CLICK] * 2 + [
-    EventType.CART, EventType.PURCHASE, EventType.RATING, EventType.SEARCH,
-]  # fmt: skip
+KINDS = (
+    [EventType.VIEW] * 6
+    + [EventType.CLICK] * 2
+    + [
+        EventType.CART,
+        EventType.PURCHASE,
+        EventType.RATING,
+        EventType.SEARCH,
+    ]
+)
 
 
 def make_event(rng: random.Random, n: int, users: int, items: int, at: datetime) -> UserEvent:
     kind = rng.choice(KINDS)
     return UserEvent(
-        event_id=f"b{n}-{uuid.uuid4().hex[:6]}", user_id=f"user-{rng.randrange(users):05d}",
-        event_type=kind, item_id=None if kind is EventType.SEARCH else f"item-{rng.randrange(items)}",
+        event_id=f"b{n}-{uuid.uuid4().hex[:6]}",
+        user_id=f"user-{rng.randrange(users):05d}",
+        event_type=kind,
+        item_id=None if kind is EventType.SEARCH else f"item-{rng.randrange(items)}",
         rating=float(rng.choice([2, 3, 4, 5])) if kind is EventType.RATING else None,
-        query="a tense heist film" if kind is EventType.SEARCH else None, occurred_at=at,
-    )  # fmt: skip
+        query="a tense heist film" if kind is EventType.SEARCH else None,
+        occurred_at=at,
+    )
 
 
 def produce(settings: Settings, n: int, users: int, items: int) -> None:
@@ -68,9 +79,12 @@ async def raw_consumer(settings: Settings, topic: str, n: int) -> tuple[float, d
     """Events/s of a plain aiokafka consumer reading the topic from the start, and the
     end offset of each partition."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-        fetch_max_wait_ms=settings.users_fetch_wait_ms, max_partition_fetch_bytes=4 << 20,
-    )  # fmt: skip
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=settings.users_fetch_wait_ms,
+        max_partition_fetch_bytes=4 << 20,
+    )
     await consumer.start()
     try:
         parts = consumer.partitions_for_topic(topic) or set()
@@ -94,8 +108,13 @@ def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, i
     from confluent_kafka import Consumer
     from confluent_kafka import TopicPartition as KafkaTP
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+        }
+    )
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         tps = [KafkaTP(topic, p) for p in parts]
@@ -105,9 +124,15 @@ def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, i
 
 
 async def worker_run(
-    settings: Settings, topic: str, n: int, ends: dict[int, int], rate: float,
-    lag_seconds: float, users: int, items: int,
-) -> dict[str, Any]:  # fmt: skip
+    settings: Settings,
+    topic: str,
+    n: int,
+    ends: dict[int, int],
+    rate: float,
+    lag_seconds: float,
+    users: int,
+    items: int,
+) -> dict[str, Any]:
     ctx = bootstrap(settings)
     stop = asyncio.Event()
     task = asyncio.create_task(serve_forever("users", ctx, stop))
@@ -118,7 +143,8 @@ async def worker_run(
         while True:
             if task.done():
                 task.result()
-            updater = ctx.extras.get("users_updater")
+            handle = ctx.handles.get(UsersWorker)
+            updater = handle.updater if handle else None
             if start is None and updater is not None and updater.stats.consumed:
                 start = time.perf_counter()
             if (
@@ -173,12 +199,19 @@ async def worker_run(
             await asyncio.sleep(0.05)
         lags = [durable[k] - t for k, t in sent.items() if k in durable]
         return {
-            "durable_s": durable_s, "committed_s": committed_s, "applied": applied,
-            "duplicates": duplicates, "batches": stats.batches, "lag": summary_ms(lags),
+            "durable_s": durable_s,
+            "committed_s": committed_s,
+            "applied": applied,
+            "duplicates": duplicates,
+            "batches": stats.batches,
+            "lag": summary_ms(lags),
             "lag_lost": count - len(lags),
-            "busy_s": {"read": round(stats.read_s, 2), "domain": round(stats.domain_s, 2),
-                       "postgres": round(stats.db_s, 2)},
-        }  # fmt: skip
+            "busy_s": {
+                "read": round(stats.read_s, 2),
+                "domain": round(stats.domain_s, 2),
+                "postgres": round(stats.db_s, 2),
+            },
+        }
     finally:
         stop.set()
         await task
@@ -191,7 +224,6 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=3_000)
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--batch", type=int, default=None, help="users_batch_size")
-    parser.add_argument("--wait-ms", type=int, default=None, help="users_batch_wait_ms")
     parser.add_argument("--fetch-wait-ms", type=int, default=None, help="users_fetch_wait_ms")
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--lag-seconds", type=float, default=20.0)
@@ -200,8 +232,6 @@ def main() -> None:
     overrides: dict[str, Any] = {"user_partitions": args.partitions}
     if args.batch:
         overrides["users_batch_size"] = args.batch
-    if args.wait_ms:
-        overrides["users_batch_wait_ms"] = args.wait_ms
     if args.fetch_wait_ms:
         overrides["users_fetch_wait_ms"] = args.fetch_wait_ms
     with embedded_stack(with_postgres=True, **overrides) as settings:
@@ -215,33 +245,43 @@ def main() -> None:
         log.warning("produced %d events in %.1fs", args.events, produce_s)
         raw, ends = asyncio.run(raw_consumer(settings, topic, args.events))
         log.warning("raw consumer: %.0f events/s", raw)
-        run = asyncio.run(worker_run(
-            settings, topic, args.events, ends, args.rate, args.lag_seconds, args.users, args.items,
-        ))  # fmt: skip
+        run = asyncio.run(
+            worker_run(
+                settings,
+                topic,
+                args.events,
+                ends,
+                args.rate,
+                args.lag_seconds,
+                args.users,
+                args.items,
+            )
+        )
     rate = args.events / run["committed_s"]
-    emit({
-        "benchmark": "users",
-        "events": args.events,
-        "users": args.users,
-        "partitions": args.partitions,
-        "users_batch_size": settings.users_batch_size,
-        "users_batch_wait_ms": settings.users_batch_wait_ms,
-        "users_fetch_wait_ms": settings.users_fetch_wait_ms,
-        "produce_events_per_s": round(args.events / produce_s),
-        "raw_consumer_events_per_s": round(raw),
-        "events_per_s": round(rate),
-        "events_per_s_durable": round(args.events / run["durable_s"]),
-        "ratio_to_raw_consumer": round(rate / raw, 3),
-        "applied": run["applied"],
-        "batches": run["batches"],
-        "lag_rate_per_s": args.rate,
-        "lag_p50_ms": run["lag"]["p50_ms"],
-        "lag_p99_ms": run["lag"]["p99_ms"],
-        "lag": run["lag"],
-        "lag_lost": run["lag_lost"],
-        "worker_busy_s": run["busy_s"],
-        "worker_s": round(run["committed_s"], 2),
-    })  # fmt: skip
+    emit(
+        {
+            "benchmark": "users",
+            "events": args.events,
+            "users": args.users,
+            "partitions": args.partitions,
+            "users_batch_size": settings.users_batch_size,
+            "users_fetch_wait_ms": settings.users_fetch_wait_ms,
+            "produce_events_per_s": round(args.events / produce_s),
+            "raw_consumer_events_per_s": round(raw),
+            "events_per_s": round(rate),
+            "events_per_s_durable": round(args.events / run["durable_s"]),
+            "ratio_to_raw_consumer": round(rate / raw, 3),
+            "applied": run["applied"],
+            "batches": run["batches"],
+            "lag_rate_per_s": args.rate,
+            "lag_p50_ms": run["lag"]["p50_ms"],
+            "lag_p99_ms": run["lag"]["p99_ms"],
+            "lag": run["lag"],
+            "lag_lost": run["lag_lost"],
+            "worker_busy_s": run["busy_s"],
+            "worker_s": round(run["committed_s"], 2),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ popular items among positive events seen so far, minus what the user already con
 and the request's exclusions, with the warmth bucket computed from the configuration's
 thresholds. It never uses an LLM.
 
-Hook for the serving policy (issue 5): ``register_engine("serving", factory)`` where
+Hook for the serving policy: ``register_engine("serving", factory)`` where
 ``factory(config)`` returns a :class:`Policy` that runs the real routed pipeline with
 ``config.overrides`` applied to the serving settings; ``streamrec replay --engine
 serving`` then uses it, and every configuration below takes effect.

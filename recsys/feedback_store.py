@@ -54,11 +54,18 @@ class FeedbackStore:
             for partition, r in impressions
         ]
         rows_e = [
-            (e.user_id, e.event_id, e.item_id, e.event_type.value, e.rating,
-             e.rec_request_id, e.occurred_at)
+            (
+                e.user_id,
+                e.event_id,
+                e.item_id,
+                e.event_type.value,
+                e.rating,
+                e.rec_request_id,
+                e.occurred_at,
+            )
             for e in events
             if e.item_id is not None and e.event_type in OUTCOME_EVENTS
-        ]  # fmt: skip
+        ]
         if not rows_i and not rows_e:
             return
         async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
@@ -109,11 +116,16 @@ class FeedbackStore:
             rows = await cur.fetchall()
         return [
             UserEvent(
-                user_id=u, event_id=eid, item_id=item, event_type=kind, rating=rating,
-                rec_request_id=rid, occurred_at=at,
+                user_id=u,
+                event_id=eid,
+                item_id=item,
+                event_type=kind,
+                rating=rating,
+                rec_request_id=rid,
+                occurred_at=at,
             )
             for u, eid, item, kind, rating, rid, at in rows
-        ]  # fmt: skip
+        ]
 
     async def mark_emitted(self, request_ids: Sequence[str]) -> None:
         """Close impressions whose examples were delivered."""

@@ -302,6 +302,7 @@ class LlmInvolvement(Record):
     route: str | None = None
     propensity: float | None = None
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
+    prompt: str | None = None
     injection_reasons: list[str] = Field(default_factory=list)
     max_displacement: int | None = Field(default=None, ge=0)
     moved_max: int = Field(default=0, ge=0)

@@ -23,19 +23,55 @@ __all__ = ["CATEGORIES", "SyntheticUser", "SyntheticWorkload", "WorkloadConfig"]
 
 CATEGORIES: dict[str, tuple[list[str], list[str]]] = {
     # category: (title words, description themes)
-    "sci-fi": (["Star", "Orbit", "Quantum", "Nova", "Signal", "Android"], ["space travel", "artificial minds", "first contact", "time loops"]),
-    "comedy": (["Wedding", "Roommates", "Holiday", "Chaos", "Neighbours", "Prank"], ["family mishaps", "awkward romance", "office life", "road trips"]),
-    "drama": (["River", "Letters", "Winter", "Silence", "Harbour", "Promise"], ["grief", "coming of age", "family secrets", "second chances"]),
-    "thriller": (["Shadow", "Cipher", "Witness", "Vault", "Trap", "Night"], ["conspiracy", "a heist", "a manhunt", "double agents"]),
-    "horror": (["Cellar", "Hollow", "Ritual", "Fog", "Doll", "Attic"], ["haunted houses", "cursed objects", "isolation", "folk legends"]),
-    "romance": (["Paris", "Summer", "Dance", "Letters", "Garden", "Kiss"], ["long-distance love", "rivals to lovers", "a second chance", "a summer fling"]),
-    "documentary": (["Planet", "Ocean", "Makers", "Frontier", "Voices", "Atlas"], ["wildlife", "climate", "craftspeople", "exploration"]),
-    "animation": (["Dragon", "Robot", "Forest", "Kingdom", "Bubble", "Comet"], ["friendship", "magic", "a quest", "talking animals"]),
-    "action": (["Strike", "Velocity", "Iron", "Fury", "Edge", "Outpost"], ["car chases", "martial arts", "rescue missions", "mercenaries"]),
-    "fantasy": (["Crown", "Sword", "Oracle", "Realm", "Ember", "Rune"], ["ancient prophecies", "dragons", "lost kingdoms", "wizards"]),
-    "mystery": (["Clue", "Manor", "Alibi", "Ledger", "Lantern", "Key"], ["a locked room", "small-town secrets", "an amateur sleuth", "a missing heir"]),
-    "family": (["Puppy", "Treehouse", "Camp", "Grandpa", "Picnic", "Kite"], ["siblings", "pets", "summer camp", "school days"]),
-}  # fmt: skip
+    "sci-fi": (
+        ["Star", "Orbit", "Quantum", "Nova", "Signal", "Android"],
+        ["space travel", "artificial minds", "first contact", "time loops"],
+    ),
+    "comedy": (
+        ["Wedding", "Roommates", "Holiday", "Chaos", "Neighbours", "Prank"],
+        ["family mishaps", "awkward romance", "office life", "road trips"],
+    ),
+    "drama": (
+        ["River", "Letters", "Winter", "Silence", "Harbour", "Promise"],
+        ["grief", "coming of age", "family secrets", "second chances"],
+    ),
+    "thriller": (
+        ["Shadow", "Cipher", "Witness", "Vault", "Trap", "Night"],
+        ["conspiracy", "a heist", "a manhunt", "double agents"],
+    ),
+    "horror": (
+        ["Cellar", "Hollow", "Ritual", "Fog", "Doll", "Attic"],
+        ["haunted houses", "cursed objects", "isolation", "folk legends"],
+    ),
+    "romance": (
+        ["Paris", "Summer", "Dance", "Letters", "Garden", "Kiss"],
+        ["long-distance love", "rivals to lovers", "a second chance", "a summer fling"],
+    ),
+    "documentary": (
+        ["Planet", "Ocean", "Makers", "Frontier", "Voices", "Atlas"],
+        ["wildlife", "climate", "craftspeople", "exploration"],
+    ),
+    "animation": (
+        ["Dragon", "Robot", "Forest", "Kingdom", "Bubble", "Comet"],
+        ["friendship", "magic", "a quest", "talking animals"],
+    ),
+    "action": (
+        ["Strike", "Velocity", "Iron", "Fury", "Edge", "Outpost"],
+        ["car chases", "martial arts", "rescue missions", "mercenaries"],
+    ),
+    "fantasy": (
+        ["Crown", "Sword", "Oracle", "Realm", "Ember", "Rune"],
+        ["ancient prophecies", "dragons", "lost kingdoms", "wizards"],
+    ),
+    "mystery": (
+        ["Clue", "Manor", "Alibi", "Ledger", "Lantern", "Key"],
+        ["a locked room", "small-town secrets", "an amateur sleuth", "a missing heir"],
+    ),
+    "family": (
+        ["Puppy", "Treehouse", "Camp", "Grandpa", "Picnic", "Kite"],
+        ["siblings", "pets", "summer camp", "school days"],
+    ),
+}
 
 MOODS = ["uplifting", "dark", "funny", "tense", "cozy", "thoughtful", "exciting", "romantic"]
 AUDIENCES = ["kids", "teens", "adults", "families"]
@@ -101,7 +137,10 @@ class SyntheticWorkload:
             if self.rng.random() < 0.35:
                 cats.append(self.rng.choice([c for c in self.categories if c != primary]))
             words, themes = CATEGORIES[primary]
-            title = f"{self.rng.choice(words)} {self.rng.choice(['of', 'in', 'and the', 'at'])} {self.rng.choice(CATEGORIES[self.rng.choice(cats)][0])}"
+            head = self.rng.choice(words)  # draw order kept: the same seed, the same catalog
+            joiner = self.rng.choice(["of", "in", "and the", "at"])
+            other = self.rng.choice(CATEGORIES[self.rng.choice(cats)][0])
+            title = f"{head} {joiner} {other}"
             mood = self.rng.choice(MOODS)
             audience = self.rng.choice(AUDIENCES)
             year = self.rng.randint(1970, 2025)
@@ -118,10 +157,15 @@ class SyntheticWorkload:
                     title=f"{title} ({year})",
                     categories=cats,
                     description=description,
-                    attributes={"year": str(year), "language": self.rng.choice(LANGUAGES), "mood": mood, "audience": audience},
+                    attributes={
+                        "year": str(year),
+                        "language": self.rng.choice(LANGUAGES),
+                        "mood": mood,
+                        "audience": audience,
+                    },
                     occurred_at=self.start,
                 )
-            )  # fmt: skip
+            )
         order = list(range(len(items)))
         self.rng.shuffle(order)  # popularity rank independent of category
         return [items[i] for i in order]
@@ -142,11 +186,16 @@ class SyntheticWorkload:
                     )
                 )
             else:
-                out.append(item.model_copy(update={
-                    "change_id": f"{item.item_id}-v2", "version": 2,
-                    "description": item.description + " Now remastered.",
-                    "occurred_at": utcnow(),
-                }))  # fmt: skip
+                out.append(
+                    item.model_copy(
+                        update={
+                            "change_id": f"{item.item_id}-v2",
+                            "version": 2,
+                            "description": item.description + " Now remastered.",
+                            "occurred_at": utcnow(),
+                        }
+                    )
+                )
         return out
 
     # ---- users --------------------------------------------------------------------------
@@ -207,7 +256,16 @@ class SyntheticWorkload:
             sid = f"{user.user_id}-s{session}"
             if self.rng.random() < self.config.query_rate:
                 seq += 1
-                events.append(UserEvent(event_id=f"{user.user_id}-e{seq}", user_id=user.user_id, event_type=EventType.SEARCH, query=self.query_for(user), session_id=sid, occurred_at=t))  # fmt: skip
+                events.append(
+                    UserEvent(
+                        event_id=f"{user.user_id}-e{seq}",
+                        user_id=user.user_id,
+                        event_type=EventType.SEARCH,
+                        query=self.query_for(user),
+                        session_id=sid,
+                        occurred_at=t,
+                    )
+                )
             for _ in range(min(budget, self.rng.randint(1, 8))):
                 budget -= 1
                 item = self._pick_item(user, weights)
@@ -224,7 +282,16 @@ class SyntheticWorkload:
                     funnel = [EventType.VIEW, EventType.DISMISS]
                 for kind in funnel:
                     seq += 1
-                    events.append(UserEvent(event_id=f"{user.user_id}-e{seq}", user_id=user.user_id, event_type=kind, item_id=item.item_id, session_id=sid, occurred_at=t))  # fmt: skip
+                    events.append(
+                        UserEvent(
+                            event_id=f"{user.user_id}-e{seq}",
+                            user_id=user.user_id,
+                            event_type=kind,
+                            item_id=item.item_id,
+                            session_id=sid,
+                            occurred_at=t,
+                        )
+                    )
                     t += timedelta(seconds=self.rng.randint(1, 30))
                 if self.rng.random() < 0.2:
                     affinity = sum(user.taste[c] for c in item.categories)
@@ -237,7 +304,17 @@ class SyntheticWorkload:
                         ),
                     )
                     seq += 1
-                    events.append(UserEvent(event_id=f"{user.user_id}-e{seq}", user_id=user.user_id, event_type=EventType.RATING, item_id=item.item_id, rating=rating, session_id=sid, occurred_at=t))  # fmt: skip
+                    events.append(
+                        UserEvent(
+                            event_id=f"{user.user_id}-e{seq}",
+                            user_id=user.user_id,
+                            event_type=EventType.RATING,
+                            item_id=item.item_id,
+                            rating=rating,
+                            session_id=sid,
+                            occurred_at=t,
+                        )
+                    )
                 user.consumed.add(item.item_id)
             t += self.config.session_gap + timedelta(minutes=self.rng.randint(0, 600))
         return events
@@ -261,7 +338,15 @@ class SyntheticWorkload:
                 )
                 user_id = user.user_id
                 query = self.query_for(user) if self.rng.random() < query_share else None
-            out.append(RecRequest(request_id=f"req-{self.config.seed}-{i:06d}", user_id=user_id, k=10, query=query, deadline_ms=1500))  # fmt: skip
+            out.append(
+                RecRequest(
+                    request_id=f"req-{self.config.seed}-{i:06d}",
+                    user_id=user_id,
+                    k=10,
+                    query=query,
+                    deadline_ms=1500,
+                )
+            )
         return out
 
     # ---- outcomes -----------------------------------------------------------------------
@@ -298,6 +383,15 @@ class SyntheticWorkload:
                 if self.rng.random() < 0.2:
                     kinds.append(EventType.PURCHASE)
                 for kind in kinds:
-                    out.append(UserEvent(event_id=f"{request.request_id}-o{n}-{kind.value.lower()}", user_id=request.user_id, event_type=kind, item_id=item, session_id=f"{request.request_id}-session", occurred_at=at))  # fmt: skip
+                    out.append(
+                        UserEvent(
+                            event_id=f"{request.request_id}-o{n}-{kind.value.lower()}",
+                            user_id=request.user_id,
+                            event_type=kind,
+                            item_id=item,
+                            session_id=f"{request.request_id}-session",
+                            occurred_at=at,
+                        )
+                    )
         out.sort(key=lambda e: (e.occurred_at, e.event_id))
         return out

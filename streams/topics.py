@@ -64,33 +64,54 @@ class Topics:
         cat_p = settings.catalog_partitions
         log_p = settings.log_partitions
         self.catalog_changes = self._spec(
-            "catalog.changes", "item_id", CatalogChange, cat_p,
+            "catalog.changes",
+            "item_id",
+            CatalogChange,
+            cat_p,
             "Upserts and deletes of catalog items, with a monotonic version.",
-        )  # fmt: skip
+        )
         self.catalog_enriched = self._spec(
-            "catalog.enriched", "item_id", ItemEnriched, cat_p,
+            "catalog.enriched",
+            "item_id",
+            ItemEnriched,
+            cat_p,
             "Emitted after an item version is in pgvector: provenance of text and vectors.",
-        )  # fmt: skip
+        )
         self.user_events = self._spec(
-            "user.events", "user_id", UserEvent, user_p,
+            "user.events",
+            "user_id",
+            UserEvent,
+            user_p,
             "What users did; co-partitioned with rec.requests.",
-        )  # fmt: skip
+        )
         self.rec_requests = self._spec(
-            "rec.requests", "user_id", RecRequest, user_p,
+            "rec.requests",
+            "user_id",
+            RecRequest,
+            user_p,
             "Recommendation requests; co-partitioned with user.events.",
-        )  # fmt: skip
+        )
         self.rec_responses = self._spec(
-            "rec.responses", "user_id", RecResponse, user_p,
+            "rec.responses",
+            "user_id",
+            RecResponse,
+            user_p,
             "Ranked items with route, warmth, explanations, versions and latency.",
-        )  # fmt: skip
+        )
         self.llm_log = self._spec(
-            "rec.llm-log", "request_id", LlmInvolvement, log_p,
+            "rec.llm-log",
+            "request_id",
+            LlmInvolvement,
+            log_p,
             "One record per LLM use, or per decision not to use one.",
-        )  # fmt: skip
+        )
         self.feedback_examples = self._spec(
-            "feedback.examples", "user_id", FeedbackExample, user_p,
+            "feedback.examples",
+            "user_id",
+            FeedbackExample,
+            user_p,
             "Impressions joined with later outcomes, with the treatment flags.",
-        )  # fmt: skip
+        )
 
     def _spec(
         self, base: str, key: str, value: type[Record], partitions: int, description: str

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from recsys import db
-from streams.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from stack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from streams.settings import Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -140,7 +140,7 @@ def embedder() -> Any:
 @pytest.fixture
 def llm_server() -> Iterator[Any]:
     """Our simulated OpenAI-compatible LLM on a free port, honest until told otherwise."""
-    from recsys.llm.server import SimulatedLlmServer
+    from testkit.llm_server import SimulatedLlmServer
 
     with SimulatedLlmServer() as server:
         yield server

@@ -58,11 +58,17 @@ def _write(
     for offset, (key, at, record) in enumerate(ordered):
         writer.write(
             ArchivedMessage(
-                topic=spec.name, partition=0, offset=offset,
-                timestamp_ms=int(at.timestamp() * 1000), key=key, headers=[],
-                schema_id=schema_id, value=record.model_dump(mode="python"), value_schema=schema,
+                topic=spec.name,
+                partition=0,
+                offset=offset,
+                timestamp_ms=int(at.timestamp() * 1000),
+                key=key,
+                headers=[],
+                schema_id=schema_id,
+                value=record.model_dump(mode="python"),
+                value_schema=schema,
             )
-        )  # fmt: skip
+        )
 
 
 def write_example_archive(settings: Settings, n_requests: int = 30) -> ExampleArchive:
@@ -77,28 +83,56 @@ def write_example_archive(settings: Settings, n_requests: int = 30) -> ExampleAr
         llm = i % 3 == 0
         items = [f"item-{(i * 7 + j) % 60:05d}" for j in range(10)]
         response = RecResponse(
-            request_id=request.request_id, user_id=request.user_id, route=Route.CF,
+            request_id=request.request_id,
+            user_id=request.user_id,
+            route=Route.CF,
             warmth_bucket=WarmthBucket.WARM if i % 2 else WarmthBucket.COLD,
-            propensity=0.5 if llm else 1.0, llm_used=llm, latency_ms=20.0 + i,
+            propensity=0.5 if llm else 1.0,
+            llm_used=llm,
+            latency_ms=20.0 + i,
             produced_at=request.requested_at,
-            items=[RecommendedItem(item_id=it, rank=n, score=1.0, source="cf")
-                   for n, it in enumerate(items, 1)],
-        )  # fmt: skip
+            items=[
+                RecommendedItem(item_id=it, rank=n, score=1.0, source="cf")
+                for n, it in enumerate(items, 1)
+            ],
+        )
         responses.append((request.user_id, request.requested_at, response))
         if llm:
-            llm_log.append((request.request_id, request.requested_at, LlmInvolvement(
-                request_id=request.request_id, user_id=request.user_id,
-                use_case=LlmUseCase.RERANK, called=True, used=True, decision="called",
-                cost_usd=0.01,
-            )))  # fmt: skip
+            llm_log.append(
+                (
+                    request.request_id,
+                    request.requested_at,
+                    LlmInvolvement(
+                        request_id=request.request_id,
+                        user_id=request.user_id,
+                        use_case=LlmUseCase.RERANK,
+                        called=True,
+                        used=True,
+                        decision="called",
+                        cost_usd=0.01,
+                    ),
+                )
+            )
         clicked = any(e.item_id == items[0] for e in outcomes if e.user_id == request.user_id)
-        examples.append((request.user_id, request.requested_at, FeedbackExample(
-            example_id=f"{request.request_id}:{items[0]}", request_id=request.request_id,
-            user_id=request.user_id, item_id=items[0], rank=1, route="CF",
-            warmth_bucket=response.warmth_bucket.value, llm_used=llm,
-            propensity=response.propensity, clicked=clicked,
-            impression_at=response.produced_at,
-        )))  # fmt: skip
+        examples.append(
+            (
+                request.user_id,
+                request.requested_at,
+                FeedbackExample(
+                    example_id=f"{request.request_id}:{items[0]}",
+                    request_id=request.request_id,
+                    user_id=request.user_id,
+                    item_id=items[0],
+                    rank=1,
+                    route="CF",
+                    warmth_bucket=response.warmth_bucket.value,
+                    llm_used=llm,
+                    propensity=response.propensity,
+                    clicked=clicked,
+                    impression_at=response.produced_at,
+                ),
+            )
+        )
     serde = AvroSerde(registry_from_settings(settings))
     writer = ArchiveWriter(settings.archive_root, roll_bytes=1 << 26, roll_s=float("inf"))
     events = [(e.user_id, e.occurred_at, e) for e in [*history, *outcomes]]

@@ -57,10 +57,12 @@ def read_topic(
     """Read a topic from the beginning (all partitions, no group) until ``expected`` messages."""
     consumer = Consumer(
         consumer_config(
-            settings, f"test-reader-{uuid.uuid4().hex[:8]}", latency_sensitive=True,
+            settings,
+            f"test-reader-{uuid.uuid4().hex[:8]}",
+            latency_sensitive=True,
             logger=logging.getLogger("librdkafka"),
         )
-    )  # fmt: skip
+    )
     try:
         md = consumer.list_topics(topic, timeout=10)
         parts = md.topics[topic].partitions

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from recsys.archive import ArchiveWriter
@@ -22,21 +23,24 @@ from streams.consumer_loop import ConsumerLoop, Inbound
 from streams.topics import TopicSpec
 from streams.wire import archived_from_inbound
 from workers.bootstrap import Context
+from workers.inventory import worker_inputs
 
-__all__ = ["archived_topics", "run"]
+__all__ = ["ArchiveWorker", "archived_topics", "run"]
 
 log = logging.getLogger(__name__)
 
 
 def archived_topics(ctx: Context) -> list[TopicSpec]:
     """The topics this deployment archives."""
-    t = ctx.topics
-    specs = [t.rec_responses, t.llm_log, t.feedback_examples]
-    if ctx.settings.archive_requests:
-        specs.append(t.rec_requests)
-    if ctx.settings.archive_user_events:
-        specs.append(t.user_events)
-    return specs
+    return worker_inputs(ctx.settings, ctx.topics)["archive"]
+
+
+@dataclass(frozen=True)
+class ArchiveWorker:
+    """What a running archive worker exposes (tests, benchmarks)."""
+
+    writer: ArchiveWriter
+    loop: ConsumerLoop
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:
@@ -47,7 +51,6 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     for spec in specs.values():
         assert spec.value is not None
         writer.register(spec.name, ctx.serde.codec(spec.value).schema)
-    ctx.extras["archive_writer"] = writer
 
     def write(batch: list[Inbound[Any]]) -> None:
         for inbound in batch:
@@ -69,12 +72,12 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         inputs=list(specs.values()),
         handler=handler,
         producer=ctx.producer,
-        group_id=ctx.extras.get("group_id"),
+        group_id=ctx.overrides.group_id,
         committable=writer.committable,
         housekeeping=housekeeping,
         on_revoke=revoked,
     )
-    ctx.extras["loop"] = loop
+    ctx.handles.put(ArchiveWorker(writer, loop))
     log.info("archive: %s → %s", ", ".join(specs), s.archive_root)
     try:
         await loop.run(stop)

@@ -9,15 +9,16 @@ is ever committed past an item that is not in the table. LLM trouble never block
 partition: calls are bounded in concurrency and by a per-item deadline, and a failing
 endpoint trips a breaker; items then go on with their raw text.
 
-Tests and the demo pass ready-made parts through ``Context.extras``: ``embedder``
-(a shared model), ``llm_client``. The running loop and pipeline are put back into
-``extras`` (``enrich_loop``, ``enrich_pipeline``) for observation.
+Tests and the demo pass ready-made parts through ``Context.overrides`` (a shared
+embedder, an LLM client); the running pipeline and loop are published as an
+:class:`EnrichWorker` handle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from recsys.embedding import Embedder, SentenceTransformerEmbedder
@@ -30,9 +31,10 @@ from recsys.records import LlmInvolvement
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
 from streams.tracing import consume_span
 from workers.bootstrap import Context
+from workers.metrics import observe_llm
 from workers.model_load import load_model
 
-__all__ = ["run"]
+__all__ = ["EnrichWorker", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +42,28 @@ log = logging.getLogger(__name__)
 def _llm(ctx: Context) -> tuple[LlmClient | None, str]:
     """The LLM client for enrichment, or None and the reason it is off."""
     s = ctx.settings
-    if "llm_client" in ctx.extras:
-        return ctx.extras["llm_client"], "no_endpoint"
+    if ctx.overrides.llm_client is not None:
+        return ctx.overrides.llm_client, "no_endpoint"
     if not s.llm_enabled:
         return None, "no_endpoint"
     if not s.llm_enrich:
         return None, "disabled"
-    return LlmClient.from_settings(s), "no_endpoint"
+    return LlmClient.from_settings(s.llm), "no_endpoint"
+
+
+@dataclass(frozen=True)
+class EnrichWorker:
+    """What a running enrich worker exposes (tests, benchmarks)."""
+
+    pipeline: EnrichmentPipeline
+    loop: ConsumerLoop
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:
     """Consume catalog.changes until ``stop`` is set."""
     s, topics, producer = ctx.settings, ctx.topics, ctx.producer
     apool = await ctx.async_pool("enrich")
-    embedder: Embedder = ctx.extras.get("embedder") or SentenceTransformerEmbedder(
+    embedder: Embedder = ctx.overrides.embedder or SentenceTransformerEmbedder(
         s.embedding_model, s.embedding_device, s.embedding_batch_size
     )
     client, off_reason = _llm(ctx)
@@ -85,6 +95,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
 
     def emit_log(record: LlmInvolvement) -> None:
         producer.send(topics.llm_log, record.request_id, record)
+        observe_llm("enrich", record)
 
     async def handle(batch: list[Inbound[Any]]) -> None:
         with consume_span(
@@ -107,8 +118,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         producer=producer,
         max_batch=500,
     )
-    ctx.extras["enrich_loop"] = loop
-    ctx.extras["enrich_pipeline"] = pipeline
+    ctx.handles.put(EnrichWorker(pipeline, loop))
     try:
         await loop.run(stop)
     finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +30,7 @@ from recsys.records import RecResponse, UserEvent
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
 from workers.bootstrap import Context
 
-__all__ = ["FeedbackJoiner", "run"]
+__all__ = ["FeedbackJoiner", "FeedbackWorker", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class FeedbackJoiner:
         self.clock = EventClock([ctx.topics.rec_responses.name, ctx.topics.user_events.name])
         self.partitions: set[int] = set()
         self.emitted = 0
+        #: Sweeps done (tests wait for sweeps instead of sleeping).
+        self.sweeps = 0
         self._last_sweep = 0.0
         self._last_prune = time.monotonic()
 
@@ -78,6 +81,7 @@ class FeedbackJoiner:
     async def sweep(self) -> int:
         """Close due windows of owned partitions; emit their examples; return how many."""
         self._last_sweep = time.monotonic()
+        self.sweeps += 1
         total = 0
         for partition in sorted(self.partitions):
             while True:
@@ -122,22 +126,29 @@ class FeedbackJoiner:
                 self.clock.forget(partition)
 
 
+@dataclass(frozen=True)
+class FeedbackWorker:
+    """What a running feedback worker exposes (tests, benchmarks)."""
+
+    joiner: FeedbackJoiner
+    loop: ConsumerLoop
+
+
 async def run(ctx: Context, stop: asyncio.Event) -> None:
     """Join until ``stop`` is set."""
     pool = await ctx.async_pool("feedback")
     joiner = FeedbackJoiner(ctx, FeedbackStore(pool))
-    ctx.extras["feedback_joiner"] = joiner
     loop = ConsumerLoop(
         ctx.settings,
         worker="feedback",
         inputs=[ctx.topics.rec_responses, ctx.topics.user_events],
         handler=joiner.handle,
         producer=ctx.producer,
-        group_id=ctx.extras.get("group_id"),
+        group_id=ctx.overrides.group_id,
         on_assign=joiner.assigned,
         on_revoke=joiner.revoked,
         housekeeping=joiner.housekeeping,
     )
-    ctx.extras["loop"] = loop
+    ctx.handles.put(FeedbackWorker(joiner, loop))
     await loop.run(stop)
     log.info("feedback: %d examples emitted", joiner.emitted)

@@ -32,14 +32,14 @@ __all__ = ["build_recommender", "llm_client", "llm_client_for", "llm_parts", "sa
 
 def llm_client(ctx: Context) -> tuple[LlmClient | None, str]:
     """The LLM client for serving, or None and the reason it is off."""
-    if "llm_client" in ctx.extras:
-        return ctx.extras["llm_client"], "no_endpoint"
+    if ctx.overrides.llm_client is not None:
+        return ctx.overrides.llm_client, "no_endpoint"
     return llm_client_for(ctx.settings), "no_endpoint"
 
 
 def llm_client_for(settings: Settings) -> LlmClient | None:
     """A client for the configured endpoint (None without one)."""
-    return LlmClient.from_settings(settings) if settings.llm_enabled else None
+    return LlmClient.from_settings(settings.llm) if settings.llm_enabled else None
 
 
 def sanitiser_for(settings: Any, embedder: QueryEmbedder | None) -> Sanitiser:

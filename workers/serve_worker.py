@@ -8,8 +8,8 @@ served again: responses are keyed by ``request_id``, so a repeat is recognisable
 
 User state comes from the users worker's Postgres read model, measured at a few ms per
 read: a co-partitioned local table would need the serving process to consume the
-users' changelog too, and Faust's fetch latency on the embedded broker (DESIGN.md) is
-far worse than one indexed read.
+users' changelog too, and a consumer's fetch wait on the embedded broker costs more than
+one indexed read.
 """
 
 from __future__ import annotations
@@ -17,28 +17,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from recsys.embedding import Embedder, SentenceTransformerEmbedder
 from recsys.exceptions import DatabaseUnavailable
 from recsys.records import RecRequest
 from recsys.serving.query_embedding import QueryEncoder
+from recsys.serving.recommender import Recommender
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
 from streams.tracing import consume_span
 from workers.bootstrap import Context
+from workers.metrics import observe_served
 from workers.model_load import load_model
 from workers.serve_wiring import build_recommender, llm_client
 
-__all__ = ["run"]
+__all__ = ["ServeWorker", "run"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeWorker:
+    """What a running serve worker exposes (tests, benchmarks)."""
+
+    recommender: Recommender
+    loop: ConsumerLoop
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:
     """Serve requests until ``stop`` is set."""
     s, topics, producer = ctx.settings, ctx.topics, ctx.producer
     apool = await ctx.async_pool("serve", autocommit=True)
-    embedder: Embedder = ctx.extras.get("embedder") or SentenceTransformerEmbedder(
+    embedder: Embedder = ctx.overrides.embedder or SentenceTransformerEmbedder(
         s.embedding_model, s.embedding_device, s.embedding_batch_size
     )
     if not await load_model(embedder, stop, worker="serve"):
@@ -51,7 +62,6 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         await asyncio.get_running_loop().run_in_executor(None, lambda: client.sdk)
     recommender = build_recommender(s, apool, encoder, client)
     await recommender.warm()
-    ctx.extras["recommender"] = recommender
     log.info(
         "serve: model %s, LLM %s, policy %s",
         embedder.name,
@@ -75,6 +85,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
                 producer.send(topics.rec_responses, request.user_id, served.response)
                 for record in served.logs:
                     producer.send(topics.llm_log, record.request_id, record)
+                observe_served(served.response, served.logs, served.timings)
 
     async def handle(batch: list[Inbound[Any]]) -> None:
         try:
@@ -91,7 +102,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         latency_sensitive=True,
         max_batch=max(1, s.serve_concurrency),
     )
-    ctx.extras["serve_loop"] = loop
+    ctx.handles.put(ServeWorker(recommender, loop))
     try:
         await loop.run(stop)
     finally:

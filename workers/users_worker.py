@@ -17,10 +17,8 @@ event and its recent event ids, so a redelivered event is recognised and changes
 nothing; ``user_events`` skips co-visitation for an event it already holds; the read
 model only moves forward. Postgres is the state store shared by every process, so a
 worker taking partitions over (a rebalance, a crash) continues from exactly what was
-committed — no changelog to restore. This replaced a Faust table with a changelog:
-under rebalances on the embedded broker, Faust's stream committed offsets past events
-it never delivered (lost events, seen in the SIGKILL and takeover tests), and its
-per-event stream path capped throughput at ~3 % of a plain consumer.
+committed — no changelog to restore (docs/decisions/0001-no-faust.md says why this is
+not a changelog-backed table).
 """
 
 from __future__ import annotations
@@ -43,7 +41,7 @@ from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
 from streams.dlq import DeadLetters
 from workers.bootstrap import Context
 
-__all__ = ["UserStateUpdater", "UsersStats", "run"]
+__all__ = ["UserStateUpdater", "UsersStats", "UsersWorker", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +120,14 @@ class UserStateUpdater:
             listener(events)
 
 
+@dataclass(frozen=True)
+class UsersWorker:
+    """What a running users worker exposes (tests, benchmarks)."""
+
+    updater: UserStateUpdater
+    loop: ConsumerLoop
+
+
 async def run(ctx: Context, stop: asyncio.Event) -> None:
     """Consume user.events until ``stop`` is set."""
     s = ctx.settings
@@ -130,11 +136,10 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     updater = UserStateUpdater(
         PgUserStates(pool),
         PgCovisitation(pool, s.covisit_half_life_h),
-        UserStateConfig.from_settings(s),
-        CovisitConfig.from_settings(s),
+        UserStateConfig.from_settings(s.users),
+        CovisitConfig.from_settings(s.users),
     )
     dead = DeadLetters(ctx.producer, "users")
-    ctx.extras["users_updater"] = updater
 
     async def handle(batch: list[Inbound[Any]]) -> None:
         updater.stats.consumed += len(batch)
@@ -143,11 +148,15 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
             event: UserEvent = msg.value
             if msg.key != event.user_id:
                 dead.send(
-                    spec, key=msg.key, value=msg.raw_value, partition=msg.partition,
-                    offset=msg.offset, reason="key_mismatch",
+                    spec,
+                    key=msg.key,
+                    value=msg.raw_value,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                    reason="key_mismatch",
                     error=f"message key {msg.key!r} is not the event's user_id {event.user_id!r}",
                     headers=msg.headers,
-                )  # fmt: skip
+                )
                 updater.stats.dead_lettered += 1
                 continue
             events.append((event, (msg.partition, msg.offset)))
@@ -162,9 +171,9 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         producer=ctx.producer,
         max_batch=s.users_batch_size,
         consumer_overrides={"fetch.wait.max.ms": s.users_fetch_wait_ms},
-        group_id=ctx.extras.get("group_id"),
+        group_id=ctx.overrides.group_id,
     )
-    ctx.extras["users_loop"] = loop
+    ctx.handles.put(UsersWorker(updater, loop))
     try:
         await loop.run(stop)
     finally:

@@ -161,13 +161,22 @@ class PgAls:
                 "n_users, n_items, n_interactions, metrics) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
-                    version, dims, Jsonb(params),
-                    model.gramian.astype(np.float32).ravel().tolist(), run.source,
-                    run.window_since, run.window_until, run.first_event_at,
-                    run.last_event_at, run.n_events, run.n_users, run.n_items,
-                    run.n_interactions, Jsonb(metrics),
+                    version,
+                    dims,
+                    Jsonb(params),
+                    model.gramian.astype(np.float32).ravel().tolist(),
+                    run.source,
+                    run.window_since,
+                    run.window_until,
+                    run.first_event_at,
+                    run.last_event_at,
+                    run.n_events,
+                    run.n_users,
+                    run.n_items,
+                    run.n_interactions,
+                    Jsonb(metrics),
                 ),
-            )  # fmt: skip
+            )
             async with (
                 conn.cursor() as cur,
                 cur.copy(

@@ -15,7 +15,7 @@ logarithms (:func:`log2_add`) so that neither 1995 nor 2095 overflows a double.
 :class:`Covisitation` is the in-memory model (offline evaluation, tests);
 :class:`recsys.cf.pg_covisit.PgCovisitation` keeps the same numbers in Postgres,
 updated by the ``users`` worker from the user state's recent items
-(:func:`pairs_for` on the same :func:`recsys.users.recent.push_recent` list), so both
+(:func:`pairs_for` on the same :func:`recsys.recent.push_recent` list), so both
 agree on the same log.
 """
 
@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Protocol
 
-from recsys.users.recent import RecentList, push_recent
+from recsys.recent import RecentList, push_recent
 
 __all__ = [
     "EPOCH",
@@ -48,9 +48,22 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 Pair = tuple[str, str, float]
 
 
+class CovisitSettings(Protocol):
+    """The settings co-visitation reads (the process settings' ``users`` section)."""
+
+    @property
+    def covisit_half_life_h(self) -> float: ...
+    @property
+    def covisit_window_items(self) -> int: ...
+    @property
+    def covisit_window_s(self) -> int: ...
+    @property
+    def recent_items_max(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class CovisitConfig:
-    """Co-visitation parameters (names as in ``streams.settings.Settings``)."""
+    """Co-visitation parameters (names as in the settings' ``users`` section)."""
 
     covisit_half_life_h: float = 168.0
     covisit_window_items: int = 20
@@ -59,9 +72,14 @@ class CovisitConfig:
     recent_items_max: int = 50
 
     @classmethod
-    def from_settings(cls, settings: Any) -> CovisitConfig:
-        """Take the fields of the same name from a settings object."""
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+    def from_settings(cls, settings: CovisitSettings) -> CovisitConfig:
+        """The configuration a settings section describes."""
+        return cls(
+            covisit_half_life_h=settings.covisit_half_life_h,
+            covisit_window_items=settings.covisit_window_items,
+            covisit_window_s=settings.covisit_window_s,
+            recent_items_max=settings.recent_items_max,
+        )
 
 
 def _as_time(at: datetime | float) -> datetime:

@@ -135,8 +135,9 @@ class PgPopularity:
 
     async def _age_s(self) -> float | None:
         async with self._conn() as conn:
-            cur = await conn.execute("SELECT extract(epoch FROM now() - max(refreshed_at)) "
-                                     "FROM cf_popularity")  # fmt: skip
+            cur = await conn.execute(
+                "SELECT extract(epoch FROM now() - max(refreshed_at)) FROM cf_popularity"
+            )
             row = await cur.fetchone()
         return float(row[0]) if row and row[0] is not None else None
 

@@ -116,7 +116,8 @@ class PgEnrichmentCache:
             async with self.pool.connection(timeout=self.acquire_timeout_s) as conn:
                 await conn.execute(
                     "INSERT INTO enrichment_cache (content_hash, prompt_version, llm_model, "
-                    "enrichment, tokens_in, tokens_out, cost_usd) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "enrichment, tokens_in, tokens_out, cost_usd) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT DO NOTHING",
                     (
                         key.content_hash,

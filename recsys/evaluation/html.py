@@ -52,8 +52,18 @@ how much of the log agrees), and that rewards depend only on each request's cont
 </body></html>
 """
 
-LLM_COLUMNS = ["records", "called", "used", "cache_hits", "fallbacks", "hallucination_rate",
-               "tokens_in", "tokens_out", "cost_usd", "latency_ms_mean"]  # fmt: skip
+LLM_COLUMNS = [
+    "records",
+    "called",
+    "used",
+    "cache_hits",
+    "fallbacks",
+    "hallucination_rate",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "latency_ms_mean",
+]
 
 
 def _fmt(value: Any) -> str:
@@ -68,10 +78,22 @@ def columns_for(report: dict[str, Any]) -> list[str]:
     """The metric columns shown per slice."""
     k = report["k"]
     return [
-        "n", "n_judged", f"recall@{k}", f"ndcg@{k}", f"map@{k}", "mrr", f"hit_rate@{k}",
-        "coverage", "ild", "novelty", "llm_involvement_rate", "hallucination_rate",
-        "latency_ms_p50", "latency_ms_p95", "cost_usd_mean",
-    ]  # fmt: skip
+        "n",
+        "n_judged",
+        f"recall@{k}",
+        f"ndcg@{k}",
+        f"map@{k}",
+        "mrr",
+        f"hit_rate@{k}",
+        "coverage",
+        "ild",
+        "novelty",
+        "llm_involvement_rate",
+        "hallucination_rate",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "cost_usd_mean",
+    ]
 
 
 def _tables(report: dict[str, Any]) -> dict[str, dict[str, list[tuple[str, dict[str, Any]]]]]:

@@ -190,7 +190,7 @@ ROUTING_POLICIES: dict[str, RoutingPolicy] = {}
 def register_routing_policy(policy: RoutingPolicy) -> None:
     """Make a target policy available to ``streamrec evaluate --target NAME``.
 
-    The real serving router (issue 5) registers itself here.
+    The serving router registers itself here.
     """
     ROUTING_POLICIES[policy.name] = policy
 

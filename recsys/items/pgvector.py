@@ -49,12 +49,33 @@ from recsys.records import EnrichmentStatus
 __all__ = ["PgItemStore"]
 
 _COLUMNS = (
-    "item_id", "version", "change_id", "deleted", "available", "title", "categories",
-    "category_keys", "description", "attributes", "summary", "themes", "mood", "audience",
-    "tags", "content_hash", "raw_embedding", "enriched_embedding", "embedding_model",
-    "embedding_dim", "prompt_version", "llm_model", "enrichment_status", "enrichment_error",
-    "enriched_at", "occurred_at",
-)  # fmt: skip
+    "item_id",
+    "version",
+    "change_id",
+    "deleted",
+    "available",
+    "title",
+    "categories",
+    "category_keys",
+    "description",
+    "attributes",
+    "summary",
+    "themes",
+    "mood",
+    "audience",
+    "tags",
+    "content_hash",
+    "raw_embedding",
+    "enriched_embedding",
+    "embedding_model",
+    "embedding_dim",
+    "prompt_version",
+    "llm_model",
+    "enrichment_status",
+    "enrichment_error",
+    "enriched_at",
+    "occurred_at",
+)
 _SPACE_COLUMN: dict[str, str] = {"raw": "raw_embedding", "enriched": "enriched_embedding"}
 _MAX_EF_SEARCH = 1000  # pgvector's upper bound; iterative scan covers larger k
 

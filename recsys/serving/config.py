@@ -3,11 +3,36 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from recsys.records import Route, WarmthBucket
 
 __all__ = ["ServingConfig", "warmth_of"]
+
+
+class ServingSettings(Protocol):
+    """The settings the serving policy reads (from the users, serving and llm sections)."""
+
+    @property
+    def cold_max_interactions(self) -> int: ...
+    @property
+    def warm_min_interactions(self) -> int: ...
+    @property
+    def route_epsilon(self) -> float: ...
+    @property
+    def serving_space(self) -> Literal["raw", "enriched"]: ...
+    @property
+    def candidate_pool(self) -> int: ...
+    @property
+    def rerank_cap(self) -> int: ...
+    @property
+    def content_popularity_weight(self) -> float: ...
+    @property
+    def llm_rerank(self) -> bool: ...
+    @property
+    def llm_intent(self) -> bool: ...
+    @property
+    def llm_explain(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -59,8 +84,8 @@ class ServingConfig:
     name: str = "production"
 
     @classmethod
-    def from_settings(cls, settings: Any, **overrides: Any) -> ServingConfig:
-        """The production policy from ``streams.settings.Settings`` (duck-typed)."""
+    def from_settings(cls, settings: ServingSettings, **overrides: Any) -> ServingConfig:
+        """The production policy the process settings describe (``overrides`` win)."""
         values: dict[str, Any] = {
             "cold_max": settings.cold_max_interactions,
             "warm_min": settings.warm_min_interactions,

@@ -34,7 +34,7 @@ Regexes alone trail the attacker, so a scan that finds nothing looks again (issu
 
 ``deep=False`` turns those three off (the rules on the normalised text only), to
 measure what they add. The rules are data in
-:mod:`recsys.serving.guard_rules`, tuned on :mod:`recsys.serving.injection_corpus`,
+:mod:`recsys.serving.guard_rules`, tuned on :mod:`testkit.injection_corpus`,
 whose benign half keeps them from flagging ordinary queries ("no horror please") and
 descriptions ("ignorance", "the first"). A scan of ordinary ASCII text costs tens of
 microseconds: rules are looked up by the word stems the text contains, and only the few

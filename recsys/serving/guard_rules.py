@@ -8,7 +8,7 @@ which any match must contain — :class:`~recsys.serving.guard.InjectionGuard` u
 to skip rules cheaply; every regex starts its words at word boundaries, which the
 guard's fast path relies on. "Put X first" rules count only when X looks like an item
 (``check``), so "show comedies first" stays a query. Tuned on
-:mod:`recsys.serving.injection_corpus` (attacks and benign look-alikes) and the
+:mod:`testkit.injection_corpus` (attacks and benign look-alikes) and the
 MovieLens titles and tags.
 """
 
@@ -428,11 +428,32 @@ _PATTERNS: tuple[Rule, ...] = (
 # contains one of them, so most ordinary text is cleared by substring tests alone.
 _NEEDLES: tuple[tuple[str, ...], ...] = (
     # override: en x3, fr, de, es, it, pt, ru, zh
-    ("instruction", "rules", "prompt", "direction", "directive", "guideline", "guidance",
-     "command", "constraint", "programming", "policies", "system message"),
+    (
+        "instruction",
+        "rules",
+        "prompt",
+        "direction",
+        "directive",
+        "guideline",
+        "guidance",
+        "command",
+        "constraint",
+        "programming",
+        "policies",
+        "system message",
+    ),
     ("above", "before this", "said before", "you were told"),
-    ("new instruction", "new rule", "new task", "new system prompt", "new candidates",
-     "new items", "new ranking", "do not follow", "you must"),
+    (
+        "new instruction",
+        "new rule",
+        "new task",
+        "new system prompt",
+        "new candidates",
+        "new items",
+        "new ranking",
+        "do not follow",
+        "you must",
+    ),
     ("instruction", "consigne", "regles", "directive"),
     ("anweisung", "instruktion", "regeln", "befehle", "vorgaben"),
     ("instrucciones", "reglas", "indicaciones", "directrices"),
@@ -441,10 +462,22 @@ _NEEDLES: tuple[tuple[str, ...], ...] = (
     ("инструкци", "правил", "указани", "команд"),
     ("指令", "指示", "说明", "规则", "提示", "命令"),
     # role: any, en, fr, de, es, it, pt, ru, zh
-    ("system", "developer", "assistant", "tool", "im_start", "im_end", "endoftext", "inst]",
-     "###"),
-    ("you are", "youre", "you're", "from now on", "pretend", "act as", "roleplay",
-     "role-play", "role play", "jailbreak", "developer mode", "do anything now", "your new"),
+    ("system", "developer", "assistant", "tool", "im_start", "im_end", "endoftext", "inst]", "###"),
+    (
+        "you are",
+        "youre",
+        "you're",
+        "from now on",
+        "pretend",
+        "act as",
+        "roleplay",
+        "role-play",
+        "role play",
+        "jailbreak",
+        "developer mode",
+        "do anything now",
+        "your new",
+    ),
     ("maintenant", "desormais", "a present", "semblant", "comme", "en tant que", "le role"),
     ("du bist", "sie sind", " so", "agiere", "handle", "verhalte", "bist du"),
     ("eres", "seras", "usted es", "finge", "finja", "como"),
@@ -455,14 +488,53 @@ _NEEDLES: tuple[tuple[str, ...], ...] = (
     # fake output
     ("{", "role", "ranked_ids", "tool", "function", "<", ">", "```"),
     # id smuggling: en x2, fr, de, es, it, pt, ru, zh
-    ("first", "1st", "top", "#1", " 1", ".1", "no1", "number one", "highest", "above",
-     "before", "position", "only"),
-    ("always", "be ranked", "be placed", "be listed", "be shown", "be put",
-     "be recommended", "appear", "the best", "the only", "the top", "the perfect",
-     "everyone", "every user", "all users", "everybody", "each user", "highest", "top ",
-     "maximum", "max "),
-    ("toujours", "en premier", "en tete", "en premiere", "au sommet", "premiere place",
-     "numero un"),
+    (
+        "first",
+        "1st",
+        "top",
+        "#1",
+        " 1",
+        ".1",
+        "no1",
+        "number one",
+        "highest",
+        "above",
+        "before",
+        "position",
+        "only",
+    ),
+    (
+        "always",
+        "be ranked",
+        "be placed",
+        "be listed",
+        "be shown",
+        "be put",
+        "be recommended",
+        "appear",
+        "the best",
+        "the only",
+        "the top",
+        "the perfect",
+        "everyone",
+        "every user",
+        "all users",
+        "everybody",
+        "each user",
+        "highest",
+        "top ",
+        "maximum",
+        "max ",
+    ),
+    (
+        "toujours",
+        "en premier",
+        "en tete",
+        "en premiere",
+        "au sommet",
+        "premiere place",
+        "numero un",
+    ),
     ("immer", "stets", "erste", "spitze", "ganz oben", "platz 1", "platz eins"),
     ("siempre", "primer", "primera", "arriba del todo", "al principio"),
     ("sempre", "primo posto", "in cima", "per primo", "prima posizione"),
@@ -470,8 +542,16 @@ _NEEDLES: tuple[tuple[str, ...], ...] = (
     ("всегда", "на перв", "в начал", "на верх", "наверх", "первым"),
     ("推荐", "第一", "首位", "最前", "顶部", "最上"),
     # prompt leak: en, fr, de, es, it, pt, ru, zh
-    ("prompt", "instructions", "guidelines", "configuration", "what are your",
-     "what were your", "what is your", "repeat"),
+    (
+        "prompt",
+        "instructions",
+        "guidelines",
+        "configuration",
+        "what are your",
+        "what were your",
+        "what is your",
+        "repeat",
+    ),
     ("prompt", "instructions", "consignes"),
     ("prompt", "systemprompt", "anweisungen", "instruktionen"),
     ("prompt", "instrucciones"),
@@ -479,7 +559,7 @@ _NEEDLES: tuple[tuple[str, ...], ...] = (
     ("prompt", "instrucoes"),
     ("промпт", "инструкци", "системн"),
     ("系统提示", "提示词", "指令", "指示", "系统消息"),
-)  # fmt: skip
+)
 
 # More rules, each with its needles inline.
 _EXTRA: tuple[Rule, ...] = (
@@ -493,8 +573,20 @@ _EXTRA: tuple[Rule, ...] = (
             r"|\bend of (?:the )?(?:data|input|context|candidates|document|user input|query)"
             r"\s*(?:[.:\]>=-]|$)"
         ),
-        needles=("query", "request", "question", "preferences", "input", "history", "search",
-                 "context", "data", "instruction", "candidates", "document"),
+        needles=(
+            "query",
+            "request",
+            "question",
+            "preferences",
+            "input",
+            "history",
+            "search",
+            "context",
+            "data",
+            "instruction",
+            "candidates",
+            "document",
+        ),
     ),
     Rule(
         "override",
@@ -536,8 +628,23 @@ _EXTRA: tuple[Rule, ...] = (
             rf"|\b(?:promote|boost|upweight|prioriti[sz]e|upvote)\b(?P<obj3>{_S}{{0,20}})"
         ),
         _names_an_id,
-        needles=("respond", "reply", "answer", "return", "output", "print", "list", "show",
-                 "recommend", "suggest", "promote", "boost", "upweight", "prioriti", "upvote"),
+        needles=(
+            "respond",
+            "reply",
+            "answer",
+            "return",
+            "output",
+            "print",
+            "list",
+            "show",
+            "recommend",
+            "suggest",
+            "promote",
+            "boost",
+            "upweight",
+            "prioriti",
+            "upvote",
+        ),
     ),
     Rule(
         "id_smuggling",
@@ -549,7 +656,7 @@ _EXTRA: tuple[Rule, ...] = (
         _names_an_item,
         needles=("recomienda", "recomiende", "empfiehl"),
     ),
-)  # fmt: skip
+)
 
 RULES: tuple[Rule, ...] = (
     *(replace(rule, needles=needles) for rule, needles in zip(_PATTERNS, _NEEDLES, strict=True)),

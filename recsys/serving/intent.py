@@ -151,18 +151,55 @@ _NEGATORS = (
     r"dont want|don t want|no more|not any|anything but"
 )
 _NEG = re.compile(rf"\b(?:{_NEGATORS})\b((?:\s+\w+){{1,3}})")
-_NEG_STOP = {"but", "and", "or", "please", "with", "from", "in", "for", "like", "that", "no",
-             "not", "nothing", "without"}  # fmt: skip
+_NEG_STOP = {
+    "but",
+    "and",
+    "or",
+    "please",
+    "with",
+    "from",
+    "in",
+    "for",
+    "like",
+    "that",
+    "no",
+    "not",
+    "nothing",
+    "without",
+}
 _NEG_FILLER = {"too", "any", "more", "so", "very", "a", "an", "the", "really", "much"}
 _DECADE_WORDS = {
-    "twenties": 1920, "thirties": 1930, "forties": 1940, "fifties": 1950, "sixties": 1960,
-    "seventies": 1970, "eighties": 1980, "nineties": 1990,
-}  # fmt: skip
+    "twenties": 1920,
+    "thirties": 1930,
+    "forties": 1940,
+    "fifties": 1950,
+    "sixties": 1960,
+    "seventies": 1970,
+    "eighties": 1980,
+    "nineties": 1990,
+}
 _MOODS = (
-    "funnier", "darker", "lighter", "shorter", "longer", "feel good", "uplifting", "tense",
-    "slow", "fast paced", "violent", "gory", "sad", "happy", "quirky", "smart", "classic",
-    "recent", "newest", "old",
-)  # fmt: skip
+    "funnier",
+    "darker",
+    "lighter",
+    "shorter",
+    "longer",
+    "feel good",
+    "uplifting",
+    "tense",
+    "slow",
+    "fast paced",
+    "violent",
+    "gory",
+    "sad",
+    "happy",
+    "quirky",
+    "smart",
+    "classic",
+    "recent",
+    "newest",
+    "old",
+)
 _LIKE = re.compile(r"\blike ((?:(?!but\b|and\b|not\b|no\b|without\b)\w+\s?){1,5})")
 
 

@@ -40,6 +40,8 @@ class LlmAccounting:
     cost_usd: float = 0.0
     attempts: int = 0
     llm_reason: str | None = None
+    #: the messages as sent (None: no call went out, or prompts are not logged)
+    prompt: str | None = None
     #: the displacement bound the decision was held to (rerank; None: not a ranking)
     max_displacement: int | None = None
     #: the most places the decision moved any item from the ranker's order
@@ -102,6 +104,7 @@ class LlmAccounting:
             fallback_reason=self.fallback_reason,
             route=route,
             propensity=propensity,
+            prompt=self.prompt,
         )
 
 
@@ -116,4 +119,5 @@ def accounting_from(result: LlmResult[Any]) -> dict[str, Any]:
         "cost_usd": result.cost_usd,
         "attempts": result.attempts,
         "llm_reason": result.reason,
+        "prompt": result.prompt,
     }

@@ -2,7 +2,7 @@
 """Exemplar sentences of the instruction-likeness scorer: instructions vs ordinary text.
 
 Written for this purpose, not taken from the injection corpus
-(:mod:`recsys.serving.injection_corpus`), which is what the scorer is measured on: the
+(:mod:`testkit.injection_corpus`), which is what the scorer is measured on: the
 corpus's ``dev`` split chooses the threshold, its ``heldout`` split is only measured.
 Instructions are what an attacker wants a model to do in a recommender (override its
 rules, promote an item, adopt a persona, leak its prompt, answer in a given shape);

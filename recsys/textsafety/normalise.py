@@ -76,13 +76,38 @@ _WORD = re.compile(r"[a-z]+")
 #: Words whose misspellings :func:`scan_variants` corrects (the instruction vocabulary of
 #: :mod:`recsys.serving.guard_rules`; other words are never changed).
 KEYWORDS = frozenset(
-    (
-        "ignore", "disregard", "forget", "previous", "prior", "instructions", "instruction",
-        "rules", "system", "prompt", "override", "rank", "first", "recommend", "always",
-        "promote", "assistant", "pretend", "above", "everything", "number", "highest",
-        "return", "output", "respond", "reveal", "developer", "jailbreak", "guidelines",
-    )
-)  # fmt: skip
+    [
+        "ignore",
+        "disregard",
+        "forget",
+        "previous",
+        "prior",
+        "instructions",
+        "instruction",
+        "rules",
+        "system",
+        "prompt",
+        "override",
+        "rank",
+        "first",
+        "recommend",
+        "always",
+        "promote",
+        "assistant",
+        "pretend",
+        "above",
+        "everything",
+        "number",
+        "highest",
+        "return",
+        "output",
+        "respond",
+        "reveal",
+        "developer",
+        "jailbreak",
+        "guidelines",
+    ]
+)
 
 
 def _osa(a: str, b: str, limit: int) -> int:

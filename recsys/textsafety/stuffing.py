@@ -4,8 +4,9 @@ A description that repeats a query's keywords ("funny family mishaps funny famil
 mishaps …") pulls its mean-pooled embedding towards those words and looks more relevant
 to any ranker that counts terms. :func:`destuff` keeps at most ``max_repeats``
 occurrences of each content word (case-insensitive; words of 3+ letters that are not
-stop words) and drops the punctuation left dangling, so ordinary prose — where a content word rarely appears three times in a few
-hundred characters — comes back unchanged. :func:`stuffing_ratio` is the share of
+stop words) and drops the punctuation left dangling, so ordinary prose — where a
+content word rarely appears three times in a few hundred characters — comes back
+unchanged. :func:`stuffing_ratio` is the share of
 content words it removed: a high ratio marks the text as stuffed (the reranker then lets
 no LLM decision move that item up).
 """
@@ -24,14 +25,65 @@ STUFFED_RATIO = 0.25
 
 _TOKEN = re.compile(r"\w+|[^\w\s]+|\s+")
 _STOP = frozenset(
-    (
-        "the", "and", "for", "with", "from", "that", "this", "but", "not", "are", "was",
-        "were", "you", "your", "his", "her", "its", "their", "our", "who", "what", "when",
-        "where", "which", "while", "about", "into", "over", "than", "then", "them", "they",
-        "she", "him", "has", "have", "had", "all", "any", "can", "will", "just", "one", "out",
-        "les", "des", "une", "der", "die", "das", "und", "den", "los", "las", "del", "una",
-    )
-)  # fmt: skip
+    [
+        "the",
+        "and",
+        "for",
+        "with",
+        "from",
+        "that",
+        "this",
+        "but",
+        "not",
+        "are",
+        "was",
+        "were",
+        "you",
+        "your",
+        "his",
+        "her",
+        "its",
+        "their",
+        "our",
+        "who",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "about",
+        "into",
+        "over",
+        "than",
+        "then",
+        "them",
+        "they",
+        "she",
+        "him",
+        "has",
+        "have",
+        "had",
+        "all",
+        "any",
+        "can",
+        "will",
+        "just",
+        "one",
+        "out",
+        "les",
+        "des",
+        "une",
+        "der",
+        "die",
+        "das",
+        "und",
+        "den",
+        "los",
+        "las",
+        "del",
+        "una",
+    ]
+)
 
 
 def _content(word: str) -> bool:

@@ -15,7 +15,7 @@ Rules:
 * **engagement**: a sum of event weights decayed with half-life
   ``engagement_half_life_h``, stated at ``engagement_at`` (the newest event time).
 * **recent items**: visits (VIEW, CLICK, CART, PURCHASE, RATING) — distinct, newest
-  first, at most ``recent_items_max`` (:func:`recsys.users.recent.push_recent`).
+  first, at most ``recent_items_max`` (:func:`recsys.recent.push_recent`).
 * **session**: a new one starts when an event comes more than ``session_gap_s`` after
   the current session's last event; its id is ``<user_id>:<start epoch ms>``. It keeps
   its visited items and the last natural-language query (a SEARCH, or any event's
@@ -31,16 +31,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from recsys.cf import weights
 from recsys.cf.weights import POSITIVE_RATING
+from recsys.recent import push_recent
 from recsys.records import EventType, UserEvent, WarmthBucket
-from recsys.users.recent import push_recent
 
 __all__ = [
     "POSITIVE_RATING",
@@ -100,9 +100,28 @@ def engagement_weight(event: UserEvent) -> float:
     return event_weight(event)
 
 
+class UserStateSettings(Protocol):
+    """The settings the user state reads (the process settings' ``users`` section)."""
+
+    @property
+    def cold_max_interactions(self) -> int: ...
+    @property
+    def warm_min_interactions(self) -> int: ...
+    @property
+    def engagement_half_life_h(self) -> float: ...
+    @property
+    def session_gap_s(self) -> int: ...
+    @property
+    def recent_items_max(self) -> int: ...
+    @property
+    def dedup_window_s(self) -> int: ...
+    @property
+    def dedup_max_events(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class UserStateConfig:
-    """The settings the state depends on (names as in ``streams.settings.Settings``)."""
+    """The settings the state depends on (names as in the settings' ``users`` section)."""
 
     cold_max_interactions: int = 5
     warm_min_interactions: int = 51
@@ -113,9 +132,17 @@ class UserStateConfig:
     dedup_max_events: int = 200
 
     @classmethod
-    def from_settings(cls, settings: Any) -> UserStateConfig:
-        """Take the fields of the same name from a settings object."""
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+    def from_settings(cls, settings: UserStateSettings) -> UserStateConfig:
+        """The configuration a settings section describes."""
+        return cls(
+            cold_max_interactions=settings.cold_max_interactions,
+            warm_min_interactions=settings.warm_min_interactions,
+            engagement_half_life_h=settings.engagement_half_life_h,
+            session_gap_s=settings.session_gap_s,
+            recent_items_max=settings.recent_items_max,
+            dedup_window_s=settings.dedup_window_s,
+            dedup_max_events=settings.dedup_max_events,
+        )
 
 
 def warmth_of(positives: int, cfg: UserStateConfig) -> WarmthBucket:

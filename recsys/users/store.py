@@ -176,10 +176,20 @@ def _event_rows(accepted: Sequence[Accepted]) -> tuple[list[Any], ...]:
         seen.add(e.event_id)
         partition, offset = a.position if a.position is not None else (None, None)
         values = (
-            e.event_id, e.user_id, e.item_id, e.event_type.value, e.rating, e.query,
-            e.session_id or a.session_id, e.rec_request_id, e.occurred_at, is_positive(e),
-            event_weight(e), partition, offset,
-        )  # fmt: skip
+            e.event_id,
+            e.user_id,
+            e.item_id,
+            e.event_type.value,
+            e.rating,
+            e.query,
+            e.session_id or a.session_id,
+            e.rec_request_id,
+            e.occurred_at,
+            is_positive(e),
+            event_weight(e),
+            partition,
+            offset,
+        )
         for col, value in zip(cols, values, strict=True):
             col.append(value)
     return cols
@@ -189,10 +199,16 @@ def _state_rows(states: Iterable[UserState]) -> tuple[list[Any], ...]:
     cols: tuple[list[Any], ...] = tuple([] for _ in range(9))
     for s in states:
         values = (
-            s.user_id, s.events, s.warmth.value, s.positives, s.engagement, s.engagement_at,
-            s.session.session_id if s.session else None, s.last_event_at,
+            s.user_id,
+            s.events,
+            s.warmth.value,
+            s.positives,
+            s.engagement,
+            s.engagement_at,
+            s.session.session_id if s.session else None,
+            s.last_event_at,
             s.model_dump_json(),
-        )  # fmt: skip
+        )
         for col, value in zip(cols, values, strict=True):
             col.append(value)
     return cols

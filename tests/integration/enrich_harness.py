@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 from pgvector.psycopg import register_vector
 from psycopg.rows import dict_row
 
+from recsys.llm.client import LlmClient
 from recsys.records import CatalogChange, ItemEnriched, LlmInvolvement, Record
 from streams import admin
 from streams.kafka import consumer_config
@@ -22,7 +23,8 @@ from streams.serde import AvroSerde
 from streams.settings import Settings
 from streams.topics import Topics
 from tests.helpers import await_until, committed_offsets, read_topic
-from workers.bootstrap import Context, bootstrap
+from workers.bootstrap import Context, Overrides, bootstrap
+from workers.enrich_worker import EnrichWorker
 from workers.runtime import serve_forever
 
 R = TypeVar("R", bound=Record)
@@ -125,15 +127,19 @@ def rewind(settings: Settings) -> None:
 
 
 @asynccontextmanager
-async def enrich_worker(settings: Settings, embedder: Any, **extras: Any) -> AsyncIterator[Context]:
+async def enrich_worker(
+    settings: Settings, embedder: Any, llm_client: LlmClient | None = None
+) -> AsyncIterator[Context]:
     """The enrich worker running in this event loop until the block ends."""
     admin.ensure_topics(settings)
-    ctx = bootstrap(settings, embedder=embedder, **extras)
+    ctx = bootstrap(settings, Overrides(embedder=embedder, llm_client=llm_client))
     stop = asyncio.Event()
     task = asyncio.create_task(serve_forever("enrich", ctx, stop))
     try:
         await await_until(
-            lambda: "enrich_loop" in ctx.extras or task.done(), 60, what="worker start"
+            lambda: ctx.handles.get(EnrichWorker) is not None or task.done(),
+            60,
+            what="worker start",
         )
         if task.done():
             task.result()

@@ -19,7 +19,7 @@ from recsys.items.pgvector import PgItemStore
 from recsys.records import CatalogChange, EventType, UserEvent, utcnow
 from recsys.synthetic import SyntheticWorkload, WorkloadConfig
 from streams.settings import Settings
-from workers.synthetic_world import seed_world
+from testkit.synthetic_world import seed_world
 
 __all__ = ["SCRIPTED", "World", "build_world"]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Message
-from rich.console import Console
 
+from jobs.replay import ReplayOptions, run_replay
 from recsys.archive import list_files, read_archive, read_avro_file
 from recsys.archive.layout import INPROGRESS_DIR
 from recsys.records import (
@@ -28,15 +28,15 @@ from recsys.records import (
 )
 from streams import admin
 from streams.dlq import parse_dlq_headers
-from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.replay import REPLAY_SOURCE_HEADER
 from streams.settings import Settings
 from streams.topics import Topics, TopicSpec
 from streams.wire import wire_bytes
+from testkit.poison import poison_messages
 from tests.helpers import await_until, committed_offsets, read_topic
-from workers.bootstrap import bootstrap
-from workers.replay_cmd import ReplayOptions, run_replay
+from workers.archive_worker import ArchiveWorker
+from workers.bootstrap import Overrides, bootstrap
 from workers.runtime import serve_forever
 
 BASE_MS = 1_780_000_000_000  # explicit Kafka timestamps: one second apart
@@ -48,24 +48,68 @@ def _records(n: int) -> dict[str, list[tuple[str, Any]]]:
     for i in range(n):
         user = users[i % len(users)]
         rid = f"req-{i:03d}"
-        items = [RecommendedItem(item_id=f"item-{(i + j) % 50}", rank=j + 1, score=1.0 / (j + 1),
-                                 source="cf") for j in range(5)]  # fmt: skip
-        responses.append((user, RecResponse(
-            request_id=rid, user_id=user, items=items, route=Route.CF,
-            warmth_bucket=WarmthBucket.WARM, propensity=1.0, llm_used=i % 3 == 0,
-            latency_ms=12.5 + i, prompt_version="p1" if i % 3 == 0 else None,
-        )))  # fmt: skip
+        items = [
+            RecommendedItem(
+                item_id=f"item-{(i + j) % 50}", rank=j + 1, score=1.0 / (j + 1), source="cf"
+            )
+            for j in range(5)
+        ]
+        responses.append(
+            (
+                user,
+                RecResponse(
+                    request_id=rid,
+                    user_id=user,
+                    items=items,
+                    route=Route.CF,
+                    warmth_bucket=WarmthBucket.WARM,
+                    propensity=1.0,
+                    llm_used=i % 3 == 0,
+                    latency_ms=12.5 + i,
+                    prompt_version="p1" if i % 3 == 0 else None,
+                ),
+            )
+        )
         requests.append((user, RecRequest(request_id=rid, user_id=user, k=5)))
         if i % 2 == 0:
-            logs.append((rid, LlmInvolvement(request_id=rid, user_id=user, use_case=LlmUseCase.RERANK,
-                                             called=True, used=True, decision="called", tokens_in=100 + i)))  # fmt: skip
-            examples.append((user, FeedbackExample(
-                example_id=f"{rid}:item-{i % 50}", request_id=rid, user_id=user,
-                item_id=f"item-{i % 50}", rank=1, route="CF", warmth_bucket="WARM",
-                llm_used=False, propensity=1.0, clicked=True, impression_at=utcnow(),
-            )))  # fmt: skip
-    return {"rec.responses": responses, "rec.llm-log": logs, "feedback.examples": examples,
-            "rec.requests": requests}  # fmt: skip
+            logs.append(
+                (
+                    rid,
+                    LlmInvolvement(
+                        request_id=rid,
+                        user_id=user,
+                        use_case=LlmUseCase.RERANK,
+                        called=True,
+                        used=True,
+                        decision="called",
+                        tokens_in=100 + i,
+                    ),
+                )
+            )
+            examples.append(
+                (
+                    user,
+                    FeedbackExample(
+                        example_id=f"{rid}:item-{i % 50}",
+                        request_id=rid,
+                        user_id=user,
+                        item_id=f"item-{i % 50}",
+                        rank=1,
+                        route="CF",
+                        warmth_bucket="WARM",
+                        llm_used=False,
+                        propensity=1.0,
+                        clicked=True,
+                        impression_at=utcnow(),
+                    ),
+                )
+            )
+    return {
+        "rec.responses": responses,
+        "rec.llm-log": logs,
+        "feedback.examples": examples,
+        "rec.requests": requests,
+    }
 
 
 def _publish(settings: Settings, records: dict[str, list[tuple[str, Any]]]) -> None:
@@ -102,17 +146,22 @@ async def test_archive_then_replay_reproduces_records(settings: Settings, tmp_pa
     topics = Topics(settings)
     records = _records(120)
     _publish(settings, records)
-    archived_specs = [topics.rec_responses, topics.llm_log, topics.feedback_examples,
-                      topics.rec_requests]  # fmt: skip
+    archived_specs = [
+        topics.rec_responses,
+        topics.llm_log,
+        topics.feedback_examples,
+        topics.rec_requests,
+    ]
     good = {spec.name: _good(settings, spec, len(records[spec.base])) for spec in archived_specs}
     total = sum(len(v) for v in good.values()) + 12  # + 4 poison on each of 3 topics
 
-    ctx = bootstrap(settings, group_id=f"{settings.topic_prefix}archive-test")
+    ctx = bootstrap(settings, Overrides(group_id=f"{settings.topic_prefix}archive-test"))
     stop = asyncio.Event()
     task = asyncio.create_task(serve_forever("archive", ctx, stop))
 
     def caught_up() -> bool:
-        loop = ctx.extras.get("loop")
+        handle = ctx.handles.get(ArchiveWorker)
+        loop = handle.loop if handle else None
         if loop is None or loop.stats.consumed < total:
             return False
         return all(
@@ -125,7 +174,7 @@ async def test_archive_then_replay_reproduces_records(settings: Settings, tmp_pa
     await await_until(caught_up, 60, interval_s=0.5, what="archive committed to the end")
     stop.set()
     await asyncio.wait_for(task, 30)
-    loop = ctx.extras["loop"]
+    loop = ctx.handles.require(ArchiveWorker).loop
     assert loop.stats.dead_lettered == 12
     for spec in archived_specs[:3]:
         assert spec.dlq is not None
@@ -154,16 +203,15 @@ async def test_archive_then_replay_reproduces_records(settings: Settings, tmp_pa
             assert m.headers == [(k, v or b"") for k, v in original.headers() or []]
 
     # --- replay: a range from the archive, published to another topic -----------------
-    console = Console(quiet=True)
     target = f"{settings.topic_prefix}replayed.archive"
     progress: list[int] = []
     summary = run_replay(
         settings,
-        ReplayOptions(topic="rec.responses", source="archive", from_offset=2, to_offset=9,
-                      publish=target),
-        console,
+        ReplayOptions(
+            topic="rec.responses", source="archive", from_offset=2, to_offset=9, publish=target
+        ),
         progress.append,
-    )  # fmt: skip
+    )
     expected = {k: m for k, m in good[topics.rec_responses.name].items() if 2 <= k[1] < 9}
     assert summary.written == len(expected) == sum(progress)
     _assert_republished(settings, target, expected)
@@ -173,14 +221,20 @@ async def test_archive_then_replay_reproduces_records(settings: Settings, tmp_pa
     since, until = BASE_MS + 10_000, BASE_MS + 40_000  # records 10..39
     summary = run_replay(
         settings,
-        ReplayOptions(topic="rec.responses", source="kafka", partitions=(1,), since_ms=since,
-                      until_ms=until, publish=target),
-        console,
-    )  # fmt: skip
+        ReplayOptions(
+            topic="rec.responses",
+            source="kafka",
+            partitions=(1,),
+            since_ms=since,
+            until_ms=until,
+            publish=target,
+        ),
+    )
     expected = {
-        k: m for k, m in good[topics.rec_responses.name].items()
+        k: m
+        for k, m in good[topics.rec_responses.name].items()
         if k[0] == 1 and since <= m.timestamp()[1] < until
-    }  # fmt: skip
+    }
     assert summary.written == len(expected) > 0
     _assert_republished(settings, target, expected)
 
@@ -188,7 +242,6 @@ async def test_archive_then_replay_reproduces_records(settings: Settings, tmp_pa
     run_replay(
         settings,
         ReplayOptions(topic="rec.llm-log", source="kafka", export=export),
-        console,
     )
     back = {(m.partition, m.offset): wire_bytes(m) for m in read_avro_file(export)}
     assert back == {k: m.value() for k, m in good[topics.llm_log.name].items()}

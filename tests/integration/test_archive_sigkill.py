@@ -27,13 +27,13 @@ from recsys.records import (
     WarmthBucket,
     utcnow,
 )
+from stack.supervisor import settings_env
 from streams import admin
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.wire import wire_bytes
 from tests.helpers import read_topic, wait_until
-from workers.supervisor import settings_env
 
 REPO = Path(__file__).resolve().parents[2]
 PER_TOPIC = 400
@@ -45,19 +45,48 @@ def _produce(settings: Settings, done: threading.Event) -> None:
     with RecordProducer(settings) as producer:
         for i in range(PER_TOPIC):
             user = f"u{i % 7}"
-            producer.send(topics.rec_responses, user, RecResponse(
-                request_id=f"r{i}", user_id=user, items=[], route=Route.POPULARITY,
-                warmth_bucket=WarmthBucket.COLD, propensity=1.0, llm_used=False, latency_ms=float(i),
-            ))  # fmt: skip
-            producer.send(topics.llm_log, f"r{i}", LlmInvolvement(
-                request_id=f"r{i}", use_case=LlmUseCase.RERANK, called=False, used=False,
-                decision="no_endpoint", tokens_in=i,
-            ))  # fmt: skip
-            producer.send(topics.feedback_examples, user, FeedbackExample(
-                example_id=f"r{i}:x", request_id=f"r{i}", user_id=user, item_id="x", rank=1,
-                route="POPULARITY", warmth_bucket="COLD", llm_used=False, propensity=1.0,
-                impression_at=utcnow(),
-            ))  # fmt: skip
+            producer.send(
+                topics.rec_responses,
+                user,
+                RecResponse(
+                    request_id=f"r{i}",
+                    user_id=user,
+                    items=[],
+                    route=Route.POPULARITY,
+                    warmth_bucket=WarmthBucket.COLD,
+                    propensity=1.0,
+                    llm_used=False,
+                    latency_ms=float(i),
+                ),
+            )
+            producer.send(
+                topics.llm_log,
+                f"r{i}",
+                LlmInvolvement(
+                    request_id=f"r{i}",
+                    use_case=LlmUseCase.RERANK,
+                    called=False,
+                    used=False,
+                    decision="no_endpoint",
+                    tokens_in=i,
+                ),
+            )
+            producer.send(
+                topics.feedback_examples,
+                user,
+                FeedbackExample(
+                    example_id=f"r{i}:x",
+                    request_id=f"r{i}",
+                    user_id=user,
+                    item_id="x",
+                    rank=1,
+                    route="POPULARITY",
+                    warmth_bucket="COLD",
+                    llm_used=False,
+                    propensity=1.0,
+                    impression_at=utcnow(),
+                ),
+            )
             if i % 20 == 19:
                 producer.flush()
                 time.sleep(0.1)
@@ -78,9 +107,11 @@ def _assert_no_partial_file(root: Path, names: list[str]) -> None:
 @pytest.mark.slow
 def test_archive_survives_sigkill_exactly_once(kafka_settings: Settings, tmp_path: Path) -> None:
     settings = kafka_settings.with_overrides(
-        archive_dir=tmp_path / "archive", archive_roll_bytes=1024, archive_roll_s=0.3,
+        archive_dir=tmp_path / "archive",
+        archive_roll_bytes=1024,
+        archive_roll_s=0.3,
         archive_requests=False,
-    )  # fmt: skip
+    )
     admin.ensure_topics(settings)
     topics = Topics(settings)
     names = [topics.rec_responses.name, topics.llm_log.name, topics.feedback_examples.name]
@@ -90,9 +121,12 @@ def test_archive_survives_sigkill_exactly_once(kafka_settings: Settings, tmp_pat
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "worker", "archive"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [sys.executable, "-m", "cli.app", "worker", "archive"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
     done = threading.Event()
     producer = threading.Thread(target=_produce, args=(settings, done), daemon=True)
@@ -101,8 +135,11 @@ def test_archive_survives_sigkill_exactly_once(kafka_settings: Settings, tmp_pat
         producer.start()
         for kill in (1, 2):
             seen = _complete_files(root, names)
-            wait_until(lambda s=seen: _complete_files(root, names) >= s + 3, 90,
-                       what=f"files rolling before kill {kill}")  # fmt: skip
+            wait_until(
+                lambda s=seen: _complete_files(root, names) >= s + 3,
+                90,
+                what=f"files rolling before kill {kill}",
+            )
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
             _assert_no_partial_file(root, names)

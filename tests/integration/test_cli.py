@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from streams.embedded import EmbeddedBroker, free_port
+from stack.embedded import EmbeddedBroker, free_port
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,9 +29,13 @@ def _env(**extra: str) -> dict[str, str]:
 
 def streamrec(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, env=_env(**env),
-    )  # fmt: skip
+        [sys.executable, "-m", "cli.app", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=_env(**env),
+    )
 
 
 def _no_traceback(result: subprocess.CompletedProcess[str]) -> None:
@@ -100,9 +104,16 @@ def test_migrate_and_topics_commands(broker: EmbeddedBroker, database: str) -> N
 
 def test_doctor_reports_each_capability_and_why(broker: EmbeddedBroker, database: str) -> None:
     result = streamrec(
-        "doctor", "--json", "--broker", broker.bootstrap, "--database", database,
+        "doctor",
+        "--json",
+        "--broker",
+        broker.bootstrap,
+        "--database",
+        database,
         STREAMREC_LLM_API_KEY="sk-secret-value",
-    )  # fmt: skip
+        STREAMREC_WORKERS="",  # configuration only: no worker is expected to run
+        STREAMREC_METRICS_PORT=str(free_port()),
+    )
     assert result.returncode == 0, result.stderr
     assert "sk-secret-value" not in result.stdout
     report = json.loads(result.stdout)
@@ -120,6 +131,21 @@ def test_doctor_reports_each_capability_and_why(broker: EmbeddedBroker, database
         and "STREAMREC_OTEL_ENDPOINT" in caps["tracing"]["detail"]
     )
     assert report["settings"]["llm_api_key"] == "***"
+    assert report["workers"] == []
+    # the workers a deployment runs are checked: none answers here, so doctor says so
+    idle = streamrec(
+        "doctor",
+        "--json",
+        "--broker",
+        broker.bootstrap,
+        "--database",
+        database,
+        STREAMREC_WORKERS="serve",
+        STREAMREC_METRICS_PORT=str(free_port()),
+    )
+    assert idle.returncode == 1
+    (serve,) = json.loads(idle.stdout)["workers"]
+    assert serve["name"] == "serve" and serve["state"] == "down" and "no answer" in serve["detail"]
     down = streamrec("doctor", "--json", "--broker", "127.0.0.1:1", "--database", database)
     assert down.returncode == 1
     caps = {c["name"]: c for c in json.loads(down.stdout)["capabilities"]}
@@ -131,10 +157,13 @@ class _Up:
 
     def __init__(self, home: Path, port: int, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "up", "--broker-port", str(port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+            [sys.executable, "-m", "cli.app", "up", "--broker-port", str(port), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
             env=_env(STREAMREC_HOME=str(home), STREAMREC_SESSION_TIMEOUT_MS="3000"),
-        )  # fmt: skip
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()

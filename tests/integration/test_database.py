@@ -9,7 +9,7 @@ import pytest
 
 from recsys import db
 from recsys.exceptions import DatabaseUnavailable, MigrationError
-from streams.embedded import EmbeddedPostgres
+from stack.embedded import EmbeddedPostgres
 
 
 @pytest.fixture

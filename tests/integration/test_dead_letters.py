@@ -12,21 +12,51 @@ from recsys import records as r
 from streams import admin
 from streams.consumer_loop import ConsumerLoop, Inbound
 from streams.dlq import parse_dlq_headers
-from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
+from testkit.poison import poison_messages
 from tests.helpers import await_until, committed_offsets, read_topic
 
 GOOD: dict[str, Any] = {
     "catalog.changes": lambda i: r.CatalogChange(item_id=f"i{i}", version=1, title=f"Item {i}"),
-    "catalog.enriched": lambda i: r.ItemEnriched(item_id=f"i{i}", version=1, change_id="c", content_hash="h"),
-    "user.events": lambda i: r.UserEvent(user_id="u1", event_type=r.EventType.VIEW, item_id=f"i{i}"),
+    "catalog.enriched": lambda i: r.ItemEnriched(
+        item_id=f"i{i}", version=1, change_id="c", content_hash="h"
+    ),
+    "user.events": lambda i: r.UserEvent(
+        user_id="u1", event_type=r.EventType.VIEW, item_id=f"i{i}"
+    ),
     "rec.requests": lambda i: r.RecRequest(user_id="u1"),
-    "rec.responses": lambda i: r.RecResponse(request_id=f"q{i}", user_id="u1", items=[], route=r.Route.POPULARITY, warmth_bucket=r.WarmthBucket.COLD, propensity=1.0, llm_used=False, latency_ms=1.0),
-    "rec.llm-log": lambda i: r.LlmInvolvement(request_id=f"q{i}", use_case=r.LlmUseCase.RERANK, called=False, used=False, decision="no_endpoint"),
-    "feedback.examples": lambda i: r.FeedbackExample(example_id=f"e{i}", request_id="q", user_id="u1", item_id="i", rank=1, route="CF", warmth_bucket="WARM", llm_used=False, propensity=1.0, impression_at=r.utcnow()),
-}  # fmt: skip
+    "rec.responses": lambda i: r.RecResponse(
+        request_id=f"q{i}",
+        user_id="u1",
+        items=[],
+        route=r.Route.POPULARITY,
+        warmth_bucket=r.WarmthBucket.COLD,
+        propensity=1.0,
+        llm_used=False,
+        latency_ms=1.0,
+    ),
+    "rec.llm-log": lambda i: r.LlmInvolvement(
+        request_id=f"q{i}",
+        use_case=r.LlmUseCase.RERANK,
+        called=False,
+        used=False,
+        decision="no_endpoint",
+    ),
+    "feedback.examples": lambda i: r.FeedbackExample(
+        example_id=f"e{i}",
+        request_id="q",
+        user_id="u1",
+        item_id="i",
+        rank=1,
+        route="CF",
+        warmth_bucket="WARM",
+        llm_used=False,
+        propensity=1.0,
+        impression_at=r.utcnow(),
+    ),
+}
 
 
 @pytest.mark.parametrize("base", list(GOOD))

@@ -7,13 +7,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from streams.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from stack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port_is_free
 from streams.exceptions import PortInUse
 from tests.helpers import wait_until
 
@@ -62,7 +61,7 @@ def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
         f"""
         import sys, time
         from pathlib import Path
-        from streams.embedded import EmbeddedBroker, EmbeddedPostgres
+        from stack.embedded import EmbeddedBroker, EmbeddedPostgres
         b = EmbeddedBroker(port={port}); b.start()
         pg = EmbeddedPostgres(Path({str(tmp_path / "pg")!r})); pg.start()
         print(b.pid, pg._proc.pid, flush=True)
@@ -84,7 +83,7 @@ def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
     wait_until(lambda: not _alive(broker_pid), 15, what="broker to exit")
     wait_until(lambda: not _alive(pg_pid), 30, what="postgres to exit")
     # and the port is free again
-    time.sleep(0.2)
+    wait_until(lambda: port_is_free("127.0.0.1", port), 15, what="the broker port to be free")
     again = EmbeddedBroker(port=port)
     again.start()
     again.stop()

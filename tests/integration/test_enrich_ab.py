@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from jobs.ab_enrich import AbCommandOptions, run_ab_enrich
 from recsys.evaluation.enrich_ab import (
     JUDGE_PROMPT,
     AbLlm,
@@ -23,11 +24,10 @@ from recsys.evaluation.enrich_ab import (
 )
 from recsys.llm.client import LlmClient
 from recsys.llm.prompts import unquote
-from recsys.llm.server import SimulatedLlmServer
 from recsys.movielens import MovieLens
 from streams.settings import Settings
+from testkit.llm_server import SimulatedLlmServer
 from tests.movielens_tiny import write_tiny_movielens
-from workers.ab_enrich_cmd import AbCommandOptions, run_ab_enrich
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,9 +35,13 @@ REPO = Path(__file__).resolve().parents[2]
 def _streamrec(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        capture_output=True, text=True, timeout=240, cwd=REPO, env={**clean, **env},
-    )  # fmt: skip
+        [sys.executable, "-m", "cli.app", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+        env={**clean, **env},
+    )
 
 
 def _clients(server: SimulatedLlmServer, judge_model: str) -> AbLlm:
@@ -107,9 +111,15 @@ def test_command_reports_the_judge_skipped_without_an_endpoint(tmp_path: Path) -
     folder = write_tiny_movielens(tmp_path / "ml")
     out = tmp_path / "ab.json"
     result = _streamrec(
-        "ab-enrich", "--movielens", str(folder), "--bootstrap", "200", "--json", str(out),
+        "ab-enrich",
+        "--movielens",
+        str(folder),
+        "--bootstrap",
+        "200",
+        "--json",
+        str(out),
         STREAMREC_HOME=str(tmp_path / "home"),
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "judge skipped: no LLM endpoint configured" in result.stdout
@@ -135,11 +145,16 @@ def test_command_with_the_simulated_llm_labels_it_and_writes_html(tmp_path: Path
     report = run_ab_enrich(
         settings,
         AbCommandOptions(
-            movielens=folder, llm="simulated", judge_queries=2, resamples=200,
-            json_out=tmp_path / "ab.json", html=tmp_path / "ab.html",
+            movielens=folder,
+            llm="simulated",
+            judge_queries=2,
+            resamples=200,
+            json_out=tmp_path / "ab.json",
+            html=tmp_path / "ab.html",
             queries_out=tmp_path / "queries.json",
         ),
-    )  # fmt: skip
+        simulated=SimulatedLlmServer,
+    )
     assert report["enrichment"]["simulated"] is True and report["judge"]["simulated"] is True
     assert json.loads((tmp_path / "ab.json").read_text())["judge"]["status"] == "ran"
     html = (tmp_path / "ab.html").read_text()
@@ -176,10 +191,12 @@ def test_command_uses_the_configured_endpoint_with_a_pinned_judge(
     report = run_ab_enrich(
         settings,
         AbCommandOptions(
-            movielens=write_tiny_movielens(tmp_path / "ml"), judge_model="judge-2026-01-01",
-            judge_queries=2, resamples=200,
+            movielens=write_tiny_movielens(tmp_path / "ml"),
+            judge_model="judge-2026-01-01",
+            judge_queries=2,
+            resamples=200,
         ),
-    )  # fmt: skip
+    )
     assert report["enrichment"]["status"] == "llm"  # what the endpoint is, the model name says
     assert report["enrichment"]["model"] == llm_server.model
     assert report["judge"]["model"] == "judge-2026-01-01" and report["judge"]["calls"] == 4

@@ -13,7 +13,7 @@ import pytest
 from recsys import db
 from recsys.embedding import SentenceTransformerEmbedder
 from recsys.records import CatalogChange
-from streams.embedded import EmbeddedBroker, EmbeddedPostgres
+from stack.embedded import EmbeddedBroker, EmbeddedPostgres
 from streams.settings import Settings
 from tests.conftest import make_settings
 from tests.helpers import await_until
@@ -25,6 +25,7 @@ from tests.integration.enrich_harness import (
     publish,
     rows,
 )
+from workers.enrich_worker import EnrichWorker
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ async def test_stopping_and_restarting_postgres_mid_stream_loses_no_change(
         db_statement_timeout_ms=3000,
     )
     async with enrich_worker(settings, embedder) as ctx:
-        loop = ctx.extras["enrich_loop"]
+        loop = ctx.handles.require(EnrichWorker).loop
         publish(settings, *wave(0, 10))
         await caught_up(settings)
         assert len(rows(settings)) == 10

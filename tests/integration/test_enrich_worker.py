@@ -9,18 +9,19 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from demo.enrich_report import demo_llm, enrich_report
 from recsys.embedding import SentenceTransformerEmbedder
 from recsys.enrichment import Taxonomy, content_hash, enriched_text, enrichment_prompt, raw_text
 from recsys.exceptions import ConfigurationError
 from recsys.items.pgvector import PgItemStore
 from recsys.llm.prompts import quote_untrusted, unquote
-from recsys.llm.server import SIMULATED_MODEL, SimulatedLlmServer
 from recsys.records import CatalogChange, ChangeOp, EnrichmentStatus, LlmInvolvement
 from streams.dlq import parse_dlq_headers
-from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
+from testkit.llm_server import SIMULATED_MODEL, SimulatedLlmServer
+from testkit.poison import poison_messages
 from tests.helpers import await_until, read_topic
 from tests.integration.enrich_harness import (
     caught_up,
@@ -33,7 +34,7 @@ from tests.integration.enrich_harness import (
     rows,
     snapshot,
 )
-from workers.enrich_report import demo_llm, enrich_report
+from workers.enrich_worker import EnrichWorker
 
 PROMPT_VERSION = enrichment_prompt(Taxonomy()).version
 
@@ -115,10 +116,17 @@ async def test_enrichment_and_both_embeddings_land_with_provenance_and_the_cache
         raw, enriched = embedder.embed(
             [
                 raw_text(ORBIT.title, ORBIT.categories, ORBIT.description),
-                enriched_text(ORBIT.title, ORBIT.categories, m1["summary"], m1["themes"],
-                              m1["mood"], m1["audience"], m1["tags"]),
+                enriched_text(
+                    ORBIT.title,
+                    ORBIT.categories,
+                    m1["summary"],
+                    m1["themes"],
+                    m1["mood"],
+                    m1["audience"],
+                    m1["tags"],
+                ),
             ]
-        )  # fmt: skip
+        )
         assert cosine(m1["raw_embedding"], raw) > 0.999
         assert cosine(m1["enriched_embedding"], enriched) > 0.999
         assert cosine(m1["raw_embedding"], m1["enriched_embedding"]) < 0.99
@@ -212,7 +220,7 @@ async def test_without_an_llm_items_are_embedded_from_raw_text_and_bad_input_is_
             assert row["enrichment_status"] == "LLM_OFF" and row["summary"] is None
             assert row["prompt_version"] is None and row["llm_model"] is None
             assert np.array_equal(row["raw_embedding"], row["enriched_embedding"])
-        assert ctx.extras["enrich_loop"].stats.dead_lettered == 4
+        assert ctx.handles.require(EnrichWorker).loop.stats.dead_lettered == 4
 
     assert spec.dlq is not None
     dead = read_topic(settings, spec.dlq.name, 4)

@@ -28,11 +28,20 @@ def _run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
     return subprocess.run(
         ["bash", str(SCRIPT)],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
-        env={**clean, "STREAMREC": f"{sys.executable} -m workers.cli", "SKIP_TRAFFIC": "1",
-             "OUT": str(tmp_path / "out"), "STREAMREC_HOME": str(tmp_path / "home"),
-             "PYTHONPATH": str(REPO), **env},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+        env={
+            **clean,
+            "STREAMREC": f"{sys.executable} -m cli.app",
+            "SKIP_TRAFFIC": "1",
+            "OUT": str(tmp_path / "out"),
+            "STREAMREC_HOME": str(tmp_path / "home"),
+            "PYTHONPATH": str(REPO),
+            **env,
+        },
+    )
 
 
 def test_replay_counterfactual_and_evaluate_from_the_archive(tmp_path: Path) -> None:

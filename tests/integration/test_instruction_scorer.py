@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from recsys.serving.guard import InjectionGuard
-from recsys.serving.injection_corpus import split_texts
 from recsys.serving.untrusted import Sanitiser
 from recsys.synthetic import SyntheticWorkload, WorkloadConfig
 from recsys.textsafety.instruction import (
@@ -20,6 +19,7 @@ from recsys.textsafety.instruction import (
     InstructionScorer,
     calibrate,
 )
+from testkit.injection_corpus import split_texts
 
 pytestmark = pytest.mark.integration
 

@@ -59,12 +59,30 @@ def item(item_id: str, raw: np.ndarray, enriched: np.ndarray, **fields: object) 
 
 # raw: similarity to e0 is 1.0, 0.8, 0.6, 0.0, -1.0 for a..e; enriched: a..e ~ e2..e6
 CATALOG = [
-    item("a", vec(e0=1), vec(e2=1), categories=("Sci-Fi",), attributes={"year": "1979", "language": "en"}),
-    item("b", vec(e0=0.8, e1=0.6), vec(e3=1), categories=("Drama",), attributes={"year": "1995", "language": "en"}),
-    item("c", vec(e0=0.6, e1=0.8), vec(e2=0.6, e4=0.8), categories=("Sci-Fi", "Drama"), attributes={"year": "2001", "language": "fr"}),
+    item(
+        "a",
+        vec(e0=1),
+        vec(e2=1),
+        categories=("Sci-Fi",),
+        attributes={"year": "1979", "language": "en"},
+    ),
+    item(
+        "b",
+        vec(e0=0.8, e1=0.6),
+        vec(e3=1),
+        categories=("Drama",),
+        attributes={"year": "1995", "language": "en"},
+    ),
+    item(
+        "c",
+        vec(e0=0.6, e1=0.8),
+        vec(e2=0.6, e4=0.8),
+        categories=("Sci-Fi", "Drama"),
+        attributes={"year": "2001", "language": "fr"},
+    ),
     item("d", vec(e1=1), vec(e5=1), categories=("Comedy",), attributes={"year": "unknown"}),
     item("e", vec(e0=-1), vec(e6=1), categories=("Horror",), attributes={"year": "2010 "}),
-]  # fmt: skip
+]
 
 
 @pytest.fixture(params=["memory", "pgvector"])

@@ -20,10 +20,10 @@ from pydantic import BaseModel, ConfigDict
 from recsys.exceptions import ConfigurationError
 from recsys.llm.client import LlmClient
 from recsys.llm.exceptions import LlmCallError
-from recsys.llm.server import SIMULATED_MODEL, SimulatedLlmServer
-from streams.embedded import free_port
+from stack.embedded import free_port
 from streams.settings import Settings
-from workers.doctor import check_capabilities
+from testkit.llm_server import SIMULATED_MODEL, SimulatedLlmServer
+from workers.capabilities import check_capabilities
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -215,7 +215,7 @@ def test_doctor_sees_the_simulated_endpoint(server: SimulatedLlmServer, tmp_path
 def test_the_server_runs_standalone_and_is_scripted_over_http(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "recsys.llm.server", "--port", str(port), "--mode", "http_500"],
+        [sys.executable, "-m", "testkit.llm_standalone", "--port", str(port), "--mode", "http_500"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -70,9 +70,20 @@ async def _echo(settings: Settings, stop: asyncio.Event, delay_s: float = 0.0) -
             with consume_span("serve", msg.headers):
                 await asyncio.sleep(delay_s)
                 req = msg.value
-                producer.send(topics.rec_responses, req.user_id, r.RecResponse(
-                    request_id=req.request_id, user_id=req.user_id, items=[], route=r.Route.POPULARITY,
-                    warmth_bucket=r.WarmthBucket.COLD, propensity=1.0, llm_used=False, latency_ms=0.1))  # fmt: skip
+                producer.send(
+                    topics.rec_responses,
+                    req.user_id,
+                    r.RecResponse(
+                        request_id=req.request_id,
+                        user_id=req.user_id,
+                        items=[],
+                        route=r.Route.POPULARITY,
+                        warmth_bucket=r.WarmthBucket.COLD,
+                        propensity=1.0,
+                        llm_used=False,
+                        latency_ms=0.1,
+                    ),
+                )
 
     loop = ConsumerLoop(
         settings,

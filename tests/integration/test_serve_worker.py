@@ -14,19 +14,20 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from recsys.records import LlmInvolvement, Route
+from stack.embedded import EmbeddedBroker
 from streams import admin
 from streams.client import RecClient
 from streams.dlq import parse_dlq_headers
-from streams.embedded import EmbeddedBroker
-from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.serde import AvroSerde
 from streams.tracing import setup_tracing
+from testkit.poison import poison_messages
 from tests.helpers import await_until, read_topic
 from tests.integration.serving_support import world
 from tests.integration.serving_world import World
-from workers.bootstrap import bootstrap
+from workers.bootstrap import Overrides, bootstrap
 from workers.runtime import serve_forever
+from workers.serve_worker import ServeWorker
 
 __all__ = ["world"]
 
@@ -53,11 +54,13 @@ async def test_serve_worker_on_the_broker(
     )
     admin.ensure_topics(settings)
     exporter = _exporter(settings)
-    ctx = bootstrap(settings, embedder=embedder)
+    ctx = bootstrap(settings, Overrides(embedder=embedder))
     stop = asyncio.Event()
     task = asyncio.create_task(serve_forever("serve", ctx, stop))
     try:
-        await await_until(lambda: "serve_loop" in ctx.extras, 120, what="serve worker start")
+        await await_until(
+            lambda: ctx.handles.get(ServeWorker) is not None, 120, what="serve worker start"
+        )
         with RecClient(settings) as client:
             warm = await client.arequest(world.user("warm"), timeout_s=60, deadline_ms=5000)
             cold = await client.arequest(

@@ -9,20 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 
+from jobs.replay import ReplayOptions, run_replay
 from recsys.archive import read_archive
 from recsys.counterfactual import PolicyConfig, register_policy_config
-from recsys.llm.server import SimulatedLlmServer
 from recsys.records import RecRequest, RecResponse, Route, WarmthBucket
+from stack.embedded import EmbeddedBroker
 from streams import admin
-from streams.embedded import EmbeddedBroker
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
+from testkit.llm_server import SimulatedLlmServer
 from tests.integration.serving_support import world
 from tests.integration.serving_world import World, _scripted_events
-from workers.replay_cmd import ReplayOptions, run_replay
 
 __all__ = ["world"]
 
@@ -53,7 +52,6 @@ def _replayed(settings: Settings, policy: str) -> dict[str, RecResponse]:
     summary = run_replay(
         settings,
         ReplayOptions(topic="rec.requests", source="kafka", policy=policy, engine="serving"),
-        Console(quiet=True),
     )
     assert summary.written == 4
     root = settings.archive_root / "counterfactual" / policy

@@ -15,39 +15,55 @@ from typing import Any
 
 import pytest
 
+from demo.enrich_report import demo_llm
 from recsys.llm.breaker import CircuitBreaker
 from recsys.llm.client import LlmClient
 from recsys.llm.prompts import unquote
-from recsys.llm.server import SIMULATED_MODEL, SimulatedLlmServer
-from recsys.llm.simulated_serving import overlap_score
 from recsys.records import LlmUseCase, ValidationResult
 from recsys.serving.explain_llm import LlmExplainer
 from recsys.serving.guard import GuardVerdict, InjectionGuard
-from recsys.serving.injection_corpus import ALL_ATTACKS, ATTACKS, Attack
 from recsys.serving.intent import IntentParser, parse_rules
 from recsys.serving.llm_gate import LlmGate
 from recsys.serving.rerank import DEFAULT_MAX_DISPLACEMENT, Candidate, LlmReranker, RerankContext
 from recsys.serving.untrusted import Sanitiser
 from recsys.textsafety.instruction import InstructionScorer
 from streams.settings import Settings
-from workers.enrich_report import demo_llm
+from testkit.injection_corpus import ALL_ATTACKS, ATTACKS, Attack
+from testkit.llm_server import SIMULATED_MODEL, SimulatedLlmServer
+from testkit.simulated_serving import overlap_score
 
 CANDIDATES = [
     Candidate("m11", "Heat (1995)", ("Crime", "Thriller"), "A heist crew and a detective.", 0.95),
     Candidate("m12", "Toy Story (1995)", ("Animation", "Children"), "Toys come alive.", 0.9),
     Candidate("m13", "Spaceballs (1987)", ("Comedy", "Sci-Fi"), "A parody of space operas.", 0.85),
     Candidate("m14", "Notting Hill (1999)", ("Comedy", "Romance"), "A bookseller in love.", 0.8),
-    Candidate("m15", "Alien (1979)", ("Horror", "Sci-Fi"), "A crew in deep space meets a deadly alien.", 0.75),
+    Candidate(
+        "m15",
+        "Alien (1979)",
+        ("Horror", "Sci-Fi"),
+        "A crew in deep space meets a deadly alien.",
+        0.75,
+    ),
     Candidate("m16", "WALL-E (2008)", ("Animation", "Sci-Fi"), "A lonely robot in space.", 0.7),
     Candidate("m17", "Casablanca (1942)", ("Drama", "Romance"), "Wartime love in Morocco.", 0.65),
     Candidate("m18", "Fargo (1996)", ("Crime", "Drama"), "A kidnapping in snowy Minnesota.", 0.6),
-]  # fmt: skip
+]
 RANKER = [c.item_id for c in CANDIDATES]
 QUERY = "a funny space adventure with a robot"
 HISTORY = [("Galaxy Quest (1999)", ("Comedy", "Sci-Fi")), ("Short Circuit (1986)", ("Comedy",))]
 CTX = RerankContext("u1", QUERY, HISTORY)
-CATEGORIES = ["Action", "Animation", "Children", "Comedy", "Crime", "Drama", "Horror",
-              "Romance", "Sci-Fi", "Thriller"]  # fmt: skip
+CATEGORIES = [
+    "Action",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Drama",
+    "Horror",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+]
 PII = ["jane.doe@example.com", "+1 415 555 0199", "4111 1111 1111 1111"]
 
 

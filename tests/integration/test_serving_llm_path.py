@@ -15,11 +15,11 @@ import pytest
 from recsys.llm.breaker import CircuitBreaker
 from recsys.llm.client import LlmClient
 from recsys.llm.prompts import unquote
-from recsys.llm.server import SimulatedLlmServer
 from recsys.records import LlmUseCase, Route
-from recsys.serving.injection_corpus import ALL_ATTACKS, ATTACKS
 from recsys.serving.llm_gate import LlmGate
 from recsys.serving.recommender import LlmParts, Served
+from testkit.injection_corpus import ALL_ATTACKS, ATTACKS
+from testkit.llm_server import SimulatedLlmServer
 from tests.integration.serving_support import ask, serving, world
 from tests.integration.serving_world import World
 from workers.serve_wiring import llm_parts

@@ -26,9 +26,13 @@ FLAGS = ("--factors", "16", "--iterations", "12", "--regularization", "0.1", "--
 def streamrec(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        capture_output=True, text=True, timeout=180, cwd=REPO, env=clean | env,
-    )  # fmt: skip
+        [sys.executable, "-m", "cli.app", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+        env=clean | env,
+    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -171,10 +175,16 @@ async def test_retraining_activates_a_new_version_and_serving_follows_after_the_
         # old versions beyond STREAMREC_ALS_KEEP_VERSIONS are pruned (the active one stays)
         ok(
             streamrec(
-                "train-cf", "--database", database, *FLAGS, "--seed", "9",
-                STREAMREC_ALS_KEEP_VERSIONS="1", **home(tmp_path),
+                "train-cf",
+                "--database",
+                database,
+                *FLAGS,
+                "--seed",
+                "9",
+                STREAMREC_ALS_KEEP_VERSIONS="1",
+                **home(tmp_path),
             )
-        )  # fmt: skip
+        )
         left = rows_of(database, "SELECT version, active FROM als_models")
         assert len(left) == 1 and left[0][1] and left[0][0] not in (first, second)
         assert rows_of(database, "SELECT count(DISTINCT version) FROM als_item_factors") == [(1,)]
@@ -189,10 +199,16 @@ def test_since_until_window_and_no_activate(database: str, tmp_path: Path) -> No
     expected = sum(1 for r in rows if r[5] >= cut)
     out = ok(
         streamrec(
-            "train-cf", "--database", database, *FLAGS, "--since", cut.isoformat(),
-            "--no-activate", **home(tmp_path),
+            "train-cf",
+            "--database",
+            database,
+            *FLAGS,
+            "--since",
+            cut.isoformat(),
+            "--no-activate",
+            **home(tmp_path),
         )
-    )  # fmt: skip
+    )
     assert "inactive" in out
     [(active, n_events, since)] = rows_of(
         database, "SELECT active, n_events, window_since FROM als_models"
@@ -216,23 +232,39 @@ def test_train_cf_from_the_archive(database: str, tmp_path: Path) -> None:
     rows = taste_events(users=20)
     for offset, (event_id, user, item, kind, rating, at) in enumerate([*rows, rows[0]]):
         event = UserEvent(
-            event_id=event_id, user_id=user, event_type=kind, item_id=item, rating=rating,
+            event_id=event_id,
+            user_id=user,
+            event_type=kind,
+            item_id=item,
+            rating=rating,
             occurred_at=at,
-        )  # fmt: skip
+        )
         writer.write(
             ArchivedMessage(
-                topic=topic, partition=0, offset=offset, timestamp_ms=int(at.timestamp() * 1000),
-                key=user, headers=[], schema_id=1, value=event.model_dump(mode="python"),
+                topic=topic,
+                partition=0,
+                offset=offset,
+                timestamp_ms=int(at.timestamp() * 1000),
+                key=user,
+                headers=[],
+                schema_id=1,
+                value=event.model_dump(mode="python"),
                 value_schema=schema,
             )
-        )  # fmt: skip
+        )
     writer.close()
     out = ok(
         streamrec(
-            "train-cf", "--database", database, *FLAGS, "--archive", str(tmp_path / "archive"),
-            STREAMREC_TOPIC_PREFIX=prefix, **home(tmp_path),
+            "train-cf",
+            "--database",
+            database,
+            *FLAGS,
+            "--archive",
+            str(tmp_path / "archive"),
+            STREAMREC_TOPIC_PREFIX=prefix,
+            **home(tmp_path),
         )
-    )  # fmt: skip
+    )
     assert "from archive:" in out
     [(n_events, n_users, source)] = rows_of(
         database, "SELECT n_events, n_users, source FROM als_models WHERE active"
@@ -247,11 +279,13 @@ def test_clear_errors(database: str, tmp_path: Path) -> None:
     )
     failed(
         streamrec(
-            "train-cf", "--database", f"postgresql://postgres@/x?host={tmp_path}&port=1",
+            "train-cf",
+            "--database",
+            f"postgresql://postgres@/x?host={tmp_path}&port=1",
             **home(tmp_path),
         ),
         "cannot connect",
-    )  # fmt: skip
+    )
     failed(
         streamrec("train-cf", "--database", database, "--factors", "20", **home(tmp_path)),
         "factors must be one of 16, 32, 64, 128, 256",
@@ -262,22 +296,40 @@ def test_clear_errors(database: str, tmp_path: Path) -> None:
     )
     failed(
         streamrec(
-            "train-cf", "--database", database, "--since", "2026-02-01", "--until", "2026-01-01",
+            "train-cf",
+            "--database",
+            database,
+            "--since",
+            "2026-02-01",
+            "--until",
+            "2026-01-01",
             **home(tmp_path),
         ),
         "--since must be before --until",
-    )  # fmt: skip
+    )
     failed(
-        streamrec("train-cf", "--database", database, "--archive", str(tmp_path / "none"),
-                  **home(tmp_path)),
+        streamrec(
+            "train-cf",
+            "--database",
+            database,
+            "--archive",
+            str(tmp_path / "none"),
+            **home(tmp_path),
+        ),
         "no such folder",
-    )  # fmt: skip
+    )
     (tmp_path / "empty-archive").mkdir()
     failed(
-        streamrec("train-cf", "--database", database, "--archive", str(tmp_path / "empty-archive"),
-                  **home(tmp_path)),
+        streamrec(
+            "train-cf",
+            "--database",
+            database,
+            "--archive",
+            str(tmp_path / "empty-archive"),
+            **home(tmp_path),
+        ),
         "no archived user events",
-    )  # fmt: skip
+    )
     assert rows_of(database, "SELECT count(*) FROM als_models") == [(0,)]
 
 

@@ -25,18 +25,26 @@ CCFG = CovisitConfig(covisit_half_life_h=24.0, covisit_window_items=3, covisit_w
 
 def ev(user: str, kind: str, item: str | None, s: float, eid: str) -> UserEvent:
     return UserEvent(
-        event_id=eid, user_id=user, event_type=EventType(kind), item_id=item,
-        query="films" if kind == "SEARCH" else None, occurred_at=T0 + timedelta(seconds=s),
-    )  # fmt: skip
+        event_id=eid,
+        user_id=user,
+        event_type=EventType(kind),
+        item_id=item,
+        query="films" if kind == "SEARCH" else None,
+        occurred_at=T0 + timedelta(seconds=s),
+    )
 
 
 LOG = [
-    ev("u1", "VIEW", "a", 0, "e1"), ev("u1", "CLICK", "b", 10, "e2"),
-    ev("u2", "VIEW", "a", 20, "e3"), ev("u2", "PURCHASE", "b", 30, "e4"),
-    ev("u2", "SEARCH", None, 35, "e5"), ev("u1", "CART", "c", 40, "e6"),
-    ev("u2", "DISMISS", "d", 50, "e7"), ev("u1", "CLICK", "b", 60, "e2"),  # duplicate id
+    ev("u1", "VIEW", "a", 0, "e1"),
+    ev("u1", "CLICK", "b", 10, "e2"),
+    ev("u2", "VIEW", "a", 20, "e3"),
+    ev("u2", "PURCHASE", "b", 30, "e4"),
+    ev("u2", "SEARCH", None, 35, "e5"),
+    ev("u1", "CART", "c", 40, "e6"),
+    ev("u2", "DISMISS", "d", 50, "e7"),
+    ev("u1", "CLICK", "b", 60, "e2"),  # duplicate id
     ev("u3", "VIEW", "gone-item", 70, "e8"),
-]  # fmt: skip
+]
 
 
 @pytest.fixture

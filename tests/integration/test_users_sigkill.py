@@ -19,6 +19,7 @@ from typing import IO
 import pytest
 
 from recsys.records import UserEvent
+from stack.supervisor import settings_env
 from streams import admin
 from streams.settings import Settings
 from tests.helpers import wait_until
@@ -31,16 +32,18 @@ from tests.integration.users_harness import (
     stored_events,
     wait_caught_up,
 )
-from workers.supervisor import settings_env
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _start(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "worker", "users"],
-        cwd=REPO, env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [sys.executable, "-m", "cli.app", "worker", "users"],
+        cwd=REPO,
+        env=settings_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:
@@ -81,8 +84,12 @@ def test_sigkill_mid_stream_then_restart_is_exact(settings: Settings, tmp_path: 
     try:
         producer.start()
         for kill, fraction in ((1, 0.2), (2, 0.55)):
-            wait_until(lambda f=fraction: len(stored_events(dsn)) >= f * len(log), 120, 0.2,
-                       what=f"progress before kill {kill}")  # fmt: skip
+            wait_until(
+                lambda f=fraction: len(stored_events(dsn)) >= f * len(log),
+                120,
+                0.2,
+                what=f"progress before kill {kill}",
+            )
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
             assert not caught_up(dsn, log, s)  # killed mid-stream
@@ -115,12 +122,20 @@ def test_two_workers_split_partitions_and_one_takes_over(
     procs = [_start(s, outs[0]), _start(s, outs[1])]
     try:
         producer.start()
-        wait_until(lambda: all(_partitions_applied(p) for p in paths), 120, 0.5,
-                   what="both workers applying partitions")  # fmt: skip
+        wait_until(
+            lambda: all(_partitions_applied(p) for p in paths),
+            120,
+            0.5,
+            what="both workers applying partitions",
+        )
         a, b = (_partitions_applied(p) for p in paths)
         assert a.isdisjoint(b), (a, b)
-        wait_until(lambda: len(stored_events(dsn)) >= 0.4 * len(log), 120, 0.2,
-                   what="progress before the kill")  # fmt: skip
+        wait_until(
+            lambda: len(stored_events(dsn)) >= 0.4 * len(log),
+            120,
+            0.2,
+            what="progress before the kill",
+        )
         os.kill(procs[0].pid, signal.SIGKILL)
         procs[0].wait(10)
         producer.join(120)

@@ -14,13 +14,14 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from recsys.records import EventType, UserEvent
+from stack.supervisor import settings_env
 from streams import admin
 from streams.dlq import parse_dlq_headers
 from streams.exceptions import PartitionMismatch
-from streams.poison import poison_messages
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
+from testkit.poison import poison_messages
 from tests.helpers import await_until, committed_offsets, read_topic
 from tests.integration.users_harness import (
     USERS_OVERRIDES,
@@ -31,7 +32,7 @@ from tests.integration.users_harness import (
 )
 from workers.bootstrap import bootstrap
 from workers.runtime import preflight, serve_forever
-from workers.supervisor import settings_env
+from workers.users_worker import UsersWorker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,7 +63,7 @@ async def test_state_is_exact_with_duplicates_and_bad_input_goes_to_the_dlq(
         await await_until(
             lambda: task.done() or caught_up(dsn, log, s), 120, 0.5, what="users caught up"
         )
-        updater = ctx.extras["users_updater"]
+        updater = ctx.handles.require(UsersWorker).updater
         assert_exact(dsn, log, s)  # read model, user_events and co-visitation
         assert updater.stats.duplicates >= len(log) - len({e.event_id for e in log})
         # offsets are committed behind the durable batches
@@ -90,9 +91,13 @@ def test_users_refuses_mismatched_partitions(settings: Settings) -> None:
     with pytest.raises(PartitionMismatch, match="equal partition counts"):
         preflight(settings, "users")
     proc = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "worker", "users"],
-        cwd=REPO, env=settings_env(settings), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-m", "cli.app", "worker", "users"],
+        cwd=REPO,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert f"{name}={settings.user_partitions + 1}" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr

@@ -27,12 +27,19 @@ USERS_OVERRIDES: dict[str, object] = {
     "covisit_window_items": 3,
     "covisit_window_s": 600,
     "users_batch_size": 50,
-    "users_batch_wait_ms": 20,
     "users_fetch_wait_ms": 20,
 }
-_KINDS = [EventType.VIEW] * 5 + [EventType.CLICK] * 2 + [
-    EventType.CART, EventType.PURCHASE, EventType.RATING, EventType.SEARCH, EventType.DISMISS,
-]  # fmt: skip
+_KINDS = (
+    [EventType.VIEW] * 5
+    + [EventType.CLICK] * 2
+    + [
+        EventType.CART,
+        EventType.PURCHASE,
+        EventType.RATING,
+        EventType.SEARCH,
+        EventType.DISMISS,
+    ]
+)
 
 
 def make_log(n_users: int, n_events: int, seed: int = 7, dup_every: int = 9) -> list[UserEvent]:
@@ -48,11 +55,14 @@ def make_log(n_users: int, n_events: int, seed: int = 7, dup_every: int = 9) -> 
         kind = rng.choice(_KINDS)
         item = None if kind is EventType.SEARCH else f"i{rng.randrange(30)}"
         event = UserEvent(
-            event_id=f"e{n}", user_id=user, event_type=kind, item_id=item,
+            event_id=f"e{n}",
+            user_id=user,
+            event_type=kind,
+            item_id=item,
             rating=float(rng.choice([2, 3.5, 4, 4.5, 5])) if kind is EventType.RATING else None,
             query=f"something like {item or 'heist films'}" if kind is EventType.SEARCH else None,
             occurred_at=clock[user],
-        )  # fmt: skip
+        )
         log.append(event)
         if n % dup_every == 0:
             pending.append((n + rng.randrange(1, 15), event))
@@ -72,7 +82,7 @@ def publish(settings: Settings, events: list[UserEvent], flush_every: int = 100)
 
 
 def user_config(settings: Settings) -> UserStateConfig:
-    return UserStateConfig.from_settings(settings)
+    return UserStateConfig.from_settings(settings.users)
 
 
 def offline_covisitation(log: list[UserEvent], settings: Settings) -> Covisitation:
@@ -85,11 +95,17 @@ def offline_covisitation(log: list[UserEvent], settings: Settings) -> Covisitati
     for events in by_user.values():
         _, done = apply_events(None, events, cfg)
         accepted |= {a.position[1] for a in done if a.position is not None}
-    model = Covisitation(CovisitConfig.from_settings(settings))
+    model = Covisitation(CovisitConfig.from_settings(settings.users))
     for i, e in enumerate(log):
-        if i in accepted and e.item_id is not None and e.event_type not in (
-            EventType.SEARCH, EventType.DISMISS,
-        ):  # fmt: skip
+        if (
+            i in accepted
+            and e.item_id is not None
+            and e.event_type
+            not in (
+                EventType.SEARCH,
+                EventType.DISMISS,
+            )
+        ):
             model.update(e.user_id, e.item_id, e.occurred_at)
     return model
 

@@ -39,22 +39,35 @@ SCHEMA = SERDE.codec(FeedbackExample).schema
 
 def example(n: int) -> FeedbackExample:
     return FeedbackExample(
-        example_id=f"r{n}:i", request_id=f"r{n}", user_id="u1", item_id="i", rank=1,
-        route="CF", warmth_bucket="WARM", llm_used=n % 2 == 0, propensity=1.0,
-        clicked=n % 3 == 0, rating=4.0 if n % 5 == 0 else None,
+        example_id=f"r{n}:i",
+        request_id=f"r{n}",
+        user_id="u1",
+        item_id="i",
+        rank=1,
+        route="CF",
+        warmth_bucket="WARM",
+        llm_used=n % 2 == 0,
+        propensity=1.0,
+        clicked=n % 3 == 0,
+        rating=4.0 if n % 5 == 0 else None,
         impression_at=datetime(2026, 1, 31, 12, tzinfo=UTC),
-    )  # fmt: skip
+    )
 
 
 def message(n: int, partition: int = 0, ts: int = DAY1) -> ArchivedMessage:
     record = example(n)
     raw = SERDE.encode(record, f"{TOPIC}-value")
     return ArchivedMessage(
-        topic=TOPIC, partition=partition, offset=n, timestamp_ms=ts, key="u1",
+        topic=TOPIC,
+        partition=partition,
+        offset=n,
+        timestamp_ms=ts,
+        key="u1",
         headers=[("traceparent", b"00-abc-def-01"), ("empty", b"")],
-        schema_id=schema_id_of_wire(raw), value=record.model_dump(mode="python"),
+        schema_id=schema_id_of_wire(raw),
+        value=record.model_dump(mode="python"),
         value_schema=SCHEMA,
-    )  # fmt: skip
+    )
 
 
 class Clock:
@@ -204,15 +217,34 @@ def test_a_value_from_an_older_schema_keeps_its_original_bytes() -> None:
     buf.write(struct.pack(">bI", MAGIC_BYTE, old_id))
     schemaless_writer(buf, parse_schema(older), datum)
     raw = buf.getvalue()
-    spec = TopicSpec(base=TOPIC, name=TOPIC, key="user_id", value=FeedbackExample, partitions=1,
-                     description="")  # fmt: skip
-    archived = archived_from_raw(topic=TOPIC, partition=0, offset=0, timestamp_ms=DAY1, key=b"u1",
-                                 headers=[], value=raw, spec=spec, serde=serde)  # fmt: skip
+    spec = TopicSpec(
+        base=TOPIC, name=TOPIC, key="user_id", value=FeedbackExample, partitions=1, description=""
+    )
+    archived = archived_from_raw(
+        topic=TOPIC,
+        partition=0,
+        offset=0,
+        timestamp_ms=DAY1,
+        key=b"u1",
+        headers=[],
+        value=raw,
+        spec=spec,
+        serde=serde,
+    )
     assert archived.schema_id == old_id
     assert archived.value["serve_latency_ms"] == 0.0  # read with today's schema
     assert archived.raw_value == raw and wire_bytes(archived) == raw
     # today's writer: no copy of the bytes is needed
     current = serde.encode(example(1), f"{TOPIC}-value")
-    plain = archived_from_raw(topic=TOPIC, partition=0, offset=1, timestamp_ms=DAY1, key=b"u1",
-                              headers=[], value=current, spec=spec, serde=serde)  # fmt: skip
+    plain = archived_from_raw(
+        topic=TOPIC,
+        partition=0,
+        offset=1,
+        timestamp_ms=DAY1,
+        key=b"u1",
+        headers=[],
+        value=current,
+        spec=spec,
+        serde=serde,
+    )
     assert plain.raw_value is None and wire_bytes(plain) == current

@@ -46,6 +46,6 @@ def test_the_embedded_texts() -> None:
         "Heat", ["Crime"], "Cops and robbers.", ["heist"], "tense", "adults", ["crime"]
     )
     assert (
-        text
-        == "Heat. Crime. Cops and robbers. Themes: heist. Mood: tense. Audience: adults. Tags: crime."
+        text == "Heat. Crime. Cops and robbers. Themes: heist. Mood: tense. Audience: adults. "
+        "Tags: crime."
     )

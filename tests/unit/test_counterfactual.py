@@ -16,15 +16,25 @@ T0 = datetime(2026, 1, 10, tzinfo=UTC)
 def ev(
     user: str, kind: EventType, item: str, minute: int, rating: float | None = None
 ) -> UserEvent:
-    return UserEvent(user_id=user, event_type=kind, item_id=item, rating=rating,
-                     occurred_at=T0 + timedelta(minutes=minute))  # fmt: skip
+    return UserEvent(
+        user_id=user,
+        event_type=kind,
+        item_id=item,
+        rating=rating,
+        occurred_at=T0 + timedelta(minutes=minute),
+    )
 
 
 def req(
     rid: str, user: str, minute: int, k: int = 2, exclude: list[str] | None = None
 ) -> RecRequest:
-    return RecRequest(request_id=rid, user_id=user, k=k, exclude_item_ids=exclude or [],
-                      requested_at=T0 + timedelta(minutes=minute))  # fmt: skip
+    return RecRequest(
+        request_id=rid,
+        user_id=user,
+        k=k,
+        exclude_item_ids=exclude or [],
+        requested_at=T0 + timedelta(minutes=minute),
+    )
 
 
 EVENTS = [
@@ -43,10 +53,18 @@ def test_popularity_sees_only_the_past_and_skips_consumed_and_excluded() -> None
     policy = build_policy("no-llm")
     requests = [req("r2", "u3", 10, exclude=["b"]), req("r1", "u1", 10), req("r3", "u5", 30, k=3)]
     logged = {
-        "r1": RecResponse(request_id="r1", user_id="u1", items=[], route=Route.CF,
-                          warmth_bucket=WarmthBucket.WARM, propensity=1.0, llm_used=True,
-                          latency_ms=5.0, produced_at=T0 + timedelta(minutes=10, seconds=1)),
-    }  # fmt: skip
+        "r1": RecResponse(
+            request_id="r1",
+            user_id="u1",
+            items=[],
+            route=Route.CF,
+            warmth_bucket=WarmthBucket.WARM,
+            propensity=1.0,
+            llm_used=True,
+            latency_ms=5.0,
+            produced_at=T0 + timedelta(minutes=10, seconds=1),
+        ),
+    }
     answers = {r.request_id: resp for r, resp in replay_requests(policy, requests, EVENTS, logged)}
     # at minute 10: a has 2 positives, b 1; d is in the future
     assert [i.item_id for i in answers["r1"].items] == ["b"]  # u1 consumed a (and c)

@@ -32,8 +32,8 @@ from recsys.evaluation.enrich_ab.judge import (
 )
 from recsys.evaluation.enrich_ab.queries import spoken_title
 from recsys.llm.client import LlmClient
-from recsys.llm.simulated import judge_answer
 from recsys.movielens import MovieLens
+from testkit.simulated_llm import judge_answer
 from tests.movielens_tiny import HashingEmbedder, write_tiny_movielens
 
 

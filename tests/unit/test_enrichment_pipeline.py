@@ -38,9 +38,13 @@ class FakeEmbedder:
 
 def change(item: str, version: int, text: str = "A film.", **fields: object) -> CatalogChange:
     return CatalogChange(
-        item_id=item, version=version, change_id=f"{item}-v{version}", title=item,
-        description=text, **fields,  # type: ignore[arg-type]
-    )  # fmt: skip
+        item_id=item,
+        version=version,
+        change_id=f"{item}-v{version}",
+        title=item,
+        description=text,
+        **fields,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture

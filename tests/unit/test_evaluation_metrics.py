@@ -97,9 +97,15 @@ def test_coverage_diversity_novelty_by_hand() -> None:
 
 def _resp(request_id: str, llm: bool) -> RecResponse:
     return RecResponse(
-        request_id=request_id, user_id="u", items=[], route=Route.CF,
-        warmth_bucket=WarmthBucket.WARM, propensity=1.0, llm_used=llm, latency_ms=1.0,
-    )  # fmt: skip
+        request_id=request_id,
+        user_id="u",
+        items=[],
+        route=Route.CF,
+        warmth_bucket=WarmthBucket.WARM,
+        propensity=1.0,
+        llm_used=llm,
+        latency_ms=1.0,
+    )
 
 
 def test_llm_involvement_and_hallucination_rate() -> None:
@@ -109,9 +115,13 @@ def test_llm_involvement_and_hallucination_rate() -> None:
 
     def log(case: LlmUseCase, called: bool, bad: list[str]) -> LlmInvolvement:
         return LlmInvolvement(
-            request_id="r", use_case=case, called=called, used=called, decision="called",
+            request_id="r",
+            use_case=case,
+            called=called,
+            used=called,
+            decision="called",
             hallucinated_ids=bad,
-        )  # fmt: skip
+        )
 
     records = [
         log(LlmUseCase.RERANK, True, ["x"]),

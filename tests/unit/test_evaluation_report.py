@@ -25,29 +25,59 @@ from recsys.records import (
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def _resp(rid: str, user: str, items: list[str], route: Route, warmth: WarmthBucket,
-          llm: bool, p: float, latency: float, policy: str = "production") -> RecResponse:  # fmt: skip
+def _resp(
+    rid: str,
+    user: str,
+    items: list[str],
+    route: Route,
+    warmth: WarmthBucket,
+    llm: bool,
+    p: float,
+    latency: float,
+    policy: str = "production",
+) -> RecResponse:
     return RecResponse(
-        request_id=rid, user_id=user, route=route, warmth_bucket=warmth, propensity=p,
-        llm_used=llm, latency_ms=latency, produced_at=T0, policy=policy,
-        items=[RecommendedItem(item_id=i, rank=n, score=1.0, source="t") for n, i in enumerate(items, 1)],
-    )  # fmt: skip
+        request_id=rid,
+        user_id=user,
+        route=route,
+        warmth_bucket=warmth,
+        propensity=p,
+        llm_used=llm,
+        latency_ms=latency,
+        produced_at=T0,
+        policy=policy,
+        items=[
+            RecommendedItem(item_id=i, rank=n, score=1.0, source="t")
+            for n, i in enumerate(items, 1)
+        ],
+    )
 
 
 def _event(user: str, kind: EventType, item: str, minutes: float, eid: str) -> UserEvent:
     return UserEvent(
-        event_id=eid, user_id=user, event_type=kind, item_id=item,
+        event_id=eid,
+        user_id=user,
+        event_type=kind,
+        item_id=item,
         rating=4.5 if kind is EventType.RATING else None,
         occurred_at=T0 + timedelta(minutes=minutes),
-    )  # fmt: skip
+    )
 
 
 def _example(rid: str, user: str, item: str, clicked: bool) -> FeedbackExample:
     return FeedbackExample(
-        example_id=f"{rid}:{item}", request_id=rid, user_id=user, item_id=item, rank=1,
-        route="CF", warmth_bucket="WARM", llm_used=False, propensity=1.0, clicked=clicked,
+        example_id=f"{rid}:{item}",
+        request_id=rid,
+        user_id=user,
+        item_id=item,
+        rank=1,
+        route="CF",
+        warmth_bucket="WARM",
+        llm_used=False,
+        propensity=1.0,
+        clicked=clicked,
         impression_at=T0,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -64,20 +94,39 @@ def data() -> EvaluationData:
         _event("u2", EventType.CLICK, "d", -5, "e6"),  # before the impression
     ]
     examples = [
-        _example("r1", "u1", "a", False), _example("r1", "u1", "b", True),
+        _example("r1", "u1", "a", False),
+        _example("r1", "u1", "b", True),
         _example("r1", "u1", "b", True),  # re-emitted: same example_id, counted once
-        _example("r2", "u2", "c", False), _example("r2", "u2", "d", False),
-    ]  # fmt: skip
+        _example("r2", "u2", "c", False),
+        _example("r2", "u2", "d", False),
+    ]
     log = [
-        LlmInvolvement(request_id="r2", use_case=LlmUseCase.RERANK, called=True, used=True,
-                       decision="called", cost_usd=0.002, hallucinated_ids=["q"]),
-        LlmInvolvement(request_id="r2", use_case=LlmUseCase.EXPLAIN, called=True, used=True,
-                       decision="called", cost_usd=0.001),
-    ]  # fmt: skip
+        LlmInvolvement(
+            request_id="r2",
+            use_case=LlmUseCase.RERANK,
+            called=True,
+            used=True,
+            decision="called",
+            cost_usd=0.002,
+            hallucinated_ids=["q"],
+        ),
+        LlmInvolvement(
+            request_id="r2",
+            use_case=LlmUseCase.EXPLAIN,
+            called=True,
+            used=True,
+            decision="called",
+            cost_usd=0.001,
+        ),
+    ]
     cf = [
-        _resp("r1", "u1", ["b", "x"], Route.POPULARITY, WarmthBucket.WARM, False, 1.0, 1.0, "no-llm"),
-        _resp("r2", "u2", ["z", "c"], Route.POPULARITY, WarmthBucket.COLD, False, 1.0, 1.0, "no-llm"),
-    ]  # fmt: skip
+        _resp(
+            "r1", "u1", ["b", "x"], Route.POPULARITY, WarmthBucket.WARM, False, 1.0, 1.0, "no-llm"
+        ),
+        _resp(
+            "r2", "u2", ["z", "c"], Route.POPULARITY, WarmthBucket.COLD, False, 1.0, 1.0, "no-llm"
+        ),
+    ]
     return EvaluationData(
         responses=[r1, r2, r1],  # r1 logged twice (at-least-once): counted once
         examples=examples,

@@ -23,22 +23,45 @@ def at(seconds: float) -> datetime:
 
 
 IMPRESSION = RecResponse(
-    request_id="req-1", user_id="u1", route=Route.CONTENT, warmth_bucket=WarmthBucket.COLD,
-    propensity=0.5, llm_used=True, prompt_version="p3", llm_model="m1", model_version="cf7",
-    latency_ms=42.0, produced_at=T0,
-    items=[RecommendedItem(item_id=i, rank=n, score=1.0, source="t")
-           for n, i in enumerate(["A", "B", "C"], start=1)],
-)  # fmt: skip
+    request_id="req-1",
+    user_id="u1",
+    route=Route.CONTENT,
+    warmth_bucket=WarmthBucket.COLD,
+    propensity=0.5,
+    llm_used=True,
+    prompt_version="p3",
+    llm_model="m1",
+    model_version="cf7",
+    latency_ms=42.0,
+    produced_at=T0,
+    items=[
+        RecommendedItem(item_id=i, rank=n, score=1.0, source="t")
+        for n, i in enumerate(["A", "B", "C"], start=1)
+    ],
+)
 
 
 def ev(
-    eid: str, kind: EventType, item: str, seconds: float, *, user: str = "u1",
-    rating: float | None = None, rec_request_id: str | None = None, query: str | None = None,
-) -> UserEvent:  # fmt: skip
+    eid: str,
+    kind: EventType,
+    item: str,
+    seconds: float,
+    *,
+    user: str = "u1",
+    rating: float | None = None,
+    rec_request_id: str | None = None,
+    query: str | None = None,
+) -> UserEvent:
     return UserEvent(
-        event_id=eid, user_id=user, event_type=kind, item_id=item, occurred_at=at(seconds),
-        rating=rating, rec_request_id=rec_request_id, query=query,
-    )  # fmt: skip
+        event_id=eid,
+        user_id=user,
+        event_type=kind,
+        item_id=item,
+        occurred_at=at(seconds),
+        rating=rating,
+        rec_request_id=rec_request_id,
+        query=query,
+    )
 
 
 SESSION = [
@@ -61,16 +84,29 @@ def test_scripted_session_is_labelled_exactly() -> None:
     assert [e.item_id for e in examples] == ["A", "B", "C"]
     a, b, c = examples
     assert (a.example_id, a.rank, a.clicked, a.carted, a.rating, a.attributed_by) == (
-        "req-1:A", 1, True, False, None, "item",
-    )  # fmt: skip
+        "req-1:A",
+        1,
+        True,
+        False,
+        None,
+        "item",
+    )
     assert a.outcome_at == at(5)
     assert (b.clicked, b.carted, b.purchased, b.rating, b.attributed_by) == (
-        False, True, False, 3.0, "request_id",
-    )  # fmt: skip
+        False,
+        True,
+        False,
+        3.0,
+        "request_id",
+    )
     assert b.outcome_at == at(20)
     assert (c.clicked, c.purchased, c.dismissed, c.attributed_by, c.outcome_at) == (
-        False, False, False, "none", None,
-    )  # fmt: skip
+        False,
+        False,
+        False,
+        "none",
+        None,
+    )
     for e in examples:  # treatment flags and versions copied from the impression
         assert (e.route, e.warmth_bucket, e.llm_used, e.propensity) == (
             "CONTENT",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -14,10 +15,20 @@ async def double(items: list[int]) -> list[int]:
     return [2 * i for i in items]
 
 
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Yield to the event loop until ``condition()`` holds (bounded)."""
+
+    async def poll() -> None:
+        while not condition():  # noqa: ASYNC110 - the batcher has no event to await
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(poll(), timeout_s)
+
+
 async def test_full_batches_go_at_once_and_flush_sends_the_rest() -> None:
     batcher: MicroBatcher[int, int] = MicroBatcher(double, max_size=3, max_wait_s=3600)
     tasks = [batcher.submit(i) for i in range(7)]
-    await asyncio.sleep(0.05)
+    await until(lambda: len(batcher.batch_sizes) == 2)
     assert batcher.batch_sizes == [3, 3] and batcher.pending == 1  # the 7th waits (an hour)
     batcher.flush()
     assert await asyncio.wait_for(asyncio.gather(*tasks), 10) == [0, 2, 4, 6, 8, 10, 12]

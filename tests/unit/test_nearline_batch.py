@@ -16,17 +16,24 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 def ev(user: str, kind: str, item: str | None, s: int, eid: str) -> UserEvent:
     return UserEvent(
-        event_id=eid, user_id=user, event_type=EventType(kind), item_id=item,
-        query="q" if kind == "SEARCH" else None, occurred_at=T0 + timedelta(seconds=s),
-    )  # fmt: skip
+        event_id=eid,
+        user_id=user,
+        event_type=EventType(kind),
+        item_id=item,
+        query="q" if kind == "SEARCH" else None,
+        occurred_at=T0 + timedelta(seconds=s),
+    )
 
 
 def test_batch_groups_per_user_and_pairs_visits_only() -> None:
     log = [
-        ev("a", "VIEW", "x", 0, "1"), ev("b", "VIEW", "y", 1, "2"), ev("a", "CLICK", "z", 2, "3"),
-        ev("a", "DISMISS", "w", 3, "4"), ev("b", "SEARCH", None, 4, "5"),
+        ev("a", "VIEW", "x", 0, "1"),
+        ev("b", "VIEW", "y", 1, "2"),
+        ev("a", "CLICK", "z", 2, "3"),
+        ev("a", "DISMISS", "w", 3, "4"),
+        ev("b", "SEARCH", None, 4, "5"),
         ev("a", "CLICK", "z", 2, "3"),  # duplicate
-    ]  # fmt: skip
+    ]
     cfg, ccfg = UserStateConfig(), CovisitConfig()
     out = update_batch({}.get, [(e, (0, i)) for i, e in enumerate(log)], cfg, ccfg)
     assert out.duplicates == 1

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from jobs.replay import parse_time
 from recsys.archive import ArchivedMessage
 from recsys.exceptions import InvalidRange
 from streams.replay import ReplayRange
-from workers.replay_cmd import parse_time
 
 
 def test_times_are_iso_or_epoch_ms() -> None:

@@ -10,40 +10,128 @@ from typing import ClassVar
 import pytest
 
 from recsys import records as r
-from streams.compat import assert_backward_compatible, backward_problems, committed_versions
 from streams.exceptions import SchemaCompatibilityError, SchemaDriftError
 from streams.registry import LocalRegistry, load_avsc, schema_id_of
 from streams.resources import SCHEMAS_DIR
 from streams.schema_check import check_model, drift
 from streams.serde import AvroSerde
+from testkit.schema_compat import assert_backward_compatible, backward_problems, committed_versions
 from workers.runtime import ALL_RECORDS
 
 T = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
 
 SAMPLES: list[r.Record] = [
-    r.CatalogChange(item_id="i1", version=3, title="Alien (1979)", categories=["Horror", "Sci-Fi"],
-                    description="In space no one can hear you scream.", attributes={"year": "1979"},
-                    available=False, occurred_at=T),
+    r.CatalogChange(
+        item_id="i1",
+        version=3,
+        title="Alien (1979)",
+        categories=["Horror", "Sci-Fi"],
+        description="In space no one can hear you scream.",
+        attributes={"year": "1979"},
+        available=False,
+        occurred_at=T,
+    ),
     r.CatalogChange(item_id="i1", version=4, op=r.ChangeOp.DELETE, occurred_at=T),
-    r.ItemEnriched(item_id="i1", version=3, change_id="c", content_hash="ab", enrichment_status=r.EnrichmentStatus.CACHED,
-                   embedding_model="m", embedding_dim=384, prompt_version="p1", llm_model="sim", tags=["dark"], enriched_at=T),
-    r.UserEvent(user_id="u", event_type=r.EventType.RATING, item_id="i1", rating=4.5, session_id="s", rec_request_id="q", occurred_at=T),
+    r.ItemEnriched(
+        item_id="i1",
+        version=3,
+        change_id="c",
+        content_hash="ab",
+        enrichment_status=r.EnrichmentStatus.CACHED,
+        embedding_model="m",
+        embedding_dim=384,
+        prompt_version="p1",
+        llm_model="sim",
+        tags=["dark"],
+        enriched_at=T,
+    ),
+    r.UserEvent(
+        user_id="u",
+        event_type=r.EventType.RATING,
+        item_id="i1",
+        rating=4.5,
+        session_id="s",
+        rec_request_id="q",
+        occurred_at=T,
+    ),
     r.UserEvent(user_id="u", event_type=r.EventType.SEARCH, query="a cosy mystery", occurred_at=T),
-    r.RecRequest(user_id="u", k=5, query="space horror", exclude_item_ids=["i9"], context={"surface": "home"}, deadline_ms=250, requested_at=T),
-    r.RecResponse(request_id="q", user_id="u", route=r.Route.HYBRID, warmth_bucket=r.WarmthBucket.WARMING, propensity=0.8,
-                  llm_used=True, llm_fallback_reason=None, model_version="als-1", prompt_version="p", llm_model="sim",
-                  embedding_model="m", latency_ms=12.5, produced_at=T,
-                  items=[r.RecommendedItem(item_id="i1", rank=1, score=0.7, source="als", explanation="Because you liked X",
-                                           explanation_source=r.ExplanationSource.LLM,
-                                           evidence=[r.Evidence(kind=r.EvidenceKind.SIMILAR_TO_RECENT, value="X", ref_item_id="i0")])]),
-    r.LlmInvolvement(request_id="q", user_id="u", use_case=r.LlmUseCase.RERANK, called=True, used=False, decision="called",
-                     tokens_in=120, tokens_out=30, latency_ms=80.0, cost_usd=0.0001, attempts=2,
-                     validation=r.ValidationResult.INVALID, validation_errors=["duplicate id"], hallucinated_ids=["zz"],
-                     injection_flagged=True, fallback=True, fallback_reason="schema_violation", route="CONTENT", propensity=1.0, occurred_at=T),
-    r.FeedbackExample(example_id="q:i1", request_id="q", user_id="u", item_id="i1", rank=1, route="CF", warmth_bucket="WARM",
-                      llm_used=False, propensity=1.0, clicked=True, rating=5.0, attributed_by="request_id",
-                      impression_at=T, outcome_at=T, serve_latency_ms=3.0),
-]  # fmt: skip
+    r.RecRequest(
+        user_id="u",
+        k=5,
+        query="space horror",
+        exclude_item_ids=["i9"],
+        context={"surface": "home"},
+        deadline_ms=250,
+        requested_at=T,
+    ),
+    r.RecResponse(
+        request_id="q",
+        user_id="u",
+        route=r.Route.HYBRID,
+        warmth_bucket=r.WarmthBucket.WARMING,
+        propensity=0.8,
+        llm_used=True,
+        llm_fallback_reason=None,
+        model_version="als-1",
+        prompt_version="p",
+        llm_model="sim",
+        embedding_model="m",
+        latency_ms=12.5,
+        produced_at=T,
+        items=[
+            r.RecommendedItem(
+                item_id="i1",
+                rank=1,
+                score=0.7,
+                source="als",
+                explanation="Because you liked X",
+                explanation_source=r.ExplanationSource.LLM,
+                evidence=[
+                    r.Evidence(kind=r.EvidenceKind.SIMILAR_TO_RECENT, value="X", ref_item_id="i0")
+                ],
+            )
+        ],
+    ),
+    r.LlmInvolvement(
+        request_id="q",
+        user_id="u",
+        use_case=r.LlmUseCase.RERANK,
+        called=True,
+        used=False,
+        decision="called",
+        tokens_in=120,
+        tokens_out=30,
+        latency_ms=80.0,
+        cost_usd=0.0001,
+        attempts=2,
+        validation=r.ValidationResult.INVALID,
+        validation_errors=["duplicate id"],
+        hallucinated_ids=["zz"],
+        injection_flagged=True,
+        fallback=True,
+        fallback_reason="schema_violation",
+        route="CONTENT",
+        propensity=1.0,
+        occurred_at=T,
+    ),
+    r.FeedbackExample(
+        example_id="q:i1",
+        request_id="q",
+        user_id="u",
+        item_id="i1",
+        rank=1,
+        route="CF",
+        warmth_bucket="WARM",
+        llm_used=False,
+        propensity=1.0,
+        clicked=True,
+        rating=5.0,
+        attributed_by="request_id",
+        impression_at=T,
+        outcome_at=T,
+        serve_latency_ms=3.0,
+    ),
+]
 
 
 @pytest.mark.parametrize("record", SAMPLES, ids=lambda rec: type(rec).__name__)

@@ -4,10 +4,10 @@ import pytest
 
 from recsys import records as r
 from streams.exceptions import SerializationError
-from streams.poison import poison_messages
 from streams.serde import AvroSerde
 from streams.settings import Settings
 from streams.topics import Topics
+from testkit.poison import poison_messages
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 from recsys.movielens import MovieLens
 from recsys.serving.guard import CATEGORIES, REMOVED, InjectionGuard, normalise_for_scan
 from recsys.serving.guard_rules import RULES
-from recsys.serving.injection_corpus import ATTACKS, BENIGN, Attack, Benign
 from recsys.serving.pii import redact
+from testkit.injection_corpus import ATTACKS, BENIGN, Attack, Benign
 
 GUARD = InjectionGuard()
 TARGET = "m42"

@@ -13,43 +13,100 @@ from recsys.records import ValidationResult
 from recsys.serving.intent import Intent, IntentParser, intent_schema, parse_rules
 from tests.unit.llm_fakes import Call, FakeClient, failure
 
-CATS = ["Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary",
-        "Drama", "Horror", "Romance", "Sci-Fi", "Thriller", "Western", "Film-Noir"]  # fmt: skip
+CATS = [
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Horror",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "Western",
+    "Film-Noir",
+]
 
 
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("movies like Alien but funnier",
-         {"category": "Comedy", "categories_any": ["Comedy"],
-          "soft_preferences": ["like alien", "funnier"]}),
+        (
+            "movies like Alien but funnier",
+            {
+                "category": "Comedy",
+                "categories_any": ["Comedy"],
+                "soft_preferences": ["like alien", "funnier"],
+            },
+        ),
         ("no horror please", {"categories_none": ["Horror"], "negatives": ["horror"]}),
         ("something from the 90s", {"year_min": 1990, "year_max": 1999}),
-        ("romantic comedies from the 1980s",
-         {"category": "Romance", "categories_any": ["Romance", "Comedy"],
-          "year_min": 1980, "year_max": 1989}),
-        ("sci-fi before 2005", {"category": "Sci-Fi", "categories_any": ["Sci-Fi"],
-                                "year_max": 2004}),
-        ("thrillers after 2005", {"category": "Thriller", "categories_any": ["Thriller"],
-                                  "year_min": 2006}),
-        ("westerns between 1980 and 1990",
-         {"category": "Western", "categories_any": ["Western"], "year_min": 1980,
-          "year_max": 1990}),
-        ("science fiction without aliens",
-         {"category": "Sci-Fi", "categories_any": ["Sci-Fi"], "negatives": ["aliens"]}),
-        ("an action film, not a comedy, nothing animated",
-         {"category": "Action", "categories_any": ["Action"],
-          "categories_none": ["Comedy", "Animation"], "negatives": ["comedy", "animated"]}),
-        ("cartoons for kids from the eighties",
-         {"category": "Animation", "categories_any": ["Animation", "Children"],
-          "year_min": 1980, "year_max": 1989}),
-        ("a tense heist film", {"category": "Crime", "categories_any": ["Crime"],
-                                "soft_preferences": ["tense"]}),
-        ("noir documentaries from 2001",
-         {"category": "Film-Noir", "categories_any": ["Film-Noir", "Documentary"],
-          "year_min": 2001, "year_max": 2001}),
+        (
+            "romantic comedies from the 1980s",
+            {
+                "category": "Romance",
+                "categories_any": ["Romance", "Comedy"],
+                "year_min": 1980,
+                "year_max": 1989,
+            },
+        ),
+        (
+            "sci-fi before 2005",
+            {"category": "Sci-Fi", "categories_any": ["Sci-Fi"], "year_max": 2004},
+        ),
+        (
+            "thrillers after 2005",
+            {"category": "Thriller", "categories_any": ["Thriller"], "year_min": 2006},
+        ),
+        (
+            "westerns between 1980 and 1990",
+            {
+                "category": "Western",
+                "categories_any": ["Western"],
+                "year_min": 1980,
+                "year_max": 1990,
+            },
+        ),
+        (
+            "science fiction without aliens",
+            {"category": "Sci-Fi", "categories_any": ["Sci-Fi"], "negatives": ["aliens"]},
+        ),
+        (
+            "an action film, not a comedy, nothing animated",
+            {
+                "category": "Action",
+                "categories_any": ["Action"],
+                "categories_none": ["Comedy", "Animation"],
+                "negatives": ["comedy", "animated"],
+            },
+        ),
+        (
+            "cartoons for kids from the eighties",
+            {
+                "category": "Animation",
+                "categories_any": ["Animation", "Children"],
+                "year_min": 1980,
+                "year_max": 1989,
+            },
+        ),
+        (
+            "a tense heist film",
+            {"category": "Crime", "categories_any": ["Crime"], "soft_preferences": ["tense"]},
+        ),
+        (
+            "noir documentaries from 2001",
+            {
+                "category": "Film-Noir",
+                "categories_any": ["Film-Noir", "Documentary"],
+                "year_min": 2001,
+                "year_max": 2001,
+            },
+        ),
     ],
-)  # fmt: skip
+)
 def test_rules_known_answers(query: str, expected: dict[str, Any]) -> None:
     intent = parse_rules(query, CATS)
     got = intent.model_dump(exclude={"confidence", "clarification_needed"}, exclude_defaults=True)

@@ -188,7 +188,8 @@ def test_the_routes_per_bucket_are_configurable(
     warmth: WarmthBucket, query: bool, routes: dict[str, Route], route: Route
 ) -> None:
     assert base_route(warmth, True, query, **routes) is route
-    d = choose_route(warmth, has_history=True, has_query=query, epsilon=0.0,
-                     rng=random.Random(0), **routes)  # fmt: skip
+    d = choose_route(
+        warmth, has_history=True, has_query=query, epsilon=0.0, rng=random.Random(0), **routes
+    )
     assert d.route is route
     assert base_route(warmth, False, False, **routes) is Route.POPULARITY

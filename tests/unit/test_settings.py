@@ -92,7 +92,7 @@ def test_every_setting_survives_the_trip_to_a_child_process() -> None:
     """Workers get their settings as STREAMREC_* text; every type must parse back."""
     import os
 
-    from workers.supervisor import settings_env
+    from stack.supervisor import settings_env
 
     original = Settings(bootstrap_servers="h:1", database_url="postgresql://u:p@h/db")
     env = settings_env(original)

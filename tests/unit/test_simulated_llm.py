@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from recsys.enrichment import Enrichment, Taxonomy
 from recsys.enrichment.schema import enrichment_messages, enrichment_prompt
-from recsys.llm.simulated import enrichment_answer
 from recsys.records import CatalogChange
+from testkit.simulated_llm import enrichment_answer
 
 TAXONOMY = Taxonomy()
 PROMPT = enrichment_prompt(TAXONOMY)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 
 from recsys.llm.prompts import quote_untrusted
-from recsys.llm.simulated_serving import (
+from recsys.serving.intent import intent_schema
+from recsys.serving.rerank import rerank_schema
+from testkit.simulated_serving import (
     GARBAGE_ID,
     GARBAGE_POSITION,
     explanation_answer,
@@ -14,8 +16,6 @@ from recsys.llm.simulated_serving import (
     rerank_answer,
     words,
 )
-from recsys.serving.intent import intent_schema
-from recsys.serving.rerank import rerank_schema
 
 CANDIDATES = [
     {

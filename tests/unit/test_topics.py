@@ -8,9 +8,14 @@ def test_names_carry_the_prefix_and_every_data_topic_has_a_dlq() -> None:
     topics = Topics(Settings(topic_prefix="acme."))
     data = topics.data_topics()
     assert [t.base for t in data] == [
-        "catalog.changes", "catalog.enriched", "user.events", "rec.requests",
-        "rec.responses", "rec.llm-log", "feedback.examples",
-    ]  # fmt: skip
+        "catalog.changes",
+        "catalog.enriched",
+        "user.events",
+        "rec.requests",
+        "rec.responses",
+        "rec.llm-log",
+        "feedback.examples",
+    ]
     for spec in data:
         assert spec.name == "acme." + spec.base
         assert spec.dlq is not None and spec.dlq.name == spec.name + ".dlq"

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from recsys.recent import push_recent
 from recsys.records import EventType, UserEvent, WarmthBucket
-from recsys.users.recent import push_recent
 from recsys.users.state import (
     UserState,
     UserStateConfig,
@@ -62,8 +62,12 @@ def run(*events: UserEvent, cfg: UserStateConfig = CFG) -> UserState:
 
 def test_positive_events_and_weights() -> None:
     assert [is_positive(ev(k, "a")) for k in ("VIEW", "CLICK", "CART", "PURCHASE", "DISMISS")] == [
-        False, True, True, True, False,
-    ]  # fmt: skip
+        False,
+        True,
+        True,
+        True,
+        False,
+    ]
     assert is_positive(ev("RATING", "a", rating=4.0))
     assert not is_positive(ev("RATING", "a", rating=3.5))
     assert not is_positive(ev("SEARCH", query="films"))
@@ -82,9 +86,12 @@ def test_counts_positives_and_warmth_buckets() -> None:
     assert state.warmth is WarmthBucket.WARM
     assert state.events == 5
     assert [warmth_of(n, UserStateConfig()) for n in (0, 5, 6, 50, 51)] == [
-        WarmthBucket.COLD, WarmthBucket.COLD, WarmthBucket.WARMING, WarmthBucket.WARMING,
+        WarmthBucket.COLD,
+        WarmthBucket.COLD,
+        WarmthBucket.WARMING,
+        WarmthBucket.WARMING,
         WarmthBucket.WARM,
-    ]  # fmt: skip
+    ]
 
 
 def test_engagement_decays_with_the_half_life() -> None:
@@ -100,14 +107,21 @@ def test_engagement_decays_with_the_half_life() -> None:
 
 def test_recent_items_distinct_newest_first_bounded() -> None:
     state = run(
-        ev("VIEW", "a"), ev("VIEW", "b", s=1), ev("CLICK", "a", s=2), ev("VIEW", "c", s=3),
-        ev("VIEW", "d", s=4), ev("DISMISS", "e", s=5), ev("SEARCH", s=6, query="x"),
-    )  # fmt: skip
+        ev("VIEW", "a"),
+        ev("VIEW", "b", s=1),
+        ev("CLICK", "a", s=2),
+        ev("VIEW", "c", s=3),
+        ev("VIEW", "d", s=4),
+        ev("DISMISS", "e", s=5),
+        ev("SEARCH", s=6, query="x"),
+    )
     assert [i for i, _ in state.recent_items] == ["d", "c", "a"]
     # an out-of-order visit lands by its time; an older visit of a kept item changes nothing
     assert [i for i, _ in apply(state, ev("VIEW", "z", s=3.5), CFG).recent_items] == [
-        "d", "z", "c",
-    ]  # fmt: skip
+        "d",
+        "z",
+        "c",
+    ]
     assert apply(state, ev("VIEW", "c", s=0.5), CFG).recent_items == state.recent_items
 
 
@@ -121,8 +135,10 @@ def test_push_recent_does_not_mutate_its_input() -> None:
 
 def test_sessions_split_on_the_inactivity_gap_and_keep_the_last_query() -> None:
     state = run(
-        ev("SEARCH", s=0, query="  heist films "), ev("VIEW", "a", s=60), ev("VIEW", "b", s=120),
-    )  # fmt: skip
+        ev("SEARCH", s=0, query="  heist films "),
+        ev("VIEW", "a", s=60),
+        ev("VIEW", "b", s=120),
+    )
     assert state.session is not None
     first = state.session.session_id
     assert first == f"u1:{int(T0.timestamp() * 1000)}"
@@ -146,8 +162,10 @@ def test_duplicates_by_event_id_within_the_window() -> None:
     assert state.events == 1 and state.positives == 1
     # beyond the dedup window (event time), the id is forgotten
     later = run(
-        ev("CLICK", "a", eid="e1"), ev("VIEW", "b", eid="e2", s=3601), ev("CLICK", "a", eid="e1"),
-    )  # fmt: skip
+        ev("CLICK", "a", eid="e1"),
+        ev("VIEW", "b", eid="e2", s=3601),
+        ev("CLICK", "a", eid="e1"),
+    )
     assert later.events == 3 and "e1" in later.seen
     small = UserStateConfig(dedup_max_events=2)
     capped = run(*(ev("VIEW", "a", eid=f"e{i}", s=i) for i in range(5)), cfg=small)
@@ -182,10 +200,12 @@ def test_unknown_items_and_events_of_another_user() -> None:
 
 def test_fold_equals_applying_in_order_and_round_trips_as_json() -> None:
     log = [
-        ev("VIEW", "a", user="u1", eid="1"), ev("CLICK", "b", user="u2", eid="2", s=1),
-        ev("CLICK", "b", user="u2", eid="2", s=1), ev("RATING", "c", user="u1", eid="3", s=2, rating=5),
+        ev("VIEW", "a", user="u1", eid="1"),
+        ev("CLICK", "b", user="u2", eid="2", s=1),
+        ev("CLICK", "b", user="u2", eid="2", s=1),
+        ev("RATING", "c", user="u1", eid="3", s=2, rating=5),
         ev("SEARCH", user="u2", eid="4", s=3, query="q"),
-    ]  # fmt: skip
+    ]
     states = fold(log, CFG)
     assert states["u2"].events == 2 and states["u1"].positives == 1
     manual = None

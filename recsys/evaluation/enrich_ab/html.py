@@ -88,8 +88,14 @@ def _figure(report: dict[str, Any]) -> str | None:
         [max(0.0, s["delta"] - s["ci_low"]) if s["ci_low"] is not None else 0.0 for _, s in rows],
         [max(0.0, s["ci_high"] - s["delta"]) if s["ci_high"] is not None else 0.0 for _, s in rows],
     ]
-    ax.bar([x + 0.2 for x in xs], [s["enriched"] for _, s in rows], width=0.4,
-           yerr=errors, capsize=3, label="enriched (delta CI)")  # fmt: skip
+    ax.bar(
+        [x + 0.2 for x in xs],
+        [s["enriched"] for _, s in rows],
+        width=0.4,
+        yerr=errors,
+        capsize=3,
+        label="enriched (delta CI)",
+    )
     ax.set_xticks(xs, [label for label, _ in rows], fontsize="small")
     enrichment = report["enrichment"]
     label = {"off": " (LLM off: arms identical)", "simulated": " (SIMULATED LLM)"}
@@ -106,9 +112,15 @@ def render_ab_section(report: dict[str, Any]) -> str:
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(_SECTION).render(
-        r=report, q=report["query_set"], e=report["enrichment"], j=report["judge"],
-        png=_figure(report), f=_f, d=_d, ci=_ci,
-    )  # fmt: skip
+        r=report,
+        q=report["query_set"],
+        e=report["enrichment"],
+        j=report["judge"],
+        png=_figure(report),
+        f=_f,
+        d=_d,
+        ci=_ci,
+    )
 
 
 def render_ab_html(report: dict[str, Any]) -> str:

@@ -61,11 +61,27 @@ KINDS: tuple[QueryKind, ...] = ("tag", "conversation")
 #: Tags that say nothing about a movie's content (lists, opinions, quality verdicts).
 META_TAGS = frozenset(
     {
-        "in netflix queue", "imdb top 250", "bad", "boring", "overrated", "awesome",
-        "masterpiece", "predictable", "plot holes", "bad plot", "great acting",
-        "interesting", "movies", "remade", "remake", "sequel", "classic", "unique", "fun",
+        "in netflix queue",
+        "imdb top 250",
+        "bad",
+        "boring",
+        "overrated",
+        "awesome",
+        "masterpiece",
+        "predictable",
+        "plot holes",
+        "bad plot",
+        "great acting",
+        "interesting",
+        "movies",
+        "remade",
+        "remake",
+        "sequel",
+        "classic",
+        "unique",
+        "fun",
     }
-)  # fmt: skip
+)
 
 _TAG_PHRASES = (
     "{tag}",
@@ -160,8 +176,11 @@ class QuerySet:
 
     def to_json(self) -> dict[str, object]:
         """The queries as JSON (to freeze a copy beside a report)."""
-        return {**self.describe(), "config": asdict(self.config),
-                "query_list": [asdict(q) for q in self.queries]}  # fmt: skip
+        return {
+            **self.describe(),
+            "config": asdict(self.config),
+            "query_list": [asdict(q) for q in self.queries],
+        }
 
 
 def _eligible_tags(

@@ -259,8 +259,15 @@ async def _judge(
         for arm in ARMS:
             v = by_job[(qi, arm)]
             for item, score in list(v.scores.items())[:1]:
-                examples.append({"query": qs.queries[qi].text, "arm": arm, "item_id": item,
-                                 "score": score, "reason": v.reasons.get(item)})  # fmt: skip
+                examples.append(
+                    {
+                        "query": qs.queries[qi].text,
+                        "arm": arm,
+                        "item_id": item,
+                        "score": score,
+                        "reason": v.reasons.get(item),
+                    }
+                )
     return {
         **base,
         "status": "ran",
@@ -312,8 +319,11 @@ async def _run(
     per_query = []
     for i, q in enumerate(queries):
         row: dict[str, Any] = {
-            "query_id": q.query_id, "kind": q.kind, "text": q.text, "relevant": len(q.relevant),
-        }  # fmt: skip
+            "query_id": q.query_id,
+            "kind": q.kind,
+            "text": q.text,
+            "relevant": len(q.relevant),
+        }
         for arm in ARMS:
             row[arm] = {**scores[arm][i].as_dict(opts.k), "top": list(scores[arm][i].top)}
         per_query.append(row)

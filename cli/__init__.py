@@ -1,0 +1,1 @@
+"""The `streamrec` command line: thin Typer commands over jobs, workers and the local stack."""

@@ -1,0 +1,31 @@
+"""`streamrec demo`: the whole component on this machine with a synthetic workload."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.common import BrokerPortOpt, console, load
+from recsys.exceptions import ConfigurationError
+
+__all__ = ["demo"]
+
+
+def demo(
+    items: Annotated[int, typer.Option(help="Catalog size.")] = 400,
+    users: Annotated[int, typer.Option(help="Number of synthetic users.")] = 250,
+    requests: Annotated[int, typer.Option(help="Recommendation requests to send.")] = 200,
+    llm: Annotated[str, typer.Option(help="none | simulated | endpoint")] = "simulated",
+    broker_port: BrokerPortOpt = None,
+) -> None:
+    """Run the whole component on this machine with a synthetic workload and report."""
+    try:
+        from demo.run import DemoOptions, run_demo
+    except ImportError as exc:  # testkit (simulated LLM, poison messages) is dev-only
+        raise ConfigurationError(
+            f"the demo needs a checkout's dev install (`make demo` does it): {exc}"
+        ) from exc
+
+    settings = load(broker_port=broker_port)
+    run_demo(settings, DemoOptions(items=items, users=users, requests=requests, llm=llm), console)

@@ -1,0 +1,1 @@
+"""`streamrec demo`: the whole component on one machine with a synthetic workload."""

