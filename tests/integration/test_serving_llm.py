@@ -182,6 +182,9 @@ class NoGuard(InjectionGuard):
 
 
 TITLES = {c.item_id: c.title for c in CANDIDATES}
+#: The injection tests assert what gets through, not speed: scoring new text on a busy
+#: 2-core machine must not run the rerank out of time.
+GENEROUS = 20.0
 
 
 def with_attack(attack: Attack, target: str) -> tuple[RerankContext, list[Candidate]]:
@@ -210,7 +213,9 @@ def free_text(prompt: str) -> str:
 @pytest.fixture
 async def sanitiser(embedder: Any) -> Sanitiser:
     """The production sanitiser: deep guard and the instruction scorer on MiniLM."""
-    return Sanitiser(InjectionGuard(), InstructionScorer.from_embedder(embedder))
+    s = Sanitiser(InjectionGuard(), InstructionScorer.from_embedder(embedder))
+    await s.warm()
+    return s
 
 
 async def screened(sanitiser: Sanitiser, ctx: RerankContext) -> RerankContext:
@@ -241,13 +246,15 @@ async def test_no_attack_moves_its_target_beyond_the_bound(
     bound = reranker.max_displacement
     assert bound == DEFAULT_MAX_DISPLACEMENT
     target = RANKER[target_rank - 1]  # every attack's target
-    baseline = await reranker.rerank(await screened(sanitiser, CTX), CANDIDATES, deadline_s=2.0)
+    baseline = await reranker.rerank(
+        await screened(sanitiser, CTX), CANDIDATES, deadline_s=GENEROUS
+    )
     assert baseline.used and not baseline.injection_flagged
     before = baseline.order.index(target)
     moved_up = 0
     for attack in ALL_ATTACKS:
         ctx, candidates = with_attack(attack, target)
-        out = await reranker.rerank(await screened(sanitiser, ctx), candidates, deadline_s=2.0)
+        out = await reranker.rerank(await screened(sanitiser, ctx), candidates, deadline_s=GENEROUS)
         label = f"{attack.language}/{attack.category}/{attack.where}: {attack.text}"
         assert sorted(out.order) == sorted(RANKER), label
         assert out.order.index(target) >= before - bound, label
@@ -287,12 +294,12 @@ async def test_without_the_defences_the_gullible_model_is_fooled(
         max_displacement=None,
     )
     target = RANKER[-1]
-    baseline = await reranker.rerank(CTX, CANDIDATES, deadline_s=2.0)
+    baseline = await reranker.rerank(CTX, CANDIDATES, deadline_s=GENEROUS)
     before = baseline.order.index(target)
     moved, far = 0, 0
     for attack in ALL_ATTACKS:
         ctx, candidates = with_attack(attack, target)
-        out = await reranker.rerank(ctx, candidates, deadline_s=2.0)
+        out = await reranker.rerank(ctx, candidates, deadline_s=GENEROUS)
         moved += out.order.index(target) < before
         far = max(far, before - out.order.index(target))
     assert moved >= len(ALL_ATTACKS) // 3, (moved, len(ALL_ATTACKS))
@@ -315,7 +322,7 @@ async def test_ids_in_text_cannot_be_mapped_to_an_answer(
         max_displacement=None,
     )
     target = RANKER[-1]
-    baseline = await reranker.rerank(CTX, CANDIDATES, deadline_s=2.0)
+    baseline = await reranker.rerank(CTX, CANDIDATES, deadline_s=GENEROUS)
     answered = 0
     by_id = [
         a
@@ -328,7 +335,7 @@ async def test_ids_in_text_cannot_be_mapped_to_an_answer(
     assert len(by_id) >= 20
     for attack in by_id:
         ctx, candidates = with_attack(attack, target)
-        out = await reranker.rerank(ctx, candidates, deadline_s=2.0)
+        out = await reranker.rerank(ctx, candidates, deadline_s=GENEROUS)
         if out.used:
             answered += 1
             assert out.order.index(target) >= baseline.order.index(target), attack.text
