@@ -303,6 +303,49 @@ def stuffing_embedding(embedder: Any, scene: dict[str, Any]) -> dict[str, Any]:
     return {"target_rank_before_attack": len(cands) - 1, **out}
 
 
+# ---- what the scorer costs a request ---------------------------------------------------
+async def scoring_cost(embedder: Any, scene: dict[str, Any]) -> dict[str, Any]:
+    """Milliseconds to screen one request's texts (30 candidates' titles and descriptions)
+    with the scorer's memo cold (every text new) and warm, and what screening a new query
+    adds to embedding it for retrieval (serving's wiring: both through one QueryEncoder)."""
+    import time
+
+    from recsys.serving.guard import InjectionGuard
+    from recsys.serving.query_embedding import QueryEncoder
+    from recsys.serving.untrusted import Sanitiser
+    from recsys.textsafety.instruction import InstructionScorer
+
+    encoder = QueryEncoder(embedder)
+    scorer = InstructionScorer(encoder.embed_many)
+    await scorer.warm()
+    sanitiser = Sanitiser(InjectionGuard(), scorer)
+    texts = [
+        (c[f], n) for c in scene["candidates"] for f, n in (("title", 200), ("description", 300))
+    ]
+    out: dict[str, float] = {}
+    for name in ("candidates_cold_ms", "candidates_warm_ms"):
+        t0 = time.perf_counter()
+        await sanitiser.screen(texts)
+        out[name] = round((time.perf_counter() - t0) * 1000, 1)
+    plain: list[float] = []
+    screened: list[float] = []
+    for k in range(40):
+        t0 = time.perf_counter()
+        await encoder.embed(f"{QUERY}, take {k}.")
+        t1 = time.perf_counter()
+        query, _, _ = await sanitiser.screen_query(f"{QUERY}, round {k}.")
+        await encoder.embed(query or "")
+        t2 = time.perf_counter()
+        plain.append(t1 - t0)
+        screened.append(t2 - t1)
+    plain.sort()
+    screened.sort()
+    out["query_embed_p50_ms"] = round(plain[20] * 1000, 1)
+    out["query_screen_and_embed_p50_ms"] = round(screened[20] * 1000, 1)
+    encoder.close()
+    return out
+
+
 # ---- calibration ------------------------------------------------------------------------
 async def calibration(embedder: Any) -> dict[str, Any]:
     import random
@@ -391,6 +434,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "embedding_rank": stuffing_embedding(embedder, scene),
     }
     print("stuffing under honest rankers:", json.dumps(stuffing))
+    print("scorer cost per request:", json.dumps(await scoring_cost(embedder, scene)))
     summary = {name: summarise(rows) for name, rows in results.items()}
     print("per configuration:", json.dumps(summary, sort_keys=True))
     return summary["full"]
