@@ -61,6 +61,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     if client is not None:  # import the SDK now, not inside the first request's deadline
         await asyncio.get_running_loop().run_in_executor(None, lambda: client.sdk)
     recommender = build_recommender(s, apool, encoder, client)
+    await recommender.warm()
     log.info(
         "serve: model %s, LLM %s, policy %s",
         embedder.name,
@@ -105,6 +106,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     try:
         await loop.run(stop)
     finally:
+        await recommender.aclose()
         encoder.close()
         if client is not None:
             await client.aclose()
