@@ -86,6 +86,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         ).start,
     )
     recommender = build_recommender(s, apool, encoder, client, item_cache=cache)
+    await recommender.warm()
     log.info(
         "serve: model %s, LLM %s, policy %s",
         embedder.name,
@@ -136,6 +137,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         await loop.run(stop)
     finally:
         follower.stop()
+        await recommender.aclose()
         encoder.close()
         if client is not None:
             await client.aclose()

@@ -32,6 +32,7 @@ class QueryEncoder:
         #: normalised text → (text, futures waiting for its vector), in arrival order
         self._waiting: dict[str, tuple[str, list[asyncio.Future[np.ndarray]]]] = {}
         self._busy = False
+        self._drainer: asyncio.Task[None] | None = None
         #: forward passes run and texts embedded (observability and tests)
         self.batches = 0
         self.embedded = 0
@@ -41,17 +42,37 @@ class QueryEncoder:
         return self.embedder.name
 
     async def embed(self, text: str) -> np.ndarray:
-        key = " ".join(text.lower().split())
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(key, (text, []))[1].append(future)
-        if not self._busy:
-            self._busy = True
-            asyncio.get_running_loop().create_task(self._drain())
-        return await future
+        return (await self.embed_many([text]))[0]
+
+    async def embed_many(self, texts: list[str]) -> np.ndarray:
+        """Vectors of ``texts``: cached ones at once, the others through the batches.
+
+        The instruction scorer embeds a query's sentences through here before retrieval
+        embeds the (screened) query: a one-sentence query is then embedded once. Catalog
+        sentences pass through once per process (the scorer memoises their scores).
+        """
+        keys = [" ".join(t.lower().split()) for t in texts]
+        found: dict[str, np.ndarray] = {}
+        waiting: dict[str, asyncio.Future[np.ndarray]] = {}
+        loop = asyncio.get_running_loop()
+        for key, text in zip(keys, texts, strict=True):
+            if key in found or key in waiting:
+                continue
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                found[key] = hit
+                continue
+            future: asyncio.Future[np.ndarray] = loop.create_future()
+            self._waiting.setdefault(key, (text, []))[1].append(future)
+            waiting[key] = future
+        if waiting:
+            if not self._busy:
+                self._busy = True
+                self._drainer = loop.create_task(self._drain())
+            for key, vector in zip(waiting, await asyncio.gather(*waiting.values()), strict=True):
+                found[key] = vector
+        return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
