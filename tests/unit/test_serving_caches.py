@@ -136,3 +136,16 @@ async def test_a_cleared_cache_reads_everything_again() -> None:
     items.cache.clear()
     await items.details(["i1"])
     assert items.cache.hits == 0 and len(items.cache.vectors.data) == 0
+
+
+async def test_embed_many_shares_the_batches_and_embeds_a_repeated_text_once() -> None:
+    model = GatedEmbedder()
+    model.gate.set()
+    encoder = QueryEncoder(model)  # type: ignore[arg-type]
+    try:
+        vectors = await encoder.embed_many(["ab", "abc", "AB"])
+        assert [float(v[0]) for v in vectors] == [2.0, 3.0, 2.0]
+        assert model.calls == [["ab", "abc"]]
+        assert float((await encoder.embed("abc"))[0]) == 3.0 and len(model.calls) == 1
+    finally:
+        encoder.close()
