@@ -147,6 +147,10 @@ def drive(
     llm_used = lost = 0
     slowest: list[tuple[float, float, str, float]] = []
     with RecClient.from_settings(settings) as client:
+        # a new client's first sends and fetches pay for connections and metadata
+        # (hundreds of ms here): the figure is the steady state, not the client's start
+        for i in range(3):
+            client.request(f"client-warm-up-{i}", timeout_s=30.0)
         start = time.monotonic()
         for i, request in enumerate(requests):
             time.sleep(max(0.0, start + i / rate - time.monotonic()))

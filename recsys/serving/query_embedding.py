@@ -4,7 +4,9 @@ One dedicated thread runs the model. Queries that arrive while it is busy wait a
 together in the next forward pass (at most ``max_batch``): nobody waits for a timer when
 the thread is idle, and under load one pass embeds several queries for little more than
 the price of one (all-MiniLM-L6-v2 on one CPU thread here: ≈ 20 ms for one text, ≈ 10 ms
-per text in batches of 16). Identical texts in flight are embedded once.
+per text in batches of 16). Identical texts in flight are embedded once, and texts of
+small calls (a request's query) go before those of large ones (catalog sentences the
+instruction scorer embeds in bulk), so a query never waits behind a backlog.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ class QueryEncoder:
         self.max_batch = max(1, max_batch)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-embed")
-        #: normalised text → (text, futures waiting for its vector), in arrival order
-        self._waiting: dict[str, tuple[str, list[asyncio.Future[np.ndarray]]]] = {}
+        #: normalised text → (text, futures waiting for its vector, size of the smallest
+        #: call asking for it), in arrival order
+        self._waiting: dict[str, tuple[str, list[asyncio.Future[np.ndarray]], int]] = {}
         self._busy = False
         self._drainer: asyncio.Task[None] | None = None
         #: forward passes run and texts embedded (observability and tests)
@@ -64,7 +67,10 @@ class QueryEncoder:
                 found[key] = hit
                 continue
             future: asyncio.Future[np.ndarray] = loop.create_future()
-            self._waiting.setdefault(key, (text, []))[1].append(future)
+            entry = self._waiting.setdefault(key, (text, [], len(texts)))
+            entry[1].append(future)
+            if len(texts) < entry[2]:  # asked for by a smaller call too: its priority
+                self._waiting[key] = (text, entry[1], len(texts))
             waiting[key] = future
         if waiting:
             if not self._busy:
@@ -78,8 +84,10 @@ class QueryEncoder:
         loop = asyncio.get_running_loop()
         try:
             while self._waiting:
-                keys = list(self._waiting)[: self.max_batch]
-                batch = [(key, *self._waiting.pop(key)) for key in keys]
+                # smallest calls first (a request's query before a bulk of catalog
+                # sentences the instruction scorer sent), arrival order among equals
+                keys = sorted(self._waiting, key=lambda k: self._waiting[k][2])[: self.max_batch]
+                batch = [(key, *self._waiting.pop(key)[:2]) for key in keys]
                 texts = [text for _, text, _ in batch]
                 try:
                     vectors = await loop.run_in_executor(self._pool, self.embedder.embed, texts)

@@ -149,3 +149,23 @@ async def test_embed_many_shares_the_batches_and_embeds_a_repeated_text_once() -
         assert float((await encoder.embed("abc"))[0]) == 3.0 and len(model.calls) == 1
     finally:
         encoder.close()
+
+
+async def test_a_query_goes_before_a_backlog_of_bulk_texts() -> None:
+    model = GatedEmbedder()
+    encoder = QueryEncoder(model, max_batch=4)  # type: ignore[arg-type]
+    try:
+        first = asyncio.create_task(encoder.embed("first"))
+        while not model.calls:  # noqa: ASYNC110 - the model thread has no event to await
+            await asyncio.sleep(0.001)
+        bulk = asyncio.create_task(encoder.embed_many([f"sentence {i}" for i in range(10)]))
+        await asyncio.sleep(0)
+        query = asyncio.create_task(encoder.embed("the query"))
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        await asyncio.gather(first, bulk, query)
+        # the query, though it came last, rode the first batch after the busy one
+        assert "the query" in model.calls[1]
+        assert sum(len(c) for c in model.calls) == 12
+    finally:
+        encoder.close()
