@@ -11,8 +11,10 @@ Two parsers produce the same :class:`Intent`:
   catalog, and falls back to the rules on any failure. The query is PII-redacted and
   quoted as data; a query the injection guard flags is parsed by the rules only.
 
-Hard constraints (categories, years) become SQL filters downstream; soft preferences
-and negatives are text for retrieval and explanations.
+Who parsed decides what the categories and years do downstream
+(:mod:`recsys.serving.constraints`): a confident LLM parse makes them hard constraints
+(SQL filters); the rules' keyword guesses only order items, never remove any. Soft
+preferences and negatives are text for retrieval and explanations.
 """
 
 from __future__ import annotations

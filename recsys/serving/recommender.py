@@ -33,6 +33,13 @@ from recsys.records import (
 from recsys.serving import candidates as cands
 from recsys.serving.candidates import Candidate
 from recsys.serving.config import ServingConfig, warmth_of
+from recsys.serving.constraints import (
+    Shortfall,
+    mark_soft_matches,
+    prefer,
+    query_constraints,
+    shortfall,
+)
 from recsys.serving.diversity import diversify
 from recsys.serving.explain_llm import LlmExplainer
 from recsys.serving.explanations import Grounds, evidence_for, evidence_texts, template_sentence
@@ -95,25 +102,6 @@ def _remaining_s(request: RecRequest, received: float, clock: Callable[[], float
     return request.deadline_ms / 1000.0 - max(age, clock() - received)
 
 
-def _filters(intent: Intent | None) -> ItemFilters | None:
-    if intent is None:
-        return None
-    any_ = list(intent.categories_any)
-    if intent.category and intent.category not in any_:
-        any_.append(intent.category)
-    ranges = {}
-    if intent.year_min is not None or intent.year_max is not None:
-        ranges["year"] = (
-            float(intent.year_min) if intent.year_min is not None else None,
-            float(intent.year_max) if intent.year_max is not None else None,
-        )
-    if not any_ and not intent.categories_none and not ranges:
-        return None
-    return ItemFilters(
-        categories_any=any_, categories_none=list(intent.categories_none), ranges=ranges
-    )
-
-
 class Recommender:
     """Serves requests through the routed pipeline; one instance per worker process."""
 
@@ -157,7 +145,12 @@ class Recommender:
         intent, intent_log = await self._intent(request, query, received)
         if intent_log is not None:
             logs.append(intent_log)
-        filters = _filters(intent)
+        constraints = query_constraints(
+            intent,
+            parsed_by_llm=intent_log is not None and intent_log.used,
+            min_confidence=cfg.intent_hard_min_confidence,
+        )
+        filters = constraints.hard
         decision = choose_route(
             warmth,
             has_history=bool(history),
@@ -174,7 +167,22 @@ class Recommender:
             decision.route, warmth, view, history, query, filters, exclude
         )
         timings["candidates"] = self.clock() - received
-        ranked = await self._eligible(ranked, filters, exclude)
+        ranked = await prefer(
+            self.items, await self._eligible(ranked, filters, exclude), constraints.soft
+        )
+        short: Shortfall | None = None
+        if len(ranked) < request.k:
+
+            async def more(relaxed: ItemFilters | None, taken: set[str]) -> list[Candidate]:
+                found, _ = await self._candidates(
+                    decision.route, warmth, view, history, query, relaxed, taken
+                )
+                return await self._eligible(found, relaxed, taken)
+
+            short = await shortfall(
+                self.items, request, decision.route, constraints, exclude, ranked, more
+            )
+            ranked = ranked + short.fill
         details = await self.items.details(
             [c.item_id for c in ranked[: max(cfg.rerank_cap, request.k * 3)]] + history[:20]
         )
@@ -188,10 +196,17 @@ class Recommender:
         logs.append(rerank_log)
         timings["ranked"] = self.clock() - received
         by_id = {c.item_id: c for c in ranked}
+        if short is not None and short.fill:  # items that pass the constraints stay first
+            filled = {c.item_id for c in short.fill}
+            order = [i for i in order if i not in filled] + [i for i in order if i in filled]
         final = [by_id[i] for i in order[: request.k]]
         items, explain_logs = await self._explain(
             request, final, history, details, intent, received
         )
+        if rerank_log.used:  # what the LLM changed: where the ranker had put each item
+            position = {c.item_id: n for n, c in enumerate(ranked, start=1)}
+            items = [i.model_copy(update={"ranker_rank": position[i.item_id]}) for i in items]
+        items = mark_soft_matches(items, short, constraints)
         logs.extend(explain_logs)
         llm_used = any(r.used for r in logs)
         fallback = rerank_log.fallback_reason if rerank_log.called and not rerank_log.used else None
@@ -210,6 +225,8 @@ class Recommender:
             llm_model=self.llm.model if llm_used else None,
             embedding_model=self.embedder.name if self.embedder is not None else None,
             latency_ms=(self.clock() - received) * 1000.0,
+            eligible_count=short.passed if short is not None else None,
+            short_reason=short.reason if short is not None else None,
         )
         logs = [
             r.model_copy(
