@@ -113,8 +113,13 @@ def serve_demo(
                 continue
             answered.append((request, response, (finished[request.request_id] - at) * 1000.0))
         # what the users did next, independent of what they were shown (the synthetic
-        # ground truth), within the demo's attribution window: feedback joins it
-        answered_requests = [request for request, _, _ in answered]
+        # ground truth), within the demo's attribution window after they saw the answer
+        # (not after they asked: on a busy machine an answer can take seconds, and the
+        # feedback join counts only events after the impression)
+        answered_requests = [
+            request.model_copy(update={"requested_at": response.produced_at})
+            for request, response, _ in answered
+        ]
         window = timedelta(seconds=max(6, settings.attribution_window_s - 2))
         outcomes = workload.outcomes(answered_requests, within=window)
         for event in outcomes:
