@@ -44,7 +44,8 @@ __all__ = [
     "shortfall",
 ]
 
-#: ``more(filters, exclude)``: the route's eligible candidates under other filters.
+#: ``more(filters, exclude)``: eligible candidates under other filters (the route's, then
+#: content retrieval's when the route runs dry).
 MoreCandidates = Callable[[ItemFilters | None, set[str]], Awaitable[list[Candidate]]]
 
 
@@ -196,11 +197,20 @@ def short_reason(
 
 @dataclass(frozen=True)
 class Shortfall:
-    """A request whose constraints let fewer than k items through: how many passed, why,
-    and the soft matches that fill the rest."""
+    """What a request whose route found fewer than k candidates got instead.
+
+    Attributes:
+        passed: eligible items that pass the hard constraints and the exclusions.
+        reason: why fewer than k items pass (None when the top-up reached k).
+        topup: items that pass every constraint, found by content retrieval when the
+            route itself ran dry (e.g. an explored POPULARITY route on a catalog that
+            has no interactions yet).
+        fill: soft matches after them (outside the wanted categories or years).
+    """
 
     passed: int
-    reason: str
+    reason: str | None
+    topup: list[Candidate] = field(default_factory=list)
     fill: list[Candidate] = field(default_factory=list)
 
 
@@ -213,7 +223,8 @@ async def shortfall(
     ranked: Sequence[Candidate],
     more: MoreCandidates,
 ) -> Shortfall:
-    """Count what could pass (in the store), fill with soft matches where the request
+    """Count what could pass (in the store), top up from content retrieval when the
+    route found fewer items than could pass, fill with soft matches where the request
     allows, and say why the list is short.
 
     Args:
@@ -223,7 +234,7 @@ async def shortfall(
         constraints: the query's reading.
         exclude: what the user saw or consumed and the request excludes.
         ranked: the eligible candidates that passed (fewer than ``k``).
-        more: the route's candidates again, under the relaxed filters.
+        more: candidates under other filters: the route's, then content retrieval's.
     """
     catalog = await items.count_eligible(None, ())
     available = await items.count_eligible(None, exclude)
@@ -232,23 +243,31 @@ async def shortfall(
         if constraints.hard is None
         else await items.count_eligible(constraints.hard, exclude)
     )
+    taken = exclude | {c.item_id for c in ranked}
+    topup: list[Candidate] = []
+    if len(ranked) < min(request.k, passed):
+        found = await more(constraints.hard, taken)
+        topup = (await prefer(items, found, constraints.soft))[: request.k - len(ranked)]
+        taken |= {c.item_id for c in topup}
+    have = len(ranked) + len(topup)
+    if have >= request.k:
+        return Shortfall(passed=passed, reason=None, topup=topup)
     fill: list[Candidate] = []
     if constraints.relaxable and request.fill_with_soft_matches:
-        relaxed = constraints.relaxed()
-        found = await more(relaxed, exclude | {c.item_id for c in ranked})
-        fill = (await prefer(items, found, constraints.hard))[: request.k - len(ranked)]
+        found = await more(constraints.relaxed(), taken)
+        fill = (await prefer(items, found, constraints.hard))[: request.k - have]
     reason = short_reason(
         k=request.k,
         catalog=catalog,
         available=available,
         passed=passed,
-        found=len(ranked),
+        found=have,
         route=route.value,
         constraints=constraints,
         filled=len(fill),
         fill_allowed=request.fill_with_soft_matches,
     )
-    return Shortfall(passed=passed, reason=reason, fill=fill)
+    return Shortfall(passed=passed, reason=reason, topup=topup, fill=fill)
 
 
 def mark_soft_matches(

@@ -173,16 +173,24 @@ class Recommender:
         short: Shortfall | None = None
         if len(ranked) < request.k:
 
-            async def more(relaxed: ItemFilters | None, taken: set[str]) -> list[Candidate]:
-                found, _ = await self._candidates(
-                    decision.route, warmth, view, history, query, relaxed, taken
-                )
-                return await self._eligible(found, relaxed, taken)
+            async def more(filters: ItemFilters | None, taken: set[str]) -> list[Candidate]:
+                """The route's candidates under ``filters``; content retrieval's (around
+                the query or the profile) when the route runs dry."""
+                found: list[Candidate] = []
+                for route in dict.fromkeys((decision.route, Route.CONTENT)):
+                    skip = taken | {c.item_id for c in found}
+                    more_, _ = await self._candidates(
+                        route, warmth, view, history, query, filters, skip
+                    )
+                    found += await self._eligible(more_, filters, skip)
+                    if len(found) >= request.k:
+                        break
+                return found
 
             short = await shortfall(
                 self.items, request, decision.route, constraints, exclude, ranked, more
             )
-            ranked = ranked + short.fill
+            ranked = ranked + short.topup + short.fill
         details = await self.items.details(
             [c.item_id for c in ranked[: max(cfg.rerank_cap, request.k * 3)]] + history[:20]
         )
@@ -225,7 +233,7 @@ class Recommender:
             llm_model=self.llm.model if llm_used else None,
             embedding_model=self.embedder.name if self.embedder is not None else None,
             latency_ms=(self.clock() - received) * 1000.0,
-            eligible_count=short.passed if short is not None else None,
+            eligible_count=short.passed if short is not None and short.reason else None,
             short_reason=short.reason if short is not None else None,
         )
         logs = [
