@@ -327,6 +327,10 @@ def _judge(
         }
         if out[name]["overall"].matched == 0:
             missing.append(f"{name}: no logged request took any of its actions")
+        else:
+            ok, why, _ = _support(holdout, policy.with_epsilon({b: 0.0 for b in BUCKETS}), 1)
+            if not ok:
+                missing.append(f"{name}: only partly supported ({why}); its estimate is biased")
         if progress:
             progress("estimate", n, len(policies))
     return out, missing
