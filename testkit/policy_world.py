@@ -97,6 +97,7 @@ class PolicyWorld:
             without any history).
         jitter: standard deviation of the per-seed change of every effect (logits).
         taste: standard deviation of a user's own taste per action (logits).
+        scale: multiplies the route and rerank effects (larger: easier to learn).
     """
 
     seed: int = 0
@@ -104,6 +105,7 @@ class PolicyWorld:
     new_users: int = 10
     jitter: float = 0.0
     taste: float = 0.3
+    scale: float = 1.0
     rerank_available: bool = True
     users: list[SimUser] = field(init=False)
     route_effect: dict[tuple[WarmthBucket, bool], dict[Route, float]] = field(init=False)
@@ -113,10 +115,12 @@ class PolicyWorld:
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
         self.route_effect = {
-            k: {r: v + rng.gauss(0, self.jitter) for r, v in routes.items()}
+            k: {r: self.scale * v + rng.gauss(0, self.jitter) for r, v in routes.items()}
             for k, routes in ROUTE_EFFECT.items()
         }
-        self.rerank_effect = {k: v + rng.gauss(0, self.jitter) for k, v in RERANK_EFFECT.items()}
+        self.rerank_effect = {
+            k: self.scale * v + rng.gauss(0, self.jitter) for k, v in RERANK_EFFECT.items()
+        }
         users = []
         for bucket in (C, M, W):
             for n in range(self.users_per_bucket):

@@ -11,7 +11,9 @@ The procedure (what ``streamrec learn-policy`` runs):
    the logs took its action in every kind of context of the cell (with history or not,
    LLM available or not) and at least ``min_matches`` times in all; the others are
    named with the reason (e.g. the logging policy's ε was 0 there). The best estimable
-   rule by ``estimator`` wins; ties keep the current rule.
+   rule by ``estimator`` replaces the cell's current rule only if the lower bound of its
+   interval (at ``cell_confidence``) is above the current rule's estimate: a cell does
+   not switch on noise.
 3. **Judge on the holdout**: the current policy, the learned one (the chosen rules with
    the new exploration rates) and named variants are estimated with IPS, SNIPS and DR
    (reward model fitted on the selection part), with bootstrap intervals, overall and
@@ -51,6 +53,9 @@ class LearnConfig:
     holdout: float = 0.5
     resamples: int = 500
     confidence: float = 0.95
+    #: a cell switches rule only if the new rule's lower bound at this confidence (on the
+    #: selection part) beats the current rule's estimate there
+    cell_confidence: float = 0.8
     min_matches: int = 3
     seed: int = 0
     ridge: float = 1.0
@@ -62,8 +67,10 @@ class LearnConfig:
             raise ValueError(f"estimator must be snips or dr, not {self.estimator!r}")
         if not 0.0 < self.holdout < 1.0:
             raise ValueError(f"holdout must be in (0, 1), got {self.holdout}")
-        if not 0.5 <= self.confidence < 1.0:
-            raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+        for name in ("confidence", "cell_confidence"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {value}")
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ class LearnResult:
                 "holdout": self.config.holdout,
                 "resamples": self.config.resamples,
                 "confidence": self.config.confidence,
+                "cell_confidence": self.config.cell_confidence,
                 "min_matches": self.config.min_matches,
                 "seed": self.config.seed,
                 "ridge": self.config.ridge,
@@ -238,7 +246,7 @@ def learn(
             done += 1
             if progress:
                 progress("select", done, total_rules)
-        chosen[cell] = best[1] if best is not None else current.rules[cell]
+        chosen[cell] = _pick(cell_rows, best, current.rules[cell], cfg.estimator)
         for rule, est, ok, why in cell_rows:
             rows.append(
                 CandidateRow(
@@ -282,6 +290,24 @@ def learn(
     )
 
 
+def _pick(
+    rows: list[tuple[Rule, Estimate, bool, str | None]],
+    best: tuple[float, Rule] | None,
+    current: Rule,
+    estimator: str,
+) -> Rule:
+    """The best estimable rule, if it beats an estimable current rule convincingly: its
+    lower bound (at ``cell_confidence``) above the current rule's estimate."""
+    if best is None or best[1] == current:
+        return current
+    mine = next((est for rule, est, ok, _ in rows if rule == current and ok), None)
+    if mine is None or mine.value(estimator) is None:
+        return best[1]  # the current rule cannot be judged here: the best estimable one
+    winner = next(est for rule, est, _, _ in rows if rule == best[1])
+    low = winner.lower(estimator)
+    return best[1] if low is not None and low > (mine.value(estimator) or 0.0) else current
+
+
 def _pooled(
     parts: list[list[LoggedRequest]],
     target: Policy,
@@ -298,7 +324,9 @@ def _pooled(
         np.concatenate([t0.rewards, t1.rewards]),
         np.concatenate([t0.dr_terms, t1.dr_terms]),
     )
-    return estimate(joined, resamples=min(cfg.resamples, 200), confidence=cfg.confidence, rng=rng)
+    return estimate(
+        joined, resamples=min(cfg.resamples, 200), confidence=cfg.cell_confidence, rng=rng
+    )
 
 
 def _judge(

@@ -36,6 +36,8 @@ __all__ = ["PgPolicies", "PolicyFollower", "new_version"]
 
 log = logging.getLogger(__name__)
 
+_ACTIVATE_LOCK = 0x504F_4C49  # "POLI"
+
 
 def new_version(policy: Policy, now: datetime | None = None) -> str:
     """``policy-20261202T013000Z-<fingerprint>-<random>``: sorts by time, unique."""
@@ -88,6 +90,8 @@ class PgPolicies:
             ConfigurationError: no such version.
         """
         async with self._conn() as conn, conn.transaction():
+            # activations queue up behind each other (one switch at a time)
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ACTIVATE_LOCK,))
             cur = await conn.execute(
                 "SELECT version FROM serving_policies WHERE version = %s FOR UPDATE", (version,)
             )
