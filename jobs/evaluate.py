@@ -111,8 +111,6 @@ def _targets(settings: Settings, opts: EvaluateOptions) -> tuple[dict[str, Any],
     """The target policies: ``router`` and its variants from the policy that ships — the
     active version in Postgres when a database is configured, else the settings' policy
     — and ``policy:<version>`` for any stored version named in the targets."""
-    import asyncio
-
     from recsys.evaluation.offpolicy import PolicyTarget, policy_targets
     from recsys.serving.config import ServingConfig
     from recsys.serving.default_policy import default_policy
@@ -122,37 +120,27 @@ def _targets(settings: Settings, opts: EvaluateOptions) -> tuple[dict[str, Any],
         settings.database_url.get_secret_value() if settings.database_url else None
     )
     if dsn is None:
-        stored = [t for t in opts.targets if t.startswith("policy:")]
-        if stored:
+        named = [t for t in opts.targets if t.startswith("policy:")]
+        if named:
             from recsys.exceptions import ConfigurationError
 
             raise ConfigurationError(
-                f"{stored[0]}: stored policy versions need a database (--database or "
+                f"{named[0]}: stored policy versions need a database (--database or "
                 "STREAMREC_DATABASE_URL)"
             )
         targets = policy_targets(settings_policy)
         return dict(targets), f"{settings_policy.version} (the settings; no database configured)"
 
-    async def load() -> tuple[dict[str, Any], str]:
-        from recsys import db
-        from recsys.policy.store import PgPolicies
+    from recsys.policy.store import read_policies
 
-        pool = db.async_pool(dsn, min_size=1, max_size=1, name="evaluate")
-        await pool.open(wait=True, timeout=30)
-        try:
-            store = PgPolicies(pool)
-            active = await store.active()
-            out: dict[str, Any] = dict(policy_targets(active or settings_policy))
-            for name in opts.targets:
-                if name.startswith("policy:"):
-                    out[name] = PolicyTarget(name, await store.load(name.split(":", 1)[1]))
-        finally:
-            await pool.close()
-        if active is None:
-            return out, f"{settings_policy.version} (the settings; no active version)"
-        return out, f"{active.version} (active in Postgres)"
-
-    return asyncio.run(load())
+    versions = [t.split(":", 1)[1] for t in opts.targets if t.startswith("policy:")]
+    active, stored = read_policies(dsn, versions)
+    out: dict[str, Any] = dict(policy_targets(active or settings_policy))
+    for version, policy in stored.items():
+        out[f"policy:{version}"] = PolicyTarget(f"policy:{version}", policy)
+    if active is None:
+        return out, f"{settings_policy.version} (the settings; no active version)"
+    return out, f"{active.version} (active in Postgres)"
 
 
 def _load_ab(path: Path) -> dict[str, Any]:

@@ -54,6 +54,40 @@ class LearnPolicyOptions:
     json_out: Path | None = None
     html: Path | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse bad options before anything is read or started."""
+        checks = [
+            (
+                self.source in ("kafka", "archive"),
+                f"--source must be kafka or archive, not {self.source!r}",
+            ),
+            (
+                self.reward in ("any", "click", "purchase"),
+                f"--reward must be any, click or purchase, not {self.reward!r}",
+            ),
+            (
+                self.estimator in ("snips", "dr"),
+                f"--estimator must be snips or dr, not {self.estimator!r}",
+            ),
+            (0.0 < self.holdout < 1.0, f"--holdout must be between 0 and 1, got {self.holdout}"),
+            (
+                0.0 < self.confidence < 1.0,
+                f"--confidence must be between 0 and 1, got {self.confidence}",
+            ),
+            (
+                self.resamples >= 50,
+                f"--bootstrap needs at least 50 resamples, got {self.resamples}",
+            ),
+            (self.min_matches >= 1, f"--min-matches must be at least 1, got {self.min_matches}"),
+            (
+                self.epsilon is None or 0.0 <= self.epsilon <= 1.0,
+                f"--epsilon must be in [0, 1], got {self.epsilon}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigurationError(message)
+
 
 def _space(path: Path | None) -> CandidateSpace:
     from recsys.policy.space import CandidateSpace

@@ -32,7 +32,7 @@ from recsys import db
 from recsys.exceptions import ConfigurationError, DatabaseError
 from recsys.policy.model import Policy
 
-__all__ = ["PgPolicies", "PolicyFollower", "new_version"]
+__all__ = ["PgPolicies", "PolicyFollower", "new_version", "read_policies"]
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,38 @@ class PgPolicies:
             )
             cols = [d.name for d in cur.description or []]
             return [dict(zip(cols, row, strict=True)) for row in await cur.fetchall()]
+
+
+def read_policies(dsn: str, versions: list[str]) -> tuple[Policy | None, dict[str, Policy]]:
+    """The active policy and the named versions, read once without an event loop (for
+    jobs that may run inside one, e.g. ``evaluate`` called from async code).
+
+    Raises:
+        ConfigurationError: a named version does not exist or does not parse.
+        DatabaseUnavailable, DatabaseError: Postgres trouble.
+    """
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            row = conn.execute(
+                "SELECT version, definition FROM serving_policies WHERE active"
+            ).fetchone()
+            found = {
+                v: conn.execute(
+                    "SELECT definition FROM serving_policies WHERE version = %s", (v,)
+                ).fetchone()
+                for v in versions
+            }
+    except psycopg.Error as exc:
+        raise db.db_error(exc, "policy store") from exc
+    missing = [v for v, r in found.items() if r is None]
+    if missing:
+        raise ConfigurationError(f"no policy version {missing[0]!r}")
+    try:
+        active = Policy.from_definition(row[1], row[0]) if row else None
+        named = {v: Policy.from_definition(r[0], v) for v, r in found.items() if r is not None}
+    except ValueError as exc:
+        raise ConfigurationError(f"a stored policy does not parse: {exc}") from exc
+    return active, named
 
 
 class PolicyFollower:

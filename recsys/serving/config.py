@@ -61,7 +61,7 @@ class ServingConfig:
         diversity: MMR trade-off (0 = pure relevance) for the popularity route.
         cold_route / warming_route / warm_route: the route of a cold user with history,
             of a warming user and of a warm user when there is no query (see
-            :mod:`recsys.serving.routing`; HYBRID for all three, chosen on MovieLens).
+            :mod:`recsys.serving.default_policy`; HYBRID for all three, chosen on MovieLens).
         hybrid_content_weight: weight of the content list against the CF list (1) in
             the HYBRID route's reciprocal-rank fusion, for warming and warm users.
         cold_content_weight / cold_popularity_weight: the same weight, and the content

@@ -12,7 +12,7 @@ import pytest
 from recsys import db
 from recsys.exceptions import ConfigurationError
 from recsys.policy.model import Cell, Fusion, Rule
-from recsys.policy.store import PgPolicies, PolicyFollower
+from recsys.policy.store import PgPolicies, PolicyFollower, read_policies
 from recsys.records import Route, WarmthBucket
 from recsys.serving.config import ServingConfig
 from recsys.serving.default_policy import default_policy
@@ -70,5 +70,11 @@ async def test_versions_activation_and_following(database: str) -> None:
         await asyncio.wait_for(task, 5)
         listed = await store.versions()
         assert [v["version"] for v in listed if v["active"]] == [a.version]
+        # the loop-free reader `evaluate` uses
+        active, named = read_policies(database, [b.version])
+        assert active is not None and active.version == a.version
+        assert named[b.version].definition() == warm_cf.definition()
+        with pytest.raises(ConfigurationError, match="no policy version"):
+            read_policies(database, ["policy-nope"])
     finally:
         await pool.close()
