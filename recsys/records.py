@@ -310,6 +310,7 @@ class LlmInvolvement(Record):
     route: str | None = None
     propensity: float | None = None
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
+    prompt: str | None = None
     policy_version: str | None = None
     action: str | None = None
 
