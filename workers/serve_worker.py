@@ -66,6 +66,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     if client is not None:  # import the SDK now, not inside the first request's deadline
         await asyncio.get_running_loop().run_in_executor(None, lambda: client.sdk)
     recommender = build_recommender(s, apool, encoder, client)
+    await recommender.warm()
     policies = PolicyFollower(
         PgPolicies(apool),
         recommender.policy,
@@ -121,6 +122,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     finally:
         follow.cancel()
         await asyncio.gather(follow, return_exceptions=True)
+        await recommender.aclose()
         encoder.close()
         if client is not None:
             await client.aclose()

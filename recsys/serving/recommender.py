@@ -39,12 +39,12 @@ from recsys.serving.default_policy import default_policy
 from recsys.serving.diversity import diversify
 from recsys.serving.explain_llm import LlmExplainer
 from recsys.serving.explanations import Grounds, evidence_for, evidence_texts, template_sentence
-from recsys.serving.guard import REMOVED, InjectionGuard
 from recsys.serving.intent import Intent, IntentParser, parse_rules
 from recsys.serving.llm_gate import LlmGate
 from recsys.serving.ports import CfSource, ItemSource, QueryEmbedder, UserReader, UserView
 from recsys.serving.rerank import Candidate as RerankCandidate
 from recsys.serving.rerank import LlmReranker, RerankContext
+from recsys.serving.untrusted import Sanitiser
 
 __all__ = ["LlmParts", "Recommender", "Served"]
 
@@ -74,6 +74,8 @@ class LlmParts:
     explainer: LlmExplainer | None = None
     gate: LlmGate | None = None
     model: str | None = None
+    #: cleans and scores untrusted text for all of them (and for query screening)
+    sanitiser: Sanitiser | None = None
 
 
 class _Cached:
@@ -139,9 +141,22 @@ class Recommender:
         self.llm = llm or LlmParts()
         self.rng = rng or random.Random()
         self.clock = clock
-        self.guard = InjectionGuard()
+        self._sanitiser = Sanitiser()
         self._popular = _Cached(CACHE_TTL_S, clock)
         self._categories = _Cached(30.0, clock)
+
+    @property
+    def sanitiser(self) -> Sanitiser:
+        """The LLM parts' sanitiser (guard + instruction scorer), or a guard-only one."""
+        return self.llm.sanitiser or self._sanitiser
+
+    async def warm(self) -> None:
+        """Load what the first request would otherwise pay for (call once at start)."""
+        await self.sanitiser.warm()
+
+    async def aclose(self) -> None:
+        """Stop background work (instruction scoring of text seen by recent requests)."""
+        await self.sanitiser.aclose()
 
     async def popular(self) -> list[tuple[str, float]]:
         """The popular head (cached for a few seconds: it moves slowly)."""
@@ -158,7 +173,7 @@ class Recommender:
         warmth = warmth_of(view.positives, cfg)
         history = [*view.session_items, *view.recent_items]
         history = list(dict.fromkeys(history))
-        query, flagged = self._screen(request.query)
+        query, flagged, reasons = await self.sanitiser.screen_query(request.query)
         intent, intent_log = await self._intent(request, query, received)
         if intent_log is not None:
             logs.append(intent_log)
@@ -184,7 +199,15 @@ class Recommender:
             head = diversify(ranked[: max(request.k * 4, 40)], cats, request.k * 4, cfg.diversity)
             ranked = head + [c for c in ranked if c not in head]
         order, rerank_log, prompt_version = await self._rerank(
-            request, view, warmth, decision, query, history, ranked, details, received
+            request,
+            view,
+            warmth,
+            decision,
+            (query, flagged, reasons),
+            history,
+            ranked,
+            details,
+            received,
         )
         logs.append(rerank_log)
         timings["ranked"] = self.clock() - received
@@ -217,6 +240,7 @@ class Recommender:
                 update={
                     **log_fields(decision),
                     "injection_flagged": r.injection_flagged or flagged,
+                    "injection_reasons": list(dict.fromkeys([*r.injection_reasons, *reasons]))[:20],
                 }
             )
             for r in logs
@@ -225,18 +249,6 @@ class Recommender:
         return Served(response, logs, timings)
 
     # ---- steps ------------------------------------------------------------------------
-    def _screen(self, text: str | None) -> tuple[str | None, bool]:
-        """The query as it may be used (instruction-like spans removed), and whether any were.
-
-        Screened before everything — intent, retrieval and prompts — so that flagged
-        text steers nothing, whether or not an LLM is involved.
-        """
-        query = (text or "").strip() or None
-        if query is None or not self.guard.scan(query).flagged:
-            return query, False
-        kept = " ".join(self.guard.neutralise(query).replace(REMOVED, " ").split())
-        return kept or None, True
-
     async def _intent(
         self, request: RecRequest, query: str | None, received: float
     ) -> tuple[Intent | None, LlmInvolvement | None]:
@@ -340,14 +352,22 @@ class Recommender:
         view: UserView,
         warmth: WarmthBucket,
         decision: Decision,
-        query: str | None,
+        screened: tuple[str | None, bool, tuple[str, ...]],
         history: list[str],
         ranked: list[Candidate],
         details: dict[str, ItemRecord],
         received: float,
     ) -> tuple[list[str], LlmInvolvement, str | None]:
+        """The order after the LLM rerank (or the ranker's, with the reason it was not).
+
+        The query was screened before everything (intent, retrieval, prompts) so that
+        flagged text steers nothing, whether or not an LLM is involved; a flagged query
+        also lets no LLM decision move any item up (the reranker then skips the call).
+        """
+        query, query_flagged, query_reasons = screened
         order = [c.item_id for c in ranked]
         reranker, gate = self.llm.reranker, self.llm.gate
+        bound = reranker.max_displacement if reranker is not None else None
         reason = _off_reason(self.config.llm_rerank, reranker is not None)
         if reason is None and not decision.action.rerank:
             reason = "not_eligible"  # the policy did not choose the rerank for this request
@@ -357,7 +377,8 @@ class Recommender:
             ok, why = gate.allow(_remaining_s(request, received, self.clock) - FINISH_RESERVE_S)
             reason = None if ok else why
         if reason is not None or reranker is None:
-            return order, _not_called(request, LlmUseCase.RERANK, reason or "llm_off"), None
+            record = _not_called(request, LlmUseCase.RERANK, reason or "llm_off")
+            return order, record.model_copy(update={"max_displacement": bound}), None
         cap = min(self.config.rerank_cap, len(ranked))
         pool = [
             RerankCandidate(
@@ -377,6 +398,8 @@ class Recommender:
                 for i in history[: self.config.history_max]
                 if i in details
             ],
+            query_flagged=query_flagged,
+            query_reasons=query_reasons,
         )
         outcome = await reranker.rerank(
             context,
