@@ -28,7 +28,7 @@ from recsys.llm.client import LlmClient
 from recsys.policy.logged import logged_action, logged_context
 from recsys.policy.model import BUCKETS, Action, Context, Policy
 from recsys.policy.store import PgPolicies
-from recsys.records import EventType, LlmInvolvement, RecResponse, UserEvent, utcnow
+from recsys.records import EventType, LlmInvolvement, LlmUseCase, RecResponse, UserEvent, utcnow
 from recsys.serving.config import ServingConfig
 from recsys.serving.default_policy import default_policy
 from stack.embedded import EmbeddedBroker
@@ -163,10 +163,6 @@ async def test_learn_policy_closes_the_loop(
                 lambda: feedback.joiner.emitted >= shown, 60, what="every impression joined"
             )
             _check_propensities(logging, responses)
-            # the LLM reranked exactly when the policy decided so (honest server, budget)
-            reranked = [r.rerank == (r.prompt_version is not None) for r in responses]
-            assert sum(reranked) >= 0.99 * len(responses)
-            assert any(r.rerank for r in responses) and any(r.explored for r in responses)
             queries = sum(r.has_query for r in responses)
             logs = [
                 AvroSerde().decode(m.value(), LlmInvolvement)
@@ -176,6 +172,18 @@ async def test_learn_policy_closes_the_loop(
             assert {r.policy_version for r in logs} == {logging.version}
             by_id = {r.request_id: r for r in responses}
             assert all(rec.propensity == by_id[rec.request_id].propensity for rec in logs)
+            # the LLM reranked when the policy decided so (honest server, ample budget),
+            # except where the injection guard flagged a synthetic text and skipped the call
+            skipped = {
+                rec.request_id
+                for rec in logs
+                if rec.use_case is LlmUseCase.RERANK and rec.decision == "injection_flagged"
+            }
+            for r in responses:
+                if r.rerank != (r.prompt_version is not None):
+                    assert r.rerank and r.request_id in skipped, r
+            assert len(skipped) <= 0.1 * len(responses)
+            assert any(r.rerank for r in responses) and any(r.explored for r in responses)
 
             # a dry run reports and changes nothing
             dry = await run_learn_policy(
