@@ -91,7 +91,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     ope = report["off_policy"]
     table = Table(
         title=f"off-policy estimates (reward={ope['reward']}, clip={ope['clip']}, "
-        f"logged mean={_fmt_eval(ope['logged_mean_reward'])}, n={ope['n_logged']})"
+        f"logged mean={_fmt_eval(ope['logged_mean_reward'])}, n={ope['n_logged']})",
+        caption=f"router = {ope['router']}" if ope.get("router") else None,
     )
     for c in ("target policy", "ips", "ips 95% CI", "snips", "snips 95% CI", "ess", "support"):
         table.add_column(c, justify="right" if c != "target policy" else "left")
