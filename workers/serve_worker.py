@@ -11,6 +11,9 @@ process (:mod:`recsys.serving.item_cache`), invalidated from ``catalog.enriched`
 (:class:`~streams.follow.KeyFollower`); several processes share the requests through the
 consumer group (``serve_processes``). Design and figures: docs/workers/serve.md.
 
+The routing policy is the active version in Postgres (checked every ``policy_refresh_s``
+seconds, switched without a restart), or the settings' policy while none is active.
+
 User state comes from the users worker's Postgres read model, measured at a few ms per
 read: a co-partitioned local table would need the serving process to consume the
 users' changelog too, and a consumer's fetch wait on the embedded broker costs more than
@@ -28,6 +31,7 @@ from typing import Any
 
 from recsys.embedding import Embedder, SentenceTransformerEmbedder, limit_threads
 from recsys.exceptions import DatabaseUnavailable
+from recsys.policy.store import PgPolicies, PolicyFollower
 from recsys.records import RecRequest
 from recsys.serving.item_cache import ItemCache
 from recsys.serving.query_embedding import QueryEncoder
@@ -54,6 +58,7 @@ class ServeWorker:
     loop: ConsumerLoop
     item_cache: ItemCache
     invalidations: KeyFollower
+    policies: PolicyFollower
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:
@@ -87,10 +92,19 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     )
     recommender = build_recommender(s, apool, encoder, client, item_cache=cache)
     await recommender.warm()
+    policies = PolicyFollower(
+        PgPolicies(apool),
+        recommender.policy,
+        lambda policy: setattr(recommender, "policy", policy),
+        s.policy_refresh_s,
+    )
+    await policies.refresh()  # start on the active version, if there is one
+    follow = asyncio.create_task(policies.run(stop), name="serve-policy-follower")
     log.info(
-        "serve: model %s, LLM %s, policy %s",
+        "serve: model %s, LLM %s, policy %s, config %s",
         embedder.name,
         recommender.llm.model or f"off ({off_reason})",
+        recommender.policy.version,
         recommender.config,
     )
     limit = asyncio.Semaphore(s.serve_concurrency)
@@ -132,11 +146,13 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     # lands on whichever requests are in flight. Frozen, collections see only new objects.
     gc.collect()
     gc.freeze()
-    ctx.handles.put(ServeWorker(recommender, loop, cache, follower))
+    ctx.handles.put(ServeWorker(recommender, loop, cache, follower, policies))
     try:
         await loop.run(stop)
     finally:
         follower.stop()
+        follow.cancel()
+        await asyncio.gather(follow, return_exceptions=True)
         await recommender.aclose()
         encoder.close()
         if client is not None:

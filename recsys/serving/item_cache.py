@@ -120,6 +120,9 @@ class CachedItems:
     async def eligible(self, item_ids: Sequence[str], filters: ItemFilters | None) -> set[str]:
         return await self.inner.eligible(item_ids, filters)
 
+    async def count_eligible(self, filters: ItemFilters | None, exclude: Collection[str]) -> int:
+        return await self.inner.count_eligible(filters, exclude)
+
     async def similarities(
         self, vector: np.ndarray, item_ids: Sequence[str], filters: ItemFilters | None
     ) -> dict[str, float]:

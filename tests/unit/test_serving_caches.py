@@ -93,6 +93,9 @@ class Store:
     ) -> dict[str, float]:
         return {}
 
+    async def count_eligible(self, filters: ItemFilters | None, exclude: Collection[str]) -> int:
+        return len(self.titles)
+
     async def categories(self) -> list[str]:
         return []
 
