@@ -15,10 +15,21 @@ point replays the batch; handlers make their effects idempotent. A worker whose 
 become durable later than its handler returns (the archive keeps an open file across
 batches) passes ``committable`` to hold commits back to what is durable, and
 ``housekeeping`` to do time-driven work (roll a file, close windows) when no messages
-arrive and once more at shutdown; commits follow each housekeeping call. A handler raising
-:class:`Retryable` (Postgres away, a timeout) has the same batch retried with backoff
-while the partitions are paused; any other exception is a bug and stops the worker
-loudly, without committing.
+arrive and once more at shutdown; commits follow each housekeeping call.
+
+Failures are decided once, here:
+
+* a message that does not decode or validate (or fails the worker's ``check``) goes to
+  its dead-letter topic before the handler sees it;
+* :class:`Retryable` (Postgres away, a timeout) has the same batch retried with backoff
+  while the partitions are paused;
+* :class:`~recsys.exceptions.DataRejected` (the store refused some record's values) has
+  the batch handled again in halves until the refused record is alone; that one is
+  dead-lettered with reason ``store_rejected`` and the rest of the batch is handled once
+  (a failed handler call has no effect: each is one transaction, or idempotent). A handler
+  that handles records independently (serving) rejects one record itself with
+  :meth:`ConsumerLoop.reject` instead;
+* any other exception is a bug and stops the worker loudly, without committing.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ from typing import Any, Generic, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from recsys.exceptions import StreamrecError
+from recsys.exceptions import DataRejected, StreamrecError
 from recsys.records import Record
 from streams.dlq import DeadLetters
 from streams.exceptions import SerializationError
@@ -41,11 +52,23 @@ from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import TopicSpec
 
-__all__ = ["ConsumerLoop", "Inbound", "LoopStats", "Retryable", "headers_of", "where"]
+__all__ = [
+    "STORE_REJECTED",
+    "Check",
+    "ConsumerLoop",
+    "Inbound",
+    "LoopStats",
+    "Retryable",
+    "headers_of",
+    "where",
+]
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Record)
+
+#: Dead-letter reason of a record whose values the store refused.
+STORE_REJECTED = "store_rejected"
 
 
 class Retryable(StreamrecError):
@@ -81,6 +104,8 @@ class LoopStats:
     dead_lettered: int = 0
     batches: int = 0
     retries: int = 0
+    #: Batches split in two to find a record the store refused.
+    splits: int = 0
     commits: int = 0
     last_commit: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -90,6 +115,8 @@ Handler = Callable[[list[Inbound[Any]]], Awaitable[None]]
 Committable = Callable[[dict[tuple[str, int], int]], dict[tuple[str, int], int]]
 #: Time-driven work; called with ``final=True`` once after ``stop`` is set.
 Housekeeping = Callable[[bool], Awaitable[None]]
+#: A worker's own rule on a decoded message: ``(reason, error)`` to dead-letter it, or None.
+Check = Callable[["Inbound[Any]"], tuple[str, str] | None]
 
 
 def where(msg: Message) -> tuple[str, int, int]:
@@ -131,16 +158,18 @@ class ConsumerLoop:
         consumer_overrides: dict[str, Any] | None = None,
         committable: Committable | None = None,
         housekeeping: Housekeeping | None = None,
+        check: Check | None = None,
     ) -> None:
         self.settings = settings
         self.worker = worker
         self.inputs = {spec.name: spec for spec in inputs}
         self.handler = handler
         self.producer = producer
-        self.dead_letters = DeadLetters(producer, worker)
         self.max_batch = max_batch
         self.poll_timeout_s = poll_timeout_s
         self.group_id = group_id or f"{settings.topic_prefix}streamrec-{worker}"
+        self.dead_letters = DeadLetters(producer, worker, self.group_id)
+        self._check = check
         self.stats = LoopStats()
         self._on_assign = on_assign
         self._on_revoke = on_revoke
@@ -198,7 +227,7 @@ class ConsumerLoop:
         except SerializationError as exc:
             self._dead_letter(spec, msg, exc.reason, str(exc))
             return None
-        return Inbound(
+        inbound = Inbound(
             topic=topic,
             partition=partition,
             offset=offset,
@@ -208,6 +237,10 @@ class ConsumerLoop:
             timestamp_ms=msg.timestamp()[1],
             raw_value=msg.value(),
         )
+        if self._check is not None and (failed := self._check(inbound)) is not None:
+            self.reject(inbound, *failed)
+            return None
+        return inbound
 
     def _dead_letter(self, spec: TopicSpec, msg: Message, reason: str, error: str) -> None:
         _, partition, offset = where(msg)
@@ -220,6 +253,24 @@ class ConsumerLoop:
             reason=reason,
             error=error,
             headers=headers_of(msg),
+        )
+        self.stats.dead_lettered += 1
+
+    def reject(self, inbound: Inbound[Any], reason: str, error: str) -> None:
+        """Dead-letter one decoded message (its original bytes) with ``reason``.
+
+        For handlers that handle each record on its own (serving): the record is parked,
+        the rest of the batch goes on, and the batch is committed past it.
+        """
+        self.dead_letters.send(
+            self.inputs[inbound.topic],
+            key=inbound.key,
+            value=inbound.raw_value,
+            partition=inbound.partition,
+            offset=inbound.offset,
+            reason=reason,
+            error=error,
+            headers=inbound.headers,
         )
         self.stats.dead_lettered += 1
 
@@ -267,7 +318,7 @@ class ConsumerLoop:
             if inbound is not None:
                 batch.append(inbound)
         if batch:
-            await self._handle_with_retry(consumer, batch, stop)
+            await self._handle_isolating(consumer, batch, stop)
         # effects durable before the commit: outputs and dead letters acknowledged
         await asyncio.get_running_loop().run_in_executor(None, self.producer.flush)
         self._positions.update(offsets)
@@ -293,6 +344,32 @@ class ConsumerLoop:
         return {
             tp: off for tp, off in positions.items() if off > self.stats.last_commit.get(tp, -1)
         }
+
+    async def _handle_isolating(
+        self, consumer: Consumer, batch: list[Inbound[Any]], stop: asyncio.Event
+    ) -> None:
+        """Handle ``batch``; if the store refuses a record, find it by halving and park it.
+
+        A refused record costs about ``2·log2(len(batch))`` extra handler calls; the
+        records around it are handled exactly once because a refused call changed
+        nothing (one transaction) or only repeated idempotent writes.
+        """
+        try:
+            await self._handle_with_retry(consumer, batch, stop)
+        except DataRejected as exc:
+            if len(batch) == 1:
+                self.reject(batch[0], STORE_REJECTED, str(exc))
+                return
+            self.stats.splits += 1
+            log.warning(
+                "%s: the store refused a record in a batch of %d (%s); handling it in halves",
+                self.worker,
+                len(batch),
+                str(exc)[:300],
+            )
+            middle = len(batch) // 2
+            await self._handle_isolating(consumer, batch[:middle], stop)
+            await self._handle_isolating(consumer, batch[middle:], stop)
 
     async def _handle_with_retry(
         self, consumer: Consumer, batch: list[Inbound[Any]], stop: asyncio.Event

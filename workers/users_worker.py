@@ -3,7 +3,9 @@ and nearline co-visitation.
 
 Thin: the at-least-once consumer loop (confluent-kafka) decodes batches (bad input →
 DLQ; an event whose key is not its user goes there too, as it would sit in another
-user's partition) and hands them to :class:`UserStateUpdater`:
+user's partition) and hands them to :class:`UserStateUpdater` (an event whose values
+Postgres refuses is isolated by the loop and dead-lettered; the rest of its batch is
+applied once):
 
 1. the batch's users' states are read from Postgres (``user_state``);
 2. :func:`recsys.users.nearline.update_batch` — each user's state once per batch;
@@ -38,7 +40,6 @@ from recsys.users.nearline import update_batch
 from recsys.users.state import Position, UserStateConfig
 from recsys.users.store import PgUserStates
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
-from streams.dlq import DeadLetters
 from workers.bootstrap import Context
 
 __all__ = ["UserStateUpdater", "UsersStats", "UsersWorker", "run"]
@@ -54,7 +55,6 @@ class UsersStats:
     applied: int = 0
     duplicates: int = 0
     redelivered: int = 0
-    dead_lettered: int = 0
     batches: int = 0
     #: Busy time by phase, seconds: reading states, domain step, Postgres transaction.
     read_s: float = 0.0
@@ -89,6 +89,8 @@ class UserStateUpdater:
 
         Raises:
             Retryable: Postgres is away (the loop retries the same batch).
+            DataRejected: Postgres refused some event's values; nothing was written
+                (the loop isolates the event and dead-letters it).
         """
         try:
             t0 = time.perf_counter()
@@ -139,29 +141,19 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         UserStateConfig.from_settings(s.users),
         CovisitConfig.from_settings(s.users),
     )
-    dead = DeadLetters(ctx.producer, "users")
+
+    def check(msg: Inbound[Any]) -> tuple[str, str] | None:
+        event: UserEvent = msg.value
+        if msg.key != event.user_id:
+            return (
+                "key_mismatch",
+                f"message key {msg.key!r} is not the event's user_id {event.user_id!r}",
+            )
+        return None
 
     async def handle(batch: list[Inbound[Any]]) -> None:
         updater.stats.consumed += len(batch)
-        events: list[tuple[UserEvent, Position]] = []
-        for msg in batch:
-            event: UserEvent = msg.value
-            if msg.key != event.user_id:
-                dead.send(
-                    spec,
-                    key=msg.key,
-                    value=msg.raw_value,
-                    partition=msg.partition,
-                    offset=msg.offset,
-                    reason="key_mismatch",
-                    error=f"message key {msg.key!r} is not the event's user_id {event.user_id!r}",
-                    headers=msg.headers,
-                )
-                updater.stats.dead_lettered += 1
-                continue
-            events.append((event, (msg.partition, msg.offset)))
-        if events:
-            await updater.apply(events)
+        await updater.apply([(msg.value, (msg.partition, msg.offset)) for msg in batch])
 
     loop = ConsumerLoop(
         s,
@@ -172,6 +164,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         max_batch=s.users_batch_size,
         consumer_overrides={"fetch.wait.max.ms": s.users_fetch_wait_ms},
         group_id=ctx.overrides.group_id,
+        check=check,
     )
     ctx.handles.put(UsersWorker(updater, loop))
     try:
