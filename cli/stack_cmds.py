@@ -28,7 +28,10 @@ def up(
     ] = False,
 ) -> None:
     """Start the embedded broker and Postgres (unless external ones are given), apply
-    migrations, create topics, and run the workers in the foreground until Ctrl-C."""
+    migrations, create topics, and run the workers in the foreground until Ctrl-C.
+
+    Crashed workers, and a dead embedded broker or Postgres, are restarted; one that keeps
+    failing stops the stack with a message and exit status 2 (docs/operations.md)."""
     from stack.stack import Stack
     from stack.supervisor import Supervisor
     from workers.runtime import available_workers
@@ -63,14 +66,19 @@ def up(
             err_console.print(
                 f"[yellow]warning:[/] worker {name} is not part of this build; skipped"
             )
-        supervisor = Supervisor(s, [w for w in s.workers if w in present], log_dir=None)
+        supervisor = Supervisor(
+            s, [w for w in s.workers if w in present], log_dir=None, stack=stack
+        )
         supervisor.start()
         console.print(f"[bold]workers[/]  {', '.join(supervisor.pids())} — Ctrl-C to stop")
         try:
             supervisor.watch(until=stop)
         finally:
             codes = supervisor.stop()
-            console.print(f"stopped workers: {codes}")
+            restarted = {n: r for n, r in supervisor.restarts().items() if r}
+            console.print(
+                f"stopped workers: {codes}" + (f"; restarts: {restarted}" if restarted else "")
+            )
 
 
 def worker(

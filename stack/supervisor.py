@@ -1,8 +1,9 @@
 """`streamrec up`: run the workers as child processes in the foreground.
 
 Children inherit the resolved settings through ``STREAMREC_*`` variables, die with the
-supervisor (``PR_SET_PDEATHSIG``), are restarted with backoff if they crash, and are
-stopped with SIGTERM (then SIGKILL after a grace period) on Ctrl-C or SIGTERM.
+supervisor (``PR_SET_PDEATHSIG``), are restarted with backoff if they crash — until one
+keeps failing (:mod:`stack.restarts`), which stops the stack loudly — and are stopped
+with SIGTERM (then SIGKILL after a grace period) on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from stack.embedded import die_with_parent
+from stack.exceptions import GaveUp
+from stack.restarts import RestartPolicy, RestartState
+from stack.stack import Stack
+from stack.stack_watch import StackWatch
 from streams.settings import ENV_PREFIX, Settings
 
 __all__ = ["Supervisor", "settings_env"]
@@ -50,12 +55,19 @@ def settings_env(settings: Settings) -> dict[str, str]:
 @dataclass
 class _Child:
     name: str
+    restarts: RestartState
     proc: subprocess.Popen[bytes] | None = None
-    restarts: list[float] = field(default_factory=list)
 
 
 class Supervisor:
-    """Starts, watches and stops one process per worker."""
+    """Starts, watches and stops one process per worker (and, given the stack, its parts).
+
+    A worker that exits is restarted after a backoff; one that fails
+    ``restart_max_failures`` times in a row, each within ``restart_healthy_after_s`` of
+    starting, is not: :meth:`watch` raises :class:`~stack.exceptions.GaveUp`, and `up`
+    stops everything with that message and a non-zero exit. A dead embedded broker or
+    Postgres is handled by :class:`~stack.stack_watch.StackWatch` under the same rule.
+    """
 
     def __init__(
         self,
@@ -63,15 +75,19 @@ class Supervisor:
         workers: Iterable[str],
         *,
         grace_s: float = 15.0,
-        max_restarts_per_min: int = 5,
         log_dir: str | None = None,
+        stack: Stack | None = None,
+        policy: RestartPolicy | None = None,
     ) -> None:
         self.settings = settings
-        self.children = {name: _Child(name) for name in workers}
+        self.policy = policy or RestartPolicy.from_settings(settings)
+        self.children = {name: _Child(name, RestartState(self.policy)) for name in workers}
         self.grace_s = grace_s
-        self.max_restarts = max_restarts_per_min
         self.log_dir = log_dir
         self.stopping = threading.Event()
+        self.stack_watch = (
+            StackWatch(stack, self.policy, self.restart_all) if stack is not None else None
+        )
 
     def _spawn(self, child: _Child) -> None:
         cmd = [sys.executable, "-m", "cli.app", "worker", child.name]
@@ -86,6 +102,7 @@ class Supervisor:
             stderr=subprocess.STDOUT if stdout else None,
             preexec_fn=lambda: die_with_parent(signal.SIGTERM),
         )
+        child.restarts.started()
         if stdout:
             stdout.close()
         log.info("started worker %s (pid %d)", child.name, child.proc.pid)
@@ -99,41 +116,74 @@ class Supervisor:
         """Worker name → pid of the running process."""
         return {n: c.proc.pid for n, c in self.children.items() if c.proc and c.proc.poll() is None}
 
-    def watch(self, until: threading.Event | None = None, poll_s: float = 0.5) -> None:
-        """Restart crashed workers until ``until`` (or :attr:`stopping`) is set."""
+    def restarts(self) -> dict[str, int]:
+        """Worker name → restarts since the supervisor started."""
+        return {n: c.restarts.restarts for n, c in self.children.items()}
+
+    def watch(self, until: threading.Event | None = None, poll_s: float = 0.2) -> None:
+        """Restart crashed workers (and dead stack parts) until ``until`` or :attr:`stopping`.
+
+        Raises:
+            GaveUp: a worker or a stack part keeps failing; nothing is restarted any more
+                (the caller stops the rest).
+        """
         until = until or self.stopping
         while not until.is_set() and not self.stopping.is_set():
+            now = time.monotonic()
             for child in self.children.values():
-                if child.proc is None or child.proc.poll() is None:
-                    continue
-                code = child.proc.returncode
-                now = time.monotonic()
-                child.restarts = [t for t in child.restarts if now - t < 60]
-                if len(child.restarts) >= self.max_restarts:
-                    log.error(
-                        "worker %s keeps failing (exit %s, %d restarts in a minute); "
-                        "not restarting",
-                        child.name,
-                        code,
-                        len(child.restarts),
-                    )
-                    child.proc = None
-                    continue
-                log.warning("worker %s exited with %s; restarting", child.name, code)
-                child.restarts.append(now)
-                time.sleep(min(5.0, 0.5 * 2 ** len(child.restarts)))
-                self._spawn(child)
+                self._tend(child, now)
+            if self.stack_watch is not None:
+                self.stack_watch.check()
             until.wait(poll_s)
+
+    def _tend(self, child: _Child, now: float) -> None:
+        state = child.restarts
+        if state.due_at is not None:
+            if now >= state.due_at and not self.stopping.is_set():
+                self._spawn(child)
+            return
+        if child.proc is None or child.proc.poll() is None:
+            return
+        code = child.proc.returncode
+        uptime = state.uptime(now)
+        if not state.failed(now):
+            raise GaveUp(
+                f"worker {child.name} failed {state.failures} times in a row, each within "
+                f"{self.policy.healthy_after_s:.0f}s of starting (last exit code {code}, "
+                f"after {uptime:.1f}s); not restarting it — stopping the stack. Its log says "
+                f"why{f' ({self.log_dir}/{child.name}.log)' if self.log_dir else ' (above)'}."
+            )
+        assert state.due_at is not None
+        log.warning(
+            "worker %s exited with %s after %.1fs (failure %d of %d in a row); restarting in %.1fs",
+            child.name,
+            code,
+            uptime,
+            state.failures,
+            self.policy.max_failures,
+            state.due_at - now,
+        )
+
+    def restart_all(self) -> None:
+        """Stop every worker and start it again at once (not counted as failures)."""
+        self._terminate(list(self.children.values()))
+        for child in self.children.values():
+            child.restarts.restarts += 1
+            self._spawn(child)
 
     def stop(self) -> dict[str, int | None]:
         """SIGTERM every worker, SIGKILL what outlives the grace period; exit codes."""
         self.stopping.set()
-        for child in self.children.values():
+        return self._terminate(list(self.children.values()))
+
+    def _terminate(self, children: list[_Child]) -> dict[str, int | None]:
+        for child in children:
+            child.restarts.due_at = None
             if child.proc and child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.grace_s
         codes: dict[str, int | None] = {}
-        for child in self.children.values():
+        for child in children:
             if child.proc is None:
                 codes[child.name] = None
                 continue
