@@ -67,7 +67,7 @@ def up(
                 f"[yellow]warning:[/] worker {name} is not part of this build; skipped"
             )
         supervisor = Supervisor(
-            s, [w for w in s.workers if w in present], log_dir=None, stack=stack
+            s, [w for w in s.workers if w in present], log_dir=None, stack=stack, replicas=True
         )
         supervisor.start()
         console.print(f"[bold]workers[/]  {', '.join(supervisor.pids())} — Ctrl-C to stop")

@@ -25,7 +25,7 @@ from stack.stack import Stack
 from stack.stack_watch import StackWatch
 from streams.settings import ENV_PREFIX, Settings
 
-__all__ = ["Supervisor", "settings_env"]
+__all__ = ["Supervisor", "replica_names", "settings_env"]
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +54,27 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 @dataclass
 class _Child:
+    #: ``worker`` or ``worker-N`` for the N-th replica.
     name: str
+    worker: str
     restarts: RestartState
     proc: subprocess.Popen[bytes] | None = None
+
+
+def replica_names(settings: Settings, workers: Iterable[str]) -> list[tuple[str, str]]:
+    """``(process name, worker)`` per process: serve runs ``serve_replicas`` of them."""
+    out: list[tuple[str, str]] = []
+    for worker in workers:
+        count = settings.serve_replicas if worker == "serve" else 1
+        out += [(worker if n == 1 else f"{worker}-{n}", worker) for n in range(1, count + 1)]
+    return out
 
 
 class Supervisor:
     """Starts, watches and stops one process per worker (and, given the stack, its parts).
 
-    A worker that exits is restarted after a backoff; one that fails
+    With ``replicas``, serve runs ``serve_replicas`` processes (``serve``, ``serve-2``,
+    …) in one consumer group. A worker that exits is restarted after a backoff; one that fails
     ``restart_max_failures`` times in a row, each within ``restart_healthy_after_s`` of
     starting, is not: :meth:`watch` raises :class:`~stack.exceptions.GaveUp`, and `up`
     stops everything with that message and a non-zero exit. A dead embedded broker or
@@ -78,10 +90,14 @@ class Supervisor:
         log_dir: str | None = None,
         stack: Stack | None = None,
         policy: RestartPolicy | None = None,
+        replicas: bool = False,
     ) -> None:
         self.settings = settings
         self.policy = policy or RestartPolicy.from_settings(settings)
-        self.children = {name: _Child(name, RestartState(self.policy)) for name in workers}
+        names = replica_names(settings, workers) if replicas else [(w, w) for w in workers]
+        self.children = {
+            name: _Child(name, worker, RestartState(self.policy)) for name, worker in names
+        }
         self.grace_s = grace_s
         self.log_dir = log_dir
         self.stopping = threading.Event()
@@ -90,7 +106,7 @@ class Supervisor:
         )
 
     def _spawn(self, child: _Child) -> None:
-        cmd = [sys.executable, "-m", "cli.app", "worker", child.name]
+        cmd = [sys.executable, "-m", "cli.app", "worker", child.worker]
         stdout = None
         if self.log_dir:
             os.makedirs(self.log_dir, exist_ok=True)
@@ -113,7 +129,7 @@ class Supervisor:
             self._spawn(child)
 
     def pids(self) -> dict[str, int]:
-        """Worker name → pid of the running process."""
+        """Process name (``serve``, ``serve-2``, …) → pid of the running process."""
         return {n: c.proc.pid for n, c in self.children.items() if c.proc and c.proc.poll() is None}
 
     def restarts(self) -> dict[str, int]:

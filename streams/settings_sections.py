@@ -135,7 +135,7 @@ class KafkaSettings(_Section):
         description="Consumer-group session timeout; a group join takes about half of it.",
     )
     embedded_session_timeout_ms: int = Field(
-        1500,
+        1000,
         ge=500,
         description="Session timeout `up` gives its workers on the embedded broker (instead "
         "of session_timeout_ms): a restarted worker waits about this long for its "
@@ -320,6 +320,14 @@ class ServingSettings(_Section):
     rerank_cap: int = Field(30, ge=1, le=50, description="Candidates the LLM may rerank.")
     candidate_pool: int = Field(100, ge=10, description="Candidates gathered per request.")
     serve_concurrency: int = Field(32, ge=1, description="Requests served concurrently.")
+    serve_replicas: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Serve processes `up` runs in one consumer group: when one dies, the "
+        "others take its partitions over within about the session timeout instead of "
+        "waiting for a new process to load its model.",
+    )
     response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
     route_epsilon: float = Field(
         0.05,

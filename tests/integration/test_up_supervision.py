@@ -46,6 +46,7 @@ def test_a_worker_that_keeps_failing_stops_the_stack(tmp_path: Path) -> None:
         "serve",
         STREAMREC_EMBEDDING_MODEL=str(tmp_path / "no-such-model"),
         STREAMREC_RESTART_MAX_FAILURES="3",
+        STREAMREC_SERVE_REPLICAS="1",
     )
     try:
         up.wait_for("Ctrl-C")
