@@ -32,6 +32,7 @@ dlq_app = typer.Typer(
 app.command("up")(friendly_errors(stack_cmds.up))
 app.command("worker")(friendly_errors(stack_cmds.worker))
 app.command("doctor")(friendly_errors(stack_cmds.doctor))
+app.command("dashboard")(friendly_errors(stack_cmds.dashboard))
 app.command("migrate")(friendly_errors(stack_cmds.migrate))
 app.command("settings")(friendly_errors(stack_cmds.settings_cmd))
 app.add_typer(topics_app, name="topics")

@@ -302,6 +302,7 @@ class LlmInvolvement(Record):
     route: str | None = None
     propensity: float | None = None
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
+    prompt: str | None = None
 
 
 class FeedbackExample(Record):

@@ -4,19 +4,27 @@ Children inherit the resolved settings through ``STREAMREC_*`` variables, die wi
 supervisor (``PR_SET_PDEATHSIG``), are restarted with backoff if they crash — until one
 keeps failing (:mod:`stack.restarts`), which stops the stack loudly — and are stopped
 with SIGTERM (then SIGKILL after a grace period) on Ctrl-C or SIGTERM.
+
+Each worker gets a metrics directory of its own (``PROMETHEUS_MULTIPROC_DIR``), emptied
+at start, so that its counters survive its restarts and several processes of one worker
+(serve's replicas) add up; :meth:`Supervisor.status` tells each process's state and
+restarts (served by ``up`` on the supervisor's endpoint, read by ``doctor`` and the
+dashboard).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from stack.embedded import die_with_parent
 from stack.exceptions import GaveUp
@@ -25,7 +33,10 @@ from stack.stack import Stack
 from stack.stack_watch import StackWatch
 from streams.settings import ENV_PREFIX, Settings
 
-__all__ = ["Supervisor", "replica_names", "settings_env"]
+__all__ = ["Supervisor", "WorkerStatus", "replica_names", "settings_env"]
+
+#: Restarts within a minute from which a worker counts as crash-looping.
+CRASH_LOOP_RESTARTS = 2
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +70,30 @@ class _Child:
     worker: str
     restarts: RestartState
     proc: subprocess.Popen[bytes] | None = None
+    #: starting/running, restarting (in backoff), failed (given up), stopped
+    state: str = "stopped"
+    last_exit: int | None = None
+    since: float = field(default_factory=time.time)
+    #: Monotonic times of the restarts (for "restarts in the last minute").
+    restart_times: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """One worker process as the supervisor sees it."""
+
+    name: str
+    state: str
+    pid: int | None
+    restarts: int
+    restarts_last_min: int
+    last_exit: int | None
+    since: float
+
+    @property
+    def crash_looping(self) -> bool:
+        """Given up on, or restarted again and again within the last minute."""
+        return self.state == "failed" or self.restarts_last_min >= CRASH_LOOP_RESTARTS
 
 
 def replica_names(settings: Settings, workers: Iterable[str]) -> list[tuple[str, str]]:
@@ -104,16 +139,23 @@ class Supervisor:
         self.stack_watch = (
             StackWatch(stack, self.policy, self.restart_all) if stack is not None else None
         )
+        self.metrics_root = settings.home / "run" / "metrics"
+
+    def metrics_dir(self, worker: str) -> Path:
+        """The shared metrics directory of worker ``worker``'s processes."""
+        return self.metrics_root / worker
 
     def _spawn(self, child: _Child) -> None:
         cmd = [sys.executable, "-m", "cli.app", "worker", child.worker]
+        env = settings_env(self.settings)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir(child.worker))
         stdout = None
         if self.log_dir:
             os.makedirs(self.log_dir, exist_ok=True)
             stdout = open(os.path.join(self.log_dir, f"{child.name}.log"), "ab")  # noqa: SIM115
         child.proc = subprocess.Popen(
             cmd,
-            env=settings_env(self.settings),
+            env=env,
             stdout=stdout,
             stderr=subprocess.STDOUT if stdout else None,
             preexec_fn=lambda: die_with_parent(signal.SIGTERM),
@@ -121,12 +163,50 @@ class Supervisor:
         child.restarts.started()
         if stdout:
             stdout.close()
+        child.state, child.since = "running", time.time()
         log.info("started worker %s (pid %d)", child.name, child.proc.pid)
 
+    def _exited(self, child: _Child) -> None:
+        """Bookkeeping for a worker process that ended: its live gauges go."""
+        assert child.proc is not None
+        child.last_exit = child.proc.returncode
+        try:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(child.proc.pid, str(self.metrics_dir(child.worker)))
+        except OSError:  # pragma: no cover - the directory went away
+            pass
+
     def start(self) -> None:
-        """Start every worker."""
+        """Start every worker (with empty metrics directories)."""
+        for worker in {c.worker for c in self.children.values()}:
+            folder = self.metrics_dir(worker)
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True, exist_ok=True)
         for child in self.children.values():
             self._spawn(child)
+
+    def status(self) -> list[WorkerStatus]:
+        """Every worker process's state, pid and restarts."""
+        now = time.monotonic()
+        out = []
+        for child in self.children.values():
+            alive = child.proc is not None and child.proc.poll() is None
+            state = child.state
+            if state == "running" and not alive:
+                state = "restarting"  # exited; the watch loop has not seen it yet
+            out.append(
+                WorkerStatus(
+                    name=child.name,
+                    state=state,
+                    pid=child.proc.pid if alive and child.proc is not None else None,
+                    restarts=child.restarts.restarts,
+                    restarts_last_min=sum(1 for t in child.restart_times if now - t < 60),
+                    last_exit=child.last_exit,
+                    since=child.since,
+                )
+            )
+        return out
 
     def pids(self) -> dict[str, int]:
         """Process name (``serve``, ``serve-2``, …) → pid of the running process."""
@@ -161,8 +241,10 @@ class Supervisor:
         if child.proc is None or child.proc.poll() is None:
             return
         code = child.proc.returncode
+        self._exited(child)
         uptime = state.uptime(now)
         if not state.failed(now):
+            child.state, child.since = "failed", time.time()
             raise GaveUp(
                 f"worker {child.name} failed {state.failures} times in a row, each within "
                 f"{self.policy.healthy_after_s:.0f}s of starting (last exit code {code}, "
@@ -170,6 +252,8 @@ class Supervisor:
                 f"why{f' ({self.log_dir}/{child.name}.log)' if self.log_dir else ' (above)'}."
             )
         assert state.due_at is not None
+        child.restart_times = [t for t in child.restart_times if now - t < 60] + [now]
+        child.state, child.since = "restarting", time.time()
         log.warning(
             "worker %s exited with %s after %.1fs (failure %d of %d in a row); restarting in %.1fs",
             child.name,
@@ -184,6 +268,8 @@ class Supervisor:
         """Stop every worker and start it again at once (not counted as failures)."""
         self._terminate(list(self.children.values()))
         for child in self.children.values():
+            if child.proc is not None:
+                self._exited(child)
             child.restarts.restarts += 1
             self._spawn(child)
 
@@ -210,4 +296,5 @@ class Supervisor:
                 child.proc.kill()
                 child.proc.wait(5)
             codes[child.name] = child.proc.returncode
+            child.state, child.since = "stopped", time.time()
         return codes

@@ -30,6 +30,11 @@ Failures are decided once, here:
   that handles records independently (serving) rejects one record itself with
   :meth:`ConsumerLoop.reject` instead;
 * any other exception is a bug and stops the worker loudly, without committing.
+
+The loop is where the generic metrics are kept (:mod:`streams.metrics`): messages
+consumed and handled per topic, batch sizes and handle times, commits, retries, owned
+partitions and the lag of each (dead letters are counted where they are sent,
+:mod:`streams.dlq`).
 """
 
 from __future__ import annotations
@@ -41,13 +46,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from recsys.exceptions import DataRejected, StreamrecError
 from recsys.records import Record
 from streams.dlq import DeadLetters
 from streams.exceptions import SerializationError
 from streams.kafka import consumer_config, poll_batch
+from streams.metrics import loop_metrics
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import TopicSpec
@@ -171,6 +177,10 @@ class ConsumerLoop:
         self.dead_letters = DeadLetters(producer, worker, self.group_id)
         self._check = check
         self.stats = LoopStats()
+        self.metrics = loop_metrics()
+        self._lag_at = 0.0
+        #: Messages behind the end per owned partition, as of the last fetch.
+        self.lags: dict[tuple[str, int], int] = {}
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._assigned: set[tuple[str, int]] = set()
@@ -191,6 +201,7 @@ class ConsumerLoop:
     def _assign_cb(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         self._assigned |= set(tps)
+        self._count_assigned()
         log.info("%s assigned %s", self.worker, tps)
         if self._on_assign:
             self._on_assign(tps)
@@ -200,9 +211,41 @@ class ConsumerLoop:
         self._assigned -= set(tps)
         for tp in tps:
             self._positions.pop(tp, None)
+            self.lags.pop(tp, None)
+            self.metrics.lag.labels(self.worker, tp[0], str(tp[1])).set(0)
+        self._count_assigned()
         log.info("%s revoked %s", self.worker, tps)
         if self._on_revoke:
             self._on_revoke(tps)
+
+    def _count_assigned(self) -> None:
+        for topic in self.inputs:
+            n = sum(1 for t, _ in self._assigned if t == topic)
+            self.metrics.assigned.labels(self.worker, topic).set(n)
+
+    def _update_lag(self, consumer: Consumer) -> None:
+        """Lag per owned partition from the cached high watermark of the last fetch.
+
+        No broker call: librdkafka keeps the watermark of every fetch response. On Tansu
+        the watermark is the base offset of the last record batch + 1, so the lag reads
+        low by up to one producer batch (:mod:`streams.lag` has the exact figure).
+        """
+        self._lag_at = time.monotonic()
+        for topic, partition in list(self._assigned):
+            position = self._positions.get((topic, partition))
+            if position is None:
+                continue
+            try:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high is None or high < 0:
+                continue
+            lag = max(0, int(high) - position)
+            self.lags[(topic, partition)] = lag
+            self.metrics.lag.labels(self.worker, topic, str(partition)).set(lag)
 
     @property
     def assigned(self) -> set[tuple[str, int]]:
@@ -288,8 +331,11 @@ class ConsumerLoop:
                 )
                 if messages:
                     await self._process(consumer, messages, stop)
-                elif self._housekeeping is not None:
-                    await self._housekeep(consumer, final=False)
+                else:
+                    if self._housekeeping is not None:
+                        await self._housekeep(consumer, final=False)
+                    if time.monotonic() - self._lag_at > 1.0:
+                        self._update_lag(consumer)
             if self._housekeeping is not None:
                 await self._housekeep(consumer, final=True)
         finally:
@@ -303,6 +349,7 @@ class ConsumerLoop:
     ) -> None:
         batch: list[Inbound[Any]] = []
         offsets: dict[tuple[str, int], int] = {}
+        per_topic: dict[str, int] = {}
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -313,10 +360,13 @@ class ConsumerLoop:
                 continue
             self.stats.consumed += 1
             topic, partition, offset = where(msg)
+            per_topic[topic] = per_topic.get(topic, 0) + 1
             offsets[(topic, partition)] = offset + 1
             inbound = self._decode(msg)
             if inbound is not None:
                 batch.append(inbound)
+        for topic, n in per_topic.items():
+            self.metrics.consumed.labels(self.worker, topic).inc(n)
         if batch:
             await self._handle_isolating(consumer, batch, stop)
         # effects durable before the commit: outputs and dead letters acknowledged
@@ -327,6 +377,7 @@ class ConsumerLoop:
         await asyncio.get_running_loop().run_in_executor(
             None, self._commit, consumer, self._due_commits()
         )
+        self._update_lag(consumer)
 
     async def _housekeep(self, consumer: Consumer, *, final: bool) -> None:
         assert self._housekeeping is not None
@@ -376,15 +427,18 @@ class ConsumerLoop:
     ) -> None:
         delay = 0.2
         paused: list[TopicPartition] = []
+        started = time.perf_counter()
         try:
             while True:
                 try:
                     await self.handler(batch)
                     self.stats.handled += len(batch)
                     self.stats.batches += 1
+                    self._count_handled(batch, time.perf_counter() - started)
                     return
                 except Retryable as exc:
                     self.stats.retries += 1
+                    self.metrics.retries.labels(self.worker).inc()
                     if not paused:
                         paused = consumer.assignment()
                         consumer.pause(paused)
@@ -407,6 +461,17 @@ class ConsumerLoop:
             if paused:
                 consumer.resume(paused)
 
+    def _count_handled(self, batch: list[Inbound[Any]], seconds: float) -> None:
+        m = self.metrics
+        per_topic: dict[str, int] = {}
+        for inbound in batch:
+            per_topic[inbound.topic] = per_topic.get(inbound.topic, 0) + 1
+        for topic, n in per_topic.items():
+            m.handled.labels(self.worker, topic).inc(n)
+        m.batches.labels(self.worker).inc()
+        m.batch_size.labels(self.worker).observe(len(batch))
+        m.handle_seconds.labels(self.worker).observe(seconds)
+
     def _commit(self, consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
         owned = {tp: off for tp, off in offsets.items() if tp in self._assigned}
         if not owned:
@@ -416,4 +481,5 @@ class ConsumerLoop:
             asynchronous=False,
         )
         self.stats.commits += 1
+        self.metrics.commits.labels(self.worker).inc()
         self.stats.last_commit.update(owned)

@@ -25,6 +25,7 @@ __all__ = [
     "GeneralSettings",
     "KafkaSettings",
     "LlmSettings",
+    "OpsSettings",
     "PostgresSettings",
     "ServingSettings",
     "TracingSettings",
@@ -218,6 +219,11 @@ class LlmSettings(_Section):
         "item is stored from its raw text (LLM_FAILED, reason logged).",
     )
     llm_rerank: bool = Field(True, description="Use the LLM to rerank eligible requests.")
+    llm_log_prompts: bool = Field(
+        True,
+        description="Put each prompt as sent (PII already redacted) on its rec.llm-log "
+        "record, for the dashboard and audits.",
+    )
     llm_explain: bool = Field(False, description="Let the LLM word explanations (checked).")
     tag_taxonomy: Annotated[tuple[str, ...] | None, NoDecode] = Field(
         None,
@@ -381,6 +387,60 @@ class TracingSettings(_Section):
     otel_service_name: str = Field("streamrec", description="service.name of exported spans.")
 
 
+class OpsSettings(_Section):
+    """What operators look at: logs, metrics and health endpoints, the dashboard."""
+
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Log lines as text (time, level, worker[pid], logger, message) or one "
+        "JSON object per line for log shippers.",
+    )
+    progress_interval_s: float = Field(
+        30.0,
+        ge=0,
+        description="Each running worker logs a one-line progress summary this often (0 = never).",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address the workers' metrics and health endpoints bind (local only by "
+        "default; 0.0.0.0 in containers that Prometheus scrapes).",
+    )
+    metrics_port: int = Field(
+        9460,
+        ge=0,
+        le=65530,
+        description="First port of the workers' metrics/health endpoints: enrich, users, "
+        "serve, feedback, archive listen on this port + 0…4 and the supervisor of `up` on "
+        "+5 (0 = no endpoints).",
+    )
+    health_stall_s: float = Field(
+        30.0,
+        gt=0,
+        description="A worker whose event loop has not turned for this long is reported not live.",
+    )
+    dashboard_host: str = Field(
+        "127.0.0.1",
+        description="Address the dashboard binds; any non-loopback address needs "
+        "STREAMREC_DASHBOARD_TOKEN or STREAMREC_DASHBOARD_PASSWORD.",
+    )
+    dashboard_port: int = Field(8470, ge=0, le=65535, description="Port of the dashboard.")
+    dashboard_token: SecretStr | None = Field(
+        None,
+        description="Access token of the dashboard (secret): sent as `Authorization: "
+        "Bearer …` or once as `?token=…`, which sets a session cookie.",
+    )
+    dashboard_user: str = Field("streamrec", description="Basic-auth user of the dashboard.")
+    dashboard_password: SecretStr | None = Field(
+        None, description="Basic-auth password of the dashboard (secret)."
+    )
+    dashboard_scrape_s: float = Field(
+        5.0, gt=0, description="How often the dashboard scrapes the workers' metrics."
+    )
+    dashboard_history_s: float = Field(
+        3600.0, gt=0, description="How much metric history the dashboard keeps in memory."
+    )
+
+
 class DataSettings(_Section):
     """Data sets read by tests, benchmarks and evaluation jobs."""
 
@@ -402,5 +462,6 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("serving", ServingSettings),
     ("feedback", FeedbackSettings),
     ("tracing", TracingSettings),
+    ("ops", OpsSettings),
     ("data", DataSettings),
 )

@@ -31,6 +31,7 @@ from recsys.serving.recommender import Recommender
 from streams.consumer_loop import STORE_REJECTED, ConsumerLoop, Inbound, Retryable
 from streams.tracing import consume_span
 from workers.bootstrap import Context
+from workers.metrics import observe_served
 from workers.model_load import load_model
 from workers.serve_wiring import build_recommender, llm_client
 
@@ -94,6 +95,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
                 producer.send(topics.rec_responses, request.user_id, served.response)
                 for record in served.logs:
                     producer.send(topics.llm_log, record.request_id, record)
+                observe_served(served.response, served.logs, served.timings)
                 done.add((msg.topic, msg.partition, msg.offset))
 
     async def handle(batch: list[Inbound[Any]]) -> None:

@@ -40,6 +40,8 @@ class LlmAccounting:
     cost_usd: float = 0.0
     attempts: int = 0
     llm_reason: str | None = None
+    #: the messages as sent (None: no call went out, or prompts are not logged)
+    prompt: str | None = None
 
     @property
     def transport_failed(self) -> bool:
@@ -90,6 +92,7 @@ class LlmAccounting:
             fallback_reason=self.fallback_reason,
             route=route,
             propensity=propensity,
+            prompt=self.prompt,
         )
 
 
@@ -104,4 +107,5 @@ def accounting_from(result: LlmResult[Any]) -> dict[str, Any]:
         "cost_usd": result.cost_usd,
         "attempts": result.attempts,
         "llm_reason": result.reason,
+        "prompt": result.prompt,
     }
