@@ -15,7 +15,7 @@ import pytest
 
 from stack.embedded import EmbeddedBroker, free_port
 from streams.settings import Settings
-from tests.integration.up_harness import UpProcess
+from testkit.up_process import UpProcess
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,8 +21,8 @@ from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
 from testkit.poison import poison_messages
+from testkit.up_process import REPO, clean_env
 from tests.helpers import await_until, read_topic
-from tests.integration.up_harness import REPO, clean_env
 
 
 async def _consume(settings: Settings, group: str, worker: str, expected: int) -> ConsumerLoop:

@@ -16,8 +16,8 @@ import pytest
 from recsys.users.state import fold
 from stack.embedded import EmbeddedPostgres, free_port
 from streams.settings import Settings
+from testkit.up_process import UpProcess
 from tests.helpers import wait_until
-from tests.integration.up_harness import UpProcess
 from tests.integration.users_harness import (
     USERS_OVERRIDES,
     assert_exact,

@@ -92,3 +92,21 @@ def test_text_with_a_nul_character_is_an_invalid_value(
         serde.decode(payload, type(record))
     assert info.value.reason == "invalid_value"
     assert f": {where}: " in str(info.value)
+
+
+@pytest.mark.parametrize("topic", [t.base for t in Topics(Settings()).data_topics()])
+def test_every_poison_of_the_catalogue_fails_with_its_reason(serde: AvroSerde, topic: str) -> None:
+    from testkit.poison import poison_catalogue
+
+    spec = next(t for t in Topics(Settings()).data_topics() if t.base == topic)
+    assert spec.value is not None
+    kinds = set()
+    for poison in poison_catalogue(spec, serde):
+        kinds.add(poison.kind)
+        if poison.kind == "store_refused":  # valid: only a database refuses it
+            assert serde.decode(poison.value, spec.value) is not None
+            continue
+        with pytest.raises(SerializationError) as info:
+            serde.decode(poison.value, spec.value)
+        assert info.value.reason == poison.reason, poison.kind
+    assert {"nul_text", "invalid_utf8", "oversized", "tombstone", "unknown_schema_id"} <= kinds

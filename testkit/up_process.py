@@ -1,4 +1,5 @@
-"""`streamrec up` as a user runs it: a background process whose output is read line by line."""
+"""`streamrec up` as a user runs it: a background process whose output is read line by line
+(the supervision tests and ``benchmarks/chaos.py``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 __all__ = ["REPO", "UpProcess", "clean_env"]
 
@@ -28,9 +29,13 @@ class UpProcess:
     """`streamrec up` in the background, its output (stdout and stderr) read line by line."""
 
     def __init__(self, home: Path, port: int, *args: str, **env: str) -> None:
+        """Start ``up`` on ``home`` and broker ``port``; no metrics endpoints (their fixed
+        ports would collide with other runs on the machine) unless ``env`` names one."""
         env.setdefault("STREAMREC_SESSION_TIMEOUT_MS", "3000")
+        env.setdefault("STREAMREC_METRICS_PORT", "0")
+        extra = () if "--no-dashboard" in args else ("--no-dashboard",)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.app", "up", "--broker-port", str(port), *args],
+            [sys.executable, "-m", "cli.app", "up", "--broker-port", str(port), *args, *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
