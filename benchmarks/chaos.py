@@ -37,6 +37,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -142,7 +143,7 @@ class Run:
         log(f"SIGKILL {worker} (pid {victim.pid})")
         return True
 
-    def freeze_postgres(self, seconds: float) -> None:
+    def freeze_postgres(self, seconds: float = 30.0) -> None:
         master = self.postmaster()
         procs = [master, *master.children(recursive=True)]
         for p in procs:
@@ -182,20 +183,26 @@ class Run:
 
     # ---- phases ---------------------------------------------------------------------------
     def phase(self, seconds: float, kills_each: int, postgres: str) -> None:
-        """Run the load for ``seconds`` with faults at random moments."""
+        """Run the load for ``seconds`` with faults at random moments (the Postgres fault
+        runs beside the others: workers die while the database is away too)."""
         start = time.monotonic()
+        pg_at = self.rng.uniform(0.25, 0.5) * seconds
+        pg_window = (pg_at - 20, pg_at + (30 if postgres == "freeze" else 10) + 25)
         plan: list[tuple[float, Callable[[], Any]]] = []
         for worker in WORKERS:
-            times = sorted(self.rng.uniform(0.1, 0.85) * seconds for _ in range(kills_each))
-            for i in range(1, len(times)):  # at least 25 s apart (a restart, then some work)
-                times[i] = max(times[i], times[i - 1] + 25)
+            times: list[float] = []
+            while len(times) < kills_each:
+                t = self.rng.uniform(0.08, 0.85) * seconds
+                # serve's restart is measured: not while Postgres is away
+                if worker == "serve" and pg_window[0] <= t <= pg_window[1]:
+                    continue
+                if all(abs(t - other) >= 25 for other in times):
+                    times.append(t)
             plan += [(t, partial(self._kill_soon, worker)) for t in times]
         moments = [seconds * f for f in (0.1, 0.2, 0.3, 0.45, 0.6, 0.7, 0.8)]
         plan += self.poison_round(moments)
-        if postgres == "freeze":
-            plan.append((seconds * 0.4, lambda: self.freeze_postgres(30)))
-        elif postgres == "kill":
-            plan.append((seconds * 0.5, self.kill_postgres))
+        fault = self.freeze_postgres if postgres == "freeze" else self.kill_postgres
+        plan.append((pg_at, lambda: threading.Thread(target=fault, daemon=True).start()))
         for when, action in sorted(plan, key=lambda a: a[0]):
             delay = start + when - time.monotonic()
             if delay > 0:

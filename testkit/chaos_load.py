@@ -87,7 +87,7 @@ class ChaosLoad:
         self.topics = Topics(self.settings)
         self.serde = AvroSerde()
         self._producer: Producer | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._running = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

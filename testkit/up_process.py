@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -12,6 +13,8 @@ import time
 from pathlib import Path
 
 import psutil
+
+from stack.embedded import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,6 +44,8 @@ class UpProcess:
             text=True,
             cwd=REPO,
             env=clean_env(STREAMREC_HOME=str(home), **env),
+            # stops the whole stack if the test or benchmark that started it dies
+            preexec_fn=lambda: die_with_parent(signal.SIGTERM),
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
