@@ -50,8 +50,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from recsys.exceptions import DataRejected, StreamrecError
 from recsys.records import Record
+from streams import admin
 from streams.dlq import DeadLetters
-from streams.exceptions import SerializationError
+from streams.exceptions import BrokerUnavailable, SerializationError
 from streams.kafka import consumer_config, poll_batch
 from streams.metrics import loop_metrics
 from streams.producer import RecordProducer
@@ -94,6 +95,11 @@ class Inbound(Generic[R]):
     timestamp_ms: int
     #: The value exactly as consumed (wire bytes), for workers that keep it (archive).
     raw_value: bytes | None = None
+    #: The topic's Kafka topic id — which incarnation of ``topic`` the offset belongs to —
+    #: or None when the broker reports none. Store it beside any position kept outside
+    #: Kafka: offsets restart at 0 when a topic is recreated (or the embedded broker,
+    #: which keeps topics in memory, starts again).
+    topic_id: str | None = None
 
     @property
     def source(self) -> str:
@@ -196,11 +202,17 @@ class ConsumerLoop:
             **(consumer_overrides or {}),
         )
         self._consumer: Consumer | None = None
+        #: Topic id per input topic, resolved after each assignment (a recreated topic
+        #: comes back through a rebalance with a new id).
+        self._topic_ids: dict[str, str | None] = {}
+        self._last_topic_ids: dict[str, str | None] = {}
 
     # ---- rebalance --------------------------------------------------------------------
     def _assign_cb(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         self._assigned |= set(tps)
+        for topic, _ in tps:
+            self._topic_ids.pop(topic, None)  # resolved again before the next batch
         self._count_assigned()
         log.info("%s assigned %s", self.worker, tps)
         if self._on_assign:
@@ -252,6 +264,48 @@ class ConsumerLoop:
         """Partitions currently owned by this loop."""
         return set(self._assigned)
 
+    # ---- topic incarnations ---------------------------------------------------------
+    def topic_id(self, topic: str) -> str | None:
+        """The resolved topic id of an input topic (None: unknown or not resolved yet)."""
+        return self._topic_ids.get(topic)
+
+    def _resolve_topic_ids(self, topics: set[str]) -> None:
+        """Describe the topics whose id is not known since their last assignment."""
+        missing = [t for t in topics if t not in self._topic_ids]
+        if not missing:
+            return
+        for attempt in range(5):
+            try:
+                found = admin.topic_ids(self.settings, missing)
+                break
+            except BrokerUnavailable as exc:
+                if attempt == 4:
+                    raise
+                log.warning("%s: cannot resolve topic ids yet (%s); retrying", self.worker, exc)
+                time.sleep(0.5 * (attempt + 1))
+        for topic in missing:
+            topic_id = found.get(topic)
+            previous = self._last_topic_ids.get(topic)
+            if topic_id is None:
+                log.warning(
+                    "%s: the broker reports no topic id for %s, so a recreated topic cannot "
+                    "be told apart from the old one (positions stored outside Kafka assume "
+                    "the same incarnation)",
+                    self.worker,
+                    topic,
+                )
+            elif topic in self._last_topic_ids and previous != topic_id:
+                log.warning(
+                    "%s: %s is a new incarnation of the topic (topic id %s, was %s): it "
+                    "was deleted and created again, its offsets started again at 0",
+                    self.worker,
+                    topic,
+                    topic_id,
+                    previous,
+                )
+            self._topic_ids[topic] = topic_id
+            self._last_topic_ids[topic] = topic_id
+
     # ---- decoding ---------------------------------------------------------------------
     def _decode(self, msg: Message) -> Inbound[Any] | None:
         """Decode one message, or dead-letter it and return None."""
@@ -279,6 +333,7 @@ class ConsumerLoop:
             headers=headers,
             timestamp_ms=msg.timestamp()[1],
             raw_value=msg.value(),
+            topic_id=self._topic_ids.get(topic),
         )
         if self._check is not None and (failed := self._check(inbound)) is not None:
             self.reject(inbound, *failed)
@@ -296,6 +351,7 @@ class ConsumerLoop:
             reason=reason,
             error=error,
             headers=headers_of(msg),
+            topic_id=self._topic_ids.get(spec.name),
         )
         self.stats.dead_lettered += 1
 
@@ -314,6 +370,7 @@ class ConsumerLoop:
             reason=reason,
             error=error,
             headers=inbound.headers,
+            topic_id=inbound.topic_id,
         )
         self.stats.dead_lettered += 1
 
@@ -350,6 +407,11 @@ class ConsumerLoop:
         batch: list[Inbound[Any]] = []
         offsets: dict[tuple[str, int], int] = {}
         per_topic: dict[str, int] = {}
+        topics = {msg.topic() for msg in messages if msg.error() is None}
+        if any(t not in self._topic_ids for t in topics):
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._resolve_topic_ids, {t for t in topics if t is not None}
+            )
         for msg in messages:
             err = msg.error()
             if err is not None:

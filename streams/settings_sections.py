@@ -277,6 +277,13 @@ class UsersSettings(_Section):
         description="fetch.wait.max.ms of the users worker (a throughput consumer: a "
         "longer wait means fewer, fuller fetches).",
     )
+    users_state_cache: int = Field(
+        50_000,
+        ge=0,
+        description="User states the users worker keeps in memory between batches (least "
+        "recently used evicted; 0 = read every batch's states from Postgres). Dropped "
+        "whenever its partitions change, so it never outlives their ownership.",
+    )
 
 
 class CfSettings(_Section):

@@ -20,6 +20,7 @@ import logging
 import time
 from typing import Any
 
+from streams.exceptions import PortInUse
 from streams.health import Health
 from streams.metrics import multiprocess_dir
 from streams.ops_http import OpsServer, worker_routes
@@ -96,15 +97,19 @@ class Observer:
     def start_endpoints(self) -> None:
         """Serve ``/metrics`` and ``/health/*`` (unless ``metrics_port`` is 0).
 
-        Raises:
-            PortInUse: the worker's port is taken.
+        A taken port (a second process of this worker started by hand, outside `up`,
+        which shares one port between its processes) costs this process its endpoints,
+        with a warning, never its work.
         """
         port = self.settings.ops_port(self.name)
         if port is None:
             return
-        self.server = OpsServer(
-            self.settings.metrics_host, port, worker_routes(self.health), name=self.name
-        ).start(reuse_port=multiprocess_dir() is not None)
+        try:
+            self.server = OpsServer(
+                self.settings.metrics_host, port, worker_routes(self.health), name=self.name
+            ).start(reuse_port=multiprocess_dir() is not None)
+        except PortInUse as exc:
+            log.warning("%s; this process runs without metrics and health endpoints", exc)
 
     def stop_endpoints(self) -> None:
         """Close the endpoint."""
