@@ -4,11 +4,13 @@
   is there; workers retried their batches meanwhile (Postgres away is a retry, never a
   skip), so nothing is lost or doubled.
 * **The broker** died: its topics lived in memory and are gone — messages not yet
-  consumed, dead letters, committed offsets. It is started again, empty, on the same
-  port; the topics are created again and every worker is restarted, so that each starts
-  from offset 0 of the new topics. Positions kept outside Kafka (user state, the archive)
-  name the topic incarnation they belong to, so the new topics' offsets are not mistaken
-  for old ones. What was lost is said at ERROR level, with the message counts last seen.
+  consumed, dead letters, committed offsets. Every worker is stopped (none of the old
+  consumers may join a group of the new broker and leave a member behind that the new
+  ones would wait for), the broker is started again, empty, on the same port, the topics
+  are created again and the workers are started, each from offset 0 of the new topics.
+  Positions kept outside Kafka (user state, the archive) name the topic incarnation they
+  belong to, so the new topics' offsets are not mistaken for old ones. What was lost is
+  said at ERROR level, with the message counts last seen.
 
 Either part failing again and again (the restart policy of :mod:`stack.restarts`) raises
 :class:`~stack.exceptions.GaveUp`: `up` stops the stack with that message.
@@ -33,7 +35,7 @@ __all__ = ["StackWatch"]
 log = logging.getLogger(__name__)
 
 #: How often the sizes of the broker's topics are sampled (to say what a crash lost).
-_SIZES_EVERY_S = 15.0
+_SIZES_EVERY_S = 10.0
 
 
 class StackWatch:
@@ -43,17 +45,19 @@ class StackWatch:
         self,
         stack: Stack,
         policy: RestartPolicy,
-        on_broker_restarted: Callable[[], None],
+        stop_workers: Callable[[], None],
+        start_workers: Callable[[], None],
     ) -> None:
         self.stack = stack
         self.policy = policy
-        self.on_broker_restarted = on_broker_restarted
+        self.stop_workers = stop_workers
+        self.start_workers = start_workers
         self.postgres = RestartState(policy)
         self.broker = RestartState(policy)
         self._pg_down_since: float | None = None
         self._broker_down_since: float | None = None
         self._sizes: dict[str, int] = {}
-        self._sizes_at = 0.0
+        self._sizes_at = -_SIZES_EVERY_S
 
     def check(self) -> None:
         """Look at both parts once; restart what died and is due.
@@ -129,16 +133,19 @@ class StackWatch:
             log.error(
                 "the embedded broker (pid %s) exited with code %s after %.0fs. Its topics "
                 "lived in memory and are gone: messages not consumed yet, dead letters and "
-                "committed offsets are lost (last seen: %s). Producers still running deliver "
-                "what they had not delivered yet once it is back. Starting it again, empty, "
-                "on %s; the topics are created again and every worker restarts from offset 0 "
-                "of the new topics.",
+                "committed offsets are lost (messages the topics held %.0fs before: %s). "
+                "Producers still running deliver what they had not delivered yet once it "
+                "is back. Stopping the workers, starting the broker again, empty, on %s, "
+                "creating the topics and starting the workers, each from offset 0 of the "
+                "new topics.",
                 broker.pid,
                 broker.exit_code,
                 self.broker.uptime(now),
-                ", ".join(f"{t} {n}" for t, n in held.items()) or "no messages",
+                now - self._sizes_at,
+                ", ".join(f"{t} {n}" for t, n in held.items()) or "none",
                 broker.bootstrap,
             )
+            self.stop_workers()
             if not self.broker.failed(now):
                 self._give_up("the embedded broker", self.broker, None)
         if self.broker.due_at is not None and now < self.broker.due_at:
@@ -159,12 +166,12 @@ class StackWatch:
         created = sum(1 for v in report.values() if v == "created")
         log.warning(
             "the embedded broker is back (pid %s) after %.1fs down, %d topics created again; "
-            "restarting the workers",
+            "starting the workers",
             broker.pid,
             down,
             created,
         )
-        self.on_broker_restarted()
+        self.start_workers()
 
     def _give_up(self, what: str, state: RestartState, logfile: object) -> None:
         where = f"; see {logfile}" if logfile else ""

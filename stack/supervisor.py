@@ -137,7 +137,9 @@ class Supervisor:
         self.log_dir = log_dir
         self.stopping = threading.Event()
         self.stack_watch = (
-            StackWatch(stack, self.policy, self.restart_all) if stack is not None else None
+            StackWatch(stack, self.policy, self.stop_all, self.start_all)
+            if stack is not None
+            else None
         )
         self.metrics_root = settings.home / "run" / "metrics"
 
@@ -264,12 +266,20 @@ class Supervisor:
             state.due_at - now,
         )
 
-    def restart_all(self) -> None:
-        """Stop every worker and start it again at once (not counted as failures)."""
+    def stop_all(self) -> None:
+        """Stop every worker for a moment (the broker is being replaced); see :meth:`start_all`."""
         self._terminate(list(self.children.values()))
         for child in self.children.values():
             if child.proc is not None:
                 self._exited(child)
+            child.proc = None  # not an exit to restart: start_all does
+            child.state, child.since = "restarting", time.time()
+
+    def start_all(self) -> None:
+        """Start every worker stopped by :meth:`stop_all` (not counted as failures)."""
+        if self.stopping.is_set():
+            return
+        for child in self.children.values():
             child.restarts.restarts += 1
             self._spawn(child)
 

@@ -102,3 +102,38 @@ def test_a_killed_postgres_is_started_again_and_nothing_is_lost(tmp_path: Path) 
     finally:
         if up.proc.poll() is None:
             up.kill()
+
+
+def test_a_killed_broker_is_started_again_and_new_input_is_processed(tmp_path: Path) -> None:
+    """The embedded broker keeps topics in memory: when it dies, `up` says what is gone,
+    starts it again empty, creates the topics and restarts the workers — and the users
+    worker applies the new topics' events although their offsets start at 0 again (its
+    stored positions name the old incarnation)."""
+    port = free_port()
+    env = {f"STREAMREC_{k.upper()}": str(v) for k, v in USERS_OVERRIDES.items()}
+    up = UpProcess(tmp_path, port, "--workers", "users", **env)
+    s = Settings(home=tmp_path, bootstrap_servers=f"127.0.0.1:{port}", **USERS_OVERRIDES)  # type: ignore[arg-type]
+    dsn = EmbeddedPostgres(s.pg_data_dir).dsn()
+    log = make_log(n_users=10, n_events=500, seed=23)
+    first, second = log[:250], log[250:]
+    try:
+        up.wait_for("Ctrl-C")
+        publish(s, first)
+        n_first = len({e.event_id for e in first})
+        wait_until(lambda: _event_count(dsn) == n_first, 120, 0.2, what="first half stored")
+        broker = next(p for p in up.descendants() if "tansu" in p.name())
+        broker.kill()
+        gone = up.wait_for("exited with code", 60)
+        assert "are gone" in gone and "lost" in gone
+        back = up.wait_for("the embedded broker is back", 60)
+        assert "starting the workers" in back
+        up.wait_for("started worker users", 60)
+        publish(s, second)  # to the new broker: offsets from 0 again
+        distinct = len({e.event_id for e in log})
+        wait_until(lambda: _event_count(dsn) == distinct, 180, 0.3, what="second half stored")
+        assert_exact(dsn, log, s)
+        up.proc.send_signal(signal.SIGTERM)
+        assert up.proc.wait(90) == 0
+    finally:
+        if up.proc.poll() is None:
+            up.kill()
