@@ -118,6 +118,8 @@ class LoopStats:
     retries: int = 0
     #: Batches split in two to find a record the store refused.
     splits: int = 0
+    #: Commits refused because the group was rebalancing (the batch is handled again).
+    commit_failures: int = 0
     commits: int = 0
     last_commit: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -129,6 +131,27 @@ Committable = Callable[[dict[tuple[str, int], int]], dict[tuple[str, int], int]]
 Housekeeping = Callable[[bool], Awaitable[None]]
 #: A worker's own rule on a decoded message: ``(reason, error)`` to dead-letter it, or None.
 Check = Callable[["Inbound[Any]"], tuple[str, str] | None]
+
+
+#: Commit errors of a group in motion (a member's session expired, a rebalance started,
+#: the coordinator moved): the partitions are being reassigned, not a bug of ours.
+_REBALANCING = frozenset(
+    {
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError._ASSIGNMENT_LOST,
+        KafkaError._MAX_POLL_EXCEEDED,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+)
+
+
+def _commit_may_fail(err: KafkaError) -> bool:
+    """A commit error to log and live with (the batch is redelivered), not to crash on."""
+    return not err.fatal() and (err.code() in _REBALANCING or err.retriable())
 
 
 def where(msg: Message) -> tuple[str, int, int]:
@@ -538,10 +561,26 @@ class ConsumerLoop:
         owned = {tp: off for tp, off in offsets.items() if tp in self._assigned}
         if not owned:
             return
-        consumer.commit(
-            offsets=[TopicPartition(t, p, off) for (t, p), off in owned.items()],
-            asynchronous=False,
-        )
+        try:
+            consumer.commit(
+                offsets=[TopicPartition(t, p, off) for (t, p), off in owned.items()],
+                asynchronous=False,
+            )
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if not isinstance(err, KafkaError) or not _commit_may_fail(err):
+                raise
+            # the group moved on (a session timed out, a rebalance began): the partitions'
+            # next owner resumes from the last committed offset and handles this batch
+            # again — at least once, as after a crash; the next commit retries the rest
+            self.stats.commit_failures += 1
+            log.warning(
+                "%s: commit of %s failed (%s); their next owner handles them again",
+                self.worker,
+                sorted(owned),
+                err.str(),
+            )
+            return
         self.stats.commits += 1
         self.metrics.commits.labels(self.worker).inc()
         self.stats.last_commit.update(owned)

@@ -136,12 +136,13 @@ class KafkaSettings(_Section):
         description="Consumer-group session timeout; a group join takes about half of it.",
     )
     embedded_session_timeout_ms: int = Field(
-        1000,
+        1500,
         ge=500,
         description="Session timeout `up` gives its workers on the embedded broker (instead "
-        "of session_timeout_ms): a restarted worker waits about this long for its "
-        "partitions. Apache Kafka refuses values under its group.min.session.timeout.ms "
-        "(6 s by default), so this applies to the embedded broker only.",
+        "of session_timeout_ms): a dead worker's partitions move after about this long. "
+        "Shorter moves them sooner but, on a saturated machine, lets sessions expire "
+        "spuriously (a rebalance, redelivered batches). Apache Kafka refuses values under "
+        "its group.min.session.timeout.ms (6 s by default): embedded broker only.",
     )
     producer_linger_ms: float = Field(1.0, ge=0, description="Producer linger.ms.")
     enable_idempotence: bool = Field(
