@@ -142,6 +142,7 @@ _REBALANCING = frozenset(
         KafkaError.REBALANCE_IN_PROGRESS,
         KafkaError._ASSIGNMENT_LOST,
         KafkaError._MAX_POLL_EXCEEDED,
+        KafkaError._WAIT_COORD,
         KafkaError.NOT_COORDINATOR,
         KafkaError.COORDINATOR_NOT_AVAILABLE,
         KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
