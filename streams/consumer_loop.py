@@ -17,19 +17,14 @@ batches) passes ``committable`` to hold commits back to what is durable, and
 ``housekeeping`` to do time-driven work (roll a file, close windows) when no messages
 arrive and once more at shutdown; commits follow each housekeeping call.
 
-Failures are decided once, here:
-
-* a message that does not decode or validate (or fails the worker's ``check``) goes to
-  its dead-letter topic before the handler sees it;
-* :class:`Retryable` (Postgres away, a timeout) has the same batch retried with backoff
-  while the partitions are paused;
-* :class:`~recsys.exceptions.DataRejected` (the store refused some record's values) has
-  the batch handled again in halves until the refused record is alone; that one is
-  dead-lettered with reason ``store_rejected`` and the rest of the batch is handled once
-  (a failed handler call has no effect: each is one transaction, or idempotent). A handler
-  that handles records independently (serving) rejects one record itself with
-  :meth:`ConsumerLoop.reject` instead;
-* any other exception is a bug and stops the worker loudly, without committing.
+Failures are decided once, here: input that does not decode or validate (or fails the
+worker's ``check``) is dead-lettered before the handler sees it; :class:`Retryable`
+(Postgres away) retries the batch with backoff, partitions paused;
+:class:`~recsys.exceptions.DataRejected` (the store refused a record) isolates and
+dead-letters that record, the rest handled once (:mod:`streams.batch_failures`, which
+also says which commit errors are lived with); a handler that handles records one by
+one (serving) parks one itself with :meth:`ConsumerLoop.reject`; anything else is a bug
+and stops the worker loudly, uncommitted.
 
 The loop is where the generic metrics are kept (:mod:`streams.metrics`): messages
 consumed and handled per topic, batch sizes and handle times, commits, retries, owned
@@ -51,6 +46,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from recsys.exceptions import DataRejected, StreamrecError
 from recsys.records import Record
 from streams import admin
+from streams.batch_failures import STORE_REJECTED, commit_may_fail, handle_isolating
 from streams.dlq import DeadLetters
 from streams.exceptions import BrokerUnavailable, SerializationError
 from streams.kafka import consumer_config, poll_batch
@@ -73,9 +69,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Record)
-
-#: Dead-letter reason of a record whose values the store refused.
-STORE_REJECTED = "store_rejected"
 
 
 class Retryable(StreamrecError):
@@ -131,28 +124,6 @@ Committable = Callable[[dict[tuple[str, int], int]], dict[tuple[str, int], int]]
 Housekeeping = Callable[[bool], Awaitable[None]]
 #: A worker's own rule on a decoded message: ``(reason, error)`` to dead-letter it, or None.
 Check = Callable[["Inbound[Any]"], tuple[str, str] | None]
-
-
-#: Commit errors of a group in motion (a member's session expired, a rebalance started,
-#: the coordinator moved): the partitions are being reassigned, not a bug of ours.
-_REBALANCING = frozenset(
-    {
-        KafkaError.UNKNOWN_MEMBER_ID,
-        KafkaError.ILLEGAL_GENERATION,
-        KafkaError.REBALANCE_IN_PROGRESS,
-        KafkaError._ASSIGNMENT_LOST,
-        KafkaError._MAX_POLL_EXCEEDED,
-        KafkaError._WAIT_COORD,
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    }
-)
-
-
-def _commit_may_fail(err: KafkaError) -> bool:
-    """A commit error to log and live with (the batch is redelivered), not to crash on."""
-    return not err.fatal() and (err.code() in _REBALANCING or err.retriable())
 
 
 def where(msg: Message) -> tuple[str, int, int]:
@@ -485,28 +456,21 @@ class ConsumerLoop:
     async def _handle_isolating(
         self, consumer: Consumer, batch: list[Inbound[Any]], stop: asyncio.Event
     ) -> None:
-        """Handle ``batch``; if the store refuses a record, find it by halving and park it.
+        """Handle ``batch``; a record the store refuses is found by halving and parked."""
 
-        A refused record costs about ``2·log2(len(batch))`` extra handler calls; the
-        records around it are handled exactly once because a refused call changed
-        nothing (one transaction) or only repeated idempotent writes.
-        """
-        try:
-            await self._handle_with_retry(consumer, batch, stop)
-        except DataRejected as exc:
-            if len(batch) == 1:
-                self.reject(batch[0], STORE_REJECTED, str(exc))
-                return
+        async def handle(part: list[Inbound[Any]]) -> None:
+            await self._handle_with_retry(consumer, part, stop)
+
+        def split(size: int, exc: DataRejected) -> None:
             self.stats.splits += 1
             log.warning(
                 "%s: the store refused a record in a batch of %d (%s); handling it in halves",
                 self.worker,
-                len(batch),
+                size,
                 str(exc)[:300],
             )
-            middle = len(batch) // 2
-            await self._handle_isolating(consumer, batch[:middle], stop)
-            await self._handle_isolating(consumer, batch[middle:], stop)
+
+        await handle_isolating(handle, batch, self.reject, split)
 
     async def _handle_with_retry(
         self, consumer: Consumer, batch: list[Inbound[Any]], stop: asyncio.Event
@@ -569,7 +533,7 @@ class ConsumerLoop:
             )
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
-            if not isinstance(err, KafkaError) or not _commit_may_fail(err):
+            if not isinstance(err, KafkaError) or not commit_may_fail(err):
                 raise
             # the group moved on (a session timed out, a rebalance began): the partitions'
             # next owner resumes from the last committed offset and handles this batch
