@@ -192,7 +192,8 @@ def test_each_workers_metrics_count_what_the_workload_did(
 
     _eventually(archive_counts, "archive counters")
     sup = scrape(s, "supervisor")
-    assert value(sup, "streamrec_worker_up") == len(WORKERS)
+    # one per process: serve runs serve_replicas of them (serve, serve-2, …)
+    assert value(sup, "streamrec_worker_up") == len(WORKERS) - 1 + s.serve_replicas
     assert value(sup, "streamrec_worker_restarts_total") == 0
     # one line format on every line, and one file per worker
     logs = s.home / "logs"
