@@ -1,17 +1,17 @@
 """The `streamrec` command line: every command registered here, explicitly.
 
 Commands live in :mod:`cli.stack_cmds` (run and inspect a deployment),
-:mod:`cli.data_cmds` (train, replay, evaluate, A/B), :mod:`cli.dlq_cmds` (dead letters)
-and :mod:`cli.demo_cmd`; each is a
-thin layer over jobs, workers and the local stack, wrapped in
-:func:`cli.common.friendly_errors` so that a user's mistake is one line, not a traceback.
+:mod:`cli.data_cmds` (train, replay, evaluate, A/B), :mod:`cli.policy_cmds`
+(learn-policy), :mod:`cli.dlq_cmds` (dead letters) and :mod:`cli.demo_cmd`; each is a thin
+layer over jobs, workers and the local stack, wrapped in :func:`cli.common.friendly_errors`
+so that a user's mistake is one line, not a traceback.
 """
 
 from __future__ import annotations
 
 import typer
 
-from cli import data_cmds, demo_cmd, dlq_cmds, stack_cmds
+from cli import data_cmds, demo_cmd, dlq_cmds, policy_cmds, stack_cmds
 from cli.common import friendly_errors
 
 __all__ = ["app", "main"]
@@ -45,6 +45,7 @@ app.command("demo")(friendly_errors(demo_cmd.demo))
 app.command("train-cf")(friendly_errors(data_cmds.train_cf))
 app.command("replay")(friendly_errors(data_cmds.replay))
 app.command("evaluate")(friendly_errors(data_cmds.evaluate))
+app.command("learn-policy")(friendly_errors(policy_cmds.learn_policy))
 app.command("ab-enrich")(friendly_errors(data_cmds.ab_enrich))
 
 

@@ -224,6 +224,7 @@ class RecRequest(Record):
     context: dict[str, str] = Field(default_factory=dict)
     deadline_ms: int = Field(default=1000, ge=1, le=600_000)
     requested_at: AwareDatetime = Field(default_factory=utcnow)
+    fill_with_soft_matches: bool = True
 
 
 class Evidence(Record):
@@ -248,6 +249,7 @@ class RecommendedItem(Record):
     explanation: str = ""
     explanation_source: ExplanationSource = ExplanationSource.TEMPLATE
     evidence: list[Evidence] = Field(default_factory=list)
+    ranker_rank: int | None = Field(default=None, ge=1)
 
 
 class RecResponse(Record):
@@ -270,6 +272,16 @@ class RecResponse(Record):
     embedding_model: str | None = None
     latency_ms: float = Field(ge=0.0)
     produced_at: AwareDatetime = Field(default_factory=utcnow)
+    policy_version: str | None = None
+    has_query: bool = False
+    has_history: bool = False
+    rerank_available: bool = False
+    rerank: bool = False
+    content_weight: float | None = None
+    popularity_weight: float | None = None
+    explored: bool = False
+    eligible_count: int | None = Field(default=None, ge=0)
+    short_reason: str | None = None
 
 
 class LlmInvolvement(Record):
@@ -303,6 +315,12 @@ class LlmInvolvement(Record):
     propensity: float | None = None
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
     prompt: str | None = None
+    injection_reasons: list[str] = Field(default_factory=list)
+    max_displacement: int | None = Field(default=None, ge=0)
+    moved_max: int = Field(default=0, ge=0)
+    clamped_items: int = Field(default=0, ge=0)
+    policy_version: str | None = None
+    action: str | None = None
 
 
 class FeedbackExample(Record):
@@ -331,3 +349,11 @@ class FeedbackExample(Record):
     impression_at: AwareDatetime
     outcome_at: AwareDatetime | None = None
     serve_latency_ms: float = 0.0
+    policy_version: str | None = None
+    has_query: bool = False
+    has_history: bool = False
+    rerank_available: bool = False
+    rerank: bool = False
+    content_weight: float | None = None
+    popularity_weight: float | None = None
+    explored: bool = False

@@ -9,6 +9,9 @@ Postgres away is :class:`Retryable`: the batch is retried, and the requests alre
 answered in an earlier attempt are not answered again (a crash before the commit does
 answer them again: responses are keyed by ``request_id``, so a repeat is recognisable).
 
+The routing policy is the active version in Postgres (checked every ``policy_refresh_s``
+seconds, switched without a restart), or the settings' policy while none is active.
+
 User state comes from the users worker's Postgres read model, measured at a few ms per
 read: a co-partitioned local table would need the serving process to consume the
 users' changelog too, and a consumer's fetch wait on the embedded broker costs more than
@@ -25,6 +28,7 @@ from typing import Any
 
 from recsys.embedding import Embedder, SentenceTransformerEmbedder
 from recsys.exceptions import DatabaseUnavailable, DataRejected
+from recsys.policy.store import PgPolicies, PolicyFollower
 from recsys.records import RecRequest
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.serving.recommender import Recommender
@@ -46,6 +50,7 @@ class ServeWorker:
 
     recommender: Recommender
     loop: ConsumerLoop
+    policies: PolicyFollower
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:
@@ -64,10 +69,20 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     if client is not None:  # import the SDK now, not inside the first request's deadline
         await asyncio.get_running_loop().run_in_executor(None, lambda: client.sdk)
     recommender = build_recommender(s, apool, encoder, client)
+    await recommender.warm()
+    policies = PolicyFollower(
+        PgPolicies(apool),
+        recommender.policy,
+        lambda policy: setattr(recommender, "policy", policy),
+        s.policy_refresh_s,
+    )
+    await policies.refresh()  # start on the active version, if there is one
+    follow = asyncio.create_task(policies.run(stop), name="serve-policy-follower")
     log.info(
-        "serve: model %s, LLM %s, policy %s",
+        "serve: model %s, LLM %s, policy %s, config %s",
         embedder.name,
         recommender.llm.model or f"off ({off_reason})",
+        recommender.policy.version,
         recommender.config,
     )
     limit = asyncio.Semaphore(s.serve_concurrency)
@@ -118,10 +133,13 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         latency_sensitive=True,
         max_batch=max(1, s.serve_concurrency),
     )
-    ctx.handles.put(ServeWorker(recommender, loop))
+    ctx.handles.put(ServeWorker(recommender, loop, policies))
     try:
         await loop.run(stop)
     finally:
+        follow.cancel()
+        await asyncio.gather(follow, return_exceptions=True)
+        await recommender.aclose()
         encoder.close()
         if client is not None:
             await client.aclose()

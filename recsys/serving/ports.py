@@ -89,6 +89,10 @@ class ItemSource(Protocol):
         """Cosine of ``vector`` to each given item that is eligible and matches ``filters``."""
         ...
 
+    async def count_eligible(self, filters: ItemFilters | None, exclude: Collection[str]) -> int:
+        """How many eligible items satisfy ``filters`` and are not in ``exclude``."""
+        ...
+
     async def details(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:
         """Text and categories of items (no vectors)."""
         ...
@@ -108,4 +112,8 @@ class QueryEmbedder(Protocol):
 
     async def embed(self, text: str) -> np.ndarray:
         """The query's vector in the items' space."""
+        ...
+
+    async def embed_many(self, texts: list[str]) -> np.ndarray:
+        """Vectors of several texts in one model call (uncached; e.g. sentences to score)."""
         ...
