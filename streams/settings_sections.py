@@ -62,6 +62,22 @@ class GeneralSettings(_Section):
     workers: Annotated[tuple[str, ...], NoDecode] = Field(
         WORKER_NAMES, description="Workers `streamrec up` runs (comma-separated)."
     )
+    restart_max_failures: int = Field(
+        5,
+        ge=1,
+        description="`up` gives up on a worker (or the embedded broker or Postgres) that "
+        "failed this many times in a row, each time within restart_healthy_after_s of its "
+        "start: it stops the stack and exits non-zero.",
+    )
+    restart_healthy_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="A process that ran this long before it failed counts as healthy: its "
+        "run of consecutive failures starts again.",
+    )
+    restart_backoff_max_s: float = Field(
+        10.0, gt=0, description="Longest wait before a restart (0.5 s, doubling per failure)."
+    )
 
     @field_validator("workers", mode="before")
     @classmethod
@@ -118,6 +134,15 @@ class KafkaSettings(_Section):
         6000,
         ge=1000,
         description="Consumer-group session timeout; a group join takes about half of it.",
+    )
+    embedded_session_timeout_ms: int = Field(
+        1500,
+        ge=500,
+        description="Session timeout `up` gives its workers on the embedded broker (instead "
+        "of session_timeout_ms): a dead worker's partitions move after about this long. "
+        "Shorter moves them sooner but, on a saturated machine, lets sessions expire "
+        "spuriously (a rebalance, redelivered batches). Apache Kafka refuses values under "
+        "its group.min.session.timeout.ms (6 s by default): embedded broker only.",
     )
     producer_linger_ms: float = Field(1.0, ge=0, description="Producer linger.ms.")
     enable_idempotence: bool = Field(
@@ -309,6 +334,14 @@ class ServingSettings(_Section):
     rerank_cap: int = Field(30, ge=1, le=50, description="Candidates the LLM may rerank.")
     candidate_pool: int = Field(100, ge=10, description="Candidates gathered per request.")
     serve_concurrency: int = Field(32, ge=1, description="Requests served concurrently.")
+    serve_replicas: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Serve processes `up` runs in one consumer group: when one dies, the "
+        "others take its partitions over within about the session timeout instead of "
+        "waiting for a new process to load its model.",
+    )
     response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
     llm_max_displacement: int = Field(
         10,

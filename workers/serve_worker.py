@@ -3,8 +3,11 @@
 Thin: decode (the consumer loop dead-letters bad requests) → :class:`Recommender` →
 emit the response and one LLM-involvement record per LLM decision → flush → commit.
 Requests of a batch are served concurrently (bounded by ``serve_concurrency``); each
-continues the trace of its request. Postgres away is :class:`Retryable` (the batch is
-served again: responses are keyed by ``request_id``, so a repeat is recognisable).
+continues the trace of its request, and each fails alone: a request whose values
+Postgres refuses is dead-lettered (``store_rejected``) while the others are answered.
+Postgres away is :class:`Retryable`: the batch is retried, and the requests already
+answered in an earlier attempt are not answered again (a crash before the commit does
+answer them again: responses are keyed by ``request_id``, so a repeat is recognisable).
 
 The routing policy is the active version in Postgres (checked every ``policy_refresh_s``
 seconds, switched without a restart), or the settings' policy while none is active.
@@ -24,12 +27,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from recsys.embedding import Embedder, SentenceTransformerEmbedder
-from recsys.exceptions import DatabaseUnavailable
+from recsys.exceptions import DatabaseUnavailable, DataRejected
 from recsys.policy.store import PgPolicies, PolicyFollower
 from recsys.records import RecRequest
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.serving.recommender import Recommender
-from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
+from streams.consumer_loop import STORE_REJECTED, ConsumerLoop, Inbound, Retryable
 from streams.tracing import consume_span
 from workers.bootstrap import Context
 from workers.metrics import observe_served
@@ -83,6 +86,9 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         recommender.config,
     )
     limit = asyncio.Semaphore(s.serve_concurrency)
+    #: Positions of the current batch already answered or rejected (a retried batch
+    #: skips them).
+    done: set[tuple[str, int, int]] = set()
 
     async def one(msg: Inbound[RecRequest]) -> None:
         async with limit:
@@ -93,19 +99,30 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
                 msg.headers,
                 {"streamrec.request_id": request.request_id, "streamrec.user_id": request.user_id},
             ) as span:
-                served = await recommender.recommend(request, received=received)
+                try:
+                    served = await recommender.recommend(request, received=received)
+                except DataRejected as exc:
+                    loop.reject(msg, STORE_REJECTED, str(exc))
+                    done.add((msg.topic, msg.partition, msg.offset))
+                    return
                 span.set_attribute("streamrec.route", served.response.route.value)
                 span.set_attribute("streamrec.llm_used", served.response.llm_used)
                 producer.send(topics.rec_responses, request.user_id, served.response)
                 for record in served.logs:
                     producer.send(topics.llm_log, record.request_id, record)
                 observe_served(served.response, served.logs, served.timings)
+                done.add((msg.topic, msg.partition, msg.offset))
 
     async def handle(batch: list[Inbound[Any]]) -> None:
-        try:
-            await asyncio.gather(*(one(m) for m in batch))
-        except DatabaseUnavailable as exc:
-            raise Retryable(str(exc)) from exc
+        todo = [m for m in batch if (m.topic, m.partition, m.offset) not in done]
+        results = await asyncio.gather(*(one(m) for m in todo), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        unavailable = [f for f in failures if isinstance(f, DatabaseUnavailable)]
+        if len(unavailable) < len(failures):  # a bug: the first one stops the worker
+            raise next(f for f in failures if not isinstance(f, DatabaseUnavailable))
+        if unavailable:
+            raise Retryable(str(unavailable[0])) from unavailable[0]
+        done.clear()
 
     loop = ConsumerLoop(
         s,
