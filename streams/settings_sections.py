@@ -271,6 +271,12 @@ class CfSettings(_Section):
     cf_cache_s: float = Field(
         5.0, ge=0, description="How long serving caches the active ALS version."
     )
+    cf_profile_events: int = Field(
+        1000,
+        ge=0,
+        description="Newest item events of a user (user_events) the ALS fold-in is computed "
+        "from, weighted as training weighs them (0 = fold in from the recent items instead).",
+    )
     popularity_half_life_h: float = Field(
         168.0, gt=0, description="Half-life of popularity scores, hours."
     )

@@ -1,6 +1,7 @@
 """Candidate generation per route, and the merge rules that need no training.
 
-* CF: ALS folded in from the user's recent items, co-visitation neighbours to fill.
+* CF: ALS folded in from the user's CF profile (:mod:`recsys.cf.profile`: the events as
+  training weighs them), co-visitation neighbours of the newest items to fill.
 * CONTENT: pgvector kNN around the query (or the profile of recent/session items) in the
   serving space, unioned with the popular head, scored ``cosine + w · prior`` where the
   prior is log-popularity scaled to [0, 1]. Similarity alone favours obscure items (on
@@ -63,8 +64,9 @@ async def cf_candidates(
     n: int,
     exclude: Collection[str],
 ) -> list[Candidate]:
-    """ALS first, co-visitation neighbours of the newest items after them."""
-    als = await cf.als(recent[:50], n, exclude)
+    """ALS first (folded in from all of ``recent``), co-visitation neighbours of the
+    newest items after them."""
+    als = await cf.als(recent, n, exclude)
     out = [Candidate(item, score, "als") for item, score in als]
     seen = {c.item_id for c in out}
     if len(out) < n:

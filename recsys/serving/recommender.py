@@ -279,7 +279,10 @@ class Recommender:
         model_version: str | None = None
 
         async def cf() -> list[Candidate]:
-            recent = list(view.recent) or [(i, 1.0) for i in history]
+            if view.cf_profile is not None:
+                recent = list(view.cf_profile)
+            else:
+                recent = list(view.recent) or [(i, 1.0) for i in history]
             return await cands.cf_candidates(self.cf, recent, n, exclude)
 
         cold = warmth is WarmthBucket.COLD

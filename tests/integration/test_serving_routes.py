@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from recsys.cf.interactions import Interaction, build_matrix
 from recsys.records import Route, WarmthBucket
+from recsys.serving.pg_ports import PgCf
 from tests.integration.serving_support import ask, serving, world
 from tests.integration.serving_world import World
 
@@ -48,18 +50,29 @@ async def test_each_user_state_takes_its_route(
         assert r.model_version is not None  # the ALS version that produced it
 
 
-async def test_cf_route_serves_the_als_fold_in_of_the_users_recent_items(
+async def test_cf_route_serves_the_offline_fold_in_of_the_users_training_row(
     world: World, embedder: Any
 ) -> None:
+    """Known answer: the trained model's exact top 10 for the user's row of the training
+    matrix (what ``quality_cf``'s offline ALS scores) — not the recent visits with
+    positional weights the route once folded in from."""
+    user = world.user("warm")
+    matrix = build_matrix(
+        Interaction(e.user_id, e.item_id, e.event_type.value, e.rating, e.occurred_at.timestamp())
+        for e in world.events
+        if e.item_id is not None
+    )
     async with serving(world, embedder, warm_route=Route.CF) as rec:
-        served = await ask(rec, world.user("warm"), k=10)
-        view = await rec.users.view(world.user("warm"))
-        consumed = set(view.consumed) | set(view.recent_items)
-        expected = await rec.cf.als(list(view.recent), 50, consumed)
+        served = await ask(rec, user, k=10)
+        view = await rec.users.view(user)
+        assert isinstance(rec.cf, PgCf)
+        model = await rec.cf.als_store.load(active_version(world))
+    assert view.cf_profile is not None
+    assert sorted(view.cf_profile) == sorted(matrix.user_row(user))
     items = served.response.items
     assert {i.source for i in items} == {"als"}
-    live = [i for i, _ in expected if i not in world.deleted]
-    assert [i.item_id for i in items] == live[:10]
+    expected = model.recommend(matrix.user_row(user), 50, world.clicked[user] | world.deleted)
+    assert [i.item_id for i in items] == [i for i, _ in expected][:10]
     assert served.response.model_version == active_version(world)
 
 
