@@ -88,17 +88,19 @@ def fold_in(
 
     Args:
         item_factors: ``k x f`` factors of the user's items.
-        weights: ``k`` interaction weights (> 0) of those items.
+        weights: ``k`` interaction weights of those items (a negative one is a cell
+            with preference 0 and confidence ``1 + alpha·|w|``, as in training).
         gramian: ``YᵀY`` over all items of the model (``f x f``).
         regularization: the model's λ.
         alpha: the model's alpha (confidence ``1 + alpha·w``).
     """
     y = np.asarray(item_factors, dtype=np.float64)
-    c = 1.0 + alpha * np.asarray(weights, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    c = 1.0 + alpha * np.abs(w)
     f = y.shape[1]
     a = np.asarray(gramian, dtype=np.float64) + regularization * np.eye(f)
     a += (y * (c - 1.0)[:, None]).T @ y
-    b = y.T @ c
+    b = y.T @ np.where(w > 0, c, 0.0)  # a negative weight: preference 0
     return np.linalg.solve(a, b).astype(np.float32)
 
 
@@ -181,9 +183,11 @@ class AlsModel:
 
 
 def confidence_matrix(matrix: InteractionMatrix, alpha: float) -> Any:
-    """``1 + alpha·w`` on the non-zero cells (float32 CSR, users x items)."""
+    """``1 + alpha·w`` on the non-zero cells (float32 CSR, users x items); a negative
+    weight gives ``-(1 + alpha·|w|)``, which implicit's ALS reads as preference 0 with
+    that confidence."""
     conf = matrix.weights.astype(np.float32, copy=True)
-    conf.data = 1.0 + alpha * conf.data
+    conf.data = np.sign(conf.data) * (1.0 + alpha * np.abs(conf.data))
     return conf
 
 
