@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsys.cf.als import Fold
 from recsys.items.model import ItemFilters
 from recsys.serving.ports import CfSource, ItemSource
 
@@ -63,10 +64,11 @@ async def cf_candidates(
     recent: Sequence[tuple[str, float]],
     n: int,
     exclude: Collection[str],
+    fold: Fold = "least_squares",
 ) -> list[Candidate]:
-    """ALS first (folded in from all of ``recent``), co-visitation neighbours of the
-    newest items after them."""
-    als = await cf.als(recent, n, exclude)
+    """ALS first (folded in from all of ``recent`` by ``fold``), co-visitation neighbours
+    of the newest items after them."""
+    als = await cf.als(recent, n, exclude, fold)
     out = [Candidate(item, score, "als") for item, score in als]
     seen = {c.item_id for c in out}
     if len(out) < n:

@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 
+from recsys.cf.als import Fold
 from recsys.cf.als_store import PgAls
 from recsys.cf.pg_covisit import PgCovisitation
 from recsys.cf.popularity import PgPopularity
@@ -91,9 +92,13 @@ class PgCf:
         self.als_store, self.covisit_store, self.popularity = als, covisit, popularity
 
     async def als(
-        self, recent: Sequence[tuple[str, float]], n: int, exclude: Collection[str]
+        self,
+        recent: Sequence[tuple[str, float]],
+        n: int,
+        exclude: Collection[str],
+        fold: Fold = "least_squares",
     ) -> list[tuple[str, float]]:
-        return await self.als_store.recommend(recent, n, exclude)
+        return await self.als_store.recommend(recent, n, exclude, fold)
 
     async def covisit(
         self, items: Sequence[str], n: int, exclude: Collection[str]

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from recsys.cf.als import Fold
 from recsys.items.model import ItemFilters, ItemRecord
 from recsys.records import WarmthBucket
 
@@ -51,9 +52,14 @@ class UserReader(Protocol):
 
 class CfSource(Protocol):
     async def als(
-        self, recent: Sequence[tuple[str, float]], n: int, exclude: Collection[str]
+        self,
+        recent: Sequence[tuple[str, float]],
+        n: int,
+        exclude: Collection[str],
+        fold: Fold = "least_squares",
     ) -> list[tuple[str, float]]:
-        """ALS candidates for a user folded in from ``recent`` (empty without a model)."""
+        """ALS candidates for a user folded in from ``recent`` by ``fold`` (empty without
+        a model)."""
         ...
 
     async def covisit(

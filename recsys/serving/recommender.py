@@ -165,9 +165,9 @@ class Recommender:
             epsilon=cfg.epsilon,
             rng=self.rng,
             force=cfg.force_route,
-            cold=cfg.cold_route,
-            warming=cfg.warming_route,
-            warm=cfg.warm_route,
+            cold=cfg.cold.route,
+            warming=cfg.warming.route,
+            warm=cfg.warm.route,
         )
         exclude = set(request.exclude_item_ids) | set(view.consumed) | set(history)
         ranked, model_version = await self._candidates(
@@ -277,15 +277,14 @@ class Recommender:
         n = cfg.candidate_pool
         popular = await self.popular()
         model_version: str | None = None
+        bucket = cfg.bucket_route(warmth)
 
         async def cf() -> list[Candidate]:
             if view.cf_profile is not None:
                 recent = list(view.cf_profile)
             else:
                 recent = list(view.recent) or [(i, 1.0) for i in history]
-            return await cands.cf_candidates(self.cf, recent, n, exclude)
-
-        cold = warmth is WarmthBucket.COLD
+            return await cands.cf_candidates(self.cf, recent, n, exclude, bucket.cf_fold)
 
         async def content(popularity_weight: float) -> list[Candidate]:
             vector = await self._content_vector(query, history)
@@ -305,13 +304,10 @@ class Recommender:
             ranked = await cf()
             model_version = await self.cf.model_version()
         elif route is Route.CONTENT:
-            ranked = await content(cfg.popularity_weight)
+            ranked = await content(bucket.popularity_weight if history else cfg.popularity_weight)
         elif route is Route.HYBRID:
-            cf_list, content_list = await asyncio.gather(
-                cf(), content(cfg.cold_popularity_weight if cold else cfg.popularity_weight)
-            )
-            content_weight = cfg.cold_content_weight if cold else cfg.hybrid_content_weight
-            ranked = cands.rrf(cf_list, content_list, weights=(1.0, content_weight))
+            cf_list, content_list = await asyncio.gather(cf(), content(bucket.popularity_weight))
+            ranked = cands.rrf(cf_list, content_list, weights=(1.0, bucket.content_weight))
             model_version = await self.cf.model_version()
         else:
             ranked = []

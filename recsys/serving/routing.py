@@ -1,15 +1,15 @@
 """Choosing a route per request, with an explicit propensity.
 
-The base rule: a user with history and no query → HYBRID (the ALS fold-in's CF list and
-the content list around their recent items, merged by weighted reciprocal-rank fusion
-whose weights depend on warmth, see :mod:`recsys.serving.recommender`); with a query →
-HYBRID (the query's content list with their CF list); no history → CONTENT around the
-query, or POPULARITY without one. DESIGN.md's first rule (warm → CF, cold → CONTENT)
-is one setting of the per-bucket routes away (``cold``/``warming``/``warm``); on
-MovieLens the hybrid beat it in every bucket on a validation split (README, "Routed vs
-single routes"). With probability ``epsilon`` another feasible route is explored,
-chosen uniformly; the propensity of the route taken is logged so that off-policy
-estimators (IPS/SNIPS) can evaluate other routings from the logs.
+The base rule: a user with history and no query takes their warmth bucket's route
+(:class:`~recsys.serving.config.BucketRoute`: CF, CONTENT, HYBRID or POPULARITY, with
+its fusion weights); the shipped routes — CF for warm and warming users, the
+equal-weight HYBRID for cold ones — are what :mod:`recsys.evaluation.route_selection`
+chose on a MovieLens validation split (docs/routing.md). With a query → HYBRID (the
+query's content list with their CF list; CONTENT for a cold user whose route is
+CONTENT); no history → CONTENT around the query, or POPULARITY without one. With
+probability ``epsilon`` another feasible route is explored, chosen uniformly; the
+propensity of the route taken is logged so that off-policy estimators (IPS/SNIPS) can
+evaluate other routings from the logs.
 """
 
 from __future__ import annotations

@@ -169,3 +169,21 @@ def test_negative_cells_train_as_preference_zero_and_fold_in_like_implicit() -> 
         PARAMS.alpha,
     )
     np.testing.assert_allclose(got, np.asarray(expected).ravel(), rtol=2e-3, atol=2e-4)
+
+
+def test_item_sum_is_the_fold_ins_limit_as_regularisation_grows(trained) -> None:
+    from recsys.cf.als import fold_user, item_sum
+
+    y = np.array([[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]])
+    # c = 1 + alpha·w on positive weights; a negative (preference-0) cell adds nothing
+    np.testing.assert_allclose(item_sum(y, np.array([1.0, 0.5, -3.0]), 2.0), [3.0, 4.0])
+    matrix, model = trained
+    row = matrix.user_row("u3")
+    items = model.item_factors[[model.item_index[i] for i, _ in row]]
+    weights = np.array([w for _, w in row])
+    summed = fold_user(items, weights, model.gramian, 0.1, PARAMS.alpha, "item_sum")
+    limit = fold_in(items, weights, model.gramian, 1e9, PARAMS.alpha)
+    cosine = summed @ limit / np.linalg.norm(summed) / np.linalg.norm(limit)
+    assert cosine == pytest.approx(1.0, abs=1e-6)
+    exact = fold_user(items, weights, model.gramian, PARAMS.regularization, PARAMS.alpha)
+    np.testing.assert_allclose(exact, model.fold_in(row), rtol=1e-6)
