@@ -26,7 +26,8 @@ served) and scored by NDCG@10 / recall@10 on their held-out positives.
 Protocol: the grid (:data:`GRID`) runs on a *validation* split carved from the
 training data; :func:`recsys.evaluation.selection.pick` keeps "no feedback" unless a
 configuration beats it with a Bonferroni-corrected paired bootstrap interval above 0;
-the test split is then scored once, for "no feedback" and the chosen configuration.
+the test split is then scored once, for "no feedback", the chosen configuration, the
+best variant and each knob alone (reported, not chosen from).
 
     python -m benchmarks cf_feedback [--movielens DIR] [--persuasion 0.0] [--seed 7]
 
@@ -74,6 +75,8 @@ GRID: list[tuple[float, float, float]] = [
     for neg, clip, llm in itertools.product([0.0, 0.1, 0.3, 1.0], [0.0, 10.0], [1.0, 0.0])
 ]
 NONE = (0.0, 0.0, 1.0)
+#: Each knob alone, also scored on the test split (reported, never used to choose).
+ONE_KNOB = [(0.1, 0.0, 1.0), (0.0, 10.0, 1.0), (0.0, 0.0, 0.0)]
 
 
 def say(text: str) -> None:
@@ -276,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     say(outcome.reason)
     chosen = next(c for c in GRID if name_of(c) == outcome.chosen)
     best = next(c for c in GRID if name_of(c) == outcome.challenger)
-    test_configs = list(dict.fromkeys([NONE, chosen, best]))
+    test_configs = list(dict.fromkeys([NONE, chosen, best, *ONE_KNOB]))
     say("test: " + ", ".join(name_of(c) for c in test_configs))
     test, test_meta = run_fold(split, test_configs, args, als, args.seed + 1)
     result: dict[str, Any] = {

@@ -152,6 +152,13 @@ def train_cf(
             f"weights {fb['weights']}",
             highlight=False,
         )
+        if fb["weights"] == {"negative": 0.0, "ips_clip": 0.0, "llm_weight": 1.0}:
+            console.print(
+                "the feedback weights are neutral (the measured defaults, "
+                "docs/collaborative-filtering.md): the matrix is the events' alone; set "
+                "--negative-weight, --ips-clip or --llm-weight to use the examples",
+                highlight=False,
+            )
     seconds = ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items())
     pruned = f"; pruned {', '.join(result.pruned)}" if result.pruned else ""
     console.print(

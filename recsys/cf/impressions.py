@@ -19,10 +19,11 @@ route's logged propensity and whether an LLM shaped the response) do. With
   mean weight of those examples; cells no impression led to are left alone. The logged
   propensity is the route's, not the item's exposure probability: it is what the log
   has.
-* **LLM-touched impressions** (``llm_weight``): every contribution of an example whose
-  response an LLM shaped is multiplied by it — 1 treats them like the others, 0 ignores
-  what they led to (their weak negatives, and the positive cells only they led to),
-  anything else weighs them apart.
+* **LLM-touched impressions** (``llm_weight``): the *weak* outcomes of an example whose
+  response an LLM shaped — a click or cart that no purchase or rating ≥ 4 confirmed, and
+  not acting at all — are multiplied by it: 1 treats them like the others, 0 ignores
+  them, anything else weighs them apart. An LLM's wording can draw a click; a purchase
+  or a good rating is the user's own verdict, so confirmed outcomes always count.
 
 Defaults and the measurement that chose them: ``docs/collaborative-filtering.md``
 (``benchmarks/cf_feedback.py``).
@@ -38,7 +39,7 @@ from typing import Any
 from recsys.cf.weights import POSITIVE_RATING
 from recsys.records import FeedbackExample
 
-__all__ = ["FeedbackSignals", "FeedbackWeights", "acted_on"]
+__all__ = ["FeedbackSignals", "FeedbackWeights", "acted_on", "confirmed"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class FeedbackWeights:
     Attributes:
         negative: weight of a shown item not acted on (0 = no weak negatives).
         ips_clip: cap of the inverse-propensity weight (0 = no propensity weighting).
-        llm_weight: multiplier of every contribution of an LLM-touched impression.
+        llm_weight: multiplier of an LLM-touched impression's weak outcomes (an
+            unconfirmed click or cart, or no action).
     """
 
     negative: float = 0.0
@@ -71,6 +73,11 @@ def acted_on(example: FeedbackExample) -> bool:
     if example.clicked or example.carted or example.purchased:
         return True
     return example.rating is not None and example.rating >= POSITIVE_RATING
+
+
+def confirmed(example: FeedbackExample) -> bool:
+    """A purchase or a rating of at least 4 followed: more than a click."""
+    return example.purchased or (example.rating is not None and example.rating >= POSITIVE_RATING)
 
 
 class FeedbackSignals:
@@ -100,14 +107,14 @@ class FeedbackSignals:
         self.n_examples += 1
         ips = self._ips(example.propensity)
         self._ips_sum += ips
-        weight = ips * (self.weights.llm_weight if example.llm_used else 1.0)
+        weak = ips * (self.weights.llm_weight if example.llm_used else 1.0)
         self.n_llm += example.llm_used
         key = (example.user_id, example.item_id)
         if acted_on(example):
             self.n_acted_on += 1
-            self._positive[key].append(weight)
+            self._positive[key].append(ips if confirmed(example) else weak)
         elif self.weights.negative > 0:
-            self._negative[key] += weight
+            self._negative[key] += weak
 
     def add_all(self, examples: Iterable[FeedbackExample]) -> None:
         for example in examples:

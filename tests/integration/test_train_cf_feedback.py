@@ -160,6 +160,30 @@ async def test_weak_negatives_from_archived_examples_push_ignored_items_down(
     assert params["weights"]["feedback"]["weights"]["llm_weight"] == 0.0
 
 
+def test_neutral_default_weights_say_that_they_change_nothing(
+    database: str, tmp_path: Path
+) -> None:
+    insert(database, taste_events())
+    archive = tmp_path / "archive"
+    n = write_examples(archive, {})
+    out = ok(
+        streamrec(
+            "train-cf",
+            "--database",
+            database,
+            *FLAGS,
+            "--feedback",
+            "--feedback-archive",
+            str(archive),
+            STREAMREC_TOPIC_PREFIX=PREFIX,
+            **home(tmp_path),
+        )
+    )
+    assert f"feedback: {n} examples" in out and "weights are neutral" in out
+    [(params,)] = rows_of(database, "SELECT params FROM als_models WHERE active")
+    assert params["weights"]["feedback"]["negative_cells"] == 0
+
+
 def test_feedback_without_examples_says_so(database: str, tmp_path: Path) -> None:
     insert(database, taste_events(users=4))
     result = streamrec(

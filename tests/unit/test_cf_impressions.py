@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from recsys.cf.impressions import FeedbackSignals, FeedbackWeights, acted_on
+from recsys.cf.impressions import FeedbackSignals, FeedbackWeights, acted_on, confirmed
 from recsys.cf.interactions import Interaction, MatrixBuilder
 from recsys.records import FeedbackExample
 
@@ -86,15 +86,17 @@ def test_inverse_propensity_weights_are_clipped_and_average_one() -> None:
     assert signals.scales() == pytest.approx({("u", "c"): 1 / norm, ("u", "d"): 4 / norm})
 
 
-def test_llm_touched_impressions_get_their_own_weight() -> None:
+def test_llm_touched_impressions_weak_outcomes_get_their_own_weight() -> None:
     signals = FeedbackSignals(FeedbackWeights(negative=1.0, llm_weight=0.0))
     signals.add_all(
         [
-            example("u", "a", request="r1", llm=True),
+            example("u", "a", request="r1", llm=True),  # ignored after an LLM rerank
             example("u", "b", request="r1", llm=True, clicked=True),
             example("u", "b", request="r2", clicked=True),  # also from a plain response
             example("u", "c", request="r2"),
-            example("u", "e", request="r1", llm=True, clicked=True),
+            example("u", "e", request="r1", llm=True, clicked=True),  # a click, nothing more
+            example("u", "f", request="r1", llm=True, clicked=True, rating=5.0),  # confirmed
+            example("u", "g", request="r1", llm=True, purchased=True),  # confirmed
         ]
     )
     assert signals.negatives() == {("u", "c"): 1.0}
@@ -102,8 +104,14 @@ def test_llm_touched_impressions_get_their_own_weight() -> None:
     builder = MatrixBuilder()
     for item in ("b", "e"):
         builder.add(Interaction("u", item, "CLICK", None, 1.0))
+    builder.add(Interaction("u", "f", "RATING", 5.0, 1.0))
+    builder.add(Interaction("u", "g", "PURCHASE", None, 1.0))
     matrix = builder.build(negatives=signals.negatives(), scales=signals.scales())
-    assert dict(matrix.user_row("u")) == {"b": 1.0, "c": -1.0}  # e: only the LLM led to it
+    # e: only an LLM-touched click led to it; f, g: confirmed, they stay
+    assert dict(matrix.user_row("u")) == {"b": 1.0, "c": -1.0, "f": 2.0, "g": 8.0}
+    assert confirmed(example("u", "x", rating=4.0)) and not confirmed(
+        example("u", "x", clicked=True)
+    )
 
 
 def test_weights_are_checked() -> None:
