@@ -254,6 +254,11 @@ def compare(bucket: str, scored: dict[str, PerUser], n: int, seed_: int) -> dict
         if bucket == "sim_cold":
             passed = routed >= SIM_COLD_FACTOR * top
             out[f"{metric}_ratio"] = round(routed / top, 3) if top > 0 else None
+            out[f"{metric}_ratio_to"] = {
+                p: round(routed / float(values[p].mean()), 3)
+                for p in POLICIES[1:]
+                if float(values[p].mean()) > 0
+            }
         out[metric] = {
             "best_single": best,
             "routed_minus_best": round(diff.mean, 4),
