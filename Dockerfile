@@ -21,6 +21,11 @@ COPY migrations ./migrations
 COPY streams ./streams
 COPY recsys ./recsys
 COPY workers ./workers
+COPY jobs ./jobs
+COPY stack ./stack
+COPY cli ./cli
+COPY demo ./demo
+COPY dashboard ./dashboard
 RUN grep -v '^torch==' constraints.txt > /tmp/constraints.txt \
     && pip install -c /tmp/constraints.txt . \
     && pip check

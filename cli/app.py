@@ -1,16 +1,17 @@
 """The `streamrec` command line: every command registered here, explicitly.
 
 Commands live in :mod:`cli.stack_cmds` (run and inspect a deployment),
-:mod:`cli.data_cmds` (train, replay, evaluate, A/B) and :mod:`cli.demo_cmd`; each is a
-thin layer over jobs, workers and the local stack, wrapped in
-:func:`cli.common.friendly_errors` so that a user's mistake is one line, not a traceback.
+:mod:`cli.data_cmds` (train, replay, evaluate, A/B), :mod:`cli.policy_cmds`
+(learn-policy) and :mod:`cli.demo_cmd`; each is a thin layer over jobs, workers and the
+local stack, wrapped in :func:`cli.common.friendly_errors` so that a user's mistake is one
+line, not a traceback.
 """
 
 from __future__ import annotations
 
 import typer
 
-from cli import data_cmds, demo_cmd, stack_cmds
+from cli import data_cmds, demo_cmd, policy_cmds, stack_cmds
 from cli.common import friendly_errors
 
 __all__ = ["app", "main"]
@@ -27,6 +28,7 @@ topics_app = typer.Typer(help="Create and list the topic catalogue.", no_args_is
 app.command("up")(friendly_errors(stack_cmds.up))
 app.command("worker")(friendly_errors(stack_cmds.worker))
 app.command("doctor")(friendly_errors(stack_cmds.doctor))
+app.command("dashboard")(friendly_errors(stack_cmds.dashboard))
 app.command("migrate")(friendly_errors(stack_cmds.migrate))
 app.command("settings")(friendly_errors(stack_cmds.settings_cmd))
 app.add_typer(topics_app, name="topics")
@@ -36,6 +38,7 @@ app.command("demo")(friendly_errors(demo_cmd.demo))
 app.command("train-cf")(friendly_errors(data_cmds.train_cf))
 app.command("replay")(friendly_errors(data_cmds.replay))
 app.command("evaluate")(friendly_errors(data_cmds.evaluate))
+app.command("learn-policy")(friendly_errors(policy_cmds.learn_policy))
 app.command("ab-enrich")(friendly_errors(data_cmds.ab_enrich))
 
 

@@ -7,7 +7,6 @@ setting) print one clear message and exit with status 2 — never a traceback.
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,12 +24,14 @@ from rich.progress import (
 )
 
 from recsys.exceptions import StreamrecError
+from streams.logfmt import configure_logging
 from streams.settings import Settings, load_settings
 
 __all__ = [
     "BrokerOpt",
     "BrokerPortOpt",
     "DatabaseOpt",
+    "LogFormatOpt",
     "RichSteps",
     "console",
     "err_console",
@@ -54,27 +55,36 @@ BrokerPortOpt = Annotated[
     int | None, typer.Option("--broker-port", help="Port of the embedded broker.")
 ]
 
-#: Libraries whose INFO lines drown ours; they log at WARNING and above.
-NOISY_LOGGERS = ("librdkafka", "httpx", "httpcore", "openai", "implicit")
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format", help="text (default) or json (one object per line, for log shippers)."
+    ),
+]
 
 
-def setup_logging(settings: Settings | None = None, level: str | None = None) -> None:
-    """One line format for the CLI and the workers it starts."""
+def setup_logging(
+    settings: Settings | None = None,
+    level: str | None = None,
+    *,
+    component: str = "streamrec",
+    to_file: bool = False,
+) -> None:
+    """One line format (time, level, component[pid], logger) for the CLI and the workers.
+
+    Long-running components (``up``, each worker, the dashboard) also append to
+    ``<home>/logs/<component>.log``.
+    """
     lvl = level or (settings.log_level if settings else "INFO")
-    logging.basicConfig(
-        level=lvl,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    for noisy in NOISY_LOGGERS:
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    fmt = settings.log_format if settings else "text"
+    log_dir = settings.home / "logs" if settings is not None and to_file else None
+    configure_logging(component, level=lvl, fmt=fmt, log_dir=log_dir)
 
 
-def load(**overrides: Any) -> Settings:
+def load(component: str = "streamrec", *, to_file: bool = False, **overrides: Any) -> Settings:
     """The process settings (explicit options win over the environment), logging set up."""
     settings = load_settings(**overrides)
-    setup_logging(settings)
+    setup_logging(settings, component=component, to_file=to_file)
     return settings
 
 

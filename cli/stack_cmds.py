@@ -11,9 +11,26 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.common import BrokerOpt, BrokerPortOpt, DatabaseOpt, console, err_console, load
+from cli.common import (
+    BrokerOpt,
+    BrokerPortOpt,
+    DatabaseOpt,
+    LogFormatOpt,
+    console,
+    err_console,
+    load,
+)
 
-__all__ = ["doctor", "migrate", "settings_cmd", "topics_create", "topics_list", "up", "worker"]
+__all__ = [
+    "dashboard",
+    "doctor",
+    "migrate",
+    "settings_cmd",
+    "topics_create",
+    "topics_list",
+    "up",
+    "worker",
+]
 
 
 def up(
@@ -26,15 +43,28 @@ def up(
     no_workers: Annotated[
         bool, typer.Option("--no-workers", help="Only start broker + Postgres.")
     ] = False,
+    no_dashboard: Annotated[
+        bool, typer.Option("--no-dashboard", help="Do not serve the web dashboard.")
+    ] = False,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Start the embedded broker and Postgres (unless external ones are given), apply
-    migrations, create topics, and run the workers in the foreground until Ctrl-C."""
+    migrations, create topics, run the workers (each with metrics and health endpoints)
+    and serve the dashboard, in the foreground until Ctrl-C."""
     from stack.stack import Stack
     from stack.supervisor import Supervisor
+    from stack.supervisor_http import supervisor_routes
+    from streams.ops_http import OpsServer
     from workers.runtime import available_workers
 
     settings = load(
-        bootstrap_servers=broker, database_url=database, broker_port=broker_port, workers=workers
+        "up",
+        to_file=True,
+        bootstrap_servers=broker,
+        database_url=database,
+        broker_port=broker_port,
+        workers=workers,
+        log_format=log_format,
     )
     stop = threading.Event()
 
@@ -64,22 +94,98 @@ def up(
                 f"[yellow]warning:[/] worker {name} is not part of this build; skipped"
             )
         supervisor = Supervisor(s, [w for w in s.workers if w in present], log_dir=None)
+        endpoint = None
+        if (port := s.ops_port("supervisor")) is not None:
+            endpoint = OpsServer(
+                s.metrics_host, port, supervisor_routes(supervisor), name="supervisor"
+            ).start()
         supervisor.start()
+        board = None if no_dashboard else _start_dashboard(s, supervisor)
+        console.print(f"[bold]logs[/]     {s.home / 'logs'}/<worker>.log")
+        if s.metrics_port:
+            console.print(
+                f"[bold]metrics[/]  http://{s.metrics_host}:{s.metrics_port}-"
+                f"{s.metrics_port + 5}/metrics (health: /health/ready)"
+            )
+        if board is not None:
+            console.print(f"[bold]dashboard[/] {board.url}")
         console.print(f"[bold]workers[/]  {', '.join(supervisor.pids())} — Ctrl-C to stop")
         try:
             supervisor.watch(until=stop)
         finally:
             codes = supervisor.stop()
+            if board is not None:
+                board.stop()
+            if endpoint is not None:
+                endpoint.stop()
             console.print(f"stopped workers: {codes}")
+
+
+def _start_dashboard(settings: Any, supervisor: Any) -> Any:
+    """The dashboard of this `up` (it reads the supervisor's state directly)."""
+    from dashboard.server import Dashboard
+
+    return Dashboard(settings, supervisor_status=supervisor.status).start()
 
 
 def worker(
     name: Annotated[str, typer.Argument(help="enrich, users, serve, feedback, archive")],
+    log_format: LogFormatOpt = None,
 ) -> None:
-    """Run one worker in the foreground (what `up` starts for each worker)."""
+    """Run one worker in the foreground (what `up` starts for each worker), with its
+    metrics and health endpoints and its log file under <home>/logs/."""
+    import logging
+
+    from recsys.exceptions import StreamrecError
     from workers.runtime import run_worker
 
-    run_worker(name, load())
+    settings = load(name, to_file=True, log_format=log_format)
+    try:
+        run_worker(name, settings)
+    except StreamrecError as exc:  # in the worker's log file too, not only on stderr
+        logging.getLogger("streamrec").error("%s cannot run: %s", name, exc)
+        raise
+
+
+def dashboard(
+    broker: BrokerOpt = None,
+    database: DatabaseOpt = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default 8470).")] = None,
+    log_format: LogFormatOpt = None,
+) -> None:
+    """Serve the web dashboard for an existing deployment (its broker and database),
+    in the foreground until Ctrl-C. Off 127.0.0.1 it needs STREAMREC_DASHBOARD_TOKEN or
+    STREAMREC_DASHBOARD_PASSWORD."""
+    from dashboard.server import Dashboard
+    from stack.embedded import running_postgres_dsn
+
+    settings = load(
+        "dashboard",
+        to_file=True,
+        bootstrap_servers=broker,
+        database_url=database,
+        dashboard_host=host,
+        dashboard_port=port,
+        log_format=log_format,
+    )
+    if settings.database_url is None and (dsn := running_postgres_dsn(settings)) is not None:
+        settings = settings.with_overrides(database_url=dsn)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    board = Dashboard(settings).start()
+    console.print(f"[bold]dashboard[/] {board.url} — Ctrl-C to stop")
+    try:
+        stop.wait()
+    finally:
+        board.stop()
 
 
 def doctor(
@@ -87,19 +193,27 @@ def doctor(
     database: DatabaseOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Print the effective configuration (secrets masked) and whether each capability is
-    on — and if not, exactly why."""
+    """Print the effective configuration (secrets masked), whether each capability is
+    on — and if not, exactly why — and each worker's state, restarts, lag and dead
+    letters. Exits 1 when the broker or database is unreachable or a worker is down,
+    not ready or crash-looping."""
     from stack.embedded import running_postgres_dsn
-    from workers.capabilities import check_capabilities
+    from workers.capabilities import check_capabilities, worker_reports
 
     settings = load(bootstrap_servers=broker, database_url=database)
     if settings.database_url is None and (dsn := running_postgres_dsn(settings)) is not None:
         settings = settings.with_overrides(database_url=dsn)
     caps = check_capabilities(settings)
+    broker_ok = not any(c.status == "error" and c.name == "broker" for c in caps)
+    workers = worker_reports(settings, kafka=broker_ok)
     if as_json:
         console.print_json(
             json.dumps(
-                {"settings": settings.describe(), "capabilities": [c.__dict__ for c in caps]}
+                {
+                    "settings": settings.describe(),
+                    "capabilities": [c.__dict__ for c in caps],
+                    "workers": [w.__dict__ for w in workers],
+                }
             )
         )
     else:
@@ -116,8 +230,35 @@ def doctor(
         for cap in caps:
             caps_table.add_row(cap.name, f"[{colours[cap.status]}]{cap.status}[/]", cap.detail)
         console.print(caps_table)
+        if workers:
+            console.print(_workers_table(workers))
     if any(c.status == "error" and c.name in ("broker", "database") for c in caps):
         raise typer.Exit(1)
+    if any(not w.healthy for w in workers):
+        raise typer.Exit(1)
+
+
+def _workers_table(workers: list[Any]) -> Table:
+    table = Table(title="workers")
+    for col in ("worker", "state", "pid", "restarts", "lag", "dead letters", "detail"):
+        table.add_column(col)
+    colours = {"ready": "green", "not ready": "yellow"}
+
+    def num(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    for w in workers:
+        colour = colours.get(w.state, "red")
+        table.add_row(
+            w.name,
+            f"[{colour}]{w.state}[/]",
+            num(w.pid),
+            num(w.restarts),
+            num(w.lag),
+            num(w.dead_letters),
+            w.detail,
+        )
+    return table
 
 
 def migrate(database: DatabaseOpt = None) -> None:

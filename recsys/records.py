@@ -270,6 +270,14 @@ class RecResponse(Record):
     embedding_model: str | None = None
     latency_ms: float = Field(ge=0.0)
     produced_at: AwareDatetime = Field(default_factory=utcnow)
+    policy_version: str | None = None
+    has_query: bool = False
+    has_history: bool = False
+    rerank_available: bool = False
+    rerank: bool = False
+    content_weight: float | None = None
+    popularity_weight: float | None = None
+    explored: bool = False
 
 
 class LlmInvolvement(Record):
@@ -302,6 +310,13 @@ class LlmInvolvement(Record):
     route: str | None = None
     propensity: float | None = None
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
+    prompt: str | None = None
+    injection_reasons: list[str] = Field(default_factory=list)
+    max_displacement: int | None = Field(default=None, ge=0)
+    moved_max: int = Field(default=0, ge=0)
+    clamped_items: int = Field(default=0, ge=0)
+    policy_version: str | None = None
+    action: str | None = None
 
 
 class FeedbackExample(Record):
@@ -330,3 +345,11 @@ class FeedbackExample(Record):
     impression_at: AwareDatetime
     outcome_at: AwareDatetime | None = None
     serve_latency_ms: float = 0.0
+    policy_version: str | None = None
+    has_query: bool = False
+    has_history: bool = False
+    rerank_available: bool = False
+    rerank: bool = False
+    content_weight: float | None = None
+    popularity_weight: float | None = None
+    explored: bool = False

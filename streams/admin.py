@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.exceptions import BrokerUnavailable, PartitionMismatch
@@ -18,7 +18,14 @@ from streams.kafka import admin_config
 from streams.settings import Settings
 from streams.topics import Topics, TopicSpec
 
-__all__ = ["TopicState", "check_co_partitioning", "describe_topics", "ensure_topics", "probe"]
+__all__ = [
+    "TopicState",
+    "check_co_partitioning",
+    "describe_topics",
+    "ensure_topics",
+    "probe",
+    "topic_ids",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +71,47 @@ def describe_topics(settings: Settings, names: Iterable[str]) -> list[TopicState
         topic = md.topics.get(name)
         ok = topic is not None and topic.error is None
         out.append(TopicState(name, len(topic.partitions) if ok and topic else None))
+    return out
+
+
+def topic_ids(settings: Settings, names: Iterable[str]) -> dict[str, str | None]:
+    """The Kafka topic id of each named topic: which *incarnation* of the name it is.
+
+    A topic deleted and created again under the same name gets a new id (and offsets
+    that restart at 0); so does every topic of the embedded broker, which keeps topics
+    in memory, each time it starts. Positions kept outside Kafka are stored with it.
+    None where the broker reports no id (the all-zero id of brokers before topic ids)
+    or the topic does not exist.
+
+    Raises:
+        BrokerUnavailable: the broker did not answer within the admin timeout.
+    """
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return {}
+    client = _admin(settings)  # kept alive until the futures are resolved
+    try:
+        futures = client.describe_topics(
+            TopicCollection(wanted), request_timeout=settings.admin_timeout_s
+        )
+    except KafkaException as exc:
+        raise BrokerUnavailable(f"cannot describe topics at {settings.kafka_bootstrap}") from exc
+    out: dict[str, str | None] = {}
+    for name, future in futures.items():
+        try:
+            uuid = future.result(timeout=settings.admin_timeout_s + 5).topic_id
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                out[name] = None
+                continue
+            raise BrokerUnavailable(
+                f"broker at {settings.kafka_bootstrap} did not describe {name}: {exc}"
+            ) from exc
+        zero = uuid is None or (
+            uuid.get_most_significant_bits() == 0 and uuid.get_least_significant_bits() == 0
+        )
+        out[name] = None if zero else str(uuid)
     return out
 
 

@@ -19,6 +19,11 @@ arrive and once more at shutdown; commits follow each housekeeping call. A handl
 :class:`Retryable` (Postgres away, a timeout) has the same batch retried with backoff
 while the partitions are paused; any other exception is a bug and stops the worker
 loudly, without committing.
+
+The loop is where the generic metrics are kept (:mod:`streams.metrics`): messages
+consumed and handled per topic, batch sizes and handle times, commits, retries, owned
+partitions and the lag of each (dead letters are counted where they are sent,
+:mod:`streams.dlq`).
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from recsys.exceptions import StreamrecError
 from recsys.records import Record
+from streams import admin
 from streams.dlq import DeadLetters
-from streams.exceptions import SerializationError
+from streams.exceptions import BrokerUnavailable, SerializationError
 from streams.kafka import consumer_config, poll_batch
+from streams.metrics import loop_metrics
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import TopicSpec
@@ -65,6 +72,11 @@ class Inbound(Generic[R]):
     timestamp_ms: int
     #: The value exactly as consumed (wire bytes), for workers that keep it (archive).
     raw_value: bytes | None = None
+    #: The topic's Kafka topic id — which incarnation of ``topic`` the offset belongs to —
+    #: or None when the broker reports none. Store it beside any position kept outside
+    #: Kafka: offsets restart at 0 when a topic is recreated (or the embedded broker,
+    #: which keeps topics in memory, starts again).
+    topic_id: str | None = None
 
     @property
     def source(self) -> str:
@@ -142,6 +154,10 @@ class ConsumerLoop:
         self.poll_timeout_s = poll_timeout_s
         self.group_id = group_id or f"{settings.topic_prefix}streamrec-{worker}"
         self.stats = LoopStats()
+        self.metrics = loop_metrics()
+        self._lag_at = 0.0
+        #: Messages behind the end per owned partition, as of the last fetch.
+        self.lags: dict[tuple[str, int], int] = {}
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._assigned: set[tuple[str, int]] = set()
@@ -157,11 +173,18 @@ class ConsumerLoop:
             **(consumer_overrides or {}),
         )
         self._consumer: Consumer | None = None
+        #: Topic id per input topic, resolved after each assignment (a recreated topic
+        #: comes back through a rebalance with a new id).
+        self._topic_ids: dict[str, str | None] = {}
+        self._last_topic_ids: dict[str, str | None] = {}
 
     # ---- rebalance --------------------------------------------------------------------
     def _assign_cb(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         self._assigned |= set(tps)
+        for topic, _ in tps:
+            self._topic_ids.pop(topic, None)  # resolved again before the next batch
+        self._count_assigned()
         log.info("%s assigned %s", self.worker, tps)
         if self._on_assign:
             self._on_assign(tps)
@@ -171,14 +194,88 @@ class ConsumerLoop:
         self._assigned -= set(tps)
         for tp in tps:
             self._positions.pop(tp, None)
+            self.lags.pop(tp, None)
+            self.metrics.lag.labels(self.worker, tp[0], str(tp[1])).set(0)
+        self._count_assigned()
         log.info("%s revoked %s", self.worker, tps)
         if self._on_revoke:
             self._on_revoke(tps)
+
+    def _count_assigned(self) -> None:
+        for topic in self.inputs:
+            n = sum(1 for t, _ in self._assigned if t == topic)
+            self.metrics.assigned.labels(self.worker, topic).set(n)
+
+    def _update_lag(self, consumer: Consumer) -> None:
+        """Lag per owned partition from the cached high watermark of the last fetch.
+
+        No broker call: librdkafka keeps the watermark of every fetch response. On Tansu
+        the watermark is the base offset of the last record batch + 1, so the lag reads
+        low by up to one producer batch (:mod:`streams.lag` has the exact figure).
+        """
+        self._lag_at = time.monotonic()
+        for topic, partition in list(self._assigned):
+            position = self._positions.get((topic, partition))
+            if position is None:
+                continue
+            try:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high is None or high < 0:
+                continue
+            lag = max(0, int(high) - position)
+            self.lags[(topic, partition)] = lag
+            self.metrics.lag.labels(self.worker, topic, str(partition)).set(lag)
 
     @property
     def assigned(self) -> set[tuple[str, int]]:
         """Partitions currently owned by this loop."""
         return set(self._assigned)
+
+    # ---- topic incarnations ---------------------------------------------------------
+    def topic_id(self, topic: str) -> str | None:
+        """The resolved topic id of an input topic (None: unknown or not resolved yet)."""
+        return self._topic_ids.get(topic)
+
+    def _resolve_topic_ids(self, topics: set[str]) -> None:
+        """Describe the topics whose id is not known since their last assignment."""
+        missing = [t for t in topics if t not in self._topic_ids]
+        if not missing:
+            return
+        for attempt in range(5):
+            try:
+                found = admin.topic_ids(self.settings, missing)
+                break
+            except BrokerUnavailable as exc:
+                if attempt == 4:
+                    raise
+                log.warning("%s: cannot resolve topic ids yet (%s); retrying", self.worker, exc)
+                time.sleep(0.5 * (attempt + 1))
+        for topic in missing:
+            topic_id = found.get(topic)
+            previous = self._last_topic_ids.get(topic)
+            if topic_id is None:
+                log.warning(
+                    "%s: the broker reports no topic id for %s, so a recreated topic cannot "
+                    "be told apart from the old one (positions stored outside Kafka assume "
+                    "the same incarnation)",
+                    self.worker,
+                    topic,
+                )
+            elif topic in self._last_topic_ids and previous != topic_id:
+                log.warning(
+                    "%s: %s is a new incarnation of the topic (topic id %s, was %s): it "
+                    "was deleted and created again, its offsets started again at 0",
+                    self.worker,
+                    topic,
+                    topic_id,
+                    previous,
+                )
+            self._topic_ids[topic] = topic_id
+            self._last_topic_ids[topic] = topic_id
 
     # ---- decoding ---------------------------------------------------------------------
     def _decode(self, msg: Message) -> Inbound[Any] | None:
@@ -207,6 +304,7 @@ class ConsumerLoop:
             headers=headers,
             timestamp_ms=msg.timestamp()[1],
             raw_value=msg.value(),
+            topic_id=self._topic_ids.get(topic),
         )
 
     def _dead_letter(self, spec: TopicSpec, msg: Message, reason: str, error: str) -> None:
@@ -237,8 +335,11 @@ class ConsumerLoop:
                 )
                 if messages:
                     await self._process(consumer, messages, stop)
-                elif self._housekeeping is not None:
-                    await self._housekeep(consumer, final=False)
+                else:
+                    if self._housekeeping is not None:
+                        await self._housekeep(consumer, final=False)
+                    if time.monotonic() - self._lag_at > 1.0:
+                        self._update_lag(consumer)
             if self._housekeeping is not None:
                 await self._housekeep(consumer, final=True)
         finally:
@@ -252,6 +353,12 @@ class ConsumerLoop:
     ) -> None:
         batch: list[Inbound[Any]] = []
         offsets: dict[tuple[str, int], int] = {}
+        per_topic: dict[str, int] = {}
+        topics = {msg.topic() for msg in messages if msg.error() is None}
+        if any(t not in self._topic_ids for t in topics):
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._resolve_topic_ids, {t for t in topics if t is not None}
+            )
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -262,10 +369,13 @@ class ConsumerLoop:
                 continue
             self.stats.consumed += 1
             topic, partition, offset = where(msg)
+            per_topic[topic] = per_topic.get(topic, 0) + 1
             offsets[(topic, partition)] = offset + 1
             inbound = self._decode(msg)
             if inbound is not None:
                 batch.append(inbound)
+        for topic, n in per_topic.items():
+            self.metrics.consumed.labels(self.worker, topic).inc(n)
         if batch:
             await self._handle_with_retry(consumer, batch, stop)
         # effects durable before the commit: outputs and dead letters acknowledged
@@ -276,6 +386,7 @@ class ConsumerLoop:
         await asyncio.get_running_loop().run_in_executor(
             None, self._commit, consumer, self._due_commits()
         )
+        self._update_lag(consumer)
 
     async def _housekeep(self, consumer: Consumer, *, final: bool) -> None:
         assert self._housekeeping is not None
@@ -299,15 +410,18 @@ class ConsumerLoop:
     ) -> None:
         delay = 0.2
         paused: list[TopicPartition] = []
+        started = time.perf_counter()
         try:
             while True:
                 try:
                     await self.handler(batch)
                     self.stats.handled += len(batch)
                     self.stats.batches += 1
+                    self._count_handled(batch, time.perf_counter() - started)
                     return
                 except Retryable as exc:
                     self.stats.retries += 1
+                    self.metrics.retries.labels(self.worker).inc()
                     if not paused:
                         paused = consumer.assignment()
                         consumer.pause(paused)
@@ -330,6 +444,17 @@ class ConsumerLoop:
             if paused:
                 consumer.resume(paused)
 
+    def _count_handled(self, batch: list[Inbound[Any]], seconds: float) -> None:
+        m = self.metrics
+        per_topic: dict[str, int] = {}
+        for inbound in batch:
+            per_topic[inbound.topic] = per_topic.get(inbound.topic, 0) + 1
+        for topic, n in per_topic.items():
+            m.handled.labels(self.worker, topic).inc(n)
+        m.batches.labels(self.worker).inc()
+        m.batch_size.labels(self.worker).observe(len(batch))
+        m.handle_seconds.labels(self.worker).observe(seconds)
+
     def _commit(self, consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
         owned = {tp: off for tp, off in offsets.items() if tp in self._assigned}
         if not owned:
@@ -339,4 +464,5 @@ class ConsumerLoop:
             asynchronous=False,
         )
         self.stats.commits += 1
+        self.metrics.commits.labels(self.worker).inc()
         self.stats.last_commit.update(owned)

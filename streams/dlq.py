@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from recsys.records import utcnow
+from streams.metrics import loop_metrics
 from streams.producer import RecordProducer
 from streams.topics import TopicSpec
 
@@ -133,3 +134,4 @@ class DeadLetters:
             ),
         )
         self.count += 1
+        loop_metrics().dead_lettered.labels(self.worker, spec.name, reason).inc()

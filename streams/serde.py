@@ -48,6 +48,7 @@ class AvroSerde:
         # (subject, record type) → schema id: the registry lookup hashes the schema's
         # canonical form, far too slow to repeat for every message
         self._ids: dict[tuple[str, type[Record]], int] = {}
+        self._resolve: dict[tuple[int, type[Record]], tuple[Any, Any]] = {}
 
     def codec(self, model: type[Record]) -> RecordCodec:
         """Parsed reader/writer schema for ``model`` (loaded from ``schemas/`` once)."""
@@ -91,8 +92,7 @@ class AvroSerde:
             raise SerializationError(
                 "bad_magic_byte", f"magic byte {magic} is not {MAGIC_BYTE}: not Confluent Avro"
             )
-        writer = self._writer(schema_id)
-        reader = self.codec(model).parsed
+        writer, reader = self._resolution(schema_id, model)
         try:
             raw = schemaless_reader(io.BytesIO(data[_HEADER.size :]), writer, reader)
         except SchemaNotFound:
@@ -113,6 +113,17 @@ class AvroSerde:
             raise SerializationError(
                 "invalid_value", f"invalid {model.__name__}: {problems}"
             ) from exc
+
+    def _resolution(self, schema_id: int, model: type[Record]) -> tuple[Any, Any]:
+        """Writer and reader schema to decode with; no reader when both are the same
+        schema (fastavro then skips resolution, the common case and the fast one)."""
+        key = (schema_id, model)
+        found = self._resolve.get(key)
+        if found is None:
+            writer, codec = self._writer(schema_id), self.codec(model)
+            same = parse_schema(codec.schema, _write_hint=False) == writer
+            found = self._resolve[key] = (codec.parsed, None) if same else (writer, codec.parsed)
+        return found
 
     def _writer(self, schema_id: int) -> Any:
         parsed = self._writers.get(schema_id)

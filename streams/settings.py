@@ -34,6 +34,7 @@ from streams.settings_sections import (
     GeneralSettings,
     KafkaSettings,
     LlmSettings,
+    OpsSettings,
     PostgresSettings,
     ServingSettings,
     TracingSettings,
@@ -79,6 +80,7 @@ def mask_url(url: str) -> str:
 class Settings(
     BaseSettings,
     DataSettings,
+    OpsSettings,
     TracingSettings,
     FeedbackSettings,
     ServingSettings,
@@ -166,6 +168,11 @@ class Settings(
         return self._section(TracingSettings)
 
     @cached_property
+    def ops(self) -> OpsSettings:
+        """Logs, metrics, health, the dashboard."""
+        return self._section(OpsSettings)
+
+    @cached_property
     def data(self) -> DataSettings:
         """Data sets."""
         return self._section(DataSettings)
@@ -207,6 +214,15 @@ class Settings(
         if self.otel_exporter is not None:
             return self.otel_exporter
         return "otlp" if self.otel_endpoint else "none"
+
+    def ops_port(self, component: str) -> int | None:
+        """Port of a worker's (or the supervisor's) metrics/health endpoint; None when off."""
+        if self.metrics_port == 0:
+            return None
+        names = (*WORKER_NAMES, "supervisor")
+        if component not in names:
+            raise ConfigurationError(f"no endpoint for {component!r}; known: {', '.join(names)}")
+        return self.metrics_port + names.index(component)
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A validated copy with some fields changed (settings are immutable)."""

@@ -25,6 +25,7 @@ __all__ = [
     "GeneralSettings",
     "KafkaSettings",
     "LlmSettings",
+    "OpsSettings",
     "PostgresSettings",
     "ServingSettings",
     "TracingSettings",
@@ -194,6 +195,11 @@ class LlmSettings(_Section):
         "item is stored from its raw text (LLM_FAILED, reason logged).",
     )
     llm_rerank: bool = Field(True, description="Use the LLM to rerank eligible requests.")
+    llm_log_prompts: bool = Field(
+        True,
+        description="Put each prompt as sent (PII already redacted) on its rec.llm-log "
+        "record, for the dashboard and audits.",
+    )
     llm_explain: bool = Field(False, description="Let the LLM word explanations (checked).")
     tag_taxonomy: Annotated[tuple[str, ...] | None, NoDecode] = Field(
         None,
@@ -246,6 +252,13 @@ class UsersSettings(_Section):
         ge=1,
         description="fetch.wait.max.ms of the users worker (a throughput consumer: a "
         "longer wait means fewer, fuller fetches).",
+    )
+    users_state_cache: int = Field(
+        50_000,
+        ge=0,
+        description="User states the users worker keeps in memory between batches (least "
+        "recently used evicted; 0 = read every batch's states from Postgres). Dropped "
+        "whenever its partitions change, so it never outlives their ownership.",
     )
 
 
@@ -321,11 +334,74 @@ class ServingSettings(_Section):
     candidate_pool: int = Field(100, ge=10, description="Candidates gathered per request.")
     serve_concurrency: int = Field(32, ge=1, description="Requests served concurrently.")
     response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
+    llm_max_displacement: int = Field(
+        10,
+        ge=0,
+        le=100,
+        description="Places an LLM rerank decision may move any item relative to any other "
+        "decision on the same candidates, the ranker's order included (half of it relative "
+        "to the ranker's order): a successful prompt injection gains at most this much. "
+        "Below 2 nothing can move: the rerank is off. Reported on rec.llm-log.",
+    )
+    llm_flagged_displacement: int = Field(
+        0,
+        ge=0,
+        le=50,
+        description="Places an LLM decision may move up an item whose text was flagged "
+        "(guard rule, decoded payload, instruction score, keyword stuffing); all items when "
+        "the query or history was flagged. 0 = never up.",
+    )
+    llm_rerank_weight: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Blend of the LLM's order (1) with the ranker's (0) inside the "
+        "displacement bound.",
+    )
+    instruction_scoring: bool = Field(
+        True,
+        description="Score untrusted text for instruction-likeness with the embedding model "
+        "(flagged item text cannot move up; a flagged query gets no LLM decision).",
+    )
+    instruction_budget_ms: int = Field(
+        50,
+        ge=0,
+        description="Longest a request waits for instruction scores of catalog text never "
+        "seen before; what is not scored by then is scored in the background for the next "
+        "request and counts as unflagged by the scorer for this one.",
+    )
+    instruction_threshold: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="Instruction-likeness score from which text is flagged (unset = the "
+        "threshold calibrated on the injection corpus's dev split).",
+    )
     route_epsilon: float = Field(
         0.05,
         ge=0.0,
         le=1.0,
-        description="Probability of exploring another feasible route (logged propensity).",
+        description="Probability of exploring another feasible action (route, fusion arm, "
+        "rerank decision) in every warmth bucket, unless the bucket's own setting or the "
+        "active policy in Postgres says otherwise; the exact probability is logged.",
+    )
+    route_epsilon_cold: float | None = Field(
+        None, ge=0.0, le=1.0, description="Exploration rate of cold users (unset = route_epsilon)."
+    )
+    route_epsilon_warming: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Exploration rate of warming users (unset = route_epsilon).",
+    )
+    route_epsilon_warm: float | None = Field(
+        None, ge=0.0, le=1.0, description="Exploration rate of warm users (unset = route_epsilon)."
+    )
+    policy_refresh_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often a serve worker checks Postgres for a newly activated policy "
+        "version (one indexed read); a new version serves within this many seconds.",
     )
     serving_space: Literal["raw", "enriched"] = Field(
         "enriched", description="Item vectors content retrieval searches."
@@ -376,6 +452,60 @@ class TracingSettings(_Section):
     otel_service_name: str = Field("streamrec", description="service.name of exported spans.")
 
 
+class OpsSettings(_Section):
+    """What operators look at: logs, metrics and health endpoints, the dashboard."""
+
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Log lines as text (time, level, worker[pid], logger, message) or one "
+        "JSON object per line for log shippers.",
+    )
+    progress_interval_s: float = Field(
+        30.0,
+        ge=0,
+        description="Each running worker logs a one-line progress summary this often (0 = never).",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address the workers' metrics and health endpoints bind (local only by "
+        "default; 0.0.0.0 in containers that Prometheus scrapes).",
+    )
+    metrics_port: int = Field(
+        9460,
+        ge=0,
+        le=65530,
+        description="First port of the workers' metrics/health endpoints: enrich, users, "
+        "serve, feedback, archive listen on this port + 0…4 and the supervisor of `up` on "
+        "+5 (0 = no endpoints).",
+    )
+    health_stall_s: float = Field(
+        30.0,
+        gt=0,
+        description="A worker whose event loop has not turned for this long is reported not live.",
+    )
+    dashboard_host: str = Field(
+        "127.0.0.1",
+        description="Address the dashboard binds; any non-loopback address needs "
+        "STREAMREC_DASHBOARD_TOKEN or STREAMREC_DASHBOARD_PASSWORD.",
+    )
+    dashboard_port: int = Field(8470, ge=0, le=65535, description="Port of the dashboard.")
+    dashboard_token: SecretStr | None = Field(
+        None,
+        description="Access token of the dashboard (secret): sent as `Authorization: "
+        "Bearer …` or once as `?token=…`, which sets a session cookie.",
+    )
+    dashboard_user: str = Field("streamrec", description="Basic-auth user of the dashboard.")
+    dashboard_password: SecretStr | None = Field(
+        None, description="Basic-auth password of the dashboard (secret)."
+    )
+    dashboard_scrape_s: float = Field(
+        5.0, gt=0, description="How often the dashboard scrapes the workers' metrics."
+    )
+    dashboard_history_s: float = Field(
+        3600.0, gt=0, description="How much metric history the dashboard keeps in memory."
+    )
+
+
 class DataSettings(_Section):
     """Data sets read by tests, benchmarks and evaluation jobs."""
 
@@ -397,5 +527,6 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("serving", ServingSettings),
     ("feedback", FeedbackSettings),
     ("tracing", TracingSettings),
+    ("ops", OpsSettings),
     ("data", DataSettings),
 )

@@ -44,6 +44,7 @@ def _archived(
     raw: bytes,
     record: Record,
     serde: AvroSerde,
+    topic_id: str | None = None,
 ) -> ArchivedMessage:
     codec = serde.codec(type(record))
     value = record.model_dump(mode="python")
@@ -61,6 +62,7 @@ def _archived(
         schema_id=schema_id_of_wire(raw),
         value=value,
         raw_value=None if exact else raw,
+        topic_id=topic_id,
         value_schema=codec.schema,
     )
 
@@ -79,6 +81,7 @@ def archived_from_inbound(inbound: Inbound[Any], serde: AvroSerde) -> ArchivedMe
         raw=inbound.raw_value,
         record=inbound.value,
         serde=serde,
+        topic_id=inbound.topic_id,
     )
 
 

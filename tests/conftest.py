@@ -89,6 +89,10 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "batch_fetch_wait_ms": 20,
         "fetch_wait_ms": 5,
         "admin_timeout_s": 10.0,
+        # no metrics endpoints unless a test asks for them on ports of its own: the default
+        # range is one per machine, so two worker processes of a test (or two test
+        # sessions) would collide on it
+        "metrics_port": 0,
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from streams.consumer_loop import ConsumerLoop, Inbound
 from streams.topics import TopicSpec
 from streams.wire import archived_from_inbound
 from workers.bootstrap import Context
+from workers.inventory import worker_inputs
 
 __all__ = ["ArchiveWorker", "archived_topics", "run"]
 
@@ -31,13 +32,7 @@ log = logging.getLogger(__name__)
 
 def archived_topics(ctx: Context) -> list[TopicSpec]:
     """The topics this deployment archives."""
-    t = ctx.topics
-    specs = [t.rec_responses, t.llm_log, t.feedback_examples]
-    if ctx.settings.archive_requests:
-        specs.append(t.rec_requests)
-    if ctx.settings.archive_user_events:
-        specs.append(t.user_events)
-    return specs
+    return worker_inputs(ctx.settings, ctx.topics)["archive"]
 
 
 @dataclass(frozen=True)

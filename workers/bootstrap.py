@@ -10,6 +10,7 @@ and models are built here, lazily where costly, and closed by :meth:`Context.clo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
@@ -59,6 +60,10 @@ class Handles:
     def put(self, handle: object) -> None:
         """Publish ``handle`` under its own class."""
         self._by_type[type(handle)] = handle
+
+    def all(self) -> list[object]:
+        """Every published handle (the observer reads their stats)."""
+        return list(self._by_type.values())
 
     def get(self, kind: type[H]) -> H | None:
         """The published handle of class ``kind`` (None until the worker has started)."""
@@ -131,6 +136,32 @@ class Context:
         await apool.open(wait=True, timeout=30)
         self._apools.append(apool)
         return apool
+
+    @property
+    def uses_database(self) -> bool:
+        """True once this process opened a Postgres pool."""
+        return bool(self._apools) or self._pool is not None
+
+    async def ping_database(self, timeout_s: float = 2.0) -> str | None:
+        """None when Postgres answers ``SELECT 1`` on a new connection, else why not.
+
+        A new connection rather than a pooled one: a busy pool is not an unreachable
+        database.
+        """
+        import psycopg
+
+        try:
+            async with asyncio.timeout(timeout_s):
+                conn = await psycopg.AsyncConnection.connect(
+                    self.dsn, connect_timeout=max(1, int(timeout_s)), autocommit=True
+                )
+                async with conn:
+                    await conn.execute("SELECT 1")
+        except TimeoutError:
+            return f"no answer within {timeout_s:.0f}s"
+        except psycopg.Error as exc:
+            return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None
 
     async def aclose(self) -> None:
         """Close async pools (inside their loop), then everything else."""

@@ -17,10 +17,19 @@ from typing import Literal
 from recsys.embedding import resolve_model
 from recsys.exceptions import StreamrecError
 from streams import admin
+from streams.lag import group_lag, topic_sizes
+from streams.ops_probe import probe_workers
 from streams.registry import LocalRegistry
 from streams.settings import Settings
+from workers.inventory import consumer_group, worker_inputs
 
-__all__ = ["Capability", "check_capabilities", "log_capabilities"]
+__all__ = [
+    "Capability",
+    "WorkerReport",
+    "check_capabilities",
+    "log_capabilities",
+    "worker_reports",
+]
 
 log = logging.getLogger(__name__)
 
@@ -200,3 +209,55 @@ def log_capabilities(settings: Settings, worker: str, timeout_s: float = 3.0) ->
         level = logging.INFO if cap.status == "on" else logging.WARNING
         log.log(level, "%s capability %s", worker, json.dumps(cap.__dict__))
     return caps
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    """One worker for `doctor`: state, restarts, lag and dead letters."""
+
+    name: str
+    state: str
+    pid: int | None
+    restarts: int | None
+    lag: int | None
+    dead_letters: int | None
+    detail: str
+
+    @property
+    def healthy(self) -> bool:
+        """Ready and not crash-looping."""
+        return self.state == "ready"
+
+
+def worker_reports(
+    settings: Settings, *, kafka: bool = True, timeout_s: float = 1.0
+) -> list[WorkerReport]:
+    """Each configured worker's health (its endpoint, the supervisor), and — when
+    ``kafka`` — its consumer group's lag and its input topics' dead letters."""
+    inputs = worker_inputs(settings)
+    out = []
+    for probe in probe_workers(settings, settings.workers, timeout_s):
+        lag = dead = None
+        if kafka:
+            specs = inputs[probe.name]
+            try:
+                lags = group_lag(
+                    settings, consumer_group(settings, probe.name), [s.name for s in specs]
+                )
+                lag = sum(g.lag for g in lags)
+                dlqs = [s.dlq.name for s in specs if s.dlq is not None]
+                dead = sum(topic_sizes(settings, dlqs).values())
+            except Exception as exc:  # a broker problem is reported as a capability
+                log.debug("lag of %s unavailable: %s", probe.name, exc)
+        out.append(
+            WorkerReport(
+                name=probe.name,
+                state=probe.state,
+                pid=probe.pid,
+                restarts=probe.restarts,
+                lag=lag,
+                dead_letters=dead,
+                detail=probe.detail,
+            )
+        )
+    return out

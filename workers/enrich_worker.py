@@ -31,6 +31,7 @@ from recsys.records import LlmInvolvement
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
 from streams.tracing import consume_span
 from workers.bootstrap import Context
+from workers.metrics import observe_llm
 from workers.model_load import load_model
 
 __all__ = ["EnrichWorker", "run"]
@@ -94,6 +95,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
 
     def emit_log(record: LlmInvolvement) -> None:
         producer.send(topics.llm_log, record.request_id, record)
+        observe_llm("enrich", record)
 
     async def handle(batch: list[Inbound[Any]]) -> None:
         with consume_span(

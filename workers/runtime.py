@@ -1,8 +1,9 @@
 """Running one worker: the start-up checks every worker shares, then its loop.
 
 A worker module exposes ``async def run(ctx, stop)``; this module resolves it by name,
-checks that the record classes match ``schemas/``, that co-partitioned topics agree,
-logs the capability summary, and runs it until SIGINT/SIGTERM sets ``stop``.
+starts its metrics/health endpoint (:class:`workers.observe.Observer`), checks that the
+record classes match ``schemas/``, that co-partitioned topics agree, logs the capability
+summary, and runs it until SIGINT/SIGTERM sets ``stop``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from streams.settings import WORKER_NAMES, Settings
 from streams.tracing import setup_tracing
 from workers.bootstrap import Context, Overrides, bootstrap
 from workers.capabilities import log_capabilities
+from workers.observe import Observer
 
 __all__ = [
     "ALL_RECORDS",
@@ -86,24 +88,39 @@ async def serve_forever(
     stop: asyncio.Event | None = None,
     *,
     install_signals: bool = False,
+    observer: Observer | None = None,
 ) -> None:
-    """Run worker ``name`` with ``ctx`` until ``stop`` is set (or a signal arrives)."""
+    """Run worker ``name`` with ``ctx`` until ``stop`` is set (or a signal arrives).
+
+    With an ``observer``, its health/metrics task runs beside the worker.
+    """
     main = resolve_worker(name)
     stop = stop or asyncio.Event()
     if install_signals:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+    watching = asyncio.create_task(observer.watch(ctx, stop)) if observer else None
     try:
         await main(ctx, stop)
     finally:
+        if watching is not None:
+            watching.cancel()
         await ctx.aclose()
 
 
 def run_worker(name: str, settings: Settings, overrides: Overrides | None = None) -> None:
-    """Entry point of ``streamrec worker NAME``: preflight, tracing, run until signalled."""
-    tracing = setup_tracing(settings, service=f"streamrec-{name}")
-    log.info("%s: tracing %s", name, tracing)
-    preflight(settings, name)
-    ctx = bootstrap(settings, overrides)
-    asyncio.run(serve_forever(name, ctx, install_signals=True))
+    """Entry point of ``streamrec worker NAME``: endpoints, preflight, tracing, run until
+    signalled."""
+    resolve_worker(name)
+    observer = Observer(name, settings)
+    observer.start_endpoints()
+    try:
+        tracing = setup_tracing(settings, service=f"streamrec-{name}")
+        log.info("%s: tracing %s", name, tracing)
+        observer.health.set("started", False, "preflight: schemas, broker, topics")
+        preflight(settings, name)
+        ctx = bootstrap(settings, overrides)
+        asyncio.run(serve_forever(name, ctx, install_signals=True, observer=observer))
+    finally:
+        observer.stop_endpoints()

@@ -6,6 +6,9 @@ Requests of a batch are served concurrently (bounded by ``serve_concurrency``); 
 continues the trace of its request. Postgres away is :class:`Retryable` (the batch is
 served again: responses are keyed by ``request_id``, so a repeat is recognisable).
 
+The routing policy is the active version in Postgres (checked every ``policy_refresh_s``
+seconds, switched without a restart), or the settings' policy while none is active.
+
 User state comes from the users worker's Postgres read model, measured at a few ms per
 read: a co-partitioned local table would need the serving process to consume the
 users' changelog too, and a consumer's fetch wait on the embedded broker costs more than
@@ -22,12 +25,14 @@ from typing import Any
 
 from recsys.embedding import Embedder, SentenceTransformerEmbedder
 from recsys.exceptions import DatabaseUnavailable
+from recsys.policy.store import PgPolicies, PolicyFollower
 from recsys.records import RecRequest
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.serving.recommender import Recommender
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
 from streams.tracing import consume_span
 from workers.bootstrap import Context
+from workers.metrics import observe_served
 from workers.model_load import load_model
 from workers.serve_wiring import build_recommender, llm_client
 
@@ -42,6 +47,7 @@ class ServeWorker:
 
     recommender: Recommender
     loop: ConsumerLoop
+    policies: PolicyFollower
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:
@@ -60,10 +66,20 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     if client is not None:  # import the SDK now, not inside the first request's deadline
         await asyncio.get_running_loop().run_in_executor(None, lambda: client.sdk)
     recommender = build_recommender(s, apool, encoder, client)
+    await recommender.warm()
+    policies = PolicyFollower(
+        PgPolicies(apool),
+        recommender.policy,
+        lambda policy: setattr(recommender, "policy", policy),
+        s.policy_refresh_s,
+    )
+    await policies.refresh()  # start on the active version, if there is one
+    follow = asyncio.create_task(policies.run(stop), name="serve-policy-follower")
     log.info(
-        "serve: model %s, LLM %s, policy %s",
+        "serve: model %s, LLM %s, policy %s, config %s",
         embedder.name,
         recommender.llm.model or f"off ({off_reason})",
+        recommender.policy.version,
         recommender.config,
     )
     limit = asyncio.Semaphore(s.serve_concurrency)
@@ -83,6 +99,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
                 producer.send(topics.rec_responses, request.user_id, served.response)
                 for record in served.logs:
                     producer.send(topics.llm_log, record.request_id, record)
+                observe_served(served.response, served.logs, served.timings)
 
     async def handle(batch: list[Inbound[Any]]) -> None:
         try:
@@ -99,10 +116,13 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         latency_sensitive=True,
         max_batch=max(1, s.serve_concurrency),
     )
-    ctx.handles.put(ServeWorker(recommender, loop))
+    ctx.handles.put(ServeWorker(recommender, loop, policies))
     try:
         await loop.run(stop)
     finally:
+        follow.cancel()
+        await asyncio.gather(follow, return_exceptions=True)
+        await recommender.aclose()
         encoder.close()
         if client is not None:
             await client.aclose()

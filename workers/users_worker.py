@@ -5,11 +5,17 @@ Thin: the at-least-once consumer loop (confluent-kafka) decodes batches (bad inp
 DLQ; an event whose key is not its user goes there too, as it would sit in another
 user's partition) and hands them to :class:`UserStateUpdater`:
 
-1. the batch's users' states are read from Postgres (``user_state``);
+1. the batch's users' states: from the process's cache of the states it made durable
+   itself, else read from Postgres (``user_state``);
 2. :func:`recsys.users.nearline.update_batch` — each user's state once per batch;
 3. :meth:`PgUserStates.write` — ``user_events`` + co-visitation + the new states in
-   one transaction (retried with backoff while Postgres is away);
+   one transaction, one statement (retried with backoff while Postgres is away); the
+   new states enter the cache only once durable;
 4. only then are the batch's offsets committed.
+
+The cache (``users_state_cache`` states, least recently used evicted) is dropped whenever
+the process's partitions are assigned or revoked: a user's events live in one partition,
+so while the process owns it no other process writes that user's state.
 
 Exactness without Kafka transactions (unavailable on Tansu): the state and the events
 that made it commit together, each state carries the ``(partition, offset)`` of its last
@@ -26,7 +32,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +42,7 @@ from recsys.cf.pg_covisit import PgCovisitation
 from recsys.exceptions import DatabaseUnavailable
 from recsys.records import UserEvent
 from recsys.users.nearline import update_batch
-from recsys.users.state import Position, UserStateConfig
+from recsys.users.state import UNKNOWN_INCARNATION, Position, UserState, UserStateConfig
 from recsys.users.store import PgUserStates
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
 from streams.dlq import DeadLetters
@@ -56,6 +63,10 @@ class UsersStats:
     redelivered: int = 0
     dead_lettered: int = 0
     batches: int = 0
+    #: Users whose stored position belonged to another incarnation of user.events.
+    incarnation_changes: int = 0
+    #: States read from Postgres (the others came from the cache).
+    state_reads: int = 0
     #: Busy time by phase, seconds: reading states, domain step, Postgres transaction.
     read_s: float = 0.0
     domain_s: float = 0.0
@@ -75,14 +86,69 @@ class UserStateUpdater:
         covisit: PgCovisitation,
         cfg: UserStateConfig,
         covisit_cfg: CovisitConfig,
+        cache_size: int = 0,
     ) -> None:
         self.store = store
+        #: States as last made durable by this process, for the partitions it owns.
+        self.cache: OrderedDict[str, UserState] = OrderedDict()
+        self.cache_size = cache_size
         self.covisit = covisit
         self.cfg = cfg
         self.covisit_cfg = covisit_cfg
         self.stats = UsersStats()
         #: Called with each batch once it is durable (benchmarks measure lag with it).
         self.on_durable: list[Callable[[list[tuple[UserEvent, Position]]], None]] = []
+        self._warned: set[tuple[str, str]] = set()
+
+    def _notice_incarnations(
+        self, states: dict[str, UserState], events: list[tuple[UserEvent, Position]]
+    ) -> None:
+        """Count (and say once, at WARNING) stored positions of another incarnation."""
+        checked: set[str] = set()
+        for event, position in events:
+            state = states.get(event.user_id)
+            if state is None or state.last_position is None or event.user_id in checked:
+                continue
+            checked.add(event.user_id)
+            old = state.last_position.topic_id
+            if old == position.topic_id:
+                continue
+            self.stats.incarnation_changes += 1
+            if (old, position.topic_id) not in self._warned:
+                self._warned.add((old, position.topic_id))
+                log.warning(
+                    "users: user.events is a new incarnation (topic id %s) — stored positions "
+                    "of %s were written for another one (the topic was recreated, or the "
+                    "embedded broker started again with an empty log); they are ignored and "
+                    "events are deduplicated by event id only",
+                    position.topic_id or "unknown",
+                    f"topic id {old}" if old else "an unrecorded incarnation",
+                )
+
+    def forget(self, *_: object) -> None:
+        """Drop the cached states (partitions assigned or revoked: another process may
+        have written them meanwhile)."""
+        self.cache.clear()
+
+    async def _states(self, user_ids: set[str]) -> dict[str, UserState]:
+        """The users' current states: cached when this process wrote them last, else
+        read from Postgres."""
+        found = {u: s for u in user_ids if (s := self.cache.get(u)) is not None}
+        missing = user_ids - found.keys()
+        if missing:
+            found.update(await self.store.get_many(missing))
+            self.stats.state_reads += len(missing)
+        return found
+
+    def _remember(self, states: Iterable[UserState]) -> None:
+        if not self.cache_size:
+            return
+        cache = self.cache
+        for state in states:
+            cache[state.user_id] = state
+            cache.move_to_end(state.user_id)
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
 
     async def apply(self, events: list[tuple[UserEvent, Position]]) -> None:
         """Apply one batch of decoded events (with their positions) durably.
@@ -92,7 +158,8 @@ class UserStateUpdater:
         """
         try:
             t0 = time.perf_counter()
-            states = await self.store.get_many({e.user_id for e, _ in events})
+            states = await self._states({e.user_id for e, _ in events})
+            self._notice_incarnations(states, events)
             t1 = time.perf_counter()
             update = update_batch(states.get, events, self.cfg, self.covisit_cfg)
             t2 = time.perf_counter()
@@ -102,6 +169,7 @@ class UserStateUpdater:
                 )
                 self.stats.redelivered += result.redelivered
             t3 = time.perf_counter()
+            self._remember(update.states.values())  # durable now
         except DatabaseUnavailable as exc:
             raise Retryable(str(exc)) from exc
         self.stats.read_s += t1 - t0
@@ -110,7 +178,7 @@ class UserStateUpdater:
         self.stats.duplicates += update.duplicates
         self.stats.applied += len(update.accepted)
         self.stats.batches += 1
-        for _, (partition, offset) in events:
+        for _, (_, partition, offset) in events:
             if partition not in self.stats.durable_offsets:
                 log.info("users: now applying partition %d", partition)
             if offset > self.stats.durable_offsets.get(partition, -1):
@@ -138,6 +206,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         PgCovisitation(pool, s.covisit_half_life_h),
         UserStateConfig.from_settings(s.users),
         CovisitConfig.from_settings(s.users),
+        cache_size=s.users_state_cache,
     )
     dead = DeadLetters(ctx.producer, "users")
 
@@ -159,7 +228,8 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
                 )
                 updater.stats.dead_lettered += 1
                 continue
-            events.append((event, (msg.partition, msg.offset)))
+            incarnation = msg.topic_id or UNKNOWN_INCARNATION
+            events.append((event, Position(incarnation, msg.partition, msg.offset)))
         if events:
             await updater.apply(events)
 
@@ -171,6 +241,8 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         producer=ctx.producer,
         max_batch=s.users_batch_size,
         consumer_overrides={"fetch.wait.max.ms": s.users_fetch_wait_ms},
+        on_assign=updater.forget,
+        on_revoke=updater.forget,
         group_id=ctx.overrides.group_id,
     )
     ctx.handles.put(UsersWorker(updater, loop))

@@ -7,6 +7,10 @@ messages are absent), so the highest archived offset of a partition is known fro
 directory listing alone (that is how the writer skips re-delivered
 records after a crash). Files being written live under ``<root>/.inprogress/`` and
 only appear under their topic folder, complete and synced, by an atomic rename.
+
+Offsets belong to one incarnation of a topic (:mod:`recsys.archive.incarnations`):
+files of a later incarnation (epoch ≥ 1) are named ``e<epoch>-p<partition>-…``, and
+files sort by epoch, then partition, then offset.
 """
 
 from __future__ import annotations
@@ -30,22 +34,26 @@ __all__ = [
 ]
 
 INPROGRESS_DIR = ".inprogress"
-_FILE = re.compile(r"^p(\d+)-(\d+)-(\d+)\.avro$")
+_FILE = re.compile(r"^(?:e(\d+)-)?p(\d+)-(\d+)-(\d+)\.avro$")
 
 
 @dataclass(frozen=True, order=True)
 class ArchiveFile:
     """One complete archive file and the offset range its name promises."""
 
+    #: The incarnation of the topic its offsets belong to (0: the first archived).
+    epoch: int
     partition: int
     first_offset: int
     last_offset: int
     path: Path
 
 
-def file_name(partition: int, first_offset: int, last_offset: int) -> str:
-    """``p0003-000000000120-000000000245.avro`` (zero-padded so names sort by offset)."""
-    return f"p{partition:04d}-{first_offset:012d}-{last_offset:012d}.avro"
+def file_name(partition: int, first_offset: int, last_offset: int, epoch: int = 0) -> str:
+    """``p0003-000000000120-000000000245.avro`` (zero-padded so names sort by offset),
+    prefixed ``e0001-`` for later incarnations of the topic."""
+    name = f"p{partition:04d}-{first_offset:012d}-{last_offset:012d}.avro"
+    return f"e{epoch:04d}-{name}" if epoch else name
 
 
 def day_of(timestamp_ms: int) -> str:
@@ -63,8 +71,11 @@ def inprogress_dir(root: Path, topic: str) -> Path:
     return Path(root) / INPROGRESS_DIR / topic
 
 
-def list_files(root: Path, topic: str, partitions: set[int] | None = None) -> list[ArchiveFile]:
-    """Complete files of ``topic``, ordered by partition then first offset."""
+def list_files(
+    root: Path, topic: str, partitions: set[int] | None = None, epoch: int | None = None
+) -> list[ArchiveFile]:
+    """Complete files of ``topic`` (of one incarnation when ``epoch`` is given), ordered
+    by epoch, partition, first offset."""
     base = topic_dir(root, topic)
     if not base.is_dir():
         return []
@@ -76,9 +87,12 @@ def list_files(root: Path, topic: str, partitions: set[int] | None = None) -> li
             match = _FILE.match(path.name)
             if not match:
                 continue
-            partition, first, last = (int(g) for g in match.groups())
-            if partitions is None or partition in partitions:
-                out.append(ArchiveFile(partition, first, last, path))
+            number, partition, first, last = match.groups()
+            found = ArchiveFile(int(number or 0), int(partition), int(first), int(last), path)
+            if (partitions is None or found.partition in partitions) and (
+                epoch is None or found.epoch == epoch
+            ):
+                out.append(found)
     out.sort()
     return out
 

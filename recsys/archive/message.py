@@ -54,6 +54,13 @@ def envelope_schema(value_schema: Schema) -> Schema:
                 "default": None,
                 "doc": "Original wire bytes when re-encoding the value would differ.",
             },
+            {
+                "name": "topic_id",
+                "type": ["null", "string"],
+                "default": None,
+                "doc": "Kafka topic id of the source topic: which incarnation of the name "
+                "the offset belongs to (offsets restart when a topic is recreated).",
+            },
         ],
     }
 
@@ -71,6 +78,8 @@ class ArchivedMessage:
     schema_id: int
     value: dict[str, Any]
     raw_value: bytes | None = None
+    #: Kafka topic id of the source topic (its incarnation); None when unknown.
+    topic_id: str | None = None
     #: The value's Avro schema as written (needed to re-encode it byte for byte).
     value_schema: Schema | None = field(default=None, compare=False, repr=False)
 
@@ -91,6 +100,7 @@ class ArchivedMessage:
             "schema_id": self.schema_id,
             "value": self.value,
             "raw_value": self.raw_value,
+            "topic_id": self.topic_id,
         }
 
     @classmethod
@@ -106,5 +116,6 @@ class ArchivedMessage:
             schema_id=datum["schema_id"],
             value=datum["value"],
             raw_value=datum.get("raw_value"),
+            topic_id=datum.get("topic_id"),
             value_schema=value_schema,
         )

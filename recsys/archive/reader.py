@@ -2,9 +2,12 @@
 by partition, offset range and timestamp range.
 
 Ranges are half-open: ``from_offset`` / ``since_ms`` inclusive, ``to_offset`` /
-``until_ms`` exclusive. The writer archives each offset once; the reader still drops an
-offset it has already yielded for a partition (defensive, O(1) memory), so copies made
-by hand or by two writers sharing a folder cannot double-count.
+``until_ms`` exclusive. A topic recreated under the same name (a new incarnation, see
+:mod:`recsys.archive.incarnations`) starts its offsets again: its messages follow those
+of the earlier incarnations, and offset ranges apply within each. The writer archives
+each offset once; the reader still drops an offset it has already yielded for a partition
+of an incarnation (defensive, O(1) memory), so copies made by hand or by two writers
+sharing a folder cannot double-count.
 """
 
 from __future__ import annotations
@@ -48,17 +51,19 @@ def read_archive(
     since_ms: int | None = None,
     until_ms: int | None = None,
 ) -> Iterator[ArchivedMessage]:
-    """Archived messages of ``topic`` in (partition, offset) order, within the ranges."""
-    last_seen: dict[int, int] = {}
+    """Archived messages of ``topic`` in (incarnation, partition, offset) order, within
+    the ranges."""
+    last_seen: dict[tuple[int, int], int] = {}
     for file in list_files(root, topic, partitions):
         if to_offset is not None and file.first_offset >= to_offset:
             continue
         if from_offset is not None and file.last_offset < from_offset:
             continue
         for message in read_avro_file(file.path):
-            if message.offset <= last_seen.get(message.partition, -1):
+            where = (file.epoch, message.partition)
+            if message.offset <= last_seen.get(where, -1):
                 continue
-            last_seen[message.partition] = message.offset
+            last_seen[where] = message.offset
             if from_offset is not None and message.offset < from_offset:
                 continue
             if to_offset is not None and message.offset >= to_offset:

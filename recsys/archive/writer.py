@@ -12,6 +12,15 @@ open file are not durable yet; :meth:`ArchiveWriter.committable` holds the consu
 commits back to the first of them, so a crash loses no record either. Leftover
 ``.inprogress`` files of a crashed process are deleted when their partition is first
 written again (their records are re-delivered because they were never committed).
+
+Offsets are compared within one incarnation of the topic only: a message whose Kafka
+topic id the archive has not seen before starts a new epoch
+(:mod:`recsys.archive.incarnations`, logged at WARNING), whose files are named apart, so
+a topic recreated under the same name — or the in-memory embedded broker started again
+— is archived from its offset 0 instead of being skipped as already archived. An archive
+written before incarnations were recorded is adopted as epoch 0 when the first message
+continues it (its offset is past the archived ones, or the archived record at that
+offset is the same message); otherwise the new topic gets epoch 1.
 """
 
 from __future__ import annotations
@@ -28,7 +37,9 @@ from typing import Any, BinaryIO
 from fastavro import parse_schema
 from fastavro.write import Writer
 
+from recsys.archive.incarnations import load_incarnations, record_incarnation
 from recsys.archive.layout import (
+    ArchiveFile,
     day_of,
     file_name,
     fsync_dir,
@@ -37,6 +48,7 @@ from recsys.archive.layout import (
     topic_dir,
 )
 from recsys.archive.message import ArchivedMessage, envelope_schema
+from recsys.archive.reader import read_avro_file
 
 __all__ = ["ArchiveWriter", "WriterStats"]
 
@@ -52,12 +64,15 @@ class WriterStats:
     written: int = 0
     skipped: int = 0
     files: int = 0
+    #: New incarnations of a topic met (a topic recreated, an empty broker restarted).
+    incarnations: int = 0
 
 
 @dataclass
 class _OpenFile:
     topic: str
     partition: int
+    epoch: int
     day: str
     first_offset: int
     last_offset: int
@@ -93,6 +108,8 @@ class ArchiveWriter:
         self._schemas: dict[str, Any] = {}
         self._open: dict[TP, _OpenFile] = {}
         self._last_written: dict[TP, int] = {}
+        #: Current (topic id, epoch) per topic.
+        self._epochs: dict[str, tuple[str | None, int]] = {}
         self._lock = threading.RLock()
 
     def register(self, topic: str, value_schema: dict[str, Any]) -> None:
@@ -104,16 +121,17 @@ class ArchiveWriter:
         """Append one message; False when it was archived already (a re-delivery)."""
         tp = (message.topic, message.partition)
         with self._lock:
-            if message.offset <= self._last_offset(tp):
+            epoch = self._epoch_of(message)
+            if message.offset <= self._last_offset(tp, epoch):
                 self.stats.skipped += 1
                 return False
             day = day_of(message.timestamp_ms)
             current = self._open.get(tp)
-            if current is not None and current.day != day:
+            if current is not None and (current.day != day or current.epoch != epoch):
                 self._finalize(tp)
                 current = None
             if current is None:
-                current = self._open_file(message, day)
+                current = self._open_file(message, day, epoch)
             current.writer.write(message.to_datum())
             current.last_offset = message.offset
             self._last_written[tp] = message.offset
@@ -122,12 +140,74 @@ class ArchiveWriter:
                 self._finalize(tp)
             return True
 
-    def _last_offset(self, tp: TP) -> int:
-        """Last offset written for ``tp``: from memory, else from the file names."""
+    # ---- incarnations ------------------------------------------------------------------
+    def _epoch_of(self, message: ArchivedMessage) -> int:
+        """The epoch of the message's topic incarnation, recorded when it is new."""
+        topic, topic_id = message.topic, message.topic_id
+        known = self._epochs.get(topic)
+        if known is not None and (known[0] == topic_id or topic_id is None):
+            return known[1]
+        recorded = load_incarnations(self.root, topic)
+        match = [i for i in recorded if i.topic_id == topic_id]
+        if match:
+            epoch = match[0].epoch
+        elif topic_id is None:  # a broker without topic ids: the latest incarnation
+            epoch = recorded[-1].epoch if recorded else 0
+        elif recorded:
+            epoch = recorded[-1].epoch + 1
+            self._new_incarnation(message, epoch, f"topic id {recorded[-1].topic_id}")
+        elif not list_files(self.root, topic) or self._continues_legacy(message):
+            epoch = 0
+            record_incarnation(self.root, topic, 0, topic_id)
+        else:
+            epoch = 1
+            self._new_incarnation(message, epoch, "the archive's unrecorded one")
+        if known is not None and known[1] != epoch:
+            for tp in [tp for tp in self._open if tp[0] == topic]:
+                self._finalize(tp)
+        for tp in [tp for tp in self._last_written if tp[0] == topic]:
+            del self._last_written[tp]
+        self._epochs[topic] = (topic_id, epoch)
+        return epoch
+
+    def _new_incarnation(self, message: ArchivedMessage, epoch: int, was: str) -> None:
+        record_incarnation(self.root, message.topic, epoch, message.topic_id)
+        self.stats.incarnations += 1
+        log.warning(
+            "archive: %s is a new incarnation of the topic (topic id %s, not %s): it was "
+            "recreated, or the embedded broker started again with empty topics; its offsets "
+            "start again, archived as epoch %d beside the earlier ones",
+            message.topic,
+            message.topic_id,
+            was,
+            epoch,
+        )
+
+    def _continues_legacy(self, message: ArchivedMessage) -> bool:
+        """Whether ``message`` belongs to the incarnation of the unrecorded archive."""
+        files = list_files(self.root, message.topic, {message.partition}, epoch=0)
+        if message.offset > max((f.last_offset for f in files), default=-1):
+            return True
+        holding: list[ArchiveFile] = [
+            f for f in files if f.first_offset <= message.offset <= f.last_offset
+        ]
+        for file in holding:
+            for old in read_avro_file(file.path):
+                if old.offset == message.offset:
+                    return (old.timestamp_ms, old.key, old.headers) == (
+                        message.timestamp_ms,
+                        message.key,
+                        message.headers,
+                    )
+        return False
+
+    def _last_offset(self, tp: TP, epoch: int) -> int:
+        """Last offset written for ``tp`` in ``epoch``: from memory, else from the file
+        names."""
         last = self._last_written.get(tp)
         if last is None:
             topic, partition = tp
-            files = list_files(self.root, topic, {partition})
+            files = list_files(self.root, topic, {partition}, epoch=epoch)
             last = max((f.last_offset for f in files), default=-1)
             self._remove_stale(tp)
             self._last_written[tp] = last
@@ -142,7 +222,7 @@ class ArchiveWriter:
             log.info("removing unfinished archive file %s (its records are re-read)", path)
             path.unlink()
 
-    def _open_file(self, message: ArchivedMessage, day: str) -> _OpenFile:
+    def _open_file(self, message: ArchivedMessage, day: str, epoch: int) -> _OpenFile:
         schema = self._schemas.get(message.topic)
         if schema is None:
             raise KeyError(f"no value schema registered for topic {message.topic!r}")
@@ -155,6 +235,7 @@ class ArchiveWriter:
         opened = _OpenFile(
             topic=message.topic,
             partition=message.partition,
+            epoch=epoch,
             day=day,
             first_offset=message.offset,
             last_offset=message.offset,
@@ -181,7 +262,9 @@ class ArchiveWriter:
             final_dir.mkdir(parents=True, exist_ok=True)
             fsync_dir(final_dir.parent)
             fsync_dir(final_dir.parent.parent)
-        final = final_dir / file_name(current.partition, current.first_offset, current.last_offset)
+        final = final_dir / file_name(
+            current.partition, current.first_offset, current.last_offset, current.epoch
+        )
         os.rename(current.tmp_path, final)
         fsync_dir(final_dir)
         fsync_dir(current.tmp_path.parent)

@@ -108,10 +108,15 @@ def pairs_for(
     """The co-visits of visiting ``item`` at ``at`` after the visits ``recent``."""
     out: list[Pair] = []
     window_s = float(cfg.covisit_window_s)
+    per_log2 = cfg.covisit_half_life_h * 3600.0
     for other, when in recent[: cfg.covisit_window_items]:
-        if other == item or abs((at - when).total_seconds()) > window_s:
+        if other == item:
             continue
-        weight = log2_time(max(at, when), cfg.covisit_half_life_h)
+        delta = (at - when).total_seconds()
+        if delta > window_s or -delta > window_s:
+            continue
+        # log2_time(max(at, when)), inlined: this runs for every pair of every visit
+        weight = ((at if delta >= 0 else when) - EPOCH).total_seconds() / per_log2
         out.append((item, other, weight))
         out.append((other, item, weight))
     return out

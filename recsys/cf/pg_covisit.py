@@ -21,11 +21,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from recsys.cf.covisit import Pair, aggregate, log2_time, rank_neighbors
 from recsys.exceptions import DatabaseUnavailable
 
-__all__ = ["PgCovisitation"]
+__all__ = ["COVISIT_MERGE", "PgCovisitation"]
 
-_MERGE = """
-INSERT INTO covisit (item_id, other_id, log2_weight)
-SELECT * FROM unnest(%b::text[], %b::text[], %b::float8[])
+#: How a contribution merges into an existing pair: log2(2^a + 2^b) without overflow.
+COVISIT_MERGE = """
 ON CONFLICT (item_id, other_id) DO UPDATE SET
     log2_weight = GREATEST(covisit.log2_weight, EXCLUDED.log2_weight) + CASE
         WHEN abs(covisit.log2_weight - EXCLUDED.log2_weight) > 60 THEN 0
@@ -33,6 +32,12 @@ ON CONFLICT (item_id, other_id) DO UPDATE SET
              / ln(2.0::float8)
     END,
     updated_at = now()
+"""
+
+_MERGE = f"""
+INSERT INTO covisit (item_id, other_id, log2_weight)
+SELECT * FROM unnest(%b::text[], %b::text[], %b::float8[])
+{COVISIT_MERGE}
 """
 
 _NEIGHBOURS = """

@@ -232,4 +232,5 @@ class Enricher:
             validation_errors=[e[:300] for e in errors[:10]],
             fallback=fallback,
             fallback_reason=result.reason if fallback else None,
+            prompt=result.prompt,
         )

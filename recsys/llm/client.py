@@ -21,10 +21,12 @@ A call never raises for an LLM problem: it returns an :class:`LlmResult` whose
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar, overload
 
 from pydantic import BaseModel
@@ -69,6 +71,8 @@ log = logging.getLogger(__name__)
 
 #: The temperature ceiling of every structured call (constrained, repeatable output).
 MAX_TEMPERATURE = 0.3
+#: At most this many characters of a prompt go to ``rec.llm-log``.
+PROMPT_LOG_CHARS = 20_000
 
 
 class LlmSettings(Protocol):
@@ -92,6 +96,8 @@ class LlmSettings(Protocol):
     def llm_price_in_per_1k(self) -> float: ...
     @property
     def llm_price_out_per_1k(self) -> float: ...
+    @property
+    def llm_log_prompts(self) -> bool: ...
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -131,7 +137,9 @@ class LlmClient:
         backoff_base_s: float = 0.25,
         backoff_max_s: float = 4.0,
         max_tokens: int | None = 800,
+        log_prompts: bool = True,
     ) -> None:
+        self.log_prompts = log_prompts
         if not 0.0 <= temperature <= MAX_TEMPERATURE:
             raise ConfigurationError(
                 f"LLM temperature must be within 0..{MAX_TEMPERATURE}, got {temperature}"
@@ -176,6 +184,7 @@ class LlmClient:
             "max_concurrency": settings.llm_max_concurrency,
             "price_in_per_1k": settings.llm_price_in_per_1k,
             "price_out_per_1k": settings.llm_price_out_per_1k,
+            "log_prompts": settings.llm_log_prompts,
         }
         params.update(overrides)
         return cls(**params)
@@ -305,8 +314,22 @@ class LlmClient:
                 )
                 await asyncio.sleep(delay)
                 continue
-            return self._finish(response, model, context, started, attempts)
-        return self._failed(failure, started, attempts)
+            return self._with_prompt(
+                self._finish(response, model, context, started, attempts), messages
+            )
+        return self._with_prompt(self._failed(failure, started, attempts), messages)
+
+    def _with_prompt(
+        self, result: LlmResult[Any], messages: Sequence[Mapping[str, str]]
+    ) -> LlmResult[Any]:
+        """The result carrying the prompt as sent (capped), unless prompts stay unlogged."""
+        if not self.log_prompts:
+            return result
+        text = json.dumps(
+            [{"role": m.get("role", ""), "content": m.get("content", "")} for m in messages],
+            ensure_ascii=False,
+        )
+        return replace(result, prompt=text[:PROMPT_LOG_CHARS])
 
     @staticmethod
     def _remaining(deadline: float | None) -> float | None:

@@ -73,6 +73,9 @@ class LlmResult(Generic[T]):
     latency_ms: float = 0.0
     attempts: int = 0
     cost_usd: float = 0.0
+    #: The messages as sent (JSON; untrusted text already redacted and quoted), for
+    #: ``rec.llm-log``; None when the client keeps prompts out of the log.
+    prompt: str | None = None
 
     @property
     def validated(self) -> bool | None:

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from recsys.items.model import ItemFilters, ItemRecord
+from recsys.policy.logged import log_fields, response_fields
+from recsys.policy.model import Action, Context, Decision, Policy
 from recsys.records import (
     ExplanationSource,
     LlmInvolvement,
@@ -33,16 +35,16 @@ from recsys.records import (
 from recsys.serving import candidates as cands
 from recsys.serving.candidates import Candidate
 from recsys.serving.config import ServingConfig, warmth_of
+from recsys.serving.default_policy import default_policy
 from recsys.serving.diversity import diversify
 from recsys.serving.explain_llm import LlmExplainer
 from recsys.serving.explanations import Grounds, evidence_for, evidence_texts, template_sentence
-from recsys.serving.guard import REMOVED, InjectionGuard
 from recsys.serving.intent import Intent, IntentParser, parse_rules
 from recsys.serving.llm_gate import LlmGate
 from recsys.serving.ports import CfSource, ItemSource, QueryEmbedder, UserReader, UserView
 from recsys.serving.rerank import Candidate as RerankCandidate
 from recsys.serving.rerank import LlmReranker, RerankContext
-from recsys.serving.routing import RouteDecision, choose_route
+from recsys.serving.untrusted import Sanitiser
 
 __all__ = ["LlmParts", "Recommender", "Served"]
 
@@ -72,6 +74,8 @@ class LlmParts:
     explainer: LlmExplainer | None = None
     gate: LlmGate | None = None
     model: str | None = None
+    #: cleans and scores untrusted text for all of them (and for query screening)
+    sanitiser: Sanitiser | None = None
 
 
 class _Cached:
@@ -128,15 +132,31 @@ class Recommender:
         llm: LlmParts | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        policy: Policy | None = None,
     ) -> None:
         self.items, self.users, self.cf, self.embedder = items, users, cf, embedder
         self.config = config
+        #: The routing policy; replaced whole when a new version is activated.
+        self.policy = policy or default_policy(config)
         self.llm = llm or LlmParts()
         self.rng = rng or random.Random()
         self.clock = clock
-        self.guard = InjectionGuard()
+        self._sanitiser = Sanitiser()
         self._popular = _Cached(CACHE_TTL_S, clock)
         self._categories = _Cached(30.0, clock)
+
+    @property
+    def sanitiser(self) -> Sanitiser:
+        """The LLM parts' sanitiser (guard + instruction scorer), or a guard-only one."""
+        return self.llm.sanitiser or self._sanitiser
+
+    async def warm(self) -> None:
+        """Load what the first request would otherwise pay for (call once at start)."""
+        await self.sanitiser.warm()
+
+    async def aclose(self) -> None:
+        """Stop background work (instruction scoring of text seen by recent requests)."""
+        await self.sanitiser.aclose()
 
     async def popular(self) -> list[tuple[str, float]]:
         """The popular head (cached for a few seconds: it moves slowly)."""
@@ -153,25 +173,21 @@ class Recommender:
         warmth = warmth_of(view.positives, cfg)
         history = [*view.session_items, *view.recent_items]
         history = list(dict.fromkeys(history))
-        query, flagged = self._screen(request.query)
+        query, flagged, reasons = await self.sanitiser.screen_query(request.query)
         intent, intent_log = await self._intent(request, query, received)
         if intent_log is not None:
             logs.append(intent_log)
         filters = _filters(intent)
-        decision = choose_route(
+        context = Context(
             warmth,
-            has_history=bool(history),
             has_query=query is not None,
-            epsilon=cfg.epsilon,
-            rng=self.rng,
-            force=cfg.force_route,
-            cold=cfg.cold.route,
-            warming=cfg.warming.route,
-            warm=cfg.warm.route,
+            has_history=bool(history),
+            rerank_available=cfg.llm_rerank and self.llm.reranker is not None,
         )
+        decision = self.policy.decide(context, self.rng, force=cfg.force_route)
         exclude = set(request.exclude_item_ids) | set(view.consumed) | set(history)
         ranked, model_version = await self._candidates(
-            decision.route, warmth, view, history, query, filters, exclude
+            decision.action, warmth, view, history, query, filters, exclude
         )
         timings["candidates"] = self.clock() - received
         ranked = await self._eligible(ranked, filters, exclude)
@@ -183,7 +199,15 @@ class Recommender:
             head = diversify(ranked[: max(request.k * 4, 40)], cats, request.k * 4, cfg.diversity)
             ranked = head + [c for c in ranked if c not in head]
         order, rerank_log, prompt_version = await self._rerank(
-            request, view, warmth, decision, query, history, ranked, details, received
+            request,
+            view,
+            warmth,
+            decision,
+            (query, flagged, reasons),
+            history,
+            ranked,
+            details,
+            received,
         )
         logs.append(rerank_log)
         timings["ranked"] = self.clock() - received
@@ -201,7 +225,6 @@ class Recommender:
             items=items,
             route=decision.route,
             warmth_bucket=warmth,
-            propensity=decision.propensity,
             llm_used=llm_used,
             llm_fallback_reason=fallback,
             policy=cfg.name,
@@ -210,13 +233,14 @@ class Recommender:
             llm_model=self.llm.model if llm_used else None,
             embedding_model=self.embedder.name if self.embedder is not None else None,
             latency_ms=(self.clock() - received) * 1000.0,
+            **response_fields(decision, context),
         )
         logs = [
             r.model_copy(
                 update={
-                    "route": decision.route.value,
-                    "propensity": decision.propensity,
+                    **log_fields(decision),
                     "injection_flagged": r.injection_flagged or flagged,
+                    "injection_reasons": list(dict.fromkeys([*r.injection_reasons, *reasons]))[:20],
                 }
             )
             for r in logs
@@ -225,18 +249,6 @@ class Recommender:
         return Served(response, logs, timings)
 
     # ---- steps ------------------------------------------------------------------------
-    def _screen(self, text: str | None) -> tuple[str | None, bool]:
-        """The query as it may be used (instruction-like spans removed), and whether any were.
-
-        Screened before everything — intent, retrieval and prompts — so that flagged
-        text steers nothing, whether or not an LLM is involved.
-        """
-        query = (text or "").strip() or None
-        if query is None or not self.guard.scan(query).flagged:
-            return query, False
-        kept = " ".join(self.guard.neutralise(query).replace(REMOVED, " ").split())
-        return kept or None, True
-
     async def _intent(
         self, request: RecRequest, query: str | None, received: float
     ) -> tuple[Intent | None, LlmInvolvement | None]:
@@ -265,7 +277,7 @@ class Recommender:
 
     async def _candidates(
         self,
-        route: Route,
+        action: Action,
         warmth: WarmthBucket,
         view: UserView,
         history: list[str],
@@ -275,6 +287,7 @@ class Recommender:
     ) -> tuple[list[Candidate], str | None]:
         cfg = self.config
         n = cfg.candidate_pool
+        route = action.route
         popular = await self.popular()
         model_version: str | None = None
         bucket = cfg.bucket_route(warmth)
@@ -306,8 +319,10 @@ class Recommender:
         elif route is Route.CONTENT:
             ranked = await content(bucket.popularity_weight if history else cfg.popularity_weight)
         elif route is Route.HYBRID:
-            cf_list, content_list = await asyncio.gather(cf(), content(bucket.popularity_weight))
-            ranked = cands.rrf(cf_list, content_list, weights=(1.0, bucket.content_weight))
+            assert action.fusion is not None  # a HYBRID action always has its weights
+            fusion = action.fusion
+            cf_list, content_list = await asyncio.gather(cf(), content(fusion.popularity_weight))
+            ranked = cands.rrf(cf_list, content_list, weights=(1.0, fusion.content_weight))
             model_version = await self.cf.model_version()
         else:
             ranked = []
@@ -340,25 +355,34 @@ class Recommender:
         request: RecRequest,
         view: UserView,
         warmth: WarmthBucket,
-        decision: RouteDecision,
-        query: str | None,
+        decision: Decision,
+        screened: tuple[str | None, bool, tuple[str, ...]],
         history: list[str],
         ranked: list[Candidate],
         details: dict[str, ItemRecord],
         received: float,
     ) -> tuple[list[str], LlmInvolvement, str | None]:
+        """The order after the LLM rerank (or the ranker's, with the reason it was not).
+
+        The query was screened before everything (intent, retrieval, prompts) so that
+        flagged text steers nothing, whether or not an LLM is involved; a flagged query
+        also lets no LLM decision move any item up (the reranker then skips the call).
+        """
+        query, query_flagged, query_reasons = screened
         order = [c.item_id for c in ranked]
         reranker, gate = self.llm.reranker, self.llm.gate
+        bound = reranker.max_displacement if reranker is not None else None
         reason = _off_reason(self.config.llm_rerank, reranker is not None)
-        if reason is None and not (query is not None or (warmth is WarmthBucket.COLD and history)):
-            reason = "not_eligible"
+        if reason is None and not decision.action.rerank:
+            reason = "not_eligible"  # the policy did not choose the rerank for this request
         if reason is None and len(ranked) < 2:
             reason = "too_few_candidates"
         if reason is None and gate is not None:
             ok, why = gate.allow(_remaining_s(request, received, self.clock) - FINISH_RESERVE_S)
             reason = None if ok else why
         if reason is not None or reranker is None:
-            return order, _not_called(request, LlmUseCase.RERANK, reason or "llm_off"), None
+            record = _not_called(request, LlmUseCase.RERANK, reason or "llm_off")
+            return order, record.model_copy(update={"max_displacement": bound}), None
         cap = min(self.config.rerank_cap, len(ranked))
         pool = [
             RerankCandidate(
@@ -378,6 +402,8 @@ class Recommender:
                 for i in history[: self.config.history_max]
                 if i in details
             ],
+            query_flagged=query_flagged,
+            query_reasons=query_reasons,
         )
         outcome = await reranker.rerank(
             context,

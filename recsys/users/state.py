@@ -7,6 +7,16 @@ order give the same state, bit for bit — which is what makes the state exact a
 crash: a redelivered event is recognised (its ``event_id`` is in the dedup window, or
 its Kafka offset is not past the one stored with the state) and changes nothing.
 
+What is stored outside Kafka names the Kafka it belongs to, and keeps its order:
+
+* a :class:`Position` carries the topic's incarnation (its Kafka topic id) beside the
+  partition and offset: offsets restart at 0 when a topic is recreated (or when the
+  embedded broker, which keeps topics in memory, starts again), and a position of an
+  earlier incarnation says nothing about the new one's offsets;
+* the dedup window is ordered (oldest first: pruning drops the front) and is stored as
+  a JSON *array* of ``[event_id, occurred_at]`` pairs — a JSON object would lose the
+  order in Postgres's jsonb, which sorts object keys.
+
 Rules:
 
 * **positive**: CLICK, CART, PURCHASE, or a RATING ≥ 4.0 (``user_events.positive``).
@@ -33,9 +43,17 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+)
 
 from recsys.cf import weights
 from recsys.cf.weights import POSITIVE_RATING
@@ -44,6 +62,7 @@ from recsys.records import EventType, UserEvent, WarmthBucket
 
 __all__ = [
     "POSITIVE_RATING",
+    "UNKNOWN_INCARNATION",
     "VISIT_EVENTS",
     "Accepted",
     "Position",
@@ -70,8 +89,24 @@ VISIT_EVENTS = frozenset(
 #: A search is engagement without an item.
 _SEARCH_ENGAGEMENT = 0.5
 
-#: ``(partition, offset)`` of an event in ``user.events``.
-Position = tuple[int, int]
+#: The incarnation of a topic whose Kafka topic id is unknown (a broker without topic ids,
+#: or state written before incarnations were recorded): it matches no real topic id.
+UNKNOWN_INCARNATION = ""
+
+
+class Position(NamedTuple):
+    """Where an event sat in ``user.events``: which incarnation of the topic (its Kafka
+    topic id), which partition, which offset. Offsets compare only within one
+    incarnation of one partition."""
+
+    topic_id: str
+    partition: int
+    offset: int
+
+    def same_log(self, other: Position) -> bool:
+        """Whether both positions are in the same partition of the same incarnation."""
+        return self.topic_id == other.topic_id and self.partition == other.partition
+
 
 #: The recent items of a user just before an event (shared, never mutated).
 RecentSnapshot = Sequence[tuple[str, datetime]]
@@ -189,10 +224,27 @@ class UserState(BaseModel):
     session: Session | None = None
     #: Newest event time seen.
     last_event_at: AwareDatetime | None = None
-    #: Recent event ids and their event times (the dedup window), oldest first.
+    #: Recent event ids and their event times (the dedup window) in the order they were
+    #: accepted, oldest first; stored as a JSON array of pairs (jsonb keeps array order,
+    #: not key order).
     seen: dict[str, AwareDatetime] = Field(default_factory=dict)
-    #: Where the last accepted event sat in ``user.events``: a redelivery is recognised.
+    #: Where the last accepted event sat in ``user.events`` (with the topic's
+    #: incarnation): a redelivery is recognised.
     last_position: Position | None = None
+
+    @field_serializer("seen", when_used="json")
+    def _seen_as_pairs(self, seen: dict[str, datetime]) -> list[tuple[str, datetime]]:
+        return list(seen.items())
+
+    @field_validator("seen", mode="before")
+    @classmethod
+    def _seen_from_pairs(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, list):
+            return dict(value)
+        if info.mode == "json" and isinstance(value, dict) and value:
+            # a JSON object's key order is not the acceptance order (jsonb sorts keys)
+            raise ValueError("the dedup window must be an ordered array of [event_id, at] pairs")
+        return value
 
     def engagement_now(self, at: datetime, half_life_h: float) -> float:
         """The engagement score decayed to ``at``."""
@@ -217,8 +269,8 @@ def _is_duplicate(state: UserState, event: UserEvent, position: Position | None)
     return (
         position is not None
         and last is not None
-        and position[0] == last[0]
-        and (position[1] <= last[1])
+        and position.same_log(last)
+        and position.offset <= last.offset
     )
 
 
@@ -239,8 +291,11 @@ def _decay(cfg: UserStateConfig, dt_s: float) -> float:
     return math.pow(2.0, -dt_s / (cfg.engagement_half_life_h * 3600.0))
 
 
-def _apply_one(state: UserState, event: UserEvent, cfg: UserStateConfig) -> None:
-    """Mutate ``state`` (a private copy) with one accepted event."""
+def _apply_one(
+    state: UserState, event: UserEvent, cfg: UserStateConfig, owned: Session | None = None
+) -> bool:
+    """Mutate ``state`` (a private copy) with one accepted event; whether it was counted
+    in the current session."""
     at = event.occurred_at
     state.events += 1
     state.counts[event.event_type] = state.counts.get(event.event_type, 0) + 1
@@ -264,26 +319,42 @@ def _apply_one(state: UserState, event: UserEvent, cfg: UserStateConfig) -> None
         state.recent_items = push_recent(
             state.recent_items, event.item_id, at, cfg.recent_items_max
         )
-    _apply_session(state, event, cfg)
+    counted = _apply_session(state, event, cfg, owned)
     _remember(state, event, cfg)
+    return counted
 
 
-def _apply_session(state: UserState, event: UserEvent, cfg: UserStateConfig) -> None:
+def _apply_session(
+    state: UserState, event: UserEvent, cfg: UserStateConfig, owned: Session | None
+) -> bool:
+    """Count the event in the user's session; False for a straggler of an earlier one.
+
+    ``owned`` is the session object this batch already copied (mutable in place); any
+    other session is copied before it changes, so the input state is never touched.
+    """
     at = event.occurred_at
     gap = timedelta(seconds=cfg.session_gap_s)
     current = state.session
     if current is None or at - current.last_at > gap:
-        current = Session(
+        # built from validated values: no need to validate them again
+        current = Session.model_construct(
             session_id=f"{state.user_id}:{int(at.timestamp() * 1000)}",
             started_at=at,
             last_at=at,
+            events=0,
+            items=[],
+            query=None,
+            query_at=None,
         )
     elif at < current.started_at - gap:
-        return  # a straggler from an earlier session
+        return False  # a straggler from an earlier session
     else:
-        current = current.model_copy()
-        current.started_at = min(current.started_at, at)
-        current.last_at = max(current.last_at, at)
+        if current is not owned:
+            current = current.model_copy()
+        if at < current.started_at:
+            current.started_at = at
+        if at > current.last_at:
+            current.last_at = at
     current.events += 1
     if is_visit(event):
         assert event.item_id is not None
@@ -292,6 +363,7 @@ def _apply_session(state: UserState, event: UserEvent, cfg: UserStateConfig) -> 
     if query and (current.query_at is None or at >= current.query_at):
         current.query, current.query_at = query, at
     state.session = current
+    return True
 
 
 @dataclass(frozen=True)
@@ -320,6 +392,7 @@ def apply_events(
     """
     current = _thaw(state) if state is not None else None
     accepted: list[Accepted] = []
+    owned: Session | None = None  # the session object this call made (mutable in place)
     for item in events:
         event, position = item if isinstance(item, tuple) else (item, None)
         if current is None:
@@ -329,12 +402,12 @@ def apply_events(
         if _is_duplicate(current, event, position):
             continue
         before = current.recent_items
-        session_before = current.session
-        _apply_one(current, event, cfg)
+        counted = _apply_one(current, event, cfg, owned)
         if position is not None:
             current.last_position = position
         session = current.session
-        counted = session is not None and session is not session_before
+        if counted:
+            owned = session  # copied or made by _apply_session
         accepted.append(
             Accepted(event, position, before, session.session_id if counted and session else None)
         )

@@ -111,6 +111,8 @@ def test_doctor_reports_each_capability_and_why(broker: EmbeddedBroker, database
         "--database",
         database,
         STREAMREC_LLM_API_KEY="sk-secret-value",
+        STREAMREC_WORKERS="",  # configuration only: no worker is expected to run
+        STREAMREC_METRICS_PORT=str(free_port()),
     )
     assert result.returncode == 0, result.stderr
     assert "sk-secret-value" not in result.stdout
@@ -129,6 +131,21 @@ def test_doctor_reports_each_capability_and_why(broker: EmbeddedBroker, database
         and "STREAMREC_OTEL_ENDPOINT" in caps["tracing"]["detail"]
     )
     assert report["settings"]["llm_api_key"] == "***"
+    assert report["workers"] == []
+    # the workers a deployment runs are checked: none answers here, so doctor says so
+    idle = streamrec(
+        "doctor",
+        "--json",
+        "--broker",
+        broker.bootstrap,
+        "--database",
+        database,
+        STREAMREC_WORKERS="serve",
+        STREAMREC_METRICS_PORT=str(free_port()),
+    )
+    assert idle.returncode == 1
+    (serve,) = json.loads(idle.stdout)["workers"]
+    assert serve["name"] == "serve" and serve["state"] == "down" and "no answer" in serve["detail"]
     down = streamrec("doctor", "--json", "--broker", "127.0.0.1:1", "--database", database)
     assert down.returncode == 1
     caps = {c["name"]: c for c in json.loads(down.stdout)["capabilities"]}

@@ -88,3 +88,56 @@ def test_pgvector_computes_distances_and_indexes(database: str) -> None:
         ).fetchall()
     assert [r[0] for r in rows] == ["[1,0,0]", "[1,1,0]"]
     assert [r[1] for r in rows] == pytest.approx([0.0, 1 - 2**-0.5], abs=1e-6)
+
+
+def test_user_state_of_earlier_versions_is_brought_to_the_ordered_shape(
+    empty_db: str, tmp_path: Path
+) -> None:
+    """0203: a dedup window stored as a jsonb object (keys sorted, the newest ids wrongly
+    pruned) is rebuilt from user_events in acceptance order; a position without its
+    topic's incarnation gets the unknown one."""
+    import json
+    import shutil
+
+    from recsys.users.state import UNKNOWN_INCARNATION, UserState
+
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    for m in db.discover_migrations():
+        if m.version < 203:
+            shutil.copy(m.path, earlier / m.path.name)
+    db.apply_migrations(empty_db, earlier)
+    ids = ["zz-9", "a", "m-long-id", "b2", "0", "yy"]  # log order; jsonb sorts them otherwise
+    state = {
+        "user_id": "u1",
+        "events": 6,
+        # what the old worker left: 3 ids kept, in jsonb's order, the newest one ("yy") lost
+        "seen": {
+            "a": "2026-03-01T12:00:01Z",
+            "b2": "2026-03-01T12:00:03Z",
+            "0": "2026-03-01T12:00:04Z",
+        },
+        "last_position": [1, 41],
+    }
+    with psycopg.connect(empty_db) as conn:
+        for i, eid in enumerate(ids):
+            conn.execute(
+                "INSERT INTO user_events (event_id, user_id, event_type, occurred_at, positive, "
+                "kafka_partition, kafka_offset, stored_at) VALUES (%s, 'u1', 'VIEW', "
+                "'2026-03-01T12:00:00Z'::timestamptz + %s * interval '1 second', false, 1, %s, "
+                "'2026-03-01T13:00:00Z'::timestamptz + (%s / 2) * interval '1 minute')",
+                (eid, i, 36 + i, i),
+            )
+        conn.execute(
+            "INSERT INTO user_state (user_id, version, warmth, positives, engagement, state) "
+            "VALUES ('u1', 6, 'COLD', 0, 0, %s::jsonb)",
+            (json.dumps(state),),
+        )
+    db.apply_migrations(empty_db)
+    with psycopg.connect(empty_db) as conn:
+        row = conn.execute("SELECT state::text FROM user_state").fetchone()
+        assert row is not None
+        migrated = UserState.model_validate_json(row[0])
+        assert conn.execute("SELECT count(kafka_topic_id) FROM user_events").fetchone() == (0,)
+    assert list(migrated.seen) == ["b2", "0", "yy"]  # the newest three, oldest first
+    assert migrated.last_position == (UNKNOWN_INCARNATION, 1, 41)

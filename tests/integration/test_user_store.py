@@ -15,7 +15,7 @@ from recsys.cf.covisit import Covisitation, CovisitConfig
 from recsys.cf.pg_covisit import PgCovisitation
 from recsys.records import EventType, UserEvent, WarmthBucket
 from recsys.users.nearline import update_batch
-from recsys.users.state import UserState, UserStateConfig, fold
+from recsys.users.state import Position, UserState, UserStateConfig, fold
 from recsys.users.store import PgUserStates
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -58,7 +58,7 @@ async def pool(database: str) -> AsyncIterator[object]:
 async def test_batches_write_once_and_never_go_backwards(pool: object) -> None:
     store, covisit = PgUserStates(pool), PgCovisitation(pool, CCFG.covisit_half_life_h)  # type: ignore[arg-type]
     states: dict[str, UserState] = {}
-    positions = [(e, (0, i)) for i, e in enumerate(LOG)]
+    positions = [(e, Position("t", 0, i)) for i, e in enumerate(LOG)]
     first = update_batch(states.get, positions[:5], CFG, CCFG)
     result = await store.write(first.accepted, first.states.values(), covisit)
     assert (result.inserted, result.redelivered) == (5, 0)

@@ -11,7 +11,7 @@ import psycopg
 
 from recsys.cf.covisit import Covisitation, CovisitConfig
 from recsys.records import EventType, UserEvent
-from recsys.users.state import UserState, UserStateConfig, apply_events, fold
+from recsys.users.state import Position, UserState, UserStateConfig, apply_events, fold
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
@@ -89,12 +89,12 @@ def offline_covisitation(log: list[UserEvent], settings: Settings) -> Covisitati
     """Co-visitation computed offline: every visit the state accepts, in log order."""
     cfg = user_config(settings)
     accepted: set[int] = set()  # log indexes (a duplicate is the same object as its original)
-    by_user: dict[str, list[tuple[UserEvent, tuple[int, int]]]] = {}
+    by_user: dict[str, list[tuple[UserEvent, Position]]] = {}
     for i, e in enumerate(log):
-        by_user.setdefault(e.user_id, []).append((e, (0, i)))
+        by_user.setdefault(e.user_id, []).append((e, Position("offline", 0, i)))
     for events in by_user.values():
         _, done = apply_events(None, events, cfg)
-        accepted |= {a.position[1] for a in done if a.position is not None}
+        accepted |= {a.position.offset for a in done if a.position is not None}
     model = Covisitation(CovisitConfig.from_settings(settings.users))
     for i, e in enumerate(log):
         if (

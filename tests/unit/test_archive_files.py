@@ -4,6 +4,7 @@ commit hold-back, range reading, byte-exact re-encoding and exports."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -248,3 +249,55 @@ def test_a_value_from_an_older_schema_keeps_its_original_bytes() -> None:
         serde=serde,
     )
     assert plain.raw_value is None and wire_bytes(plain) == current
+
+
+def _writer(root: Path) -> ArchiveWriter:
+    w = ArchiveWriter(root, roll_bytes=1 << 20, roll_s=60)
+    w.register(TOPIC, SCHEMA)
+    return w
+
+
+def _in(topic_id: str | None, *ns: int, ts: int = DAY1) -> list[ArchivedMessage]:
+    return [dataclasses.replace(message(n, ts=ts), topic_id=topic_id) for n in ns]
+
+
+def test_a_recreated_topic_is_archived_as_a_new_incarnation(tmp_path: Path) -> None:
+    """Offsets start again at 0 in a new incarnation: nothing of it is skipped."""
+    from recsys.archive.incarnations import load_incarnations
+
+    w = _writer(tmp_path)
+    assert all(w.write(m) for m in _in("id-A", 0, 1, 2))
+    w.close()
+    w = _writer(tmp_path)  # a new process, the topic recreated (or the broker restarted)
+    assert all(w.write(m) for m in _in("id-B", 0, 1, 2, 3))
+    assert not w.write(_in("id-B", 2)[0])  # a redelivery within the new incarnation
+    w.close()
+    assert [(i.epoch, i.topic_id) for i in load_incarnations(tmp_path, TOPIC)] == [
+        (0, "id-A"),
+        (1, "id-B"),
+    ]
+    names = sorted(f.path.name for f in list_files(tmp_path, TOPIC))
+    assert names == [
+        "e0001-p0000-000000000000-000000000003.avro",
+        "p0000-000000000000-000000000002.avro",
+    ]
+    assert [m.offset for m in read_archive(tmp_path, TOPIC)] == [0, 1, 2, 0, 1, 2, 3]
+    assert w.stats.incarnations == 1 and w.stats.skipped == 1
+
+
+def test_an_archive_without_incarnations_is_adopted_only_when_the_topic_continues_it(
+    tmp_path: Path,
+) -> None:
+    for root, continues in ((tmp_path / "same", True), (tmp_path / "new", False)):
+        w = _writer(root)
+        for m in _in(None, 0, 1, 2):  # written before incarnations were recorded
+            w.write(m)
+        w.close()
+        (root / TOPIC / "incarnations.json").unlink(missing_ok=True)
+        w = _writer(root)
+        # the same topic redelivers offset 2 (identical message); a new one starts at 0
+        first = _in("id-X", 2)[0] if continues else _in("id-Y", 0, ts=DAY1 + 5)[0]
+        assert w.write(first) is not continues
+        w.close()
+        epochs = {f.epoch for f in list_files(root, TOPIC)}
+        assert epochs == ({0} if continues else {0, 1})

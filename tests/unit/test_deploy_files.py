@@ -60,6 +60,25 @@ def test_collector_forwards_to_jaeger() -> None:
     )
 
 
+def test_prometheus_scrapes_every_worker_on_its_port() -> None:
+    services = _compose()["services"]
+    assert services["prometheus"]["volumes"][0].startswith("./deploy/prometheus.yml:")
+    conf = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+    targets = {
+        t for job in conf["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
+    }
+    for name in ("enrich", "users", "serve", "feedback", "archive"):
+        env = services[name]["environment"]
+        s = Settings(
+            metrics_host=env["STREAMREC_METRICS_HOST"],
+            metrics_port=int(env["STREAMREC_METRICS_PORT"]),
+        )
+        assert s.metrics_host == "0.0.0.0"  # reachable from the prometheus container
+        assert f"{name}:{s.ops_port(name)}" in targets, name
+        probe = " ".join(services[name]["healthcheck"]["test"])
+        assert f":{s.ops_port(name)}/health/live" in probe
+
+
 def test_dockerfile_installs_cpu_torch_first_and_runs_the_cli() -> None:
     text = (REPO / "Dockerfile").read_text()
     torch_at = text.index("download.pytorch.org/whl/cpu")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("streams", "recsys", "workers", "jobs", "stack", "cli", "demo", "testkit")
-PRODUCTION = ("streams", "recsys", "workers", "jobs", "stack")
+PACKAGES = ("streams", "recsys", "workers", "jobs", "stack", "cli", "demo", "dashboard", "testkit")
+PRODUCTION = ("streams", "recsys", "workers", "jobs", "stack", "dashboard")
 
 #: package → top-level modules it must never import.
 FORBIDDEN: dict[str, set[str]] = {
@@ -36,6 +36,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "jobs": {"cli", "demo", "testkit", "typer", "rich"},
     "stack": {"jobs", "cli", "demo", "testkit", "typer", "rich"},
     "testkit": {"cli", "demo"},
+    # the dashboard reads streams, the domain and the workers' public surface
+    "dashboard": {"jobs", "stack", "cli", "demo", "testkit", "typer", "rich"},
 }
 
 

@@ -3,6 +3,7 @@ sessions, queries, dedup (by event id and by offset), out-of-order events, and f
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from recsys.recent import push_recent
 from recsys.records import EventType, UserEvent, WarmthBucket
 from recsys.users.state import (
+    Position,
     UserState,
     UserStateConfig,
     apply,
@@ -30,6 +32,10 @@ CFG = UserStateConfig(
     dedup_window_s=3600,
     dedup_max_events=100,
 )
+
+
+def P(partition: int, offset: int, topic_id: str = "topic-a") -> Position:
+    return Position(topic_id, partition, offset)
 
 
 def ev(
@@ -174,12 +180,12 @@ def test_duplicates_by_event_id_within_the_window() -> None:
 
 def test_redelivery_is_recognised_by_offset() -> None:
     e1, e2 = ev("CLICK", "a", eid="x1"), ev("CLICK", "b", eid="x2", s=1)
-    state, accepted = apply_events(None, [(e1, (0, 10)), (e2, (0, 11))], CFG)
-    assert state is not None and len(accepted) == 2 and state.last_position == (0, 11)
+    state, accepted = apply_events(None, [(e1, P(0, 10)), (e2, P(0, 11))], CFG)
+    assert state is not None and len(accepted) == 2 and state.last_position == P(0, 11)
     # an event at or before the stored offset of the same partition is a redelivery,
     # even when its id has left the dedup window
     forgotten = state.model_copy(update={"seen": {}})
-    again, accepted = apply_events(forgotten, [(e1, (0, 10)), (e2, (0, 11))], CFG)
+    again, accepted = apply_events(forgotten, [(e1, P(0, 10)), (e2, P(0, 11))], CFG)
     assert accepted == [] and again is not None and again.events == 2
     # the input state is never changed
     assert state.events == 2 and len(state.seen) == 2
@@ -215,3 +221,53 @@ def test_fold_equals_applying_in_order_and_round_trips_as_json() -> None:
     for state in states.values():
         assert UserState.model_validate_json(state.model_dump_json()) == state
         assert state.without_dedup().seen == {}
+
+
+def test_a_position_of_another_incarnation_of_the_topic_is_not_a_redelivery() -> None:
+    e1, e2 = ev("CLICK", "a", eid="x1"), ev("CLICK", "b", eid="x2", s=1)
+    state, _ = apply_events(None, [(e1, P(0, 10)), (e2, P(0, 11))], CFG)
+    assert state is not None
+    # the topic was recreated (or the in-memory broker restarted): offsets begin at 0 again
+    e3, e4 = ev("VIEW", "c", eid="x3", s=2), ev("VIEW", "d", eid="x4", s=3)
+    new, accepted = apply_events(state, [(e3, P(0, 0, "topic-b")), (e4, P(0, 1, "topic-b"))], CFG)
+    assert new is not None and [a.event.event_id for a in accepted] == ["x3", "x4"]
+    assert new.events == 4 and new.last_position == P(0, 1, "topic-b")
+    # ... but an event id already counted is still a duplicate, whatever its position
+    again, accepted = apply_events(new, [(e2, P(0, 2, "topic-b"))], CFG)
+    assert accepted == [] and again is not None and again.events == 4
+
+
+def test_the_dedup_window_keeps_its_order_through_json() -> None:
+    """Stored as an array (jsonb sorts object keys): the oldest id is pruned first even
+    after a round trip, so a user with more events than the window never double counts."""
+    small = UserStateConfig(dedup_max_events=3, dedup_window_s=10**6)
+    # ids whose sorted order (length, then bytes: what jsonb does) differs from log order
+    ids = ["zz-9", "a", "m-long-id", "b2", "0", "yy"]
+    state: UserState | None = None
+    for i, eid in enumerate(ids):
+        if state is not None:
+            state = UserState.model_validate_json(state.model_dump_json())  # stored and read
+        state = apply(state, ev("VIEW", f"i{i}", eid=eid, s=i), small)
+    assert state is not None and list(state.seen) == ["b2", "0", "yy"]
+    assert state == fold([ev("VIEW", f"i{i}", eid=e, s=i) for i, e in enumerate(ids)], small)["u1"]
+    assert '"seen":[["b2",' in state.model_dump_json()
+    # a JSON object (the old stored shape) is refused rather than read in the wrong order
+    stored = json.loads(state.model_dump_json())
+    stored["seen"] = dict(stored["seen"])
+    legacy = json.dumps(stored)
+    with pytest.raises(ValueError, match="ordered array"):
+        UserState.model_validate_json(legacy)
+
+
+def test_applying_a_batch_never_changes_the_input_state() -> None:
+    """Sessions are copied once per batch and then changed in place: the state given in
+    must stay as it was, whatever order stragglers and session events come in."""
+    first = [ev("VIEW", "a", s=1000), ev("SEARCH", s=1010, query="jazz")]
+    state = run(*first)
+    frozen = state.model_dump_json()
+    batch = [ev("VIEW", "old", s=10), ev("VIEW", "b", s=1020), ev("CLICK", "c", s=1030)]
+    new, accepted = apply_events(state, batch, CFG)
+    assert state.model_dump_json() == frozen
+    assert new is not None and new.session is not None and new.session.events == 4
+    assert [a.session_id is not None for a in accepted] == [False, True, True]
+    assert new == fold([*first, *batch], CFG)["u1"]

@@ -1,0 +1,1 @@
+"""The streamrec web dashboard."""
