@@ -224,6 +224,7 @@ class RecRequest(Record):
     context: dict[str, str] = Field(default_factory=dict)
     deadline_ms: int = Field(default=1000, ge=1, le=600_000)
     requested_at: AwareDatetime = Field(default_factory=utcnow)
+    fill_with_soft_matches: bool = True
 
 
 class Evidence(Record):
@@ -248,6 +249,7 @@ class RecommendedItem(Record):
     explanation: str = ""
     explanation_source: ExplanationSource = ExplanationSource.TEMPLATE
     evidence: list[Evidence] = Field(default_factory=list)
+    ranker_rank: int | None = Field(default=None, ge=1)
 
 
 class RecResponse(Record):
@@ -278,6 +280,8 @@ class RecResponse(Record):
     content_weight: float | None = None
     popularity_weight: float | None = None
     explored: bool = False
+    eligible_count: int | None = Field(default=None, ge=0)
+    short_reason: str | None = None
 
 
 class LlmInvolvement(Record):

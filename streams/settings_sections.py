@@ -413,6 +413,13 @@ class ServingSettings(_Section):
         "history (with history, the warmth bucket's route weights apply).",
     )
     llm_intent: bool = Field(True, description="Use the LLM to parse natural-language queries.")
+    intent_hard_min_confidence: float = Field(
+        0.7,
+        ge=0.0,
+        le=1.0,
+        description="Confidence from which an LLM reading of a query becomes hard constraints "
+        "(filters); below it, and always for the keyword rules, the reading only orders items.",
+    )
 
 
 class FeedbackSettings(_Section):
