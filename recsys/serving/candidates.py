@@ -8,9 +8,9 @@
   MovieLens title+genre similarity scores NDCG@10 ≈ 0.01 against ≈ 0.07 for popularity),
   the prior keeps well-liked items in front among similar ones.
 * HYBRID: weighted reciprocal-rank fusion (``Σ w / (60 + rank)``) of the CF (w = 1) and
-  content lists — rank-based, so the two score scales never need calibrating. For cold
-  users the content list weighs 3 and carries a doubled popularity prior (a fold-in from
-  a handful of items says little); values chosen on a MovieLens validation split.
+  content lists — rank-based, so the two score scales never need calibrating. The
+  weights are each warmth bucket's (:class:`~recsys.serving.config.BucketRoute`, chosen
+  by :mod:`recsys.evaluation.route_selection`) or the active policy's.
 * POPULARITY: the popular head.
 """
 
