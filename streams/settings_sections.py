@@ -309,6 +309,30 @@ class CfSettings(_Section):
     cf_cache_s: float = Field(
         5.0, ge=0, description="How long serving caches the active ALS version."
     )
+    cf_profile_events: int = Field(
+        1000,
+        ge=0,
+        description="Newest item events of a user (user_events) the ALS fold-in is computed "
+        "from, weighted as training weighs them (0 = fold in from the recent items instead).",
+    )
+    cf_feedback_negative_weight: float = Field(
+        0.0,
+        ge=0,
+        description="`train-cf --feedback`: weight of a shown item the user did not act on "
+        "(a preference-0 cell; 0 = no weak negatives).",
+    )
+    cf_feedback_ips_clip: float = Field(
+        0.0,
+        ge=0,
+        description="`train-cf --feedback`: cap of the inverse-propensity weight of an "
+        "impression's outcome (0 = no propensity weighting).",
+    )
+    cf_feedback_llm_weight: float = Field(
+        1.0,
+        ge=0,
+        description="`train-cf --feedback`: multiplier of what LLM-touched impressions "
+        "contribute (1 = like the others, 0 = ignored).",
+    )
     popularity_half_life_h: float = Field(
         168.0, gt=0, description="Half-life of popularity scores, hours."
     )
@@ -416,7 +440,10 @@ class ServingSettings(_Section):
         "enriched", description="Item vectors content retrieval searches."
     )
     content_popularity_weight: float = Field(
-        0.5, ge=0.0, description="Weight of the popularity prior in content scores."
+        0.5,
+        ge=0.0,
+        description="Weight of the popularity prior in content scores of requests without "
+        "history (with history, the warmth bucket's route weights apply).",
     )
     llm_intent: bool = Field(True, description="Use the LLM to parse natural-language queries.")
     intent_hard_min_confidence: float = Field(
