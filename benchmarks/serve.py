@@ -26,7 +26,8 @@ model, users' histories through the users worker's domain step, ALS trained). Th
 
 Last line: one JSON object with ``echo_p99_ms``, ``p99_ms`` and ``answered_per_s`` per
 offered rate, ``knee_req_per_s`` (the highest offered rate answered at ≥ 98 % with p99
-≤ 100 ms), ``llm_overhead_p50_ms``, ``serve_processes`` (details in ``detail``).
+≤ 100 ms), ``llm_overhead_p50_ms``, ``serve_processes`` (the setting ``serve_replicas``;
+details in ``detail``).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from recsys.records import LlmInvolvement, RecRequest, RecResponse, utcnow
 from recsys.serving.item_cache import ItemCache
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.synthetic import SyntheticWorkload, WorkloadConfig
-from stack.supervisor import Supervisor, process_names
+from stack.supervisor import Supervisor, replica_names
 from streams.admin import ensure_topics
 from streams.client import RecClient
 from streams.exceptions import RequestTimeout
@@ -306,13 +307,13 @@ def worker_run(
     """Fresh topics, ``processes`` serve processes warmed up with ``warm``, then
     ``requests`` at ``rate``."""
     run = settings.with_overrides(
-        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.", serve_processes=processes
+        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.", serve_replicas=processes
     )
     ensure_topics(run)
     logs = run.home / "logs"
-    names = process_names("serve", processes)
+    names = [name for name, _ in replica_names(run, ["serve"])]
     seen = {n: _size(logs / f"{n}.log") for n in names}
-    supervisor = Supervisor(run, ["serve"], log_dir=str(logs))
+    supervisor = Supervisor(run, ["serve"], log_dir=str(logs), replicas=True)
     supervisor.start()
     try:
         # every process has loaded its model and owns partitions (the group's last
@@ -387,7 +388,7 @@ def main() -> None:
     _ = embedder.dim
     limit_threads(Settings().serve_embed_threads)  # as in a serve process
     with embedded_stack(with_postgres=True) as settings:
-        processes = args.processes or settings.serve_processes
+        processes = args.processes or settings.serve_replicas
         assert settings.database_url is not None
         db.apply_migrations(settings.database_url.get_secret_value())
         ensure_topics(settings)

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from recsys import db
 from recsys.exceptions import ConfigurationError
@@ -126,6 +126,10 @@ class Context:
 
         ``full`` opens every connection up front (``db_pool_max``): a latency-sensitive
         worker should not open connections while requests wait for them.
+
+        Waits for Postgres as long as it takes, saying so every 30 s: a worker started
+        while the database is down or restarting waits for it instead of exiting, which
+        would count as a crash towards the supervisor's give-up rule.
         """
         s = self.settings
         apool = db.async_pool(
@@ -137,8 +141,16 @@ class Context:
             name=name,
             autocommit=autocommit,
         )
-        await apool.open(wait=True, timeout=30)
+        await apool.open(wait=False)
         self._apools.append(apool)
+        waited = 0
+        while True:
+            try:
+                await apool.wait(timeout=30)
+                break
+            except PoolTimeout:
+                waited += 30
+                log.warning("%s: Postgres has not answered for %ds; still waiting", name, waited)
         return apool
 
     @property

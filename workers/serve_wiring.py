@@ -9,6 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 from recsys.cf.als_store import PgAls
 from recsys.cf.pg_covisit import PgCovisitation
 from recsys.cf.popularity import PgPopularity
+from recsys.cf.profile import PgProfiles
 from recsys.items.pgvector import PgItemStore
 from recsys.llm.breaker import CircuitBreaker
 from recsys.llm.client import LlmClient
@@ -116,7 +117,10 @@ def build_recommender(
         items = CachedItems(items, item_cache)
     return Recommender(
         items=items,
-        users=PgUsers(PgUserStates(apool)),
+        users=PgUsers(
+            PgUserStates(apool),
+            profiles=PgProfiles(apool, limit=s.cf_profile_events) if s.cf_profile_events else None,
+        ),
         cf=PgCf(
             PgAls(apool, cache_s=s.cf_cache_s, ef_search=max(100, s.hnsw_ef_search)),
             PgCovisitation(apool, half_life_h=s.covisit_half_life_h),

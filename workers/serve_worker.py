@@ -4,12 +4,14 @@ Thin: decode (the loop dead-letters bad requests) → :class:`Recommender` → e
 response and one LLM-involvement record per LLM decision. The
 :class:`~streams.pipelined_loop.PipelinedLoop` serves each request as it arrives (at most
 ``serve_concurrency`` in flight) and commits, in order, the offsets of requests whose
-outputs the broker acknowledged; each request continues its trace. Postgres away is
-:class:`Retryable` (that request is served again: responses are keyed by
-``request_id``, so a repeat is recognisable). Item details and vectors are cached per
-process (:mod:`recsys.serving.item_cache`), invalidated from ``catalog.enriched``
-(:class:`~streams.follow.KeyFollower`); several processes share the requests through the
-consumer group (``serve_processes``). Design and figures: docs/workers/serve.md.
+outputs the broker acknowledged; each request continues its trace and fails alone: a
+request whose values Postgres refuses is dead-lettered (``store_rejected``) while the
+others are answered. Postgres away is :class:`Retryable` (that request is served again;
+a crash before the commit answers it again: responses are keyed by ``request_id``, so a
+repeat is recognisable). Item details and vectors are cached per process
+(:mod:`recsys.serving.item_cache`), invalidated from ``catalog.enriched``
+(:class:`~streams.follow.KeyFollower`); ``serve_replicas`` processes share the requests
+through the consumer group. Design and figures: docs/workers/serve.md.
 
 The routing policy is the active version in Postgres (checked every ``policy_refresh_s``
 seconds, switched without a restart), or the settings' policy while none is active.
@@ -30,13 +32,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from recsys.embedding import Embedder, SentenceTransformerEmbedder, limit_threads
-from recsys.exceptions import DatabaseUnavailable
+from recsys.exceptions import DatabaseUnavailable, DataRejected
 from recsys.policy.store import PgPolicies, PolicyFollower
 from recsys.records import RecRequest
 from recsys.serving.item_cache import ItemCache
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.serving.recommender import Recommender
-from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
+from streams.consumer_loop import STORE_REJECTED, ConsumerLoop, Inbound, Retryable
 from streams.follow import KeyFollower
 from streams.pipelined_loop import PipelinedLoop
 from streams.tracing import consume_span
@@ -108,6 +110,9 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         recommender.config,
     )
     limit = asyncio.Semaphore(s.serve_concurrency)
+    #: Positions of the current batch already answered or rejected (a retried batch
+    #: skips them).
+    done: set[tuple[str, int, int]] = set()
 
     async def one(msg: Inbound[RecRequest]) -> None:
         async with limit:
@@ -118,19 +123,30 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
                 msg.headers,
                 {"streamrec.request_id": request.request_id, "streamrec.user_id": request.user_id},
             ) as span:
-                served = await recommender.recommend(request, received=received)
+                try:
+                    served = await recommender.recommend(request, received=received)
+                except DataRejected as exc:
+                    loop.reject(msg, STORE_REJECTED, str(exc))
+                    done.add((msg.topic, msg.partition, msg.offset))
+                    return
                 span.set_attribute("streamrec.route", served.response.route.value)
                 span.set_attribute("streamrec.llm_used", served.response.llm_used)
                 producer.send(topics.rec_responses, request.user_id, served.response)
                 for record in served.logs:
                     producer.send(topics.llm_log, record.request_id, record)
                 observe_served(served.response, served.logs, served.timings)
+                done.add((msg.topic, msg.partition, msg.offset))
 
     async def handle(batch: list[Inbound[Any]]) -> None:
-        try:
-            await asyncio.gather(*(one(m) for m in batch))
-        except DatabaseUnavailable as exc:
-            raise Retryable(str(exc)) from exc
+        todo = [m for m in batch if (m.topic, m.partition, m.offset) not in done]
+        results = await asyncio.gather(*(one(m) for m in todo), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        unavailable = [f for f in failures if isinstance(f, DatabaseUnavailable)]
+        if len(unavailable) < len(failures):  # a bug: the first one stops the worker
+            raise next(f for f in failures if not isinstance(f, DatabaseUnavailable))
+        if unavailable:
+            raise Retryable(str(unavailable[0])) from unavailable[0]
+        done.clear()
 
     loop = PipelinedLoop(
         s,

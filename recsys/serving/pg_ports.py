@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 
+from recsys.cf.als import Fold
 from recsys.cf.als_store import PgAls
 from recsys.cf.pg_covisit import PgCovisitation
 from recsys.cf.popularity import PgPopularity
+from recsys.cf.profile import PgProfiles
 from recsys.items.model import ItemFilters, ItemRecord
 from recsys.items.pgvector import PgItemStore
 from recsys.serving.ports import UserView
@@ -62,15 +65,26 @@ class PgItems:
 
 
 class PgUsers:
-    """:class:`~recsys.serving.ports.UserReader` over the users worker's read model."""
+    """:class:`~recsys.serving.ports.UserReader` over the users worker's read model (and,
+    with ``profiles``, the user's CF profile from ``user_events``)."""
 
-    def __init__(self, states: PgUserStates, consumed_limit: int = 1000) -> None:
+    def __init__(
+        self,
+        states: PgUserStates,
+        consumed_limit: int = 1000,
+        profiles: PgProfiles | None = None,
+    ) -> None:
         self.states = states
         self.consumed_limit = consumed_limit
+        self.profiles = profiles
 
     async def view(self, user_id: str) -> UserView:
         state, consumed = await self.states.state_and_consumed(user_id, self.consumed_limit)
-        return view_of(user_id, state, consumed)
+        view = view_of(user_id, state, consumed)
+        if self.profiles is None or state is None:
+            return view
+        profile = await self.profiles.profile(user_id)
+        return replace(view, cf_profile=tuple(profile))
 
 
 class PgCf:
@@ -80,9 +94,13 @@ class PgCf:
         self.als_store, self.covisit_store, self.popularity = als, covisit, popularity
 
     async def als(
-        self, recent: Sequence[tuple[str, float]], n: int, exclude: Collection[str]
+        self,
+        recent: Sequence[tuple[str, float]],
+        n: int,
+        exclude: Collection[str],
+        fold: Fold = "least_squares",
     ) -> list[tuple[str, float]]:
-        return await self.als_store.recommend(recent, n, exclude)
+        return await self.als_store.recommend(recent, n, exclude, fold)
 
     async def covisit(
         self, items: Sequence[str], n: int, exclude: Collection[str]

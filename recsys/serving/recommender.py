@@ -341,10 +341,14 @@ class Recommender:
         route = action.route
         popular = await self.popular()
         model_version: str | None = None
+        bucket = cfg.bucket_route(warmth)
 
         async def cf() -> list[Candidate]:
-            recent = list(view.recent) or [(i, 1.0) for i in history]
-            return await cands.cf_candidates(self.cf, recent, n, exclude)
+            if view.cf_profile is not None:
+                recent = list(view.cf_profile)
+            else:
+                recent = list(view.recent) or [(i, 1.0) for i in history]
+            return await cands.cf_candidates(self.cf, recent, n, exclude, bucket.cf_fold)
 
         async def content(popularity_weight: float) -> list[Candidate]:
             vector = await self._content_vector(query, history)
@@ -364,7 +368,7 @@ class Recommender:
             ranked = await cf()
             model_version = await self.cf.model_version()
         elif route is Route.CONTENT:
-            ranked = await content(cfg.popularity_weight)
+            ranked = await content(bucket.popularity_weight if history else cfg.popularity_weight)
         elif route is Route.HYBRID:
             assert action.fusion is not None  # a HYBRID action always has its weights
             fusion = action.fusion
