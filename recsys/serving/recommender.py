@@ -21,6 +21,7 @@ import numpy as np
 
 from recsys.items.model import ItemFilters, ItemRecord
 from recsys.records import (
+    Evidence,
     ExplanationSource,
     LlmInvolvement,
     LlmUseCase,
@@ -43,6 +44,7 @@ from recsys.serving.ports import CfSource, ItemSource, QueryEmbedder, UserReader
 from recsys.serving.rerank import Candidate as RerankCandidate
 from recsys.serving.rerank import LlmReranker, RerankContext
 from recsys.serving.routing import RouteDecision, choose_route
+from recsys.serving.steer import Steer
 
 __all__ = ["LlmParts", "Recommender", "Served"]
 
@@ -142,8 +144,13 @@ class Recommender:
         """The popular head (cached for a few seconds: it moves slowly)."""
         return list(await self._popular.get(lambda: self.cf.popular(POPULAR_HEAD, ())))
 
-    async def recommend(self, request: RecRequest, *, received: float | None = None) -> Served:
-        """Answer one request; never raises for LLM trouble (only for unreachable stores)."""
+    async def recommend(
+        self, request: RecRequest, *, received: float | None = None, steer: Steer | None = None
+    ) -> Served:
+        """Answer one request; never raises for LLM trouble (only for unreachable stores).
+
+        ``steer`` replaces the request's query, intent and filters (a conversation).
+        """
         received = self.clock() if received is None else received
         timings: dict[str, float] = {}
         logs: list[LlmInvolvement] = []
@@ -153,11 +160,14 @@ class Recommender:
         warmth = warmth_of(view.positives, cfg)
         history = [*view.session_items, *view.recent_items]
         history = list(dict.fromkeys(history))
-        query, flagged = self._screen(request.query)
-        intent, intent_log = await self._intent(request, query, received)
+        if steer is None:
+            query, flagged = self._screen(request.query)
+            intent, intent_log = await self._intent(request, query, received)
+        else:
+            query, flagged, intent, intent_log = steer.query, steer.flagged, steer.intent, None
         if intent_log is not None:
             logs.append(intent_log)
-        filters = _filters(intent)
+        filters = _filters(intent) if steer is None else steer.filters
         decision = choose_route(
             warmth,
             has_history=bool(history),
@@ -190,7 +200,7 @@ class Recommender:
         by_id = {c.item_id: c for c in ranked}
         final = [by_id[i] for i in order[: request.k]]
         items, explain_logs = await self._explain(
-            request, final, history, details, intent, received
+            request, final, history, details, intent, received, steer.stated if steer else None
         )
         logs.extend(explain_logs)
         llm_used = any(r.used for r in logs)
@@ -403,6 +413,7 @@ class Recommender:
         details: dict[str, ItemRecord],
         intent: Intent | None,
         received: float,
+        stated: Callable[[ItemRecord | None], list[Evidence]] | None = None,
     ) -> tuple[list[RecommendedItem], list[LlmInvolvement]]:
         missing = [c.item_id for c in final if c.item_id not in details]
         if missing:
@@ -418,6 +429,7 @@ class Recommender:
                 else []
             ),
             year_range=(intent.year_min, intent.year_max) if intent is not None else (None, None),
+            stated=stated,
         )
         out: list[RecommendedItem] = []
         logs: list[LlmInvolvement] = []
