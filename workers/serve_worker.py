@@ -20,17 +20,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from recsys.dialogue.engine import Dialogue
 from recsys.embedding import Embedder, SentenceTransformerEmbedder
 from recsys.exceptions import DatabaseUnavailable
 from recsys.records import RecRequest
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.serving.recommender import Recommender
+from recsys.users.state import Position
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
 from streams.tracing import consume_span
 from workers.bootstrap import Context
 from workers.metrics import observe_served
 from workers.model_load import load_model
-from workers.serve_wiring import build_recommender, llm_client
+from workers.serve_wiring import build_dialogue, build_recommender, llm_client
 
 __all__ = ["ServeWorker", "run"]
 
@@ -43,6 +45,7 @@ class ServeWorker:
 
     recommender: Recommender
     loop: ConsumerLoop
+    dialogue: Dialogue | None = None
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:
@@ -61,6 +64,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     if client is not None:  # import the SDK now, not inside the first request's deadline
         await asyncio.get_running_loop().run_in_executor(None, lambda: client.sdk)
     recommender = build_recommender(s, apool, encoder, client)
+    dialogue = build_dialogue(s, apool, recommender, client)
     log.info(
         "serve: model %s, LLM %s, policy %s",
         embedder.name,
@@ -78,7 +82,11 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
                 msg.headers,
                 {"streamrec.request_id": request.request_id, "streamrec.user_id": request.user_id},
             ) as span:
-                served = await recommender.recommend(request, received=received)
+                if request.conversation is not None:
+                    position = Position(msg.topic_id or "", msg.partition, msg.offset)
+                    served = await dialogue.serve(request, received=received, position=position)
+                else:
+                    served = await recommender.recommend(request, received=received)
                 span.set_attribute("streamrec.route", served.response.route.value)
                 span.set_attribute("streamrec.llm_used", served.response.llm_used)
                 producer.send(topics.rec_responses, request.user_id, served.response)
@@ -101,7 +109,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         latency_sensitive=True,
         max_batch=max(1, s.serve_concurrency),
     )
-    ctx.handles.put(ServeWorker(recommender, loop))
+    ctx.handles.put(ServeWorker(recommender, loop, dialogue))
     try:
         await loop.run(stop)
     finally:

@@ -18,7 +18,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +81,9 @@ class Dialogue:
         self.config = config or DialogueConfig()
         self.clock = clock
         self._categories: tuple[float, list[str]] = (-1e18, [])
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def categories(self) -> list[str]:
         """The catalog's categories (refreshed every 30 s)."""
@@ -95,11 +100,27 @@ class Dialogue:
         received: float | None = None,
         position: Position | None = None,
     ) -> Served:
-        """Answer one turn of ``request.conversation``."""
+        """Answer one turn of ``request.conversation``.
+
+        Turns of one conversation are answered one at a time (a batch may hold a turn
+        and its redelivery); each reads the turns stored before it.
+        """
         conv = request.conversation
         if conv is None:
             raise ValueError("not a conversation turn")
         received = self.clock() if received is None else received
+        key = (request.user_id, conv.conversation_id)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            return await self._serve(request, received, position)
+
+    async def _serve(
+        self, request: RecRequest, received: float, position: Position | None
+    ) -> Served:
+        conv = request.conversation
+        assert conv is not None
         rows = await self.store.load(request.user_id, conv.conversation_id)
         done = next((r for r in rows if r.turn.turn == conv.turn), None)
         if done is not None:
