@@ -1,7 +1,8 @@
 """The `streamrec` command line: every command registered here, explicitly.
 
 Commands live in :mod:`cli.stack_cmds` (run and inspect a deployment),
-:mod:`cli.data_cmds` (train, replay, evaluate, A/B) and :mod:`cli.demo_cmd`; each is a
+:mod:`cli.data_cmds` (train, replay, evaluate, A/B), :mod:`cli.demo_cmd` and
+:mod:`cli.chat_cmd` (talk to the serve worker); each is a
 thin layer over jobs, workers and the local stack, wrapped in
 :func:`cli.common.friendly_errors` so that a user's mistake is one line, not a traceback.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import data_cmds, demo_cmd, stack_cmds
+from cli import chat_cmd, data_cmds, demo_cmd, stack_cmds
 from cli.common import friendly_errors
 
 __all__ = ["app", "main"]
@@ -34,6 +35,7 @@ app.add_typer(topics_app, name="topics")
 topics_app.command("create")(friendly_errors(stack_cmds.topics_create))
 topics_app.command("list")(friendly_errors(stack_cmds.topics_list))
 app.command("demo")(friendly_errors(demo_cmd.demo))
+app.command("chat")(friendly_errors(chat_cmd.chat))
 app.command("train-cf")(friendly_errors(data_cmds.train_cf))
 app.command("replay")(friendly_errors(data_cmds.replay))
 app.command("evaluate")(friendly_errors(data_cmds.evaluate))

@@ -7,6 +7,7 @@ prompt-injection and PII turns behave like single requests do."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -295,3 +296,90 @@ async def test_conversation_over_the_broker(
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
+
+
+def _drive_chat(settings: Any, dsn: str, user_id: str) -> list[str]:
+    """One full conversation through `streamrec chat` in a pseudo-terminal (pexpect)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    import pexpect
+
+    from recsys.dialogue.attributes import QUESTIONS
+
+    env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        "TERM": "dumb",
+        "COLUMNS": "200",
+        "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
+        "STREAMREC_HOME": str(settings.home),
+    }
+    exe = str(Path(sys.executable).with_name("streamrec"))
+    child = pexpect.spawn(
+        exe,
+        ["chat", user_id, "--broker", settings.kafka_bootstrap, "--database", dsn, "--details"],
+        env=env,
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(50, 200),
+    )
+    screens: list[str] = []
+    questions = "|".join(map(re.escape, QUESTIONS.values()))
+    try:
+        child.expect("What would you like to watch\\?")
+        child.expect("you> ")
+        child.sendline("something funny")
+        child.expect(f"streamrec> ({questions})")
+        child.expect("you> ")
+        screens.append(child.before)
+        child.sendline("1")
+        child.expect(f"streamrec> ({questions})")
+        child.expect("you> ")
+        screens.append(child.before)
+        child.sendline("1")
+        child.expect("Here is what I would pick:")
+        child.expect("you> ")
+        screens.append(child.before)
+        child.sendline("/why")
+        child.expect("you> ")
+        screens.append(child.before)
+        child.sendline("/quit")
+        child.expect("bye")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, child.before
+    return screens
+
+
+async def test_streamrec_chat_in_a_terminal(
+    world: World, embedder: Any, broker: EmbeddedBroker
+) -> None:
+    settings = world.settings.with_overrides(
+        bootstrap_servers=broker.bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        route_epsilon=0.0,
+    )
+    admin.ensure_topics(settings)
+    ctx = bootstrap(settings, Overrides(embedder=embedder))
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve_forever("serve", ctx, stop))
+    try:
+        await await_until(
+            lambda: ctx.handles.get(ServeWorker) is not None, 120, what="serve worker start"
+        )
+        screens = await asyncio.to_thread(_drive_chat, settings, world.dsn, world.user("new"))
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+    first, second, recs, why = screens
+    assert "1. " in first and "2. " in first and "(or /show)" in first
+    assert "comedy (turn 1)" in first and "candidates" in first
+    assert "(turn 2)" in second and "llm-log DIALOGUE" in second
+    # the recommendations, each with its reason citing what was said
+    assert recs.count("Matches what you told me: comedy") >= 1
+    assert "(turn 3)" in recs and "route " in recs and "warmth COLD" in recs
+    assert "llm-log DIALOGUE: not called (no_endpoint)" in why
+    assert "llm-log RERANK" in why
