@@ -285,6 +285,7 @@ async def test_conversation_over_the_broker(
             rows = await PgConversations(pool).load(world.user("new"), conversation)
         finally:
             await pool.close()
+        await asyncio.to_thread(_dashboard_conversation, settings, world)
         # each turn names the incarnation of rec.requests it was read from
         topic_id = await asyncio.to_thread(
             admin.topic_ids, settings, [ctx.topics.rec_requests.name]
@@ -383,3 +384,52 @@ async def test_streamrec_chat_in_a_terminal(
     assert "(turn 3)" in recs and "route " in recs and "warmth COLD" in recs
     assert "llm-log DIALOGUE: not called (no_endpoint)" in why
     assert "llm-log RERANK" in why
+
+
+def _dashboard_conversation(settings: Any, world: World) -> None:
+    """The dashboard's try-it panel holds the same conversation, form post by form post."""
+    import html
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from dashboard.server import Dashboard
+    from stack.embedded import free_port
+
+    board = Dashboard(settings, port=free_port()).start()
+    base = f"http://127.0.0.1:{board.port}"
+
+    def post(fields: dict[str, str], csrf: bool = True) -> tuple[int, str]:
+        data = fields | ({"csrf": board.access.csrf_token} if csrf else {})
+        request = urllib.request.Request(
+            base + "/try/chat",
+            data=urllib.parse.urlencode(data).encode(),
+            headers={"Origin": base, "Content-Type": "application/x-www-form-urlencoded"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode()
+
+    try:
+        user = world.user("new")
+        assert post({"user_id": user, "text": "funny"}, csrf=False)[0] == 403
+        status, page = post({"user_id": user, "text": "something funny <b>now</b>"})
+        assert status == 200
+        conversation = re.search(r'name="conversation_id" value="([^"]+)"', page)
+        assert conversation is not None
+        assert "&lt;b&gt;now&lt;/b&gt;" in page and "<b>now</b>" not in page  # escaped
+        assert 'class="bot question"' in page and "comedy (turn 1)" in page
+        assert 'name="turn" value="2"' in page
+        fields = {"user_id": user, "conversation_id": conversation.group(1)}
+        status, page = post(fields | {"text": "1"})
+        assert status == 200 and 'data-turn="2"' in page
+        status, page = post(fields | {"text": "", "show_now": "1"})
+        assert status == 200 and "(just show me)" in page
+        assert "just_show_me" in page and 'class="chat-items"' in page
+        assert html.escape("Matches what you told me: comedy") in page
+        assert 'data-use-case="DIALOGUE"' in page
+    finally:
+        board.stop()
