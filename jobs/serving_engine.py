@@ -68,8 +68,15 @@ class ServingPolicy:
             _ = self.client.sdk  # import the SDK now, not inside the first request's deadline
         _ = self.embedder.dim  # and load the model
         rec = build_recommender(
-            s, self.pool, self.encoder, self.client, epsilon=0.0, name=self._name
+            s,
+            self.pool,
+            self.encoder,
+            self.client,
+            wait_for_scores=True,  # a replay must not depend on timing
+            epsilon=0.0,
+            name=self._name,
         )
+        await rec.warm()
         rec.users = self.users
         return rec
 

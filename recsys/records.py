@@ -369,6 +369,10 @@ class LlmInvolvement(Record):
     propensity: float | None = None
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
     prompt: str | None = None
+    injection_reasons: list[str] = Field(default_factory=list)
+    max_displacement: int | None = Field(default=None, ge=0)
+    moved_max: int = Field(default=0, ge=0)
+    clamped_items: int = Field(default=0, ge=0)
 
 
 class FeedbackExample(Record):

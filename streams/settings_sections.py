@@ -311,6 +311,49 @@ class ServingSettings(_Section):
     candidate_pool: int = Field(100, ge=10, description="Candidates gathered per request.")
     serve_concurrency: int = Field(32, ge=1, description="Requests served concurrently.")
     response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
+    llm_max_displacement: int = Field(
+        10,
+        ge=0,
+        le=100,
+        description="Places an LLM rerank decision may move any item relative to any other "
+        "decision on the same candidates, the ranker's order included (half of it relative "
+        "to the ranker's order): a successful prompt injection gains at most this much. "
+        "Below 2 nothing can move: the rerank is off. Reported on rec.llm-log.",
+    )
+    llm_flagged_displacement: int = Field(
+        0,
+        ge=0,
+        le=50,
+        description="Places an LLM decision may move up an item whose text was flagged "
+        "(guard rule, decoded payload, instruction score, keyword stuffing); all items when "
+        "the query or history was flagged. 0 = never up.",
+    )
+    llm_rerank_weight: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Blend of the LLM's order (1) with the ranker's (0) inside the "
+        "displacement bound.",
+    )
+    instruction_scoring: bool = Field(
+        True,
+        description="Score untrusted text for instruction-likeness with the embedding model "
+        "(flagged item text cannot move up; a flagged query gets no LLM decision).",
+    )
+    instruction_budget_ms: int = Field(
+        50,
+        ge=0,
+        description="Longest a request waits for instruction scores of catalog text never "
+        "seen before; what is not scored by then is scored in the background for the next "
+        "request and counts as unflagged by the scorer for this one.",
+    )
+    instruction_threshold: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="Instruction-likeness score from which text is flagged (unset = the "
+        "threshold calibrated on the injection corpus's dev split).",
+    )
     route_epsilon: float = Field(
         0.05,
         ge=0.0,

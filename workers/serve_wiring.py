@@ -25,11 +25,20 @@ from recsys.serving.pg_ports import PgCf, PgItems, PgUsers
 from recsys.serving.ports import QueryEmbedder
 from recsys.serving.recommender import LlmParts, Recommender
 from recsys.serving.rerank import LlmReranker
+from recsys.serving.untrusted import Sanitiser
+from recsys.textsafety.instruction import DEFAULT_THRESHOLD, InstructionScorer
 from recsys.users.store import PgUserStates
 from streams.settings import Settings
 from workers.bootstrap import Context
 
-__all__ = ["build_dialogue", "build_recommender", "llm_client", "llm_client_for", "llm_parts"]
+__all__ = [
+    "build_dialogue",
+    "build_recommender",
+    "llm_client",
+    "llm_client_for",
+    "llm_parts",
+    "sanitiser_for",
+]
 
 
 def llm_client(ctx: Context) -> tuple[LlmClient | None, str]:
@@ -44,11 +53,33 @@ def llm_client_for(settings: Settings) -> LlmClient | None:
     return LlmClient.from_settings(settings.llm) if settings.llm_enabled else None
 
 
-def llm_parts(settings: Any, client: LlmClient | None) -> LlmParts:
-    """Reranker, intent parser, explainer and their shared gate, over one client."""
+def sanitiser_for(settings: Any, embedder: QueryEmbedder | None) -> Sanitiser:
+    """The guard, plus the instruction scorer on the query embedder's model when on."""
+    scorer = None
+    if settings.instruction_scoring and embedder is not None:
+        threshold = settings.instruction_threshold
+        scorer = InstructionScorer(
+            embedder.embed_many,
+            threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+        )
+    return Sanitiser(InjectionGuard(), scorer)
+
+
+def llm_parts(
+    settings: Any,
+    client: LlmClient | None,
+    embedder: QueryEmbedder | None = None,
+    *,
+    wait_for_scores: bool = False,
+) -> LlmParts:
+    """Reranker, intent parser, explainer, their shared gate and text sanitiser.
+
+    ``wait_for_scores`` makes every request wait for the instruction scores of new text
+    (replays and tests, which must not depend on timing) instead of the settings' budget.
+    """
     if client is None:
         return LlmParts()
-    guard = InjectionGuard()
+    sanitiser = sanitiser_for(settings, embedder)
     gate = LlmGate(
         CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_reset_s),
         tokens_per_min=settings.llm_budget_tokens_per_min,
@@ -56,12 +87,20 @@ def llm_parts(settings: Any, client: LlmClient | None) -> LlmParts:
     )
     return LlmParts(
         reranker=LlmReranker(
-            client, cap=settings.rerank_cap, cache_size=settings.response_cache_size, guard=guard
+            client,
+            cap=settings.rerank_cap,
+            cache_size=settings.response_cache_size,
+            sanitiser=sanitiser,
+            max_displacement=settings.llm_max_displacement,
+            flagged_displacement=settings.llm_flagged_displacement,
+            weight=settings.llm_rerank_weight,
+            scoring_budget_s=None if wait_for_scores else settings.instruction_budget_ms / 1000,
         ),
-        intent=IntentParser(client, guard=guard),
+        intent=IntentParser(client, sanitiser=sanitiser),
         explainer=LlmExplainer(client),
         gate=gate,
         model=client.model,
+        sanitiser=sanitiser,
     )
 
 
@@ -70,6 +109,8 @@ def build_recommender(
     apool: AsyncConnectionPool,
     embedder: QueryEmbedder | None,
     client: LlmClient | None,
+    *,
+    wait_for_scores: bool = False,
     **overrides: Any,
 ) -> Recommender:
     """The production recommender of this process (``overrides`` change the policy)."""
@@ -87,7 +128,7 @@ def build_recommender(
         ),
         embedder=embedder,
         config=config,
-        llm=llm_parts(s, client),
+        llm=llm_parts(s, client, embedder, wait_for_scores=wait_for_scores),
     )
 
 
@@ -102,7 +143,7 @@ def build_dialogue(
     on = s.llm_dialogue and client is not None
     reader = TurnReader(
         client if on else None,
-        guard=recommender.guard,
+        sanitiser=recommender.sanitiser,
         off_reason="no_endpoint" if client is None else "disabled",
     )
     config = DialogueConfig(

@@ -64,6 +64,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     if client is not None:  # import the SDK now, not inside the first request's deadline
         await asyncio.get_running_loop().run_in_executor(None, lambda: client.sdk)
     recommender = build_recommender(s, apool, encoder, client)
+    await recommender.warm()
     dialogue = build_dialogue(s, apool, recommender, client)
     log.info(
         "serve: model %s, LLM %s, policy %s",
@@ -113,6 +114,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     try:
         await loop.run(stop)
     finally:
+        await recommender.aclose()
         encoder.close()
         if client is not None:
             await client.aclose()

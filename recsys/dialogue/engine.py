@@ -45,7 +45,6 @@ from recsys.records import (
 )
 from recsys.serving import candidates as cands
 from recsys.serving.config import warmth_of
-from recsys.serving.guard import REMOVED
 from recsys.serving.pii import redact
 from recsys.serving.ports import UserView
 from recsys.serving.recommender import Recommender, Served
@@ -135,15 +134,19 @@ class Dialogue:
         )
         view = await self.rec.users.view(request.user_id)
         warmth = warmth_of(view.positives, self.rec.config)
-        text, flagged = self._screen(conv.text)
+        kept, flagged, reasons = await self.rec.sanitiser.screen_query(conv.text)
+        text = kept or ""
         categories = await self.categories()
+        left = self._left(request, received) - READ_RESERVE_S
+        gate, skip = self.rec.llm.gate, None
+        if gate is not None and self.reader.client is not None:
+            ok, why = gate.allow(left)
+            skip = None if ok else why
         outcome = await self.reader.read(
-            conv.text,
-            categories,
-            pending=pending,
-            options=options,
-            deadline_s=self._left(request, received) - READ_RESERVE_S,
+            conv.text, categories, pending=pending, options=options, deadline_s=left, skip=skip
         )
+        if gate is not None:
+            gate.record(outcome)
         parse, parser = outcome.parse, outcome.source
         turn_log = outcome.involvement(
             request_id=request.request_id, use_case=LlmUseCase.DIALOGUE, user_id=request.user_id
@@ -175,10 +178,18 @@ class Dialogue:
                 else {}
             )
         else:
-            served = await self._recommend(request, decision, state, liked, parser, received)
+            served = await self._recommend(
+                request, decision, state, liked, parser, received, reasons
+            )
         logs = [turn_log, *served.logs]
         logs = [
-            r.model_copy(update={"injection_flagged": r.injection_flagged or flagged}) for r in logs
+            r.model_copy(
+                update={
+                    "injection_flagged": r.injection_flagged or flagged,
+                    "injection_reasons": list(dict.fromkeys([*r.injection_reasons, *reasons]))[:20],
+                }
+            )
+            for r in logs
         ]
         if turn_log.used:
             served = Served(
@@ -202,14 +213,6 @@ class Dialogue:
     # ---- steps -------------------------------------------------------------------------
     def _left(self, request: RecRequest, received: float) -> float:
         return request.deadline_ms / 1000.0 - (self.clock() - received)
-
-    def _screen(self, text: str) -> tuple[str, bool]:
-        """The turn as it may be used (instruction-like spans removed) and whether any were."""
-        text = text.strip()
-        if not text or not self.rec.guard.scan(text).flagged:
-            return text, False
-        kept = " ".join(self.rec.guard.neutralise(text).replace(REMOVED, " ").split())
-        return kept, True
 
     async def _resolve(
         self, signals: Sequence[Signal]
@@ -332,6 +335,7 @@ class Dialogue:
         liked: dict[str, ItemRecord],
         parser: str,
         received: float,
+        reasons: tuple[str, ...],
     ) -> Served:
         assert request.conversation is not None
         signals = state.signals
@@ -341,6 +345,7 @@ class Dialogue:
             filters=state.filters(),
             stated=stated_for(signals, liked),
             flagged=state.flagged,
+            reasons=reasons,
         )
         plain = request.model_copy(
             update={

@@ -2,8 +2,9 @@
 may be answered (the catalog's categories, the moods, languages and lengths, the
 options of the pending question), validation, and the rules as the fallback.
 
-The turn's text is PII-redacted and injection-screened (:func:`sanitise`) and quoted as
-data; a turn the guard flags is read by the rules only, like a flagged query.
+The turn's text is PII-redacted and injection-screened (the serving
+:class:`~recsys.serving.untrusted.Sanitiser`: guard, decoders, instruction scorer) and
+quoted as data; a turn any layer flags is read by the rules only, like a flagged query.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from recsys.dialogue.reading import TurnParse, read_rules
 from recsys.llm.client import LlmClient
 from recsys.llm.prompts import PromptTemplate, quote_untrusted
 from recsys.records import ValidationResult
-from recsys.serving.guard import InjectionGuard
 from recsys.serving.outcome import LlmAccounting, accounting_from
-from recsys.serving.untrusted import sanitise
+from recsys.serving.untrusted import Sanitiser
 
 __all__ = ["TURN_SCHEMA_NAME", "TurnOutcome", "TurnReader", "turn_prompt", "turn_schema"]
 
@@ -108,12 +108,12 @@ class TurnReader:
         self,
         client: LlmClient | None,
         *,
-        guard: InjectionGuard | None = None,
+        sanitiser: Sanitiser | None = None,
         off_reason: str = "no_endpoint",
     ) -> None:
         self.client = client
+        self.sanitiser = sanitiser or Sanitiser()
         self.off_reason = off_reason
-        self.guard = guard or InjectionGuard()
         self.prompt = turn_prompt()
 
     @property
@@ -129,6 +129,7 @@ class TurnReader:
         pending: str | None,
         options: Sequence[str],
         deadline_s: float,
+        skip: str | None = None,
     ) -> TurnOutcome:
         """Read one turn; never raises for an LLM problem.
 
@@ -138,8 +139,9 @@ class TurnReader:
             pending: the attribute the last reply asked about, if any.
             options: that question's options.
             deadline_s: seconds from now by which the LLM call must end.
+            skip: why the LLM may not be called now (the gate's breaker or budget).
         """
-        clean = sanitise(text, self.guard, 500)
+        (clean,) = await self.sanitiser.screen([(text, 500)])
         model = self.client.model if self.client is not None else None
         base: dict[str, Any] = {
             "prompt_version": self.prompt_version,
@@ -155,6 +157,8 @@ class TurnReader:
 
         if self.client is None:
             return rules(self.off_reason)
+        if skip is not None:
+            return rules(skip)
         if clean.flagged:
             return rules("injection_flagged")
         if not clean.text.strip():

@@ -109,3 +109,7 @@ class QueryEmbedder(Protocol):
     async def embed(self, text: str) -> np.ndarray:
         """The query's vector in the items' space."""
         ...
+
+    async def embed_many(self, texts: list[str]) -> np.ndarray:
+        """Vectors of several texts in one model call (uncached; e.g. sentences to score)."""
+        ...

@@ -37,7 +37,6 @@ from recsys.serving.config import ServingConfig, warmth_of
 from recsys.serving.diversity import diversify
 from recsys.serving.explain_llm import LlmExplainer
 from recsys.serving.explanations import Grounds, evidence_for, evidence_texts, template_sentence
-from recsys.serving.guard import REMOVED, InjectionGuard
 from recsys.serving.intent import Intent, IntentParser, parse_rules
 from recsys.serving.llm_gate import LlmGate
 from recsys.serving.ports import CfSource, ItemSource, QueryEmbedder, UserReader, UserView
@@ -45,6 +44,7 @@ from recsys.serving.rerank import Candidate as RerankCandidate
 from recsys.serving.rerank import LlmReranker, RerankContext
 from recsys.serving.routing import RouteDecision, choose_route
 from recsys.serving.steer import Steer
+from recsys.serving.untrusted import Sanitiser
 
 __all__ = ["LlmParts", "Recommender", "Served"]
 
@@ -74,6 +74,8 @@ class LlmParts:
     explainer: LlmExplainer | None = None
     gate: LlmGate | None = None
     model: str | None = None
+    #: cleans and scores untrusted text for all of them (and for query screening)
+    sanitiser: Sanitiser | None = None
 
 
 class _Cached:
@@ -136,9 +138,22 @@ class Recommender:
         self.llm = llm or LlmParts()
         self.rng = rng or random.Random()
         self.clock = clock
-        self.guard = InjectionGuard()
+        self._sanitiser = Sanitiser()
         self._popular = _Cached(CACHE_TTL_S, clock)
         self._categories = _Cached(30.0, clock)
+
+    @property
+    def sanitiser(self) -> Sanitiser:
+        """The LLM parts' sanitiser (guard + instruction scorer), or a guard-only one."""
+        return self.llm.sanitiser or self._sanitiser
+
+    async def warm(self) -> None:
+        """Load what the first request would otherwise pay for (call once at start)."""
+        await self.sanitiser.warm()
+
+    async def aclose(self) -> None:
+        """Stop background work (instruction scoring of text seen by recent requests)."""
+        await self.sanitiser.aclose()
 
     async def popular(self) -> list[tuple[str, float]]:
         """The popular head (cached for a few seconds: it moves slowly)."""
@@ -161,10 +176,11 @@ class Recommender:
         history = [*view.session_items, *view.recent_items]
         history = list(dict.fromkeys(history))
         if steer is None:
-            query, flagged = self._screen(request.query)
+            query, flagged, reasons = await self.sanitiser.screen_query(request.query)
             intent, intent_log = await self._intent(request, query, received)
         else:
-            query, flagged, intent, intent_log = steer.query, steer.flagged, steer.intent, None
+            query, flagged, reasons = steer.query, steer.flagged, steer.reasons
+            intent, intent_log = steer.intent, None
         if intent_log is not None:
             logs.append(intent_log)
         filters = _filters(intent) if steer is None else steer.filters
@@ -193,7 +209,15 @@ class Recommender:
             head = diversify(ranked[: max(request.k * 4, 40)], cats, request.k * 4, cfg.diversity)
             ranked = head + [c for c in ranked if c not in head]
         order, rerank_log, prompt_version = await self._rerank(
-            request, view, warmth, decision, query, history, ranked, details, received
+            request,
+            view,
+            warmth,
+            decision,
+            (query, flagged, reasons),
+            history,
+            ranked,
+            details,
+            received,
         )
         logs.append(rerank_log)
         timings["ranked"] = self.clock() - received
@@ -227,6 +251,7 @@ class Recommender:
                     "route": decision.route.value,
                     "propensity": decision.propensity,
                     "injection_flagged": r.injection_flagged or flagged,
+                    "injection_reasons": list(dict.fromkeys([*r.injection_reasons, *reasons]))[:20],
                 }
             )
             for r in logs
@@ -235,18 +260,6 @@ class Recommender:
         return Served(response, logs, timings)
 
     # ---- steps ------------------------------------------------------------------------
-    def _screen(self, text: str | None) -> tuple[str | None, bool]:
-        """The query as it may be used (instruction-like spans removed), and whether any were.
-
-        Screened before everything — intent, retrieval and prompts — so that flagged
-        text steers nothing, whether or not an LLM is involved.
-        """
-        query = (text or "").strip() or None
-        if query is None or not self.guard.scan(query).flagged:
-            return query, False
-        kept = " ".join(self.guard.neutralise(query).replace(REMOVED, " ").split())
-        return kept or None, True
-
     async def _intent(
         self, request: RecRequest, query: str | None, received: float
     ) -> tuple[Intent | None, LlmInvolvement | None]:
@@ -352,14 +365,22 @@ class Recommender:
         view: UserView,
         warmth: WarmthBucket,
         decision: RouteDecision,
-        query: str | None,
+        screened: tuple[str | None, bool, tuple[str, ...]],
         history: list[str],
         ranked: list[Candidate],
         details: dict[str, ItemRecord],
         received: float,
     ) -> tuple[list[str], LlmInvolvement, str | None]:
+        """The order after the LLM rerank (or the ranker's, with the reason it was not).
+
+        The query was screened before everything (intent, retrieval, prompts) so that
+        flagged text steers nothing, whether or not an LLM is involved; a flagged query
+        also lets no LLM decision move any item up (the reranker then skips the call).
+        """
+        query, query_flagged, query_reasons = screened
         order = [c.item_id for c in ranked]
         reranker, gate = self.llm.reranker, self.llm.gate
+        bound = reranker.max_displacement if reranker is not None else None
         reason = _off_reason(self.config.llm_rerank, reranker is not None)
         if reason is None and not (query is not None or (warmth is WarmthBucket.COLD and history)):
             reason = "not_eligible"
@@ -369,7 +390,8 @@ class Recommender:
             ok, why = gate.allow(_remaining_s(request, received, self.clock) - FINISH_RESERVE_S)
             reason = None if ok else why
         if reason is not None or reranker is None:
-            return order, _not_called(request, LlmUseCase.RERANK, reason or "llm_off"), None
+            record = _not_called(request, LlmUseCase.RERANK, reason or "llm_off")
+            return order, record.model_copy(update={"max_displacement": bound}), None
         cap = min(self.config.rerank_cap, len(ranked))
         pool = [
             RerankCandidate(
@@ -389,6 +411,8 @@ class Recommender:
                 for i in history[: self.config.history_max]
                 if i in details
             ],
+            query_flagged=query_flagged,
+            query_reasons=query_reasons,
         )
         outcome = await reranker.rerank(
             context,

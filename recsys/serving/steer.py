@@ -28,7 +28,8 @@ class Steer:
         intent: the parsed preferences (hard ones become filters unless ``filters``).
         filters: what eligible items must satisfy.
         stated: the stated preferences an item satisfies (evidence, strongest first).
-        flagged: the text behind it had instruction-like spans removed.
+        flagged: the text behind it was flagged (instruction-like spans were removed).
+        reasons: why it was flagged (the layers' reasons, as on ``rec.llm-log``).
     """
 
     query: str | None
@@ -36,3 +37,4 @@ class Steer:
     filters: ItemFilters | None
     stated: Callable[[ItemRecord | None], list[Evidence]] | None = None
     flagged: bool = False
+    reasons: tuple[str, ...] = ()
