@@ -216,11 +216,15 @@ async def test_injection_and_pii_turns_behave_like_single_requests(
         reply = reply_of(second)
         assert reply.action is DialogueAction.QUESTION  # the answer still counted, no show_now
         assert {s.turn for s in reply.signals} == {1, 2}
-        third = await talk.say(f"{reply.options[0]}, mail me at {pii[0]} or call {pii[1]}")
+        said = f"{reply.options[0]}, mail me at {pii[0]} or call {pii[1]}"
+        third = await talk.say(said)
         assert reply_of(third).action is DialogueAction.RECOMMEND and third.response.items
-        # what read the clean turn 3 is not flagged; what used the conversation's text is
+        # turn 3 is flagged exactly when the same text as a query would be (the instruction
+        # scorer may read "mail me, call" as an instruction); the rerank read the
+        # conversation's summary, which holds the screened turn 2: flagged
+        _, as_query, _ = await dialogue.rec.sanitiser.screen_query(said)
         by_case = {r.use_case: r for r in third.logs}
-        assert not by_case[LlmUseCase.DIALOGUE].injection_flagged
+        assert by_case[LlmUseCase.DIALOGUE].injection_flagged == as_query
         assert by_case[LlmUseCase.RERANK].injection_flagged
         for request in llm_server.requests:
             assert text not in request.prompt_text()
