@@ -50,7 +50,10 @@ _OLDER = re.compile(r"\b(?:old|older|classic|classics|earlier|vintage|retro)\b")
 _NEWER = re.compile(r"\b(?:new|newer|recent|modern|latest|contemporary|newest)\b")
 _SHORT = re.compile(r"\b(?:short|shorter|quick|under (?:90|ninety) min\w*)\b")
 _LONG = re.compile(r"\b(?:long|longer|epic|over (?:two|2) hours)\b")
-_LIKED = re.compile(r"\b(?:loved|liked|enjoyed|like|similar to)\s+((?:[a-z0-9]+\s?){1,6})")
+_LIKED = re.compile(
+    r"\b(?:loved|liked|enjoyed|similar to|(?:something|anything|films?|movies?|stuff|ones?) "
+    r"like)\s+((?:[a-z0-9]+\s?){1,6})"
+)
 _DISLIKED = re.compile(
     r"\b(?:hated|disliked|didnt like|did not like|not like|nothing like)\s+((?:[a-z0-9]+\s?){1,6})"
 )

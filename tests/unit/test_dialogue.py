@@ -52,10 +52,17 @@ def test_a_mood_word_that_only_repeats_a_genre_is_one_preference() -> None:
 
 
 def test_rules_read_preferences_of_every_kind() -> None:
-    got = read("a sci-fi film from the 90s in French, no horror, short, like heat")
+    got = read("a sci-fi film from the 90s in French, no horror, short, something like heat")
     assert ("CATEGORY", "Sci-Fi") in got and ("NOT_CATEGORY", "Horror") in got
     assert ("ERA", "1990s") in got and ("CONSTRAINT", "in French") in got
     assert ("CONSTRAINT", "under 90 min") in got and ("LIKED_ITEM", "heat") in got
+
+
+def test_wanting_is_not_having_liked() -> None:
+    assert read("I'd like a comedy film") == [("CATEGORY", "Comedy")]
+    assert ("LIKED_ITEM", "heat") in read("something like heat")
+    assert ("LIKED_ITEM", "alien") in read("I loved alien")
+    assert ("DISLIKED_ITEM", "alien") in read("I hated alien")
 
 
 def test_answers_to_the_pending_question() -> None:
