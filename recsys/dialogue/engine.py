@@ -179,7 +179,7 @@ class Dialogue:
             )
         else:
             served = await self._recommend(
-                request, decision, state, liked, parser, received, reasons
+                request, decision, state, liked, parser, received, reasons, len(pool)
             )
         logs = [turn_log, *served.logs]
         logs = [
@@ -336,6 +336,7 @@ class Dialogue:
         parser: str,
         received: float,
         reasons: tuple[str, ...],
+        matching: int,
     ) -> Served:
         assert request.conversation is not None
         signals = state.signals
@@ -358,7 +359,7 @@ class Dialogue:
             conversation_id=request.conversation.conversation_id,
             turn=request.conversation.turn,
             action=DialogueAction.RECOMMEND,
-            candidates=len(served.response.items),
+            candidates=matching,
             signals=[s.wire() for s in signals],
             reason=decision.reason,
             parser=parser,
