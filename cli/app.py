@@ -1,9 +1,9 @@
 """The `streamrec` command line: every command registered here, explicitly.
 
 Commands live in :mod:`cli.stack_cmds` (run and inspect a deployment),
-:mod:`cli.data_cmds` (train, replay, evaluate, A/B), :mod:`cli.demo_cmd` and
-:mod:`cli.chat_cmd` (talk to the serve worker); each is a
-thin layer over jobs, workers and the local stack, wrapped in
+:mod:`cli.data_cmds` (train, replay, evaluate, A/B), :mod:`cli.policy_cmds`
+(learn-policy), :mod:`cli.demo_cmd` and :mod:`cli.chat_cmd` (talk to the serve worker);
+each is a thin layer over jobs, workers and the local stack, wrapped in
 :func:`cli.common.friendly_errors` so that a user's mistake is one line, not a traceback.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import chat_cmd, data_cmds, demo_cmd, stack_cmds
+from cli import chat_cmd, data_cmds, demo_cmd, policy_cmds, stack_cmds
 from cli.common import friendly_errors
 
 __all__ = ["app", "main"]
@@ -39,6 +39,7 @@ app.command("chat")(friendly_errors(chat_cmd.chat))
 app.command("train-cf")(friendly_errors(data_cmds.train_cf))
 app.command("replay")(friendly_errors(data_cmds.replay))
 app.command("evaluate")(friendly_errors(data_cmds.evaluate))
+app.command("learn-policy")(friendly_errors(policy_cmds.learn_policy))
 app.command("ab-enrich")(friendly_errors(data_cmds.ab_enrich))
 
 

@@ -219,7 +219,12 @@ def evaluate(
     k: Annotated[int, typer.Option(help="Cut-off of the ranking metrics.")] = 10,
     target: Annotated[
         list[str] | None,
-        typer.Option("--target", help="Routing policy for IPS/SNIPS (repeat)."),
+        typer.Option(
+            "--target",
+            help="Target policy for IPS/SNIPS (repeat): router, router-no-llm, "
+            "router-llm-eligible, cf-only, content-only, hybrid-only, popularity-only, "
+            "logged, policy:<version>.",
+        ),
     ] = None,
     clip: Annotated[float | None, typer.Option(help="Cap importance weights at this.")] = None,
     reward: Annotated[str, typer.Option(help="Reward: any, click or purchase.")] = "any",
@@ -235,9 +240,16 @@ def evaluate(
         Path | None,
         typer.Option(help="Include an `ab-enrich --json` report (enrichment A/B) in the output."),
     ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database", help="Postgres with the policy versions (`router` = the active one)."
+        ),
+    ] = None,
 ) -> None:
     """Metrics over archived responses and outcomes, sliced by warmth bucket, route and
-    llm_used, with IPS/SNIPS of other routing policies."""
+    llm_used, with IPS/SNIPS of other routing policies (`router`: the policy that ships,
+    and its variants; `policy:<version>`: a stored version)."""
     from jobs.evaluate import DEFAULT_TARGETS, EvaluateOptions, json_default, run_evaluate
 
     settings = load()
@@ -252,6 +264,7 @@ def evaluate(
         json_out=json_out,
         html=html,
         ab=ab,
+        database=database,
     )
     with err_console.status("reading the archive and evaluating"):
         report = run_evaluate(settings, opts)

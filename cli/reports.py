@@ -78,7 +78,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     ope = report["off_policy"]
     table = Table(
         title=f"off-policy estimates (reward={ope['reward']}, clip={ope['clip']}, "
-        f"logged mean={_fmt_eval(ope['logged_mean_reward'])}, n={ope['n_logged']})"
+        f"logged mean={_fmt_eval(ope['logged_mean_reward'])}, n={ope['n_logged']})",
+        caption=f"router = {ope['router']}" if ope.get("router") else None,
     )
     for c in ("target policy", "ips", "snips", "ess", "support"):
         table.add_column(c, justify="right" if c != "target policy" else "left")

@@ -335,6 +335,14 @@ class RecResponse(Record):
     embedding_model: str | None = None
     latency_ms: float = Field(ge=0.0)
     produced_at: AwareDatetime = Field(default_factory=utcnow)
+    policy_version: str | None = None
+    has_query: bool = False
+    has_history: bool = False
+    rerank_available: bool = False
+    rerank: bool = False
+    content_weight: float | None = None
+    popularity_weight: float | None = None
+    explored: bool = False
     conversation: DialogueReply | None = None
 
 
@@ -373,6 +381,8 @@ class LlmInvolvement(Record):
     max_displacement: int | None = Field(default=None, ge=0)
     moved_max: int = Field(default=0, ge=0)
     clamped_items: int = Field(default=0, ge=0)
+    policy_version: str | None = None
+    action: str | None = None
 
 
 class FeedbackExample(Record):
@@ -401,3 +411,11 @@ class FeedbackExample(Record):
     impression_at: AwareDatetime
     outcome_at: AwareDatetime | None = None
     serve_latency_ms: float = 0.0
+    policy_version: str | None = None
+    has_query: bool = False
+    has_history: bool = False
+    rerank_available: bool = False
+    rerank: bool = False
+    content_weight: float | None = None
+    popularity_weight: float | None = None
+    explored: bool = False

@@ -358,7 +358,27 @@ class ServingSettings(_Section):
         0.05,
         ge=0.0,
         le=1.0,
-        description="Probability of exploring another feasible route (logged propensity).",
+        description="Probability of exploring another feasible action (route, fusion arm, "
+        "rerank decision) in every warmth bucket, unless the bucket's own setting or the "
+        "active policy in Postgres says otherwise; the exact probability is logged.",
+    )
+    route_epsilon_cold: float | None = Field(
+        None, ge=0.0, le=1.0, description="Exploration rate of cold users (unset = route_epsilon)."
+    )
+    route_epsilon_warming: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Exploration rate of warming users (unset = route_epsilon).",
+    )
+    route_epsilon_warm: float | None = Field(
+        None, ge=0.0, le=1.0, description="Exploration rate of warm users (unset = route_epsilon)."
+    )
+    policy_refresh_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often a serve worker checks Postgres for a newly activated policy "
+        "version (one indexed read); a new version serves within this many seconds.",
     )
     serving_space: Literal["raw", "enriched"] = Field(
         "enriched", description="Item vectors content retrieval searches."

@@ -6,6 +6,9 @@ Requests of a batch are served concurrently (bounded by ``serve_concurrency``); 
 continues the trace of its request. Postgres away is :class:`Retryable` (the batch is
 served again: responses are keyed by ``request_id``, so a repeat is recognisable).
 
+The routing policy is the active version in Postgres (checked every ``policy_refresh_s``
+seconds, switched without a restart), or the settings' policy while none is active.
+
 User state comes from the users worker's Postgres read model, measured at a few ms per
 read: a co-partitioned local table would need the serving process to consume the
 users' changelog too, and a consumer's fetch wait on the embedded broker costs more than
@@ -23,6 +26,7 @@ from typing import Any
 from recsys.dialogue.engine import Dialogue
 from recsys.embedding import Embedder, SentenceTransformerEmbedder
 from recsys.exceptions import DatabaseUnavailable
+from recsys.policy.store import PgPolicies, PolicyFollower
 from recsys.records import RecRequest
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.serving.recommender import Recommender
@@ -45,6 +49,7 @@ class ServeWorker:
 
     recommender: Recommender
     loop: ConsumerLoop
+    policies: PolicyFollower
     dialogue: Dialogue | None = None
 
 
@@ -66,10 +71,19 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     recommender = build_recommender(s, apool, encoder, client)
     await recommender.warm()
     dialogue = build_dialogue(s, apool, recommender, client)
+    policies = PolicyFollower(
+        PgPolicies(apool),
+        recommender.policy,
+        lambda policy: setattr(recommender, "policy", policy),
+        s.policy_refresh_s,
+    )
+    await policies.refresh()  # start on the active version, if there is one
+    follow = asyncio.create_task(policies.run(stop), name="serve-policy-follower")
     log.info(
-        "serve: model %s, LLM %s, policy %s",
+        "serve: model %s, LLM %s, policy %s, config %s",
         embedder.name,
         recommender.llm.model or f"off ({off_reason})",
+        recommender.policy.version,
         recommender.config,
     )
     limit = asyncio.Semaphore(s.serve_concurrency)
@@ -110,10 +124,12 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         latency_sensitive=True,
         max_batch=max(1, s.serve_concurrency),
     )
-    ctx.handles.put(ServeWorker(recommender, loop, dialogue))
+    ctx.handles.put(ServeWorker(recommender, loop, policies, dialogue))
     try:
         await loop.run(stop)
     finally:
+        follow.cancel()
+        await asyncio.gather(follow, return_exceptions=True)
         await recommender.aclose()
         encoder.close()
         if client is not None:

@@ -321,6 +321,7 @@ class Dialogue:
             propensity=1.0,
             llm_used=False,
             policy=self.rec.config.name,
+            policy_version=self.rec.policy.version,
             embedding_model=self.rec.embedder.name if self.rec.embedder is not None else None,
             latency_ms=(self.clock() - received) * 1000.0,
             conversation=reply,

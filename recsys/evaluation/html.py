@@ -41,7 +41,7 @@ img { max-width: 100%; }
 {% endfor %}</table>
 <h2>Off-policy estimates</h2>
 <p class="note">Reward: {{ r.off_policy.reward }} · clip: {{ r.off_policy.clip }} · logged requests with
-feedback: {{ r.off_policy.n_logged }} · logged mean reward: {{ fmt(r.off_policy.logged_mean_reward) }}.
+feedback: {{ r.off_policy.n_logged }} · logged mean reward: {{ fmt(r.off_policy.logged_mean_reward) }}{% if r.off_policy.get("router") %} · router = {{ r.off_policy.router }}{% endif %}.
 IPS/SNIPS assume the logged propensities are the logging policy's true action probabilities,
 that every action the target takes had a non-zero logging probability (ESS and support show
 how much of the log agrees), and that rewards depend only on each request's context and action.</p>

@@ -30,7 +30,7 @@ from recsys.evaluation.llm import (
     latency_summary,
     llm_involvement_rate,
 )
-from recsys.evaluation.offpolicy import ROUTING_POLICIES, LoggedDecision, estimate
+from recsys.evaluation.offpolicy import LoggedDecision, RoutingPolicy, estimate, known_targets
 from recsys.evaluation.ranking import (
     average_precision_at_k,
     hit_rate_at_k,
@@ -118,8 +118,11 @@ def logged_decisions(data: EvaluationData, reward: str = "any") -> list[LoggedDe
     for r in data.responses:
         if r.request_id not in rewards or r.propensity <= 0:
             continue
-        request = data.requests.get(r.request_id)
-        has_query = bool(request and request.query and request.query.strip())
+        if r.policy_version is not None:
+            has_query = r.has_query
+        else:
+            request = data.requests.get(r.request_id)
+            has_query = bool(request and request.query and request.query.strip())
         out.append(
             LoggedDecision(
                 request_id=r.request_id,
@@ -129,6 +132,12 @@ def logged_decisions(data: EvaluationData, reward: str = "any") -> list[LoggedDe
                 llm_used=r.llm_used,
                 propensity=r.propensity,
                 reward=rewards[r.request_id],
+                policy_version=r.policy_version,
+                has_history=r.has_history,
+                rerank_available=r.rerank_available,
+                rerank=r.rerank,
+                content_weight=r.content_weight,
+                popularity_weight=r.popularity_weight,
             )
         )
     return out
@@ -171,16 +180,21 @@ def evaluate(
     *,
     k: int = 10,
     window_s: float = 1800.0,
-    targets: Sequence[str] = ("logged", "router-no-llm", "router-llm-eligible"),
+    targets: Sequence[str] = ("logged", "router", "router-no-llm", "router-llm-eligible"),
     clip: float | None = None,
     reward: str = "any",
+    policies: Mapping[str, RoutingPolicy] | None = None,
 ) -> dict[str, Any]:
-    """The whole evaluation as JSON-able data."""
-    unknown = [t for t in targets if t not in ROUTING_POLICIES]
+    """The whole evaluation as JSON-able data.
+
+    ``policies`` maps target names to policies (default: the registered ones, see
+    :func:`recsys.evaluation.offpolicy.known_targets`).
+    """
+    targets_known = dict(policies) if policies is not None else known_targets()
+    unknown = [t for t in targets if t not in targets_known]
     if unknown:
-        raise ValueError(
-            f"unknown target policy {unknown}; known: {', '.join(sorted(ROUTING_POLICIES))}"
-        )
+        names = ", ".join(sorted(targets_known))
+        raise ValueError(f"unknown target policy {unknown}; known: {names}")
     systems: dict[str, list[RecResponse]] = {PRODUCTION: data.responses, **data.counterfactual}
     if data.events is not None:
         relevance_source = "user.events"
@@ -254,8 +268,6 @@ def evaluate(
             "logged_mean_reward": (
                 sum(d.reward for d in decisions) / len(decisions) if decisions else None
             ),
-            "estimates": {
-                name: estimate(ROUTING_POLICIES[name], decisions, clip) for name in targets
-            },
+            "estimates": {name: estimate(targets_known[name], decisions, clip) for name in targets},
         },
     }

@@ -20,6 +20,12 @@ class ServingSettings(Protocol):
     @property
     def route_epsilon(self) -> float: ...
     @property
+    def route_epsilon_cold(self) -> float | None: ...
+    @property
+    def route_epsilon_warming(self) -> float | None: ...
+    @property
+    def route_epsilon_warm(self) -> float | None: ...
+    @property
     def serving_space(self) -> Literal["raw", "enriched"]: ...
     @property
     def candidate_pool(self) -> int: ...
@@ -42,8 +48,11 @@ class ServingConfig:
     Attributes:
         cold_max / warm_min: positives thresholds of the warmth buckets (serving buckets
             the user itself, so a replay can try other thresholds).
-        epsilon: probability of exploring a uniformly chosen other feasible route; the
-            logged propensity makes off-policy evaluation of other routings possible.
+        epsilon: probability of exploring a uniformly chosen other feasible action (route,
+            fusion arm, rerank decision); the logged propensity makes off-policy
+            evaluation of other policies possible (:mod:`recsys.policy`).
+        epsilon_cold / epsilon_warming / epsilon_warm: the same per bucket (None =
+            ``epsilon``).
         force_route: serve every request through this route (single-route baselines).
         space: which item vectors content retrieval searches ("raw" or "enriched").
         candidate_pool: candidates gathered per request before eligibility and ranking.
@@ -52,7 +61,7 @@ class ServingConfig:
         diversity: MMR trade-off (0 = pure relevance) for the popularity route.
         cold_route / warming_route / warm_route: the route of a cold user with history,
             of a warming user and of a warm user when there is no query (see
-            :mod:`recsys.serving.routing`; HYBRID for all three, chosen on MovieLens).
+            :mod:`recsys.serving.default_policy`; HYBRID for all three, chosen on MovieLens).
         hybrid_content_weight: weight of the content list against the CF list (1) in
             the HYBRID route's reciprocal-rank fusion, for warming and warm users.
         cold_content_weight / cold_popularity_weight: the same weight, and the content
@@ -65,6 +74,9 @@ class ServingConfig:
     cold_max: int = 5
     warm_min: int = 51
     epsilon: float = 0.0
+    epsilon_cold: float | None = None
+    epsilon_warming: float | None = None
+    epsilon_warm: float | None = None
     force_route: Route | None = None
     space: Literal["raw", "enriched"] = "enriched"
     candidate_pool: int = 100
@@ -85,11 +97,15 @@ class ServingConfig:
 
     @classmethod
     def from_settings(cls, settings: ServingSettings, **overrides: Any) -> ServingConfig:
-        """The production policy the process settings describe (``overrides`` win)."""
+        """The production policy the process settings describe (``overrides`` win; an
+        ``epsilon`` override without per-bucket ones sets every bucket)."""
         values: dict[str, Any] = {
             "cold_max": settings.cold_max_interactions,
             "warm_min": settings.warm_min_interactions,
             "epsilon": settings.route_epsilon,
+            "epsilon_cold": settings.route_epsilon_cold,
+            "epsilon_warming": settings.route_epsilon_warming,
+            "epsilon_warm": settings.route_epsilon_warm,
             "space": settings.serving_space,
             "candidate_pool": settings.candidate_pool,
             "rerank_cap": settings.rerank_cap,
@@ -98,8 +114,21 @@ class ServingConfig:
             "llm_intent": settings.llm_intent,
             "llm_explain": settings.llm_explain,
         }
+        if "epsilon" in overrides and not {"epsilon_cold", "epsilon_warming", "epsilon_warm"} & set(
+            overrides
+        ):
+            values.update(epsilon_cold=None, epsilon_warming=None, epsilon_warm=None)
         values.update(overrides)
         return cls(**values)
+
+    def epsilon_of(self, bucket: WarmthBucket) -> float:
+        """The exploration rate of a bucket."""
+        own = {
+            WarmthBucket.COLD: self.epsilon_cold,
+            WarmthBucket.WARMING: self.epsilon_warming,
+            WarmthBucket.WARM: self.epsilon_warm,
+        }[bucket]
+        return self.epsilon if own is None else own
 
 
 def warmth_of(positives: int, config: ServingConfig) -> WarmthBucket:

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from recsys.items.model import ItemFilters, ItemRecord
+from recsys.policy.logged import log_fields, response_fields
+from recsys.policy.model import Action, Context, Decision, Policy
 from recsys.records import (
     Evidence,
     ExplanationSource,
@@ -34,6 +36,7 @@ from recsys.records import (
 from recsys.serving import candidates as cands
 from recsys.serving.candidates import Candidate
 from recsys.serving.config import ServingConfig, warmth_of
+from recsys.serving.default_policy import default_policy
 from recsys.serving.diversity import diversify
 from recsys.serving.explain_llm import LlmExplainer
 from recsys.serving.explanations import Grounds, evidence_for, evidence_texts, template_sentence
@@ -42,7 +45,6 @@ from recsys.serving.llm_gate import LlmGate
 from recsys.serving.ports import CfSource, ItemSource, QueryEmbedder, UserReader, UserView
 from recsys.serving.rerank import Candidate as RerankCandidate
 from recsys.serving.rerank import LlmReranker, RerankContext
-from recsys.serving.routing import RouteDecision, choose_route
 from recsys.serving.steer import Steer
 from recsys.serving.untrusted import Sanitiser
 
@@ -132,9 +134,12 @@ class Recommender:
         llm: LlmParts | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        policy: Policy | None = None,
     ) -> None:
         self.items, self.users, self.cf, self.embedder = items, users, cf, embedder
         self.config = config
+        #: The routing policy; replaced whole when a new version is activated.
+        self.policy = policy or default_policy(config)
         self.llm = llm or LlmParts()
         self.rng = rng or random.Random()
         self.clock = clock
@@ -184,20 +189,16 @@ class Recommender:
         if intent_log is not None:
             logs.append(intent_log)
         filters = _filters(intent) if steer is None else steer.filters
-        decision = choose_route(
+        context = Context(
             warmth,
-            has_history=bool(history),
             has_query=query is not None,
-            epsilon=cfg.epsilon,
-            rng=self.rng,
-            force=cfg.force_route,
-            cold=cfg.cold_route,
-            warming=cfg.warming_route,
-            warm=cfg.warm_route,
+            has_history=bool(history),
+            rerank_available=cfg.llm_rerank and self.llm.reranker is not None,
         )
+        decision = self.policy.decide(context, self.rng, force=cfg.force_route)
         exclude = set(request.exclude_item_ids) | set(view.consumed) | set(history)
         ranked, model_version = await self._candidates(
-            decision.route, warmth, view, history, query, filters, exclude
+            decision.action, warmth, view, history, query, filters, exclude
         )
         timings["candidates"] = self.clock() - received
         ranked = await self._eligible(ranked, filters, exclude)
@@ -235,7 +236,6 @@ class Recommender:
             items=items,
             route=decision.route,
             warmth_bucket=warmth,
-            propensity=decision.propensity,
             llm_used=llm_used,
             llm_fallback_reason=fallback,
             policy=cfg.name,
@@ -244,12 +244,12 @@ class Recommender:
             llm_model=self.llm.model if llm_used else None,
             embedding_model=self.embedder.name if self.embedder is not None else None,
             latency_ms=(self.clock() - received) * 1000.0,
+            **response_fields(decision, context),
         )
         logs = [
             r.model_copy(
                 update={
-                    "route": decision.route.value,
-                    "propensity": decision.propensity,
+                    **log_fields(decision),
                     "injection_flagged": r.injection_flagged or flagged,
                     "injection_reasons": list(dict.fromkeys([*r.injection_reasons, *reasons]))[:20],
                 }
@@ -288,7 +288,7 @@ class Recommender:
 
     async def _candidates(
         self,
-        route: Route,
+        action: Action,
         warmth: WarmthBucket,
         view: UserView,
         history: list[str],
@@ -298,14 +298,13 @@ class Recommender:
     ) -> tuple[list[Candidate], str | None]:
         cfg = self.config
         n = cfg.candidate_pool
+        route = action.route
         popular = await self.popular()
         model_version: str | None = None
 
         async def cf() -> list[Candidate]:
             recent = list(view.recent) or [(i, 1.0) for i in history]
             return await cands.cf_candidates(self.cf, recent, n, exclude)
-
-        cold = warmth is WarmthBucket.COLD
 
         async def content(popularity_weight: float) -> list[Candidate]:
             vector = await self._content_vector(query, history)
@@ -327,11 +326,10 @@ class Recommender:
         elif route is Route.CONTENT:
             ranked = await content(cfg.popularity_weight)
         elif route is Route.HYBRID:
-            cf_list, content_list = await asyncio.gather(
-                cf(), content(cfg.cold_popularity_weight if cold else cfg.popularity_weight)
-            )
-            content_weight = cfg.cold_content_weight if cold else cfg.hybrid_content_weight
-            ranked = cands.rrf(cf_list, content_list, weights=(1.0, content_weight))
+            assert action.fusion is not None  # a HYBRID action always has its weights
+            fusion = action.fusion
+            cf_list, content_list = await asyncio.gather(cf(), content(fusion.popularity_weight))
+            ranked = cands.rrf(cf_list, content_list, weights=(1.0, fusion.content_weight))
             model_version = await self.cf.model_version()
         else:
             ranked = []
@@ -364,7 +362,7 @@ class Recommender:
         request: RecRequest,
         view: UserView,
         warmth: WarmthBucket,
-        decision: RouteDecision,
+        decision: Decision,
         screened: tuple[str | None, bool, tuple[str, ...]],
         history: list[str],
         ranked: list[Candidate],
@@ -382,8 +380,8 @@ class Recommender:
         reranker, gate = self.llm.reranker, self.llm.gate
         bound = reranker.max_displacement if reranker is not None else None
         reason = _off_reason(self.config.llm_rerank, reranker is not None)
-        if reason is None and not (query is not None or (warmth is WarmthBucket.COLD and history)):
-            reason = "not_eligible"
+        if reason is None and not decision.action.rerank:
+            reason = "not_eligible"  # the policy did not choose the rerank for this request
         if reason is None and len(ranked) < 2:
             reason = "too_few_candidates"
         if reason is None and gate is not None:

@@ -169,14 +169,20 @@ def test_sliced_metrics_by_hand(data: EvaluationData) -> None:
 
 
 def test_off_policy_section(data: EvaluationData) -> None:
-    report = evaluate(data, k=2, targets=["logged", "router-no-llm"])
+    report = evaluate(data, k=2, targets=["logged", "router-no-llm", "cf-only"])
     ope = report["off_policy"]
     # rewards from examples: r1 had a click (1), r2 none (0)
     assert ope["n_logged"] == 2 and ope["logged_mean_reward"] == pytest.approx(0.5)
     assert ope["estimates"]["logged"]["snips"] == pytest.approx(0.5)
-    # router-no-llm: r1 (WARM, CF, no LLM) → 1/1; r2 (query, CONTENT, LLM) → 0 → IPS 1/2
-    assert ope["estimates"]["router-no-llm"]["ips"] == pytest.approx(0.5)
-    assert ope["estimates"]["router-no-llm"]["snips"] == pytest.approx(1.0)
+    # router-no-llm (the settings' policy, HYBRID for a warm user, no LLM): r1 was CF → 0;
+    # r2 was the LLM → 0: no logged request agrees, IPS 0 and SNIPS undefined
+    assert ope["estimates"]["router-no-llm"]["ips"] == 0.0
+    assert ope["estimates"]["router-no-llm"]["snips"] is None
+    # cf-only: r1 (WARM, CF, no rerank, p 1) → w 1, reward 1; r2 (cold without history:
+    # CF falls back to CONTENT, with the LLM as the policy reranks queries; p 0.5) → w 2,
+    # reward 0: IPS = (1 + 0) / 2, SNIPS = 1 / (1 + 2)
+    assert ope["estimates"]["cf-only"]["ips"] == pytest.approx(0.5)
+    assert ope["estimates"]["cf-only"]["snips"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="unknown target policy"):
         evaluate(data, targets=["nope"])
 
