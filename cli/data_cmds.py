@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.common import RichSteps, console, err_console, load, progress_bar
+from cli.common import RichSteps, TopicPrefixOpt, console, err_console, load, progress_bar
 from cli.reports import print_ab_report, print_report
 from recsys.exceptions import ConfigurationError, DataNotFound
 
@@ -167,12 +167,13 @@ def replay(
         str | None,
         typer.Option("--database", help="Postgres DSN the serving engine reads (items, CF)."),
     ] = None,
+    topic_prefix: TopicPrefixOpt = None,
 ) -> None:
     """Read a range of a topic (Kafka or archive); export it, publish it to another topic,
     or re-run the logged requests through another policy configuration."""
     from jobs.replay import ReplayOptions, parse_time, run_replay
 
-    settings = load(bootstrap_servers=broker, database_url=database)
+    settings = load(bootstrap_servers=broker, database_url=database, topic_prefix=topic_prefix)
     opts = ReplayOptions(
         topic=topic,
         source=source,
@@ -246,13 +247,14 @@ def evaluate(
             "--database", help="Postgres with the policy versions (`router` = the active one)."
         ),
     ] = None,
+    topic_prefix: TopicPrefixOpt = None,
 ) -> None:
     """Metrics over archived responses and outcomes, sliced by warmth bucket, route and
     llm_used, with IPS/SNIPS of other routing policies (`router`: the policy that ships,
     and its variants; `policy:<version>`: a stored version)."""
     from jobs.evaluate import DEFAULT_TARGETS, EvaluateOptions, json_default, run_evaluate
 
-    settings = load()
+    settings = load(topic_prefix=topic_prefix)
     opts = EvaluateOptions(
         archive=archive,
         policies=tuple(policy or ()),

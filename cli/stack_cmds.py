@@ -113,9 +113,11 @@ def up(
         try:
             supervisor.watch(until=stop)
         finally:
-            codes = supervisor.stop()
+            # the dashboard first: its scrapes and consumers must end while the broker
+            # and the workers they ask are still there
             if board is not None:
                 board.stop()
+            codes = supervisor.stop()
             if endpoint is not None:
                 endpoint.stop()
             console.print(f"stopped workers: {codes}")

@@ -54,9 +54,10 @@ def _clean(value: Any) -> Any:
 
 def run_evaluate(settings: Settings, opts: EvaluateOptions) -> dict[str, Any]:
     """Load the archive, evaluate, write JSON/HTML when asked; return the report."""
+    from recsys.archive import list_files, other_runs_hint
     from recsys.evaluation import ArchiveTopics, EvaluationData, evaluate, load_categories
     from recsys.evaluation.html import render_html
-    from recsys.exceptions import ConfigurationError
+    from recsys.exceptions import ConfigurationError, DataNotFound
     from streams.topics import Topics
 
     if opts.k < 1:
@@ -68,6 +69,14 @@ def run_evaluate(settings: Settings, opts: EvaluateOptions) -> dict[str, Any]:
     policies, router = _targets(settings, opts)
     topics = Topics(settings)
     root = opts.archive or settings.archive_root
+    if not list_files(root, topics.rec_responses.name):
+        raise DataNotFound(
+            f"no archived responses under {root / topics.rec_responses.name}; run the "
+            "archive worker (or point --archive at an archive folder)"
+            + other_runs_hint(
+                root, topics.rec_responses.base, settings.topic_prefix, "streamrec evaluate"
+            )
+        )
     data = EvaluationData.from_archive(
         root,
         ArchiveTopics(

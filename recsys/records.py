@@ -259,6 +259,7 @@ class RecRequest(Record):
     context: dict[str, str] = Field(default_factory=dict)
     deadline_ms: int = Field(default=1000, ge=1, le=600_000)
     requested_at: AwareDatetime = Field(default_factory=utcnow)
+    fill_with_soft_matches: bool = True
     conversation: ConversationTurn | None = None
 
 
@@ -285,6 +286,7 @@ class RecommendedItem(Record):
     explanation: str = ""
     explanation_source: ExplanationSource = ExplanationSource.TEMPLATE
     evidence: list[Evidence] = Field(default_factory=list)
+    ranker_rank: int | None = Field(default=None, ge=1)
 
 
 class PreferenceSignal(Record):
@@ -343,6 +345,8 @@ class RecResponse(Record):
     content_weight: float | None = None
     popularity_weight: float | None = None
     explored: bool = False
+    eligible_count: int | None = Field(default=None, ge=0)
+    short_reason: str | None = None
     conversation: DialogueReply | None = None
 
 

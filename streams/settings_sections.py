@@ -387,6 +387,13 @@ class ServingSettings(_Section):
         0.5, ge=0.0, description="Weight of the popularity prior in content scores."
     )
     llm_intent: bool = Field(True, description="Use the LLM to parse natural-language queries.")
+    intent_hard_min_confidence: float = Field(
+        0.7,
+        ge=0.0,
+        le=1.0,
+        description="Confidence from which an LLM reading of a query becomes hard constraints "
+        "(filters); below it, and always for the keyword rules, the reading only orders items.",
+    )
 
 
 class DialogueSettings(_Section):

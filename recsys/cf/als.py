@@ -39,7 +39,7 @@ __all__ = [
     "train_als",
 ]
 
-#: ``callback(iteration (0-based), seconds it took, training loss or None)``.
+#: ``callback(iteration (0-based), seconds it took, None)`` (the loss is computed once, after).
 IterationCallback = Callable[[int, float, float | None], None]
 
 
@@ -198,30 +198,44 @@ def train_als(
     Raises:
         ValueError: the matrix is empty.
     """
-    from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.cpu.als import AlternatingLeastSquares, calculate_loss
 
     if matrix.n_interactions == 0:
         raise ValueError("no interactions to train on")
     conf = confidence_matrix(matrix, params.alpha)
     with threadpool_limits(1, "blas"):
+        # implicit's own loss tracking logs one INFO line per iteration (and a tqdm bar
+        # when shown); callers draw progress from ``on_iteration`` and the loss of the
+        # trained model is computed once below
         model = AlternatingLeastSquares(
             factors=params.factors,
             regularization=params.regularization,
             alpha=1.0,
             iterations=params.iterations,
-            calculate_training_loss=params.compute_loss,
+            calculate_training_loss=False,
             num_threads=params.threads,
             random_state=params.seed,
             dtype=np.float32,
         )
-        last_loss: list[float | None] = [None]
 
         def callback(iteration: int, elapsed: float, loss: float | None) -> None:
-            last_loss[0] = loss
             if on_iteration is not None:
-                on_iteration(iteration, elapsed, loss)
+                on_iteration(iteration, elapsed, None)
 
         model.fit(conf, show_progress=False, callback=callback)
+        final_loss = (
+            float(
+                calculate_loss(
+                    conf.astype(np.float32),
+                    model.user_factors,
+                    model.item_factors,
+                    params.regularization,
+                    num_threads=params.threads,
+                )
+            )
+            if params.compute_loss
+            else None
+        )
     items = np.ascontiguousarray(model.item_factors, dtype=np.float32)
     users = np.ascontiguousarray(model.user_factors, dtype=np.float32)
     gramian = items.astype(np.float64).T @ items.astype(np.float64)
@@ -232,7 +246,7 @@ def train_als(
         gramian=gramian,
         user_ids=list(matrix.users),
         user_factors=users,
-        loss=last_loss[0],
+        loss=final_loss,
         weight_cap=weight_cap,
     )
 

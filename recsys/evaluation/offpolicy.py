@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from recsys.evaluation.intervals import mean_ci, ratio_ci
 from recsys.policy.model import Action, Context, Fusion, Policy
 from recsys.policy.space import named_variants
 from recsys.records import Route, WarmthBucket
@@ -151,21 +152,34 @@ def effective_sample_size(weights: Sequence[float]) -> float:
 
 def estimate(
     policy: RoutingPolicy, decisions: Sequence[LoggedDecision], clip: float | None = None
-) -> dict[str, float | int | None]:
-    """IPS, SNIPS, ESS and matched share of ``policy`` over ``decisions``."""
+) -> dict[str, float | int | list[float] | None]:
+    """IPS, SNIPS, ESS and matched share of ``policy`` over ``decisions``, with bootstrap
+    intervals of IPS and SNIPS (:mod:`recsys.evaluation.intervals`)."""
     if not decisions:
-        return {"n": 0, "ips": None, "snips": None, "ess": None, "support": None}
+        return {
+            "n": 0,
+            "ips": None,
+            "snips": None,
+            "ess": None,
+            "support": None,
+            "ips_ci": None,
+            "snips_ci": None,
+        }
     rewards = [d.reward for d in decisions]
     props = [d.propensity for d in decisions]
     target = [policy.probability(d) for d in decisions]
     weights = importance_weights(props, target, clip)
     value = snips(rewards, props, target, clip)
+    weighted = [w * r for w, r in zip(weights, rewards, strict=True)]
+    ips_ci, snips_ci = mean_ci(weighted), ratio_ci(weighted, weights)
     return {
         "n": len(decisions),
         "ips": ips(rewards, props, target, clip),
         "snips": None if math.isnan(value) else value,
         "ess": effective_sample_size(weights),
         "support": sum(1 for t in target if t > 0) / len(target),
+        "ips_ci": list(ips_ci) if ips_ci is not None else None,
+        "snips_ci": list(snips_ci) if snips_ci is not None else None,
     }
 
 

@@ -39,6 +39,8 @@ class ServingSettings(Protocol):
     def llm_intent(self) -> bool: ...
     @property
     def llm_explain(self) -> bool: ...
+    @property
+    def intent_hard_min_confidence(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class ServingConfig:
             fold-in from a handful of items says little, the prior and content more.
         llm_rerank / llm_intent / llm_explain: which LLM uses are on (an endpoint must
             also be configured).
+        intent_hard_min_confidence: from this confidence an LLM reading of a query is
+            applied as hard constraints; a rules reading is always only a preference
+            (:mod:`recsys.serving.constraints`).
     """
 
     cold_max: int = 5
@@ -93,6 +98,7 @@ class ServingConfig:
     llm_rerank: bool = True
     llm_intent: bool = True
     llm_explain: bool = False
+    intent_hard_min_confidence: float = 0.7
     name: str = "production"
 
     @classmethod
@@ -113,6 +119,7 @@ class ServingConfig:
             "llm_rerank": settings.llm_rerank,
             "llm_intent": settings.llm_intent,
             "llm_explain": settings.llm_explain,
+            "intent_hard_min_confidence": settings.intent_hard_min_confidence,
         }
         if "epsilon" in overrides and not {"epsilon_cold", "epsilon_warming", "epsilon_warm"} & set(
             overrides

@@ -41,6 +41,13 @@ def _title(details: Mapping[str, ItemRecord], item_id: str) -> str:
     return record.title if record is not None and record.title else item_id
 
 
+def _year(value: str | None) -> int | None:
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
 def evidence_for(cand: Candidate, grounds: Grounds) -> list[Evidence]:
     """The facts that justify ``cand`` for this user and request, strongest first."""
     item = grounds.details.get(cand.item_id)
@@ -61,8 +68,13 @@ def evidence_for(cand: Candidate, grounds: Grounds) -> list[Evidence]:
             Evidence(kind=EvidenceKind.QUERY_CONSTRAINT, value=keys[category_key(wanted[0])])
         )
     low, high = grounds.year_range
-    year = item.attributes.get("year") if item is not None else None
-    if year is not None and (low is not None or high is not None):
+    year = _year(item.attributes.get("year")) if item is not None else None
+    if (
+        year is not None
+        and (low is not None or high is not None)
+        and (low is None or year >= low)
+        and (high is None or year <= high)
+    ):
         out.append(Evidence(kind=EvidenceKind.QUERY_CONSTRAINT, value=f"from {year}"))
     vec = grounds.vectors.get(cand.item_id)
     if vec is not None and cand.via is None:

@@ -42,6 +42,9 @@ class PgItems:
     async def eligible(self, item_ids: Sequence[str], filters: ItemFilters | None) -> set[str]:
         return await self.store.eligible_ids(list(item_ids), filters)
 
+    async def count_eligible(self, filters: ItemFilters | None, exclude: Collection[str]) -> int:
+        return await self.store.count_eligible(filters, list(exclude))
+
     async def similarities(
         self, vector: np.ndarray, item_ids: Sequence[str], filters: ItemFilters | None
     ) -> dict[str, float]:

@@ -89,6 +89,10 @@ class ItemSource(Protocol):
         """Cosine of ``vector`` to each given item that is eligible and matches ``filters``."""
         ...
 
+    async def count_eligible(self, filters: ItemFilters | None, exclude: Collection[str]) -> int:
+        """How many eligible items satisfy ``filters`` and are not in ``exclude``."""
+        ...
+
     async def details(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:
         """Text and categories of items (no vectors)."""
         ...

@@ -36,6 +36,14 @@ from recsys.records import (
 from recsys.serving import candidates as cands
 from recsys.serving.candidates import Candidate
 from recsys.serving.config import ServingConfig, warmth_of
+from recsys.serving.constraints import (
+    QueryConstraints,
+    Shortfall,
+    mark_soft_matches,
+    prefer,
+    query_constraints,
+    shortfall,
+)
 from recsys.serving.default_policy import default_policy
 from recsys.serving.diversity import diversify
 from recsys.serving.explain_llm import LlmExplainer
@@ -99,25 +107,6 @@ def _remaining_s(request: RecRequest, received: float, clock: Callable[[], float
     """Seconds left until the request's deadline (measured from when it was requested)."""
     age = max(0.0, (datetime.now(UTC) - request.requested_at).total_seconds())
     return request.deadline_ms / 1000.0 - max(age, clock() - received)
-
-
-def _filters(intent: Intent | None) -> ItemFilters | None:
-    if intent is None:
-        return None
-    any_ = list(intent.categories_any)
-    if intent.category and intent.category not in any_:
-        any_.append(intent.category)
-    ranges = {}
-    if intent.year_min is not None or intent.year_max is not None:
-        ranges["year"] = (
-            float(intent.year_min) if intent.year_min is not None else None,
-            float(intent.year_max) if intent.year_max is not None else None,
-        )
-    if not any_ and not intent.categories_none and not ranges:
-        return None
-    return ItemFilters(
-        categories_any=any_, categories_none=list(intent.categories_none), ranges=ranges
-    )
 
 
 class Recommender:
@@ -188,7 +177,15 @@ class Recommender:
             intent, intent_log = steer.intent, None
         if intent_log is not None:
             logs.append(intent_log)
-        filters = _filters(intent) if steer is None else steer.filters
+        if steer is None:
+            constraints = query_constraints(
+                intent,
+                parsed_by_llm=intent_log is not None and intent_log.used,
+                min_confidence=cfg.intent_hard_min_confidence,
+            )
+        else:  # what a conversation's user stated is a constraint, however it was read
+            constraints = QueryConstraints(hard=steer.filters, source="rules")
+        filters = constraints.hard
         context = Context(
             warmth,
             has_query=query is not None,
@@ -201,7 +198,33 @@ class Recommender:
             decision.action, warmth, view, history, query, filters, exclude
         )
         timings["candidates"] = self.clock() - received
-        ranked = await self._eligible(ranked, filters, exclude)
+        ranked = await prefer(
+            self.items, await self._eligible(ranked, filters, exclude), constraints.soft
+        )
+        short: Shortfall | None = None
+        if len(ranked) < request.k:
+
+            async def more(filters: ItemFilters | None, taken: set[str]) -> list[Candidate]:
+                """The route's candidates under ``filters``; content retrieval's (around
+                the query or the profile) when the route runs dry."""
+                found: list[Candidate] = []
+                actions = [decision.action]
+                if decision.route is not Route.CONTENT:
+                    actions.append(Action(Route.CONTENT, rerank=False))
+                for action in actions:
+                    skip = taken | {c.item_id for c in found}
+                    more_, _ = await self._candidates(
+                        action, warmth, view, history, query, filters, skip
+                    )
+                    found += await self._eligible(more_, filters, skip)
+                    if len(found) >= request.k:
+                        break
+                return found
+
+            short = await shortfall(
+                self.items, request, decision.route, constraints, exclude, ranked, more
+            )
+            ranked = ranked + short.topup + short.fill
         details = await self.items.details(
             [c.item_id for c in ranked[: max(cfg.rerank_cap, request.k * 3)]] + history[:20]
         )
@@ -223,10 +246,17 @@ class Recommender:
         logs.append(rerank_log)
         timings["ranked"] = self.clock() - received
         by_id = {c.item_id: c for c in ranked}
+        if short is not None and short.fill:  # items that pass the constraints stay first
+            filled = {c.item_id for c in short.fill}
+            order = [i for i in order if i not in filled] + [i for i in order if i in filled]
         final = [by_id[i] for i in order[: request.k]]
         items, explain_logs = await self._explain(
             request, final, history, details, intent, received, steer.stated if steer else None
         )
+        if rerank_log.used:  # what the LLM changed: where the ranker had put each item
+            position = {c.item_id: n for n, c in enumerate(ranked, start=1)}
+            items = [i.model_copy(update={"ranker_rank": position[i.item_id]}) for i in items]
+        items = mark_soft_matches(items, short, constraints)
         logs.extend(explain_logs)
         llm_used = any(r.used for r in logs)
         fallback = rerank_log.fallback_reason if rerank_log.called and not rerank_log.used else None
@@ -244,6 +274,8 @@ class Recommender:
             llm_model=self.llm.model if llm_used else None,
             embedding_model=self.embedder.name if self.embedder is not None else None,
             latency_ms=(self.clock() - received) * 1000.0,
+            eligible_count=short.passed if short is not None and short.reason else None,
+            short_reason=short.reason if short is not None else None,
             **response_fields(decision, context),
         )
         logs = [

@@ -1,5 +1,6 @@
 """Serving on the real Postgres + pgvector world: each user state takes its route,
-nothing ineligible is ever served, and a query's hard constraints become SQL filters."""
+nothing ineligible is ever served, a confident LLM reading of a query becomes SQL
+filters and a keyword reading only orders the list."""
 
 from __future__ import annotations
 
@@ -120,17 +121,58 @@ async def test_never_deleted_consumed_or_excluded_on_any_route(world: World, emb
     assert set(routes) == set(Route)  # exploration visited every route
 
 
-async def test_hard_constraints_become_sql_filters(world: World, embedder: Any) -> None:
-    async with serving(world, embedder) as rec:
-        served = await ask(rec, world.user("new"), query="a comedy from the 1990s, no horror", k=8)
+QUERY = "a comedy from the 1990s, no horror"
+
+
+def _fits(world: World, item_id: str) -> int:
+    """How many parts of QUERY an item meets (comedy, the 90s), -10 if it is horror."""
+    change = world.items[item_id]
+    if "horror" in change.categories:
+        return -10
+    return ("comedy" in change.categories) + (1990 <= int(change.attributes["year"]) <= 1999)
+
+
+async def test_a_rules_reading_orders_the_list_and_filters_nothing(
+    world: World, embedder: Any
+) -> None:
+    async with serving(world, embedder) as rec:  # no LLM: the rules read the query
+        served = await ask(rec, world.user("new"), query=QUERY, k=40)
     items = served.response.items
-    assert items
-    for item in items:
-        change = world.items[item.item_id]
-        assert "comedy" in change.categories
-        assert "horror" not in change.categories
-        assert 1990 <= int(change.attributes["year"]) <= 1999
-    assert any(e.kind.value == "QUERY_CONSTRAINT" for i in items for e in i.evidence)
+    assert len(items) == 40 and served.response.eligible_count is None
+    fits = [_fits(world, i.item_id) for i in items]
+    assert fits == sorted(fits, reverse=True)  # best matches first, horror (if any) last
+    assert fits[0] == 2 and min(fits) < 2  # others are still served after them
+    assert any(e.kind.value == "QUERY_CONSTRAINT" for e in items[0].evidence)
+
+
+async def test_a_confident_llm_reading_becomes_sql_filters(
+    world: World, embedder: Any, llm_server: Any
+) -> None:
+    async with serving(world, embedder, llm_url=llm_server.base_url) as rec:
+        served = await ask(rec, world.user("new"), query=QUERY, k=8)
+    intent = [x for x in served.logs if x.use_case.value == "INTENT"]
+    assert intent and intent[0].used  # the simulated model's reading, confidence 0.9
+    r = served.response
+    assert len(r.items) == 8
+    soft = [any(e.kind.value == "OTHER" for e in i.evidence) for i in r.items]
+    passed = [i for i, s in zip(r.items, soft, strict=True) if not s]
+    assert passed and all(_fits(world, i.item_id) == 2 for i in passed)
+    assert all(e.kind.value == "QUERY_CONSTRAINT" for i in passed for e in i.evidence[:1])
+    if any(soft):  # fewer 90s comedies than asked for: counted, said, then soft matches
+        assert soft == sorted(soft)  # the items that pass come first
+        assert r.eligible_count == len(passed)
+        assert r.short_reason and "hard constraints (comedy; 1990-1999; not horror)" in (
+            r.short_reason
+        )
+        # a soft match may miss the wanted parts, never the exclusion
+        assert all(0 <= _fits(world, i.item_id) < 2 for i in r.items[len(passed) :])
+    # the same reading below the confidence threshold only orders the list
+    async with serving(
+        world, embedder, llm_url=llm_server.base_url, intent_hard_min_confidence=0.95
+    ) as rec:
+        unsure = await ask(rec, world.user("new"), query=QUERY, k=40)
+    fits = [_fits(world, i.item_id) for i in unsure.response.items]
+    assert len(fits) == 40 and fits == sorted(fits, reverse=True) and min(fits) < 2
 
 
 async def test_raw_space_and_other_thresholds_change_the_policy(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import numpy as np
 import pytest
 
-from recsys.cf.als import AlsParams, aggregate_recent, fold_in, train_als
+from recsys.cf.als import AlsParams, aggregate_recent, confidence_matrix, fold_in, train_als
 from recsys.cf.interactions import Interaction, build_matrix
 
 PARAMS = AlsParams(factors=8, iterations=20, regularization=0.1, alpha=5.0, seed=7, threads=1)
@@ -103,6 +104,34 @@ def test_progress_callback_runs_once_per_iteration() -> None:
     calls = []
     train_als(two_taste_groups(), PARAMS, on_iteration=lambda i, s, loss: calls.append(i))
     assert calls == list(range(PARAMS.iterations))
+
+
+def test_training_logs_nothing_and_reports_the_final_loss(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """implicit logs one INFO line per iteration when it tracks the loss itself: the
+    loss of the trained model is computed once instead, and nothing is printed."""
+    from implicit.cpu.als import calculate_loss
+
+    matrix = two_taste_groups()
+    with caplog.at_level(logging.DEBUG):
+        model = train_als(matrix, AlsParams(**{**PARAMS.as_dict(), "compute_loss": True}))
+    said = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("implicit") and r.levelno >= logging.INFO
+    ]
+    assert said == []
+    assert capsys.readouterr() == ("", "")
+    assert model.user_factors is not None and model.loss is not None
+    expected = calculate_loss(
+        confidence_matrix(matrix, PARAMS.alpha),
+        model.user_factors,
+        model.item_factors,
+        PARAMS.regularization,
+    )
+    assert model.loss == pytest.approx(expected, rel=1e-5)
+    assert train_als(matrix, PARAMS).loss is None  # not asked for, not computed
 
 
 def test_recent_weights_aggregate_and_cap() -> None:

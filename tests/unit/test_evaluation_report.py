@@ -191,9 +191,53 @@ def test_falls_back_to_feedback_examples_without_events(data: EvaluationData) ->
     data.events = None
     report = evaluate(data, k=2, targets=["logged"])
     assert report["relevance_source"] == "feedback.examples"
-    overall = report["systems"]["production"]["overall"]
+    production = report["systems"]["production"]
+    overall = production["overall"]
     assert overall["n_judged"] == 1  # only r1 had a successful shown item (b)
-    assert overall["recall@2"] == pytest.approx(1.0)
+    # only shown items can be relevant: recall@2 and hit rate@2 are 1 by construction,
+    # so they are left out (with the reason), in every slice; the position metrics stay
+    assert set(production["omitted"]) == {"recall@2", "hit_rate@2"}
+    for metrics in [overall, *production["by_route"].values()]:
+        assert "recall@2" not in metrics and "hit_rate@2" not in metrics
+        assert "recall@2" not in metrics["ci"]
+    assert overall["ndcg@2"] == pytest.approx(0.630930, abs=1e-6)  # b shown second
+    assert "only shown items can be relevant" in production["relevance"]
+    # the counterfactual's recall can vary (it may miss what production showed), but it
+    # is credited only where it agrees with production: said so
+    cf = report["systems"]["no-llm"]
+    assert cf["omitted"] == {} and cf["overall"]["recall@2"] == pytest.approx(1.0)
+    assert "credited only where it agrees with production" in cf["relevance"]
+    # neither the page nor the terminal shows a constant column
+    page = render_html(report)
+    production_html = page[page.index("<h2>production</h2>") : page.index("<h2>no-llm</h2>")]
+    assert "<th>recall@2</th>" not in production_html
+    assert "Left out: recall@2" in production_html
+    assert "<th>recall@2</th>" in page[page.index("<h2>no-llm</h2>") :]
+
+
+def test_events_relevance_keeps_every_metric_and_says_what_relevant_means(
+    data: EvaluationData,
+) -> None:
+    report = evaluate(data, k=2, targets=["logged"])
+    for system in report["systems"].values():
+        assert system["omitted"] == {}
+        assert system["relevance"].startswith("relevant = the items the user")
+        assert "shown or not" in system["relevance"]
+
+
+def test_intervals_on_the_plotted_metrics(data: EvaluationData) -> None:
+    report = evaluate(data, k=2, targets=["logged", "router-no-llm"])
+    overall = report["systems"]["production"]["overall"]
+    ci = overall["ci"]
+    # two judged requests: recall 1 and 1/2 → resampled means lie in [0.5, 1]
+    low, high = ci["recall@2"]
+    assert 0.5 <= low <= overall["recall@2"] <= high <= 1.0
+    assert ci["latency_ms_p50"][0] <= overall["latency_ms_p50"] <= ci["latency_ms_p50"][1]
+    assert ci["llm_involvement_rate"] == [0.0, 1.0]  # one of two: anything from 0 to 1
+    # a slice of one request has no interval
+    assert report["systems"]["production"]["by_route"]["CF"]["ci"]["ndcg@2"] is None
+    logged = report["off_policy"]["estimates"]["logged"]
+    assert logged["snips_ci"][0] <= logged["snips"] <= logged["snips_ci"][1]
 
 
 def test_html_report_is_self_contained(data: EvaluationData) -> None:

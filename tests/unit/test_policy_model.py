@@ -117,6 +117,7 @@ def test_an_epsilon_override_sets_every_bucket() -> None:
         content_popularity_weight = 0.5
         llm_rerank = llm_intent = True
         llm_explain = False
+        intent_hard_min_confidence = 0.7
 
     cfg = ServingConfig.from_settings(S())  # type: ignore[arg-type]
     assert (cfg.epsilon_of(C), cfg.epsilon_of(W)) == (0.3, 0.05)
