@@ -100,13 +100,20 @@ def check_grounded(response: RecResponse, turns: set[int]) -> None:
     reply = reply_of(response)
     given = {(s.turn, s.value) for s in reply.signals}
     assert response.items
+    full = 0
     for item in response.items:
         stated = [e for e in item.evidence if e.kind is EvidenceKind.STATED_PREFERENCE]
-        assert {e.turn for e in stated} == turns, item
+        soft = any("soft match" in e.value for e in item.evidence)
+        # an item passing the stated constraints cites every turn; a soft match filling a
+        # short list (marked so) cites only what it satisfies
+        cited = {e.turn for e in stated}
+        assert cited <= turns if soft else cited == turns, item
+        full += cited == turns
         for e in stated:
             # the cited fact names a signal of its turn (an era adds the item's year)
             assert any(t == e.turn and (v in e.value or e.value in v) for t, v in given), e
             assert e.value in item.explanation
+    assert full >= 1
 
 
 async def test_three_turns_ask_narrow_then_recommend_grounded(
