@@ -26,18 +26,20 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from recsys.dialogue.engine import Dialogue
 from recsys.embedding import Embedder, SentenceTransformerEmbedder
 from recsys.exceptions import DatabaseUnavailable, DataRejected
 from recsys.policy.store import PgPolicies, PolicyFollower
 from recsys.records import RecRequest
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.serving.recommender import Recommender
+from recsys.users.state import Position
 from streams.consumer_loop import STORE_REJECTED, ConsumerLoop, Inbound, Retryable
 from streams.tracing import consume_span
 from workers.bootstrap import Context
 from workers.metrics import observe_served
 from workers.model_load import load_model
-from workers.serve_wiring import build_recommender, llm_client
+from workers.serve_wiring import build_dialogue, build_recommender, llm_client
 
 __all__ = ["ServeWorker", "run"]
 
@@ -51,6 +53,7 @@ class ServeWorker:
     recommender: Recommender
     loop: ConsumerLoop
     policies: PolicyFollower
+    dialogue: Dialogue | None = None
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:
@@ -70,6 +73,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         await asyncio.get_running_loop().run_in_executor(None, lambda: client.sdk)
     recommender = build_recommender(s, apool, encoder, client)
     await recommender.warm()
+    dialogue = build_dialogue(s, apool, recommender, client)
     policies = PolicyFollower(
         PgPolicies(apool),
         recommender.policy,
@@ -100,7 +104,11 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
                 {"streamrec.request_id": request.request_id, "streamrec.user_id": request.user_id},
             ) as span:
                 try:
-                    served = await recommender.recommend(request, received=received)
+                    if request.conversation is not None:
+                        position = Position(msg.topic_id or "", msg.partition, msg.offset)
+                        served = await dialogue.serve(request, received=received, position=position)
+                    else:
+                        served = await recommender.recommend(request, received=received)
                 except DataRejected as exc:
                     loop.reject(msg, STORE_REJECTED, str(exc))
                     done.add((msg.topic, msg.partition, msg.offset))
@@ -133,7 +141,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         latency_sensitive=True,
         max_batch=max(1, s.serve_concurrency),
     )
-    ctx.handles.put(ServeWorker(recommender, loop, policies))
+    ctx.handles.put(ServeWorker(recommender, loop, policies, dialogue))
     try:
         await loop.run(stop)
     finally:
