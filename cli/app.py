@@ -2,16 +2,17 @@
 
 Commands live in :mod:`cli.stack_cmds` (run and inspect a deployment),
 :mod:`cli.data_cmds` (train, replay, evaluate, A/B), :mod:`cli.policy_cmds`
-(learn-policy), :mod:`cli.dlq_cmds` (dead letters) and :mod:`cli.demo_cmd`; each is a thin
-layer over jobs, workers and the local stack, wrapped in :func:`cli.common.friendly_errors`
-so that a user's mistake is one line, not a traceback.
+(learn-policy), :mod:`cli.dlq_cmds` (dead letters), :mod:`cli.demo_cmd` and
+:mod:`cli.chat_cmd` (talk to the serve worker); each is a thin layer over jobs, workers
+and the local stack, wrapped in :func:`cli.common.friendly_errors` so that a user's
+mistake is one line, not a traceback.
 """
 
 from __future__ import annotations
 
 import typer
 
-from cli import data_cmds, demo_cmd, dlq_cmds, policy_cmds, stack_cmds
+from cli import chat_cmd, data_cmds, demo_cmd, dlq_cmds, policy_cmds, stack_cmds
 from cli.common import friendly_errors
 
 __all__ = ["app", "main"]
@@ -42,6 +43,7 @@ app.add_typer(dlq_app, name="dlq")
 dlq_app.command("show")(friendly_errors(dlq_cmds.dlq_show))
 dlq_app.command("replay")(friendly_errors(dlq_cmds.dlq_replay))
 app.command("demo")(friendly_errors(demo_cmd.demo))
+app.command("chat")(friendly_errors(chat_cmd.chat))
 app.command("train-cf")(friendly_errors(data_cmds.train_cf))
 app.command("replay")(friendly_errors(data_cmds.replay))
 app.command("evaluate")(friendly_errors(data_cmds.evaluate))

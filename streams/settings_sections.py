@@ -20,6 +20,7 @@ __all__ = [
     "WORKER_NAMES",
     "CfSettings",
     "DataSettings",
+    "DialogueSettings",
     "EmbeddingSettings",
     "FeedbackSettings",
     "GeneralSettings",
@@ -481,6 +482,33 @@ class ServingSettings(_Section):
     )
 
 
+class DialogueSettings(_Section):
+    """Conversations: when to ask a clarifying question, when to recommend."""
+
+    dialogue_min_signals: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Preferences a conversation gathers before recommending to a cold user "
+        "(one fewer for a warming user, two fewer — at least one — for a warm one).",
+    )
+    dialogue_max_questions: int = Field(
+        3, ge=0, le=10, description="Clarifying questions at most per conversation."
+    )
+    dialogue_min_information: float = Field(
+        0.5,
+        ge=0.0,
+        description="Bits a question must be expected to give (entropy of the candidates "
+        "over its options, times their coverage) to be asked; else recommend.",
+    )
+    dialogue_pool: int = Field(
+        200, ge=10, le=2000, description="Candidates a turn looks at to choose its question."
+    )
+    llm_dialogue: bool = Field(
+        True, description="Use the LLM to read conversation turns (the rules otherwise)."
+    )
+
+
 class FeedbackSettings(_Section):
     """Outcome attribution (feedback worker) and the Avro archive."""
 
@@ -591,6 +619,7 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("users", UsersSettings),
     ("cf", CfSettings),
     ("serving", ServingSettings),
+    ("dialogue", DialogueSettings),
     ("feedback", FeedbackSettings),
     ("tracing", TracingSettings),
     ("ops", OpsSettings),

@@ -10,6 +10,10 @@ from recsys.cf.als_store import PgAls
 from recsys.cf.pg_covisit import PgCovisitation
 from recsys.cf.popularity import PgPopularity
 from recsys.cf.profile import PgProfiles
+from recsys.dialogue.engine import Dialogue, DialogueConfig
+from recsys.dialogue.llm_reading import TurnReader
+from recsys.dialogue.policy import PolicyConfig
+from recsys.dialogue.store import PgConversations
 from recsys.items.pgvector import PgItemStore
 from recsys.llm.breaker import CircuitBreaker
 from recsys.llm.client import LlmClient
@@ -29,7 +33,14 @@ from recsys.users.store import PgUserStates
 from streams.settings import Settings
 from workers.bootstrap import Context
 
-__all__ = ["build_recommender", "llm_client", "llm_client_for", "llm_parts", "sanitiser_for"]
+__all__ = [
+    "build_dialogue",
+    "build_recommender",
+    "llm_client",
+    "llm_client_for",
+    "llm_parts",
+    "sanitiser_for",
+]
 
 
 def llm_client(ctx: Context) -> tuple[LlmClient | None, str]:
@@ -132,3 +143,28 @@ def build_recommender(
         config=config,
         llm=llm_parts(s, client, embedder, wait_for_scores=wait_for_scores),
     )
+
+
+def build_dialogue(
+    settings: Settings,
+    apool: AsyncConnectionPool,
+    recommender: Recommender,
+    client: LlmClient | None,
+) -> Dialogue:
+    """The conversation engine over the process's recommender (turns kept in Postgres)."""
+    s = settings
+    on = s.llm_dialogue and client is not None
+    reader = TurnReader(
+        client if on else None,
+        sanitiser=recommender.sanitiser,
+        off_reason="no_endpoint" if client is None else "disabled",
+    )
+    config = DialogueConfig(
+        policy=PolicyConfig(
+            min_signals=s.dialogue_min_signals,
+            max_questions=s.dialogue_max_questions,
+            min_information=s.dialogue_min_information,
+        ),
+        pool=s.dialogue_pool,
+    )
+    return Dialogue(recommender, PgConversations(apool), reader, config)

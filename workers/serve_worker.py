@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from recsys.dialogue.engine import Dialogue
 from recsys.embedding import Embedder, SentenceTransformerEmbedder, limit_threads
 from recsys.exceptions import DatabaseUnavailable, DataRejected
 from recsys.policy.store import PgPolicies, PolicyFollower
@@ -38,6 +39,7 @@ from recsys.records import RecRequest
 from recsys.serving.item_cache import ItemCache
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.serving.recommender import Recommender
+from recsys.users.state import Position
 from streams.consumer_loop import STORE_REJECTED, ConsumerLoop, Inbound, Retryable
 from streams.follow import KeyFollower
 from streams.pipelined_loop import PipelinedLoop
@@ -45,7 +47,7 @@ from streams.tracing import consume_span
 from workers.bootstrap import Context
 from workers.metrics import observe_served
 from workers.model_load import load_model
-from workers.serve_wiring import build_recommender, llm_client
+from workers.serve_wiring import build_dialogue, build_recommender, llm_client
 
 __all__ = ["ServeWorker", "run"]
 
@@ -61,6 +63,7 @@ class ServeWorker:
     item_cache: ItemCache
     invalidations: KeyFollower
     policies: PolicyFollower
+    dialogue: Dialogue | None = None
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:
@@ -94,6 +97,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     )
     recommender = build_recommender(s, apool, encoder, client, item_cache=cache)
     await recommender.warm()
+    dialogue = build_dialogue(s, apool, recommender, client)
     policies = PolicyFollower(
         PgPolicies(apool),
         recommender.policy,
@@ -124,7 +128,11 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
                 {"streamrec.request_id": request.request_id, "streamrec.user_id": request.user_id},
             ) as span:
                 try:
-                    served = await recommender.recommend(request, received=received)
+                    if request.conversation is not None:
+                        position = Position(msg.topic_id or "", msg.partition, msg.offset)
+                        served = await dialogue.serve(request, received=received, position=position)
+                    else:
+                        served = await recommender.recommend(request, received=received)
                 except DataRejected as exc:
                     loop.reject(msg, STORE_REJECTED, str(exc))
                     done.add((msg.topic, msg.partition, msg.offset))
@@ -162,7 +170,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     # lands on whichever requests are in flight. Frozen, collections see only new objects.
     gc.collect()
     gc.freeze()
-    ctx.handles.put(ServeWorker(recommender, loop, cache, follower, policies))
+    ctx.handles.put(ServeWorker(recommender, loop, cache, follower, policies, dialogue))
     try:
         await loop.run(stop)
     finally:

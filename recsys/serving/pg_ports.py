@@ -14,7 +14,7 @@ from recsys.cf.pg_covisit import PgCovisitation
 from recsys.cf.popularity import PgPopularity
 from recsys.cf.profile import PgProfiles
 from recsys.items.model import ItemFilters, ItemRecord
-from recsys.items.pgvector import PgItemStore
+from recsys.items.store import ItemStore
 from recsys.serving.ports import UserView
 from recsys.serving.user_view import view_of
 from recsys.users.store import PgUserStates
@@ -23,9 +23,10 @@ __all__ = ["PgCf", "PgItems", "PgUsers"]
 
 
 class PgItems:
-    """:class:`~recsys.serving.ports.ItemSource` over the item store, in one vector space."""
+    """:class:`~recsys.serving.ports.ItemSource` over the item store (pgvector, or the
+    in-memory store of benchmarks and notebooks), in one vector space."""
 
-    def __init__(self, store: PgItemStore, space: Literal["raw", "enriched"] = "enriched") -> None:
+    def __init__(self, store: ItemStore, space: Literal["raw", "enriched"] = "enriched") -> None:
         self.store = store
         self.space: Literal["raw", "enriched"] = space
 

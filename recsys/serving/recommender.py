@@ -23,6 +23,7 @@ from recsys.items.model import ItemFilters, ItemRecord
 from recsys.policy.logged import log_fields, response_fields
 from recsys.policy.model import Action, Context, Decision, Policy
 from recsys.records import (
+    Evidence,
     ExplanationSource,
     LlmInvolvement,
     LlmUseCase,
@@ -36,6 +37,7 @@ from recsys.serving import candidates as cands
 from recsys.serving.candidates import Candidate
 from recsys.serving.config import ServingConfig, warmth_of
 from recsys.serving.constraints import (
+    QueryConstraints,
     Shortfall,
     mark_soft_matches,
     prefer,
@@ -51,6 +53,7 @@ from recsys.serving.llm_gate import LlmGate
 from recsys.serving.ports import CfSource, ItemSource, QueryEmbedder, UserReader, UserView
 from recsys.serving.rerank import Candidate as RerankCandidate
 from recsys.serving.rerank import LlmReranker, RerankContext
+from recsys.serving.steer import Steer
 from recsys.serving.untrusted import Sanitiser
 
 __all__ = ["LlmParts", "Recommender", "Served"]
@@ -173,8 +176,13 @@ class Recommender:
         """The popular head (cached for a few seconds: it moves slowly)."""
         return list(await self._popular.get(lambda: self.cf.popular(POPULAR_HEAD, ())))
 
-    async def recommend(self, request: RecRequest, *, received: float | None = None) -> Served:
-        """Answer one request; never raises for LLM trouble (only for unreachable stores)."""
+    async def recommend(
+        self, request: RecRequest, *, received: float | None = None, steer: Steer | None = None
+    ) -> Served:
+        """Answer one request; never raises for LLM trouble (only for unreachable stores).
+
+        ``steer`` replaces the request's query, intent and filters (a conversation).
+        """
         received = self.clock() if received is None else received
         timings: dict[str, float] = {}
         logs: list[LlmInvolvement] = []
@@ -184,15 +192,22 @@ class Recommender:
         warmth = warmth_of(view.positives, cfg)
         history = [*view.session_items, *view.recent_items]
         history = list(dict.fromkeys(history))
-        query, flagged, reasons = await self.sanitiser.screen_query(request.query)
-        intent, intent_log = await self._intent(request, query, received)
+        if steer is None:
+            query, flagged, reasons = await self.sanitiser.screen_query(request.query)
+            intent, intent_log = await self._intent(request, query, received)
+        else:
+            query, flagged, reasons = steer.query, steer.flagged, steer.reasons
+            intent, intent_log = steer.intent, None
         if intent_log is not None:
             logs.append(intent_log)
-        constraints = query_constraints(
-            intent,
-            parsed_by_llm=intent_log is not None and intent_log.used,
-            min_confidence=cfg.intent_hard_min_confidence,
-        )
+        if steer is None:
+            constraints = query_constraints(
+                intent,
+                parsed_by_llm=intent_log is not None and intent_log.used,
+                min_confidence=cfg.intent_hard_min_confidence,
+            )
+        else:  # what a conversation's user stated is a constraint, however it was read
+            constraints = QueryConstraints(hard=steer.filters, source="rules")
         filters = constraints.hard
         context = Context(
             warmth,
@@ -259,7 +274,7 @@ class Recommender:
             order = [i for i in order if i not in filled] + [i for i in order if i in filled]
         final = [by_id[i] for i in order[: request.k]]
         items, explain_logs = await self._explain(
-            request, final, history, details, intent, received
+            request, final, history, details, intent, received, steer.stated if steer else None
         )
         if rerank_log.used:  # what the LLM changed: where the ranker had put each item
             position = {c.item_id: n for n, c in enumerate(ranked, start=1)}
@@ -479,6 +494,7 @@ class Recommender:
         details: dict[str, ItemRecord],
         intent: Intent | None,
         received: float,
+        stated: Callable[[ItemRecord | None], list[Evidence]] | None = None,
     ) -> tuple[list[RecommendedItem], list[LlmInvolvement]]:
         missing = [c.item_id for c in final if c.item_id not in details]
         if missing:
@@ -494,6 +510,7 @@ class Recommender:
                 else []
             ),
             year_range=(intent.year_min, intent.year_max) if intent is not None else (None, None),
+            stated=stated,
         )
         out: list[RecommendedItem] = []
         logs: list[LlmInvolvement] = []
