@@ -4,13 +4,16 @@ Against the simulated server over HTTP, alternating per request:
 
 * **raw** — ``LlmClient.complete`` with an already-built rerank prompt (the yardstick:
   SDK + HTTP + the simulated model's own time);
-* **layer** — ``LlmReranker.rerank`` on the same candidates (PII redaction and the
-  injection guard on every text, quoting, the enum schema, the call, validation and
-  completion), cache off so every request calls.
+* **layer** — ``LlmReranker.rerank`` on the same candidates (PII redaction, the
+  injection guard, payload masking and stuffing cap on every text — memoised per text,
+  as in serving —, quoting, the shuffled position list, the enum schema, the call,
+  validation and the displacement bound), cache off so every request calls. No
+  instruction scorer here (it needs the embedding model; its cost is measured by
+  ``benchmarks/injection.py``).
 
 ``rerank_overhead_p50_ms`` = layer p50 - raw p50 (serving's target for the whole LLM
 route: ≤ 15 ms at p50). Also the pure-CPU cost of preparing one request's texts
-(``sanitise_candidates_ms``) and of one guard scan.
+(``sanitise_candidates_ms``, uncached) and of one guard scan.
 
     python -m benchmarks llm_layer [--requests 300] [--candidates 30]
 """
@@ -66,7 +69,7 @@ WORDS = (
 def candidates(n: int, salt: int) -> list[Candidate]:
     out = []
     for i in range(n):
-        words = [WORDS[(i * 7 + j * 3 + salt) % len(WORDS)] for j in range(25)]
+        words = [WORDS[(i * 7 + j * 5 + salt) % len(WORDS)] for j in range(12)]  # distinct
         description = " ".join(words).capitalize() + ". Call 555-123-4567 for tickets."
         out.append(
             Candidate(
@@ -91,14 +94,16 @@ async def run(requests: int, n: int) -> dict[str, Any]:
         layer_s: list[float] = []
         for k in range(requests + 20):
             cands = candidates(n, k)
-            prepared = reranker._prepare(ctx, cands)
+            prepared = await reranker._prepare(ctx, cands)
             messages = reranker.prompt.render(
                 user=prepared.user_block, candidates=prepared.candidates_block
             )
-            ids = [c.item_id for c in cands]
             t0 = time.perf_counter()
             result = await client.complete(
-                messages, schema_name=RERANK_SCHEMA_NAME, schema=rerank_schema(ids), deadline=None
+                messages,
+                schema_name=RERANK_SCHEMA_NAME,
+                schema=rerank_schema(len(cands)),
+                deadline=None,
             )
             t1 = time.perf_counter()
             out = await reranker.rerank(ctx, cands, deadline_s=5.0)

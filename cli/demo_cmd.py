@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import BrokerPortOpt, console, load
+from cli.common import BrokerPortOpt, console, load, transient_steps
 from recsys.exceptions import ConfigurationError
 
 __all__ = ["demo"]
@@ -42,4 +42,4 @@ def demo(
 
     settings = load(broker_port=broker_port)
     options = DemoOptions.for_llm(llm, items=items, users=users, requests=requests)
-    run_demo(settings, options, console)
+    run_demo(settings, options, console, steps=transient_steps)

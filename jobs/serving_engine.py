@@ -44,7 +44,10 @@ class ServingPolicy:
                 "the serving engine reads items and CF models from Postgres: set "
                 "STREAMREC_DATABASE_URL (or use --database)"
             )
-        self.users = ReplayUsers(UserStateConfig.from_settings(self.settings.users))
+        self.users = ReplayUsers(
+            UserStateConfig.from_settings(self.settings.users),
+            profile_events=self.settings.cf_profile_events,
+        )
         self.embedder = embedder or SentenceTransformerEmbedder(
             self.settings.embedding_model, self.settings.embedding_device
         )
@@ -68,8 +71,15 @@ class ServingPolicy:
             _ = self.client.sdk  # import the SDK now, not inside the first request's deadline
         _ = self.embedder.dim  # and load the model
         rec = build_recommender(
-            s, self.pool, self.encoder, self.client, epsilon=0.0, name=self._name
+            s,
+            self.pool,
+            self.encoder,
+            self.client,
+            wait_for_scores=True,  # a replay must not depend on timing
+            epsilon=0.0,
+            name=self._name,
         )
+        await rec.warm()
         rec.users = self.users
         return rec
 

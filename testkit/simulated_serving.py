@@ -18,10 +18,19 @@ are the server's job):
 * ``hallucinate`` — rerank answers ids that are not candidates, and duplicates; intent
   names a category outside the catalog; explanation invents a title and numbers;
 * ``duplicates`` — rerank repeats a candidate id; ``empty_ranking`` — rerank ranks none;
-* ``obey_injections`` (also ``obeys_injections``) — a gullible model: if any quoted
-  text (query, history, titles, descriptions) names a candidate id, that id goes first;
-  if quoted text says to ignore instructions, it answers garbage (an id that is no
-  candidate); explanation repeats a link and an order found in the facts.
+* ``obey_injections`` (also ``obeys_injections``) — a gullible model that reads through
+  encodings, look-alike letters and invisible characters
+  (:func:`testkit.simulated_gullible.readings`) and obeys whatever it reads: a
+  candidate named (by id or title) anywhere in the quoted text goes first, then every
+  candidate whose own text asks in any phrasing to be promoted; told to ignore its
+  instructions with nothing to promote, it answers garbage (no candidate); explanation
+  repeats a link and an order found in the facts.
+
+The rerank answer follows the prompt's protocol: ``ranking`` (the position numbers ``n``
+of a shuffled candidate list, the current protocol) or ``ranked_ids`` (candidate ids,
+the protocol before issue 14, still understood so older rerankers can be measured
+against the same model). Honest ties keep the ranker's order (the ``prior_rank`` each
+candidate carries, or the listed order).
 """
 
 from __future__ import annotations
@@ -32,9 +41,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from recsys.llm.prompts import unquote
+from testkit.simulated_gullible import IGNORE, names, readings, self_promoting
 from testkit.simulated_llm import Handler
 
 __all__ = [
+    "GARBAGE_POSITION",
     "SERVING_HANDLERS",
     "SERVING_MODES",
     "explanation_answer",
@@ -106,12 +117,9 @@ _STOP = frozenset(
         "something",
     )
 )
-_IGNORE = re.compile(
-    r"\b(?:ignore|disregard|ignorez?|oublie[zr]?|ignoriere|vergiss|ignora|olvida|dimentica|"
-    r"esqueca|esqueça)\b|игнорируй|забудь|忽略|无视",
-    re.I,
-)
 GARBAGE_ID = "ignore-previous-instructions"
+#: The garbage answer of the position protocol: a number no candidate has.
+GARBAGE_POSITION = 0
 
 
 def words(text: str) -> set[str]:
@@ -158,36 +166,75 @@ def _enum(schema: Mapping[str, Any], *path: str) -> list[Any]:
     return list(node) if isinstance(node, list) else []
 
 
-def _names(text: str, item_id: str) -> bool:
-    return re.search(rf"(?<![A-Za-z0-9]){re.escape(item_id)}(?![A-Za-z0-9])", text) is not None
+def _label(candidate: Mapping[str, Any], positions: bool) -> Any:
+    return candidate.get("n") if positions else str(candidate.get("id"))
+
+
+def _obeyed(
+    user: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]], positions: bool
+) -> tuple[list[Any], list[Any], bool]:
+    """(labels of the candidates named in quoted text, labels of self-promoting ones,
+    whether the quoted text says to ignore instructions) as a gullible model reads it."""
+    free = [str(user.get("query") or "")]
+    for item in user.get("recent_items") or []:
+        if isinstance(item, Mapping):
+            free.append(str(item.get("title") or ""))
+            free.extend(str(c) for c in item.get("categories") or [])
+    own: list[list[str]] = []
+    for c in candidates:
+        texts = [str(x) for x in c.get("categories") or []] + [str(c.get("description") or "")]
+        own.append([v for t in texts for v in readings(t)])
+        free.extend(texts)
+    titles = [str(c.get("title") or "") for c in candidates]
+    views = [v for t in free for v in readings(t)]
+    named: list[Any] = []
+    promoted: list[Any] = []
+    for k, c in enumerate(candidates):
+        label = _label(c, positions)
+        others = views + [v for j, t in enumerate(titles) if j != k for v in readings(t)]
+        item_id = None if positions else str(c.get("id"))
+        if names(others, item_id, titles[k]):
+            named.append(label)
+        elif self_promoting(own[k]) or self_promoting(readings(titles[k])[1:]):
+            promoted.append(label)
+    ignore = any(IGNORE.search(v) for v in views)
+    return named, promoted, ignore
 
 
 def rerank_answer(
     messages: Sequence[Mapping[str, Any]], schema: Mapping[str, Any], mode: str = "honest"
 ) -> dict[str, Any]:
     """The simulated model's ranking of the quoted candidates."""
-    allowed = [str(i) for i in _enum(schema, "properties", "ranked_ids", "items", "enum")]
+    positions = "ranking" in (schema.get("properties") or {})
+    key = "ranking" if positions else "ranked_ids"
+    allowed = _enum(schema, "properties", key, "items", "enum")
+    allowed = list(allowed) if positions else [str(a) for a in allowed]
     user = _block(messages, "USER", {})
     candidates = [c for c in _block(messages, "CANDIDATES", []) if isinstance(c, Mapping)]
     if not isinstance(user, Mapping):
         user = {}
-    by_id = {str(c.get("id")): c for c in candidates}
-    ranker = [i for i in allowed if i in by_id] or allowed
-    scores = {i: overlap_score(user, by_id.get(i, {})) for i in ranker}
-    honest = sorted(ranker, key=lambda i: -scores[i])  # stable: ties keep the ranker's order
+    by_label = {_label(c, positions): c for c in candidates}
+    listed = [a for a in allowed if a in by_label] or list(allowed)
+    prior = {
+        a: (by_label.get(a, {}).get("prior_rank", k) if positions else k)
+        for k, a in enumerate(listed)
+    }
+    scores = {a: overlap_score(user, by_label.get(a, {})) for a in listed}
+    honest = sorted(listed, key=lambda a: (-scores[a], prior[a]))
     if mode == "hallucinate":
-        return {"ranked_ids": ["ghost-1", *honest[:2], *honest[:1], "ghost-2"]}
+        ghosts: list[Any] = [0, len(listed) + 5] if positions else ["ghost-1", "ghost-2"]
+        return {key: [ghosts[0], *honest[:2], *honest[:1], ghosts[1]]}
     if mode == "duplicates":
-        return {"ranked_ids": [*honest[:2], *honest[:1]]}
+        return {key: [*honest[:2], *honest[:1]]}
     if mode == "empty_ranking":
-        return {"ranked_ids": []}
+        return {key: []}
     if mode in _OBEY:
-        free_text = " ".join([_user_text(user), *(_candidate_text(c) for c in candidates)])
-        if _IGNORE.search(free_text):
-            return {"ranked_ids": [GARBAGE_ID]}
-        named = [i for i in honest if _names(free_text, i)]
-        return {"ranked_ids": [*named, *(i for i in honest if i not in named)]}
-    return {"ranked_ids": honest}
+        named, promoted, ignore = _obeyed(user, candidates, positions)
+        if ignore and not named and not promoted:
+            return {key: [GARBAGE_POSITION if positions else GARBAGE_ID]}
+        first = [a for a in honest if a in named] + [a for a in honest if a in promoted]
+        return {key: [*first, *(a for a in honest if a not in first)]}
+    return {key: honest}
 
 
 def intent_answer(
@@ -204,7 +251,7 @@ def intent_answer(
     if mode == "hallucinate":
         intent["category"] = "Not-A-Catalog-Category"
         intent["categories_any"] = ["Not-A-Catalog-Category"]
-    elif mode in _OBEY and _IGNORE.search(text):
+    elif mode in _OBEY and any(IGNORE.search(v) for v in readings(text)):
         intent["categories_any"] = categories[:1]
         intent["clarification_needed"] = True
     return intent

@@ -1,5 +1,10 @@
 """The texts that get embedded, and the content hash that decides whether to redo work.
 
+The embedded texts are cleaned first (:func:`recsys.serving.untrusted.embeddable`):
+encoded payloads and instruction sentences the injection guard flags are dropped and
+repeated keywords capped, so neither an injection nor keyword stuffing moves an item's
+vector towards a query (issue 14); ordinary text is embedded as written.
+
 The content hash covers what an upstream change can alter in an item's text — title,
 categories, description, attributes — after normalisation (Unicode NFC, whitespace
 collapsed, categories and attributes in a canonical order), so re-sending the same
@@ -15,6 +20,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from recsys.records import CatalogChange
+from recsys.serving.untrusted import embeddable
 
 __all__ = ["content_hash", "enriched_text", "normalise_text", "raw_text"]
 
@@ -48,8 +54,8 @@ def _join(parts: Sequence[str]) -> str:
 
 
 def raw_text(title: str, categories: Sequence[str], description: str) -> str:
-    """The raw text embedding: title + categories + description as given (the baseline)."""
-    return _join([title, ", ".join(categories), description])
+    """The raw text embedding: title + categories + description (the baseline), cleaned."""
+    return _join([embeddable(title), ", ".join(categories), embeddable(description)])
 
 
 def enriched_text(
@@ -62,7 +68,7 @@ def enriched_text(
     tags: Sequence[str],
 ) -> str:
     """The enriched-text embedding: title, categories and the LLM's structured reading."""
-    parts = [title, ", ".join(categories), summary]
+    parts = [embeddable(title), ", ".join(categories), embeddable(summary)]
     if themes:
         parts.append("Themes: " + ", ".join(themes))
     if mood:

@@ -8,11 +8,15 @@ Two parsers produce the same :class:`Intent`:
   2005", "between 1980 and 1990";
 * :class:`IntentParser` — asks the LLM for the same object through a JSON schema whose
   category fields enumerate the catalog's categories, validates the answer against the
-  catalog, and falls back to the rules on any failure. The query is PII-redacted and
-  quoted as data; a query the injection guard flags is parsed by the rules only.
+  catalog, and falls back to the rules on any failure. The query is PII-redacted,
+  cleaned of encoded payloads and invisible characters and quoted as data
+  (:class:`~recsys.serving.untrusted.Sanitiser`); a query that any layer flags (guard,
+  decoded payload, instruction scorer) is parsed by the rules only.
 
-Hard constraints (categories, years) become SQL filters downstream; soft preferences
-and negatives are text for retrieval and explanations.
+Who parsed decides what the categories and years do downstream
+(:mod:`recsys.serving.constraints`): a confident LLM parse makes them hard constraints
+(SQL filters); the rules' keyword guesses only order items, never remove any. Soft
+preferences and negatives are text for retrieval and explanations.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from recsys.records import ValidationResult
 from recsys.serving.guard import InjectionGuard
 from recsys.serving.intent_compact import intent_prompt_compact, intent_schema_compact
 from recsys.serving.outcome import LlmAccounting, accounting_from
-from recsys.serving.untrusted import sanitise
+from recsys.serving.untrusted import Sanitiser
 
 __all__ = [
     "INTENT_SCHEMA_NAME",
@@ -379,10 +383,12 @@ class IntentParser:
         *,
         guard: InjectionGuard | None = None,
         cache_size: int = 10_000,
+        sanitiser: Sanitiser | None = None,
         prompt_style: PromptStyle = "standard",
     ) -> None:
         self.client = client
-        self.guard = guard or InjectionGuard()
+        self.sanitiser = sanitiser or Sanitiser(guard)
+        self.guard = self.sanitiser.guard
         self.compact = prompt_style == "compact"
         self.prompt = intent_prompt_compact(INTENT_SCHEMA_NAME) if self.compact else intent_prompt()
         self._schema = intent_schema_compact if self.compact else intent_schema
@@ -404,13 +410,14 @@ class IntentParser:
             categories: the catalog's categories (the only ones an intent may name).
             deadline_s: seconds from now by which the LLM call must end.
         """
-        clean = sanitise(query, self.guard, 500)
+        (clean,) = await self.sanitiser.screen([(query, 500)])
         cats = tuple(categories)
         model = self.client.model if self.client is not None else None
         base: dict[str, Any] = {
             "prompt_version": self.prompt_version,
             "model": model,
             "injection_flagged": clean.flagged,
+            "injection_reasons": list(clean.reasons),
         }
 
         def rules(reason: str, **extra: Any) -> IntentOutcome:

@@ -42,6 +42,14 @@ class LlmAccounting:
     llm_reason: str | None = None
     #: the messages as sent (None: no call went out, or prompts are not logged)
     prompt: str | None = None
+    #: the displacement bound the decision was held to (rerank; None: not a ranking)
+    max_displacement: int | None = None
+    #: the most places the decision moved any item from the ranker's order
+    moved_max: int = 0
+    #: candidates whose text was flagged, so that no LLM decision could move them up
+    clamped_items: int = 0
+    #: which layers flagged untrusted text (guard rule, ``encoded:…``, ``instruction``…)
+    injection_reasons: list[str] = field(default_factory=list)
 
     @property
     def transport_failed(self) -> bool:
@@ -88,6 +96,10 @@ class LlmAccounting:
             validation_errors=[e[:300] for e in self.errors[:10]],
             hallucinated_ids=list(getattr(self, "hallucinated_ids", []))[:50],
             injection_flagged=self.injection_flagged,
+            injection_reasons=list(dict.fromkeys(self.injection_reasons))[:20],
+            max_displacement=self.max_displacement,
+            moved_max=self.moved_max,
+            clamped_items=self.clamped_items,
             fallback=not self.used,
             fallback_reason=self.fallback_reason,
             route=route,

@@ -5,7 +5,10 @@ dequantises it to float32 — ≈ 17 s for SmolLM2-135M on this machine, once pe
 process. Generation is a plain loop over the model with its KV cache, one token at
 a time, so that each step can apply the request's grammar mask
 (:class:`~stack.local_llm.grammar.Constraint`), the penalties and the stop rules,
-and can be cancelled between two tokens when the client has gone away.
+and can be cancelled between two tokens when the client has gone away. Tokens the
+grammar forces (a JSON object's keys and punctuation, the only value an enum leaves)
+are not sampled one by one: they are appended and fed with the next forward pass
+(jump-forward decoding), which saves a forward pass per forced token.
 
 Prompts of one use case share a long prefix (system message, worked examples), so the
 KV cache of recent requests is kept (a few slots) and a new request reuses the longest
@@ -61,6 +64,10 @@ class Generation:
     finish_reason: FinishReason
     prefill_s: float
     decode_s: float
+    #: completion tokens the grammar forced (fed without sampling)
+    forced_tokens: int = 0
+    #: prompt tokens whose KV state came from the prefix cache (not computed)
+    reused_tokens: int = 0
 
 
 class LocalModel:
@@ -172,6 +179,7 @@ class LocalModel:
         started = time.monotonic()
         past, reused = self._reuse(prompt)
         self.reused_tokens += reused
+        forced_total = 0
         fed = list(prompt[:reused])  # the tokens the cache holds
         inputs = torch.tensor([prompt[reused:]])
         prefill_s = 0.0
@@ -196,8 +204,19 @@ class LocalModel:
                     break
                 out.append(token)
                 counts[token] = counts.get(token, 0) + 1
+                step_tokens = [token]
                 if constraint is not None:
                     constraint.consume(token)
+                    # tokens the grammar forces next (JSON keys, punctuation) are not
+                    # sampled: they join the next forward pass (jump-forward decoding)
+                    forced = constraint.forced()[: params.max_tokens - len(out)]
+                    if forced:
+                        constraint.consume_many(forced)
+                        out.extend(forced)
+                        for t in forced:
+                            counts[t] = counts.get(t, 0) + 1
+                        step_tokens += forced
+                        forced_total += len(forced)
                     if constraint.finished:
                         finish = "stop"
                         break
@@ -208,7 +227,7 @@ class LocalModel:
                         text = text[:cut]
                         finish = "stop"
                         break
-                inputs = torch.tensor([[token]])
+                inputs = torch.tensor([step_tokens])
         if finish != "cancelled":
             self._keep(fed, past)
         if not (params.stop and finish == "stop"):
@@ -220,6 +239,8 @@ class LocalModel:
             finish_reason=finish,
             prefill_s=prefill_s,
             decode_s=time.monotonic() - started - prefill_s,
+            forced_tokens=forced_total,
+            reused_tokens=reused,
         )
 
     def _reuse(self, prompt: list[int]) -> tuple[Any, int]:

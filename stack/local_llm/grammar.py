@@ -51,6 +51,14 @@ class Constraint:
         """Advance past ``token`` (one the mask allowed)."""
         self._matcher.consume_token(token)
 
+    def forced(self) -> list[int]:
+        """The tokens the grammar allows as the only continuation from here."""
+        return list(self._matcher.compute_ff_tokens())
+
+    def consume_many(self, tokens: list[int]) -> None:
+        """Advance past ``tokens`` (from :meth:`forced`)."""
+        self._matcher.consume_tokens(tokens)
+
     @property
     def finished(self) -> bool:
         """True when the grammar allows nothing more (the JSON value is complete)."""

@@ -150,6 +150,8 @@ class LlmService:
             "completion_tokens": 0,
             "prefill_s": 0.0,
             "decode_s": 0.0,
+            "forced_tokens": 0,
+            "reused_prompt_tokens": 0,
         }
         self._avg_s = 5.0
 
@@ -198,6 +200,8 @@ class LlmService:
         self.totals["completion_tokens"] += generation.completion_tokens
         self.totals["prefill_s"] += generation.prefill_s
         self.totals["decode_s"] += generation.decode_s
+        self.totals["forced_tokens"] += generation.forced_tokens
+        self.totals["reused_prompt_tokens"] += generation.reused_tokens
         spent = generation.prefill_s + generation.decode_s
         self._avg_s = 0.8 * self._avg_s + 0.2 * spent
         return generation, waited
@@ -290,10 +294,13 @@ async def _chat(request: web.Request) -> web.Response:
         )
     total = generation.prompt_tokens + generation.completion_tokens
     log.info(
-        "chat %s: %d+%d tokens, %s, waited %.0f ms, prefill %.0f ms, decode %.0f ms (%.1f tok/s)",
+        "chat %s: %d+%d tokens (%d prompt tokens cached, %d forced), %s, waited %.0f ms, "
+        "prefill %.0f ms, decode %.0f ms (%.1f tok/s)",
         (chat.response_format or {}).get("type", "text"),
         generation.prompt_tokens,
         generation.completion_tokens,
+        generation.reused_tokens,
+        generation.forced_tokens,
         generation.finish_reason,
         waited * 1000,
         generation.prefill_s * 1000,

@@ -36,9 +36,14 @@ async def serving(
     llm_url: str | None = None,
     parts: LlmParts | None = None,
     settings_overrides: dict[str, Any] | None = None,
+    wait_for_scores: bool = False,
     **policy: Any,
 ) -> AsyncIterator[Recommender]:
-    """A recommender over the world's database; exploration off unless asked for."""
+    """A recommender over the world's database; exploration off unless asked for.
+
+    ``wait_for_scores``: requests wait for the instruction scores of new text (else the
+    settings' budget applies, as in production).
+    """
     settings = world.settings.with_overrides(**(settings_overrides or {}))
     pool = db.async_pool(world.dsn, min_size=1, max_size=4, name="serving-test")
     await pool.open(wait=True)
@@ -48,12 +53,18 @@ async def serving(
     encoder = QueryEncoder(embedder)
     try:
         policy.setdefault("epsilon", 0.0)
-        rec = build_recommender(settings, pool, encoder, client, **policy)
+        rec = build_recommender(
+            settings, pool, encoder, client, wait_for_scores=wait_for_scores, **policy
+        )
         if parts is not None:
             rec.llm = parts
         elif client is not None:
-            rec.llm = llm_parts(settings, client)
-        yield rec
+            rec.llm = llm_parts(settings, client, encoder, wait_for_scores=wait_for_scores)
+        await rec.warm()
+        try:
+            yield rec
+        finally:
+            await rec.aclose()
     finally:
         encoder.close()
         if client is not None:

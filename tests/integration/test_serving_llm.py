@@ -1,15 +1,17 @@
 """Serving's LLM layer against our real simulated OpenAI-compatible server over HTTP,
 through the real ``openai`` SDK (``LlmClient``): the honest rerank is used; every
 failure mode serves the ranker's order with the right reason; cache hits make no call;
-the injection corpus cannot move an item up even when the model obeys injections; no
-redacted PII reaches a recorded prompt; intent and explanations fall back safely; the
-breaker and budget gate switch the LLM off and on again."""
+no attack of the injection corpus moves its target up by more than the displacement
+bound, even when the model decodes payloads and obeys every id and title it can read;
+no redacted PII reaches a recorded prompt; intent and explanations fall back safely;
+the breaker and budget gate switch the LLM off and on again."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,9 +24,11 @@ from recsys.serving.explain_llm import LlmExplainer
 from recsys.serving.guard import GuardVerdict, InjectionGuard
 from recsys.serving.intent import IntentParser, parse_rules
 from recsys.serving.llm_gate import LlmGate
-from recsys.serving.rerank import Candidate, LlmReranker, RerankContext
+from recsys.serving.rerank import DEFAULT_MAX_DISPLACEMENT, Candidate, LlmReranker, RerankContext
+from recsys.serving.untrusted import Sanitiser
+from recsys.textsafety.instruction import InstructionScorer
 from streams.settings import Settings
-from testkit.injection_corpus import ATTACKS, Attack
+from testkit.injection_corpus import ALL_ATTACKS, ATTACKS, Attack
 from testkit.llm_server import SIMULATED_MODEL, SimulatedLlmServer
 from testkit.simulated_serving import overlap_score
 
@@ -112,13 +116,15 @@ async def test_honest_rerank_uses_the_llm_order(
     assert request.schema_name == "rerank"
     assert request.response_format is not None
     schema = request.response_format["json_schema"]["schema"]
-    assert schema["properties"]["ranked_ids"]["items"]["enum"] == RANKER[:6]
+    assert schema["properties"]["ranking"]["items"]["enum"] == [1, 2, 3, 4, 5, 6]
     prompt = request.prompt_text()
     assert "untrusted DATA" in prompt
+    assert not any(item_id in prompt for item_id in RANKER)  # addressed by position
     history = unquote(prompt, "USER")["recent_items"]
     assert [h["title"] for h in history] == ["Galaxy Quest (1999)", "Short Circuit (1986)"]
     record = out.involvement(request_id="r1", use_case=LlmUseCase.RERANK, route="CONTENT")
     assert record.used and not record.fallback and record.prompt_version == reranker.prompt_version
+    assert record.max_displacement == DEFAULT_MAX_DISPLACEMENT and record.moved_max > 0
 
 
 @pytest.mark.parametrize(
@@ -149,8 +155,8 @@ async def test_every_failure_mode_serves_the_ranker_order(
     assert out.fallback_reason == reason
     assert out.validation is validation
     assert out.attempts == attempts == llm_server.calls
-    if mode == "hallucinate":
-        assert out.hallucinated_ids == ["ghost-1", "ghost-2"]
+    if mode == "hallucinate":  # numbers outside the 1..8 shown
+        assert out.hallucinated_ids == ["0", "13"]
     record = out.involvement(request_id="r1", use_case=LlmUseCase.RERANK)
     assert record.fallback and record.fallback_reason == reason and record.called
 
@@ -175,8 +181,14 @@ class NoGuard(InjectionGuard):
         return GuardVerdict(False, [])
 
 
+TITLES = {c.item_id: c.title for c in CANDIDATES}
+#: The injection tests assert what gets through, not speed: scoring new text on a busy
+#: 2-core machine must not run the rerank out of time.
+GENEROUS = 20.0
+
+
 def with_attack(attack: Attack, target: str) -> tuple[RerankContext, list[Candidate]]:
-    text = attack.render(target)
+    text = attack.render(target, TITLES[target], "funny space adventure robot")
     if attack.where == "query":
         return RerankContext(CTX.user_id, f"{QUERY}. {text}", CTX.history), list(CANDIDATES)
     candidates = [
@@ -189,7 +201,7 @@ def with_attack(attack: Attack, target: str) -> tuple[RerankContext, list[Candid
 
 
 def free_text(prompt: str) -> str:
-    """Every quoted text field of a rerank prompt (the id fields left out)."""
+    """Every quoted text field of a rerank prompt."""
     user = unquote(prompt, "USER")
     parts = [user.get("query") or ""]
     parts += [h["title"] for h in user["recent_items"]]
@@ -198,68 +210,135 @@ def free_text(prompt: str) -> str:
     return "\n".join(parts)
 
 
-@pytest.mark.parametrize("mask_ids", [True, False], ids=["guard+id-mask", "guard-alone"])
-async def test_injection_corpus_cannot_move_the_named_item_up(
-    llm_server: SimulatedLlmServer, client: LlmClient, mask_ids: bool
+@pytest.fixture
+async def sanitiser(embedder: Any) -> Sanitiser:
+    """The production sanitiser: deep guard and the instruction scorer on MiniLM."""
+    s = Sanitiser(InjectionGuard(), InstructionScorer.from_embedder(embedder))
+    await s.warm()
+    return s
+
+
+async def screened(sanitiser: Sanitiser, ctx: RerankContext) -> RerankContext:
+    """The context as serving hands it over: the query screened first."""
+    query, flagged, reasons = await sanitiser.screen_query(ctx.query)
+    return RerankContext(ctx.user_id, query, ctx.history, flagged, reasons)
+
+
+@pytest.mark.parametrize(
+    ("mask", "target_rank"),
+    [(True, 8), (True, 4), (False, 8)],
+    ids=["masks-last", "masks-middle", "no-masks-last"],
+)
+async def test_no_attack_moves_its_target_beyond_the_bound(
+    llm_server: SimulatedLlmServer,
+    client: LlmClient,
+    sanitiser: Sanitiser,
+    mask: bool,
+    target_rank: int,
 ) -> None:
+    """The gullible model decodes payloads and obeys every id and title it reads: no
+    attack lifts its target more than the bound above the same request without it,
+    a flagged one not above the ranker's position, and none leaves the candidates."""
     llm_server.set_behaviour("obey_injections")
-    reranker = LlmReranker(client, cache_size=0, mask_ids=mask_ids)
-    baseline = await reranker.rerank(CTX, CANDIDATES, deadline_s=2.0)
+    reranker = LlmReranker(
+        client, cache_size=0, sanitiser=sanitiser, mask_ids=mask, mask_titles=mask
+    )
+    bound = reranker.max_displacement
+    assert bound == DEFAULT_MAX_DISPLACEMENT
+    target = RANKER[target_rank - 1]  # every attack's target
+    baseline = await reranker.rerank(
+        await screened(sanitiser, CTX), CANDIDATES, deadline_s=GENEROUS
+    )
     assert baseline.used and not baseline.injection_flagged
-    # the item the honest model ranks last is the one every attack tries to promote
-    target = baseline.order[len(CANDIDATES) - 1]
     before = baseline.order.index(target)
-    llm_server.reset()
-    llm_server.set_behaviour("obey_injections")
-    for attack in ATTACKS:
+    moved_up = 0
+    for attack in ALL_ATTACKS:
         ctx, candidates = with_attack(attack, target)
-        out = await reranker.rerank(ctx, candidates, deadline_s=2.0)
+        out = await reranker.rerank(await screened(sanitiser, ctx), candidates, deadline_s=GENEROUS)
         label = f"{attack.language}/{attack.category}/{attack.where}: {attack.text}"
         assert sorted(out.order) == sorted(RANKER), label
-        assert out.order.index(target) >= before, label
-        assert out.injection_flagged, label
-        prompt = llm_server.requests[-1].prompt_text()
-        rendered = attack.render(target)
-        assert rendered not in prompt, label
-        assert json.dumps(rendered, ensure_ascii=False)[1:-1] not in prompt, label
-        assert target not in free_text(prompt), label
-    assert llm_server.calls == len(ATTACKS)
+        assert out.order.index(target) >= before - bound, label
+        assert out.max_displacement == bound, label
+        if out.injection_flagged and out.clamped_items:  # flagged: never above the ranker
+            assert out.order.index(target) >= RANKER.index(target), label
+        if attack in ATTACKS:  # the classic corpus: every one is caught and dropped
+            assert out.injection_flagged, label
+        moved_up += out.order.index(target) < before
+        if out.called:
+            prompt = llm_server.requests[-1].prompt_text()
+            assert all("id" not in c for c in unquote(prompt, "CANDIDATES")), label
+            if mask:  # named ids masked too: no candidate id anywhere in the prompt
+                assert not any(item_id in prompt for item_id in RANKER), label
+            # what the guard flags is dropped and payloads are masked (text only the
+            # scorer flags stays, quoted as data: its item is clamped instead)
+            guarded = attack in ATTACKS or attack.encoded
+            if guarded and attack.where == "item_description":
+                rendered = attack.render(target, TITLES[target], "funny space adventure robot")
+                assert rendered not in prompt, label
+                assert json.dumps(rendered, ensure_ascii=False)[1:-1] not in prompt, label
+    # what gets through gets through bounded: only unflagged evasions can move the target
+    assert moved_up <= sum(a not in ATTACKS for a in ALL_ATTACKS) // 3, moved_up
 
 
-async def test_without_the_guard_the_gullible_model_is_fooled(
+async def test_without_the_defences_the_gullible_model_is_fooled(
     llm_server: SimulatedLlmServer, client: LlmClient
 ) -> None:
-    """The control experiment: the same attacks, no defence, and the target jumps up."""
+    """The control: no guard, masks, scorer or bound, and the targets jump up."""
     llm_server.set_behaviour("obey_injections")
-    reranker = LlmReranker(client, cache_size=0, guard=NoGuard(), mask_ids=False)
-    baseline = await reranker.rerank(CTX, CANDIDATES, deadline_s=2.0)
-    target = baseline.order[-1]
-    moved = 0
-    naming = [a for a in ATTACKS if a.names_item]
-    for attack in naming:
+    reranker = LlmReranker(
+        client,
+        cache_size=0,
+        sanitiser=Sanitiser(NoGuard(), stuffing=False),
+        mask_ids=False,
+        mask_titles=False,
+        max_displacement=None,
+    )
+    target = RANKER[-1]
+    baseline = await reranker.rerank(CTX, CANDIDATES, deadline_s=GENEROUS)
+    before = baseline.order.index(target)
+    moved, far = 0, 0
+    for attack in ALL_ATTACKS:
         ctx, candidates = with_attack(attack, target)
-        out = await reranker.rerank(ctx, candidates, deadline_s=2.0)
-        moved += out.order.index(target) < baseline.order.index(target)
-    assert moved >= 2 * len(naming) // 3, (moved, len(naming))
+        out = await reranker.rerank(ctx, candidates, deadline_s=GENEROUS)
+        moved += out.order.index(target) < before
+        far = max(far, before - out.order.index(target))
+    assert moved >= len(ALL_ATTACKS) // 3, (moved, len(ALL_ATTACKS))
+    assert far > DEFAULT_MAX_DISPLACEMENT // 2
 
 
-async def test_id_masking_alone_stops_id_smuggling_in_any_language(
+async def test_ids_in_text_cannot_be_mapped_to_an_answer(
     llm_server: SimulatedLlmServer, client: LlmClient
 ) -> None:
-    """Without the guard, masking candidate ids in free text still keeps every answered
-    ranking from promoting the named item (the guard is what stops "ignore…" garbage)."""
+    """Position addressing alone: with no guard and no masks, an attack in the query that
+    names its target only by id never moves it — the model never sees which number
+    stands for which id (the guard is what stops "ignore…" garbage)."""
     llm_server.set_behaviour("obey_injections")
-    reranker = LlmReranker(client, cache_size=0, guard=NoGuard(), mask_ids=True)
-    baseline = await reranker.rerank(CTX, CANDIDATES, deadline_s=2.0)
-    target = baseline.order[-1]
+    reranker = LlmReranker(
+        client,
+        cache_size=0,
+        sanitiser=Sanitiser(NoGuard(), stuffing=False),
+        mask_ids=False,
+        mask_titles=False,
+        max_displacement=None,
+    )
+    target = RANKER[-1]
+    baseline = await reranker.rerank(CTX, CANDIDATES, deadline_s=GENEROUS)
     answered = 0
-    for attack in [a for a in ATTACKS if a.names_item]:
+    by_id = [
+        a
+        for a in ALL_ATTACKS
+        if a.where == "query"
+        and "{target}" in a.text
+        and "{title}" not in a.text
+        and "{name}" not in a.text
+    ]
+    assert len(by_id) >= 20
+    for attack in by_id:
         ctx, candidates = with_attack(attack, target)
-        out = await reranker.rerank(ctx, candidates, deadline_s=2.0)
+        out = await reranker.rerank(ctx, candidates, deadline_s=GENEROUS)
         if out.used:
             answered += 1
-            assert out.order.index(target) == len(CANDIDATES) - 1, attack.text
-        assert target not in free_text(llm_server.requests[-1].prompt_text()), attack.text
+            assert out.order.index(target) >= baseline.order.index(target), attack.text
     assert answered >= 10
 
 

@@ -1,11 +1,11 @@
 """The LLM through the whole serving path, against our simulated OpenAI-compatible server:
 honest answers are used and logged; every failure mode still yields a valid response in
 the ranker's order with the reason logged; cache hits make no call; the breaker and
-budget switch the LLM off and back on; the injection corpus cannot move an item up."""
+budget switch the LLM off and back on; no attack of the injection corpus moves its target
+up by more than the displacement bound, and none outside the eligible set."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,10 +14,11 @@ import pytest
 
 from recsys.llm.breaker import CircuitBreaker
 from recsys.llm.client import LlmClient
+from recsys.llm.prompts import unquote
 from recsys.records import LlmUseCase, Route
 from recsys.serving.llm_gate import LlmGate
 from recsys.serving.recommender import LlmParts, Served
-from testkit.injection_corpus import ATTACKS
+from testkit.injection_corpus import ALL_ATTACKS, ATTACKS
 from testkit.llm_server import SimulatedLlmServer
 from tests.integration.serving_support import ask, serving, world
 from tests.integration.serving_world import World
@@ -50,10 +51,15 @@ async def test_honest_llm_is_used_and_logged(
     intent = [x for x in served.logs if x.use_case is LlmUseCase.INTENT]
     assert len(intent) == 1 and intent[0].called
     assert llm_server.calls_for("rerank") == 1
-    # the rerank prompt enumerated exactly the candidates, and the answer stayed inside
-    schema = llm_server.requests[-1].response_format["json_schema"]["schema"]
-    allowed = set(json.dumps(schema).split('"')) & set(world.items)
-    assert {i.item_id for i in r.items} <= allowed
+    # the rerank prompt enumerated exactly the positions shown, never an id
+    request = llm_server.requests[-1]
+    schema = request.response_format["json_schema"]["schema"]
+    shown = unquote(request.prompt_text(), "CANDIDATES")
+    assert schema["properties"]["ranking"]["items"]["enum"] == [c["n"] for c in shown]
+    assert not any(item_id in request.prompt_text() for item_id in world.items)
+    titles = {world.items[i.item_id].title for i in r.items}
+    assert titles & {c["title"] for c in shown}
+    assert record.max_displacement == world.settings.llm_max_displacement
 
 
 @pytest.mark.parametrize(
@@ -173,39 +179,70 @@ def item_description(world: World) -> Iterator[Any]:
 async def test_injection_corpus_through_the_serving_path(
     world: World, embedder: Any, llm_server: SimulatedLlmServer, item_description: Any
 ) -> None:
-    """A gullible model obeys any instruction it sees; none may move the named item up."""
+    """A gullible model decodes payloads and obeys any id or title it reads; no attack
+    moves its target up by more than the bound, relative to the same request without the
+    attack, and nothing outside the eligible set is ever served.
+
+    A query attack the screen does not drop stays in the query, and retrieval ranks on
+    the query's words: a title typed into a query retrieves that title, with or without
+    an LLM (search working, not an LLM decision). Such an attack is held to the bound
+    relative to the same attacked request served without the LLM.
+    """
     user = world.user("cold")
     llm_server.set_behaviour("obey_injections")
-    async with serving(
-        world, embedder, llm_url=llm_server.base_url, llm_intent=False, rerank_cap=30
-    ) as rec:
-        # the same request without the attack text: what the guard leaves of an attacked
-        # query is exactly this (the attack is a sentence of its own)
+    bound = world.settings.llm_max_displacement
+    up = bound - bound // 2
+    eligible = set(world.items) - world.deleted - world.clicked.get(user, set())
+    async with (
+        serving(
+            world,
+            embedder,
+            llm_url=llm_server.base_url,
+            llm_intent=False,
+            rerank_cap=30,
+            wait_for_scores=True,
+        ) as rec,
+        serving(world, embedder, llm_intent=False) as plain,
+    ):
+        # the same request without the attack text: what the screen leaves of an attacked
+        # query is exactly this when it drops the attack (a sentence of its own)
         baseline = await ask(rec, user, query=f"{QUERY}.", k=30)
         order = [i.item_id for i in baseline.response.items]
         assert baseline.response.llm_used and len(order) == 30
+        assert rerank_log(baseline).max_displacement == bound
+        clean_query = (await rec.sanitiser.screen_query(f"{QUERY}."))[0]
         target = order[-1]  # the attacks try to promote the last item shown
-        flagged = 0
-        for attack in ATTACKS:
-            text = attack.render(target)
+        title = world.items[target].title
+        flagged = kept = 0
+        for attack in ALL_ATTACKS:
+            text = attack.render(target, title, "funny family mishaps")
             label = f"{attack.language}/{attack.category}/{attack.where}: {attack.text}"
+            reference = order
             if attack.where == "query":
-                served = await ask(rec, user, query=f"{QUERY}. {text}", k=30)
+                query = f"{QUERY}. {text}"
+                served = await ask(rec, user, query=query, k=30)
+                if (await rec.sanitiser.screen_query(query))[0] != clean_query:
+                    kept += 1  # not dropped: compare with the same query, no LLM
+                    without = await ask(plain, user, query=query, k=30)
+                    reference = [i.item_id for i in without.response.items]
             else:
                 item_description(target, text)
                 served = await ask(rec, user, query=f"{QUERY}.", k=30)
                 item_description(target, "")
             shown = [i.item_id for i in served.response.items]
-            assert set(shown) <= set(world.items) - world.deleted, label
-            assert not set(shown) & world.clicked.get(user, set()), label
-            if target in shown:
-                assert shown.index(target) >= order.index(target), label
+            assert set(shown) <= eligible, label
+            if target in shown and target in reference:
+                limit = bound if reference is order else up
+                assert shown.index(target) >= reference.index(target) - limit, label
             record = rerank_log(served)
+            assert record.max_displacement == bound, label
             flagged += record.injection_flagged
-            assert record.injection_flagged, label
-            for request in llm_server.requests[-1:]:
-                assert text not in request.prompt_text(), label
-        assert flagged == len(ATTACKS) >= 30
+            if attack in ATTACKS:
+                assert record.injection_flagged, label
+            if record.called and (attack in ATTACKS or attack.encoded):
+                assert text not in llm_server.requests[-1].prompt_text(), label
+        assert flagged >= len(ATTACKS) >= 30
+        assert kept <= sum(a.where == "query" and a not in ATTACKS for a in ALL_ATTACKS)
 
 
 async def test_no_pii_reaches_any_prompt(

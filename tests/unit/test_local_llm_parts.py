@@ -4,22 +4,24 @@ settings wiring, and the server's queueing and cancellation (with a stand-in mod
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from recsys.dialogue.llm_reading import turn_prompt
+from recsys.dialogue.llm_reading_compact import turn_prompt_compact, turn_schema_compact
+from recsys.dialogue.reading import TurnParse
 from recsys.enrichment.schema import enrichment_prompt
 from recsys.enrichment.taxonomy import Taxonomy
+from recsys.llm.prompts import unquote
 from recsys.serving.intent import intent_prompt
 from recsys.serving.intent_compact import intent_prompt_compact, intent_schema_compact
 from recsys.serving.rerank import rerank_prompt
-from recsys.serving.rerank_compact import (
-    parse_compact,
-    rerank_prompt_compact,
-    rerank_schema_compact,
-)
+from recsys.serving.rerank_compact import rerank_prompt_compact, rerank_schema_compact
+from recsys.serving.rerank_prompt import validate_ranking
 from stack.local_llm.engine import Generation, SamplingParams
 from stack.local_llm.exceptions import InvalidRequest
 from stack.local_llm.model_file import ModelFile
@@ -27,42 +29,21 @@ from stack.local_llm.server import ChatRequest, LlmService, QueueFull
 from stack.local_llm.wiring import local_llm_overrides
 from tests.conftest import make_settings
 
-IDS = [f"item-{i}" for i in range(20)]
 
-
-@pytest.mark.parametrize(
-    ("value", "reason", "hallucinated"),
-    [
-        ({"best": [3, 0]}, None, []),
-        ({"best": [3, 20]}, "hallucinated_ids", ["#20"]),
-        ({"best": [-1]}, "hallucinated_ids", ["#-1"]),
-        ({"best": [2, 2]}, "duplicate_ids", []),
-        ({"best": []}, "empty_ranking", []),
-        ({"best": [1], "extra": 1}, "schema_violation", []),
-        ({"ranked_ids": ["item-1"]}, "schema_violation", []),
-        ({"best": [True]}, "schema_violation", []),
-        ({"best": ["1"]}, "schema_violation", []),
-    ],
-)
-def test_compact_rerank_answers_are_validated_like_ids(
-    value: dict[str, Any], reason: str | None, hallucinated: list[str]
-) -> None:
-    ranked, got, errors, named = parse_compact(value, IDS)
-    assert got == reason
-    assert named == hallucinated
-    if reason is None:
-        assert ranked == ["item-3", "item-0"] and not errors
-    else:
-        assert ranked == [] and errors
-
-
-def test_compact_rerank_schema_enumerates_the_candidates_numbers() -> None:
+def test_compact_rerank_keeps_the_numbered_protocol_and_bounds_the_answer() -> None:
+    """Same key, same numbers 1..N as the standard prompt (one numbering scheme, one
+    validator); only the length of the answer is bounded."""
     schema = rerank_schema_compact(12)
-    best = schema["properties"]["best"]
-    assert best["items"]["enum"] == list(range(12))
-    assert best["minItems"] == 1 and best["maxItems"] == 5
-    assert schema["additionalProperties"] is False and schema["required"] == ["best"]
-    assert rerank_schema_compact(3)["properties"]["best"]["maxItems"] == 3
+    ranking = schema["properties"]["ranking"]
+    assert ranking["items"]["enum"] == list(range(1, 13))
+    assert ranking["minItems"] == 1 and ranking["maxItems"] == 5
+    assert schema["additionalProperties"] is False and schema["required"] == ["ranking"]
+    assert rerank_schema_compact(3)["properties"]["ranking"]["maxItems"] == 3
+    assert validate_ranking({"ranking": [4, 2]}, 12) == ([4, 2], None, [], [])
+    assert validate_ranking({"ranking": [13]}, 12)[1] == "hallucinated_ids"
+    example = rerank_prompt_compact().examples[0]
+    assert '"n": 1' in example[0] and '"prior_rank"' in example[0]
+    assert example[1] == '{"ranking":[4,2]}'
 
 
 def test_compact_prompts_are_new_versions_with_worked_examples() -> None:
@@ -70,12 +51,14 @@ def test_compact_prompts_are_new_versions_with_worked_examples() -> None:
     pairs = [
         (enrichment_prompt(taxonomy), enrichment_prompt(taxonomy, "compact")),
         (intent_prompt(), intent_prompt_compact("intent")),
-        (rerank_prompt(), rerank_prompt_compact("rerank")),
+        (rerank_prompt(), rerank_prompt_compact()),
+        (turn_prompt(), turn_prompt_compact("dialogue_turn")),
     ]
     for standard, compact in pairs:
         assert compact.version != standard.version
         assert compact.examples and not standard.examples
-        fields = dict.fromkeys(("item", "query", "categories", "user", "candidates"), "x")
+        names = ("item", "query", "categories", "user", "candidates", "asked", "turn")
+        fields = dict.fromkeys(names, "x")
         roles = [m["role"] for m in compact.render(allowed_tags="x", **fields)]
         assert roles == ["system", *["user", "assistant"] * len(compact.examples), "user"]
         assert "never" in compact.system.lower()  # quoted data is data, not instructions
@@ -88,6 +71,22 @@ def test_compact_schemas_bound_what_a_small_model_may_write() -> None:
     intent = intent_schema_compact(["Comedy", "Horror"])["properties"]
     assert intent["category"]["enum"] == ["Comedy", "Horror", None]
     assert intent["year_min"]["minimum"] == 1870 and intent["categories_any"]["maxItems"] == 3
+    turn = turn_schema_compact(["Comedy", "Horror"], ["funny", "dark"])["properties"]
+    assert turn["option"]["enum"] == ["funny", "dark", None]
+    assert turn["categories"]["items"]["enum"] == ["Comedy", "Horror"]
+    for name in ("negatives", "liked_titles", "disliked_titles"):
+        assert turn[name]["maxItems"] == 3 and turn[name]["items"]["maxLength"] == 40
+    assert turn["moods"]["maxItems"] == 3 and turn["year_max"]["maximum"] == 2100
+
+
+def test_the_compact_turn_examples_are_answers_the_validator_accepts() -> None:
+    """A worked example the production validation would refuse would teach the model
+    to fail: each one validates against its own categories and options."""
+    for question, answer in turn_prompt_compact("dialogue_turn").examples:
+        categories = question.split("\n", 1)[0].removeprefix("Catalog categories: ").split(", ")
+        asked = unquote(question, "ASKED")
+        context = {"categories": tuple(categories), "options": tuple(asked["options"])}
+        TurnParse.model_validate(json.loads(answer), context=context)
 
 
 def test_prompt_style_follows_the_local_llm(tmp_path: Path) -> None:
