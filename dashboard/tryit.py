@@ -62,6 +62,7 @@ class TryIt:
             context={"source": "dashboard"},
         )
         client = self._rec_client()
+        self.tail.follow()  # its log records are read from here on
         try:
             response = client.wait(request, client.submit(request), self.timeout_s)
         except RequestTimeout as exc:
