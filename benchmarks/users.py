@@ -20,6 +20,7 @@ import asyncio
 import cProfile
 import json
 import logging
+import os
 import random
 import statistics
 import threading
@@ -29,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaTP
 
@@ -45,6 +47,10 @@ from workers.runtime import serve_forever
 from workers.users_worker import UsersWorker
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
+#: Producer linger of the lag run: upstream services batch what they publish (DESIGN:
+#: Tansu walks every stored batch on each fetch, so one batch per event at 2,000/s makes
+#: the broker, not the worker, the figure); the linger counts in the lag measured.
+LAG_LINGER_MS = 5
 log = logging.getLogger("benchmarks.users")
 KINDS = (
     [EventType.VIEW] * 6
@@ -108,6 +114,40 @@ def raw_consumer(settings: Settings, topic: str, n: int) -> tuple[float, dict[in
         consumer.close()
 
 
+class CpuMeter:
+    """CPU seconds (user + system) of this process, the embedded Postgres (postmaster and
+    backends) and the broker: what an event costs wherever it runs, a figure that other
+    load on the machine shifts far less than wall time."""
+
+    def __init__(self, settings: Settings) -> None:
+        me = psutil.Process()
+        pgdata = str(Path(settings.home) / "pgdata")
+        port = settings.kafka_bootstrap.rsplit(":", 1)[-1]
+        self.parts: dict[str, list[psutil.Process]] = {"worker_process": [me]}
+        for proc in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if "postgres" in cmd and pgdata in cmd and "-D" in cmd:
+                self.parts["postgres"] = [proc]
+            elif "tansu" in cmd and f":{port}" in cmd:
+                self.parts["broker"] = [proc]
+
+    def snapshot(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, (proc, *_) in self.parts.items():
+            procs = [proc, *proc.children(recursive=True)] if name == "postgres" else [proc]
+            total = 0.0
+            for p in procs:
+                try:
+                    t = p.cpu_times()
+                except psutil.Error:
+                    continue
+                total += t.user + t.system
+                if name == "postgres" and p is proc:
+                    total += t.children_user + t.children_system
+            out[name] = total
+        return out
+
+
 def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
     """Committed offset per partition of ``topic`` for ``group``."""
     consumer = Consumer(
@@ -137,6 +177,9 @@ async def worker_run(
     profile: Path | None = None,
 ) -> dict[str, Any]:
     ctx = bootstrap(settings)
+    meter = CpuMeter(settings)
+    cpu_start: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     profiler = cProfile.Profile() if profile else None
     stop = asyncio.Event()
     task = asyncio.create_task(serve_forever("users", ctx, stop))
@@ -151,6 +194,7 @@ async def worker_run(
             updater = handle.updater if handle else None
             if start is None and updater is not None and updater.stats.consumed:
                 start = time.perf_counter()
+                cpu_start = meter.snapshot()
                 if profiler:
                     profiler.enable()
             if (
@@ -159,6 +203,8 @@ async def worker_run(
                 and all(updater.stats.durable_offsets.get(p, -1) + 1 >= o for p, o in ends.items())
             ):
                 durable_s = time.perf_counter() - start
+                cpu_end = meter.snapshot()
+                cpu = {k: v - cpu_start.get(k, 0.0) for k, v in cpu_end.items()}
                 if profiler and profile:
                     profiler.disable()
                     profiler.dump_stats(profile)
@@ -188,7 +234,7 @@ async def worker_run(
 
         def send_at_rate() -> None:
             rng = random.Random(9)
-            with RecordProducer(settings, config={"linger.ms": 1}) as producer:
+            with RecordProducer(settings, config={"linger.ms": LAG_LINGER_MS}) as producer:
                 t_start = time.perf_counter()
                 for i in range(count):
                     delay = t_start + i / rate - time.perf_counter()
@@ -199,6 +245,7 @@ async def worker_run(
                     producer.publish_user_event(e)
                     producer.producer.poll(0)
 
+        lag_cpu_start = meter.snapshot()
         thread = threading.Thread(target=send_at_rate, daemon=True)
         thread.start()
         deadline = time.monotonic() + lag_seconds + 60
@@ -206,8 +253,11 @@ async def worker_run(
             if not thread.is_alive() and len(durable) >= count:
                 break
             await asyncio.sleep(0.05)
+        lag_cpu = {k: v - lag_cpu_start.get(k, 0.0) for k, v in meter.snapshot().items()}
         lags = [durable[k] - t for k, t in sent.items() if k in durable]
         return {
+            "cpu_us_per_event": {k: round(v / n * 1e6) for k, v in cpu.items()},
+            "lag_cpu_us_per_event": {k: round(v / count * 1e6) for k, v in lag_cpu.items()},
             "durable_s": durable_s,
             "committed_s": committed_s,
             "applied": applied,
@@ -218,7 +268,9 @@ async def worker_run(
             "busy_s": {
                 "read": round(stats.read_s, 2),
                 "domain": round(stats.domain_s, 2),
-                "postgres": round(stats.db_s, 2),
+                "prepare": round(stats.prepare_s, 2),
+                "wait_for_writer": round(stats.wait_s, 2),
+                "postgres_writer_thread": round(stats.db_s, 2),
             },
         }
     finally:
@@ -291,6 +343,9 @@ def main() -> None:
         "lag": run["lag"],
         "lag_lost": run["lag_lost"],
         "worker_busy_s": run["busy_s"],
+        "cpu_us_per_event": run["cpu_us_per_event"],
+        "lag_run_cpu_us_per_event": run["lag_cpu_us_per_event"],
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "worker_s": round(run["committed_s"], 2),
     }
     print(json.dumps(detail, sort_keys=True), flush=True)

@@ -1,0 +1,291 @@
+"""One batch of the ``users`` worker written to Postgres: rows built once, one statement.
+
+:func:`prepare` turns a batch's accepted events (with their co-visits) and new states
+into three JSON documents; :func:`write` (a sync connection, the worker's writer
+thread) and :func:`write_async` store them in one transaction:
+
+1. the events go into ``user_events`` (``ON CONFLICT (event_id) DO NOTHING``): a
+   conflict is an event already stored — a redelivery — and what derives from it is
+   skipped;
+2. the batch's co-visits, **summed per pair in the batch** (in log2 space; one direction
+   travels, SQL writes both) and in key order (no deadlocks between workers), are merged
+   into ``covisit`` — if the insert added every event of the batch, which is the rule;
+3. each user's row is upserted where the stored ``version`` is lower, straight from the
+   state's JSON document (the read-model columns are taken from it in SQL).
+
+When some events were already stored (step 1 reports them), the batch's sums would
+count them again: the statement then leaves ``covisit`` alone and returns their ids,
+and the co-visits of the events it did add are summed again without them and merged by
+a second statement in the same transaction. Either way an event's co-visits land in
+the transaction that inserts it, exactly once.
+
+Why this shape (figures in ``docs/workers/users.md``): a batch's co-visits are ~8 rows
+per event and dominate the write; summing them in Python is cheap, and sending the
+sums instead of every contribution spares Postgres a JSON array eight times the batch and a
+window aggregate over it. States travel as the documents pydantic already renders,
+not as JSON strings inside JSON (no escaping, one parse).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+from pydantic import TypeAdapter
+
+from recsys.cf.covisit import Pair, aggregate
+from recsys.cf.pg_covisit import COVISIT_MERGE
+from recsys.exceptions import DatabaseUnavailable
+from recsys.users.state import Accepted, UserState, event_weight, is_positive
+
+__all__ = ["BatchWriter", "PreparedBatch", "WriteResult", "prepare", "write", "write_async"]
+
+#: Events, co-visit sums and states in one statement (one round trip).
+_WRITE_BATCH = f"""
+WITH ev AS (
+    SELECT * FROM json_to_recordset(%(events)s::json) AS r(
+        event_id text, user_id text, item_id text, event_type text, rating float8,
+        query text, session_id text, rec_request_id text, occurred_at timestamptz,
+        positive bool, weight real, kafka_partition int, kafka_offset bigint,
+        kafka_topic_id text)
+), ins AS (
+    INSERT INTO user_events (event_id, user_id, item_id, event_type, rating, query,
+                             session_id, rec_request_id, occurred_at, positive, weight,
+                             kafka_partition, kafka_offset, kafka_topic_id)
+    SELECT * FROM ev
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+), pairs AS (
+    SELECT p ->> 0 AS a, p ->> 1 AS b, (p ->> 2)::float8 AS w
+    FROM json_array_elements(%(covisits)s::json) AS p
+    WHERE (SELECT count(*) FROM ins) = %(n)s
+), cv AS (
+    INSERT INTO covisit (item_id, other_id, log2_weight)
+    SELECT a, b, w FROM pairs UNION ALL SELECT b, a, w FROM pairs
+    {COVISIT_MERGE}
+    RETURNING 1
+), st AS (
+    INSERT INTO user_state (user_id, version, warmth, positives, engagement, engagement_at,
+                            session_id, last_event_at, state, updated_at)
+    SELECT s ->> 'user_id', (s ->> 'events')::bigint, s ->> 'warmth',
+           (s ->> 'positives')::int, (s ->> 'engagement')::float8,
+           (s ->> 'engagement_at')::timestamptz, s -> 'session' ->> 'session_id',
+           (s ->> 'last_event_at')::timestamptz, s, now()
+    FROM jsonb_array_elements(%(states)s::jsonb) AS s
+    ON CONFLICT (user_id) DO UPDATE SET
+        version = EXCLUDED.version, warmth = EXCLUDED.warmth,
+        positives = EXCLUDED.positives, engagement = EXCLUDED.engagement,
+        engagement_at = EXCLUDED.engagement_at, session_id = EXCLUDED.session_id,
+        last_event_at = EXCLUDED.last_event_at, state = EXCLUDED.state, updated_at = now()
+    WHERE user_state.version < EXCLUDED.version
+    RETURNING 1
+), added AS (
+    SELECT count(*) AS n FROM ins
+)
+SELECT added.n, (SELECT count(*) FROM cv), (SELECT count(*) FROM st),
+       CASE WHEN added.n < %(n)s THEN
+           ARRAY(SELECT event_id FROM ev EXCEPT SELECT event_id FROM ins)
+       END
+FROM added
+"""
+
+#: The co-visits of the events a redelivery-bearing batch did add (same transaction).
+_MERGE_COVISITS = f"""
+WITH pairs AS (
+    SELECT p ->> 0 AS a, p ->> 1 AS b, (p ->> 2)::float8 AS w
+    FROM json_array_elements(%(covisits)s::json) AS p
+)
+INSERT INTO covisit (item_id, other_id, log2_weight)
+SELECT a, b, w FROM pairs UNION ALL SELECT b, a, w FROM pairs
+{COVISIT_MERGE}
+"""
+
+_STATES = TypeAdapter(list[UserState])
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch's rows as sent to Postgres (built outside the writing thread)."""
+
+    #: JSON array of ``user_events`` rows, each event id once.
+    events: str
+    #: Rows in ``events``.
+    n_events: int
+    #: JSON array of ``[a, b, log2 weight]`` with ``a < b``, summed per pair, in key order:
+    #: a co-visit adds the same weight to ``(a, b)`` and ``(b, a)``, so one half travels
+    #: and SQL writes both (first every ``(a, b)``, then every ``(b, a)``: one lock order
+    #: for every writer).
+    covisits: str
+    #: JSON array of the new states (documents as stored in ``user_state.state``).
+    states: bytes
+    #: States in ``states``.
+    n_states: int
+    #: Each event's own co-visits (only needed when some events were already stored).
+    pairs_by_event: dict[str, list[Pair]]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "n": self.n_events,
+            "covisits": self.covisits,
+            "states": self.states.decode(),
+        }
+
+    def covisits_without(self, stored: Collection[str]) -> str | None:
+        """The summed co-visits of the events not in ``stored`` (None: there are none)."""
+        merged = _sorted_sums(
+            p
+            for event_id, pairs in self.pairs_by_event.items()
+            if event_id not in stored
+            for p in pairs
+        )
+        return _json(merged) if merged else None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one batch write did."""
+
+    inserted: int
+    redelivered: int
+    pairs: int
+    states: int
+
+
+def prepare(
+    accepted: Sequence[tuple[Accepted, list[Pair]]],
+    states: Iterable[UserState],
+    *,
+    with_covisit: bool = True,
+) -> PreparedBatch:
+    """The rows of a batch: events (each id once), co-visit sums, state documents."""
+    rows: list[dict[str, Any]] = []
+    pairs_by_event: dict[str, list[Pair]] = {}
+    for a, event_pairs in accepted:
+        e = a.event
+        if e.event_id in pairs_by_event:
+            continue  # the same id twice in one batch (two users): the first one is stored
+        pairs_by_event[e.event_id] = event_pairs if with_covisit else []
+        pos = a.position
+        rows.append(
+            {
+                "event_id": e.event_id,
+                "user_id": e.user_id,
+                "item_id": e.item_id,
+                "event_type": e.event_type.value,
+                "rating": e.rating,
+                "query": e.query,
+                "session_id": e.session_id or a.session_id,
+                "rec_request_id": e.rec_request_id,
+                "occurred_at": e.occurred_at.isoformat(),
+                "positive": is_positive(e),
+                "weight": event_weight(e),
+                "kafka_partition": pos.partition if pos is not None else None,
+                "kafka_offset": pos.offset if pos is not None else None,
+                "kafka_topic_id": pos.topic_id if pos is not None else None,
+            }
+        )
+    merged = _sorted_sums(p for pairs in pairs_by_event.values() for p in pairs)
+    state_list = list(states)
+    return PreparedBatch(
+        events=_json(rows),
+        n_events=len(rows),
+        covisits=_json(merged),
+        states=_STATES.dump_json(state_list),
+        n_states=len(state_list),
+        pairs_by_event=pairs_by_event,
+    )
+
+
+#: What makes a write worth retrying (the worker retries the batch).
+TRANSIENT = (
+    psycopg.OperationalError,
+    PoolTimeout,
+    errors.DeadlockDetected,
+    errors.SerializationFailure,
+)
+
+
+class BatchWriter:
+    """Writes prepared batches on a sync pool: the worker calls it from a thread of its
+    own, so that Postgres works on one batch while Python prepares the next (libpq
+    waits for the server without holding the GIL)."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def write(self, batch: PreparedBatch) -> WriteResult:
+        """Store ``batch`` in one transaction.
+
+        Raises:
+            DatabaseUnavailable: Postgres away, a deadlock or a serialization failure
+                (nothing was written; the batch may be written again).
+        """
+        try:
+            with self.pool.connection() as conn:
+                return write(conn, batch)
+        except TRANSIENT as exc:
+            raise DatabaseUnavailable(f"user states: {exc}".strip()) from exc
+
+
+def write(conn: psycopg.Connection[Any], batch: PreparedBatch) -> WriteResult:
+    """Store ``batch`` on a sync connection, in one transaction."""
+    with conn.transaction():
+        row = conn.execute(_WRITE_BATCH, batch.params, prepare=True).fetchone()
+        assert row is not None
+        extra = _redelivered_covisits(batch, row[3])
+        if extra is not None:
+            conn.execute(_MERGE_COVISITS, {"covisits": extra})
+    return _result(batch, row)
+
+
+async def write_async(conn: psycopg.AsyncConnection[Any], batch: PreparedBatch) -> WriteResult:
+    """Store ``batch`` on an async connection, in one transaction."""
+    async with conn.transaction():
+        cur = await conn.execute(_WRITE_BATCH, batch.params, prepare=True)
+        row = await cur.fetchone()
+        assert row is not None
+        extra = _redelivered_covisits(batch, row[3])
+        if extra is not None:
+            await conn.execute(_MERGE_COVISITS, {"covisits": extra})
+    return _result(batch, row)
+
+
+def _redelivered_covisits(batch: PreparedBatch, stored: list[str] | None) -> str | None:
+    """The co-visits still to merge when some events were stored already (else None)."""
+    if not stored:
+        return None
+    return batch.covisits_without(set(stored))
+
+
+def _result(batch: PreparedBatch, row: tuple[Any, ...]) -> WriteResult:
+    inserted = int(row[0])
+    return WriteResult(
+        inserted=inserted,
+        redelivered=batch.n_events - inserted,
+        pairs=int(row[1]),
+        states=batch.n_states,
+    )
+
+
+def _sorted_sums(pairs: Iterable[Pair]) -> list[tuple[str, str, float]]:
+    """The ``a < b`` half of directed contributions (the other half mirrors it: each
+    co-visit adds one weight to both directions), summed per pair, in key order."""
+    return [(a, b, w) for (a, b), w in sorted(aggregate(p for p in pairs if p[0] < p[1]).items())]
+
+
+def _json(rows: list[Any]) -> str:
+    return json.dumps(rows, separators=(",", ":"), default=_iso)
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
