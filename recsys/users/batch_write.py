@@ -7,9 +7,10 @@ thread) and :func:`write_async` store them in one transaction:
 1. the events go into ``user_events`` (``ON CONFLICT (event_id) DO NOTHING``): a
    conflict is an event already stored — a redelivery — and what derives from it is
    skipped;
-2. the batch's co-visits, **summed per pair in the batch** (in log2 space; one direction
-   travels, SQL writes both) and in key order (no deadlocks between workers), are merged
-   into ``covisit`` — if the insert added every event of the batch, which is the rule;
+2. the batch's co-visits, **summed per pair in the batch** (in log2 space; one row per
+   unordered pair, :mod:`recsys.cf.pg_covisit`) and in key order (no deadlocks between
+   workers), are merged into ``covisit_pair`` — if the insert added every event of the
+   batch, which is the rule;
 3. each user's row is upserted where the stored ``version`` is lower, straight from the
    state's JSON document (the read-model columns are taken from it in SQL).
 
@@ -39,12 +40,16 @@ from psycopg import errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import TypeAdapter
 
-from recsys.cf.covisit import Pair, aggregate
-from recsys.cf.pg_covisit import COVISIT_MERGE
+from recsys.cf.covisit import Pair
+from recsys.cf.pg_covisit import COVISIT_INSERT, undirected_sums
 from recsys.exceptions import DatabaseUnavailable
 from recsys.users.state import Accepted, UserState, event_weight, is_positive
 
 __all__ = ["BatchWriter", "PreparedBatch", "WriteResult", "prepare", "write", "write_async"]
+
+#: The co-visit sums as rows of ``covisit_pair``, in the order they were sent.
+_COVISIT_ROWS = """SELECT p ->> 0, p ->> 1, (p ->> 2)::float8
+    FROM json_array_elements(%(covisits)s::json) AS p"""
 
 #: Events, co-visit sums and states in one statement (one round trip).
 _WRITE_BATCH = f"""
@@ -61,14 +66,8 @@ WITH ev AS (
     SELECT * FROM ev
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
-), pairs AS (
-    SELECT p ->> 0 AS a, p ->> 1 AS b, (p ->> 2)::float8 AS w
-    FROM json_array_elements(%(covisits)s::json) AS p
-    WHERE (SELECT count(*) FROM ins) = %(n)s
 ), cv AS (
-    INSERT INTO covisit (item_id, other_id, log2_weight)
-    SELECT a, b, w FROM pairs UNION ALL SELECT b, a, w FROM pairs
-    {COVISIT_MERGE}
+    {COVISIT_INSERT.format(rows=_COVISIT_ROWS + " WHERE (SELECT count(*) FROM ins) = %(n)s")}
     RETURNING 1
 ), st AS (
     INSERT INTO user_state (user_id, version, warmth, positives, engagement, engagement_at,
@@ -96,15 +95,7 @@ FROM added
 """
 
 #: The co-visits of the events a redelivery-bearing batch did add (same transaction).
-_MERGE_COVISITS = f"""
-WITH pairs AS (
-    SELECT p ->> 0 AS a, p ->> 1 AS b, (p ->> 2)::float8 AS w
-    FROM json_array_elements(%(covisits)s::json) AS p
-)
-INSERT INTO covisit (item_id, other_id, log2_weight)
-SELECT a, b, w FROM pairs UNION ALL SELECT b, a, w FROM pairs
-{COVISIT_MERGE}
-"""
+_MERGE_COVISITS = COVISIT_INSERT.format(rows=_COVISIT_ROWS)
 
 _STATES = TypeAdapter(list[UserState])
 
@@ -117,10 +108,9 @@ class PreparedBatch:
     events: str
     #: Rows in ``events``.
     n_events: int
-    #: JSON array of ``[a, b, log2 weight]`` with ``a < b``, summed per pair, in key order:
-    #: a co-visit adds the same weight to ``(a, b)`` and ``(b, a)``, so one half travels
-    #: and SQL writes both (first every ``(a, b)``, then every ``(b, a)``: one lock order
-    #: for every writer).
+    #: JSON array of ``[a, b, log2 weight]`` with ``a < b`` (one row of ``covisit_pair``
+    #: per unordered pair), summed per pair, in key order (one lock order for every
+    #: writer).
     covisits: str
     #: JSON array of the new states (documents as stored in ``user_state.state``).
     states: bytes
@@ -140,7 +130,7 @@ class PreparedBatch:
 
     def covisits_without(self, stored: Collection[str]) -> str | None:
         """The summed co-visits of the events not in ``stored`` (None: there are none)."""
-        merged = _sorted_sums(
+        merged = undirected_sums(
             p
             for event_id, pairs in self.pairs_by_event.items()
             if event_id not in stored
@@ -192,7 +182,7 @@ def prepare(
                 "kafka_topic_id": pos.topic_id if pos is not None else None,
             }
         )
-    merged = _sorted_sums(p for pairs in pairs_by_event.values() for p in pairs)
+    merged = undirected_sums(p for pairs in pairs_by_event.values() for p in pairs)
     state_list = list(states)
     return PreparedBatch(
         events=_json(rows),
@@ -273,12 +263,6 @@ def _result(batch: PreparedBatch, row: tuple[Any, ...]) -> WriteResult:
         pairs=int(row[1]),
         states=batch.n_states,
     )
-
-
-def _sorted_sums(pairs: Iterable[Pair]) -> list[tuple[str, str, float]]:
-    """The ``a < b`` half of directed contributions (the other half mirrors it: each
-    co-visit adds one weight to both directions), summed per pair, in key order."""
-    return [(a, b, w) for (a, b), w in sorted(aggregate(p for p in pairs if p[0] < p[1]).items())]
 
 
 def _json(rows: list[Any]) -> str:
