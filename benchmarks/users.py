@@ -5,12 +5,16 @@
 2. yardstick: a plain confluent-kafka consumer reads them all (no decode, no commit);
 3. the ``users`` worker (in process, the production consumer loop) reads them: per-user
    state, ``user_events`` + co-visitation + read model in one Postgres transaction per
-   batch, offsets committed. Timed from its first consumed event until the committed
-   offsets reach the end of every partition (group join excluded);
-4. lag: events produced at ``--rate`` per second for ``--lag-seconds``; produce time →
-   the moment the event's batch is durable in Postgres.
+   chunk of ``--chunk`` events, offsets committed. Timed from its first consumed event
+   until the committed offsets reach the end of every partition (group join excluded);
+   CPU seconds per event of this process, Postgres and the broker over the same span;
+4. lag: events produced at ``--rate`` per second for ``--lag-seconds`` by another process
+   (lingering ``LAG_LINGER_MS``); produce time → the moment the event's chunk is durable
+   in Postgres. These users have history by now, so each visit pairs with more recent
+   items than in step 3: the per-event cost of the steady state.
 
-    python -m benchmarks users [--events 50000] [--batch 2000] [--wait-ms 100]
+    python -m benchmarks users [--events 50000] [--batch 2000] [--fetch-wait-ms 100]
+        [--chunk 500] [--rate 2000] [--lag-seconds 15] [--profile out.prof]
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ import asyncio
 import cProfile
 import json
 import logging
+import multiprocessing
 import os
 import random
 import statistics
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -34,7 +38,7 @@ import psutil
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaTP
 
-from benchmarks.common import embedded_stack, emit, summary_ms
+from benchmarks.common import embedded_stack, emit, percentile, summary_ms
 from recsys import db
 from recsys.records import EventType, UserEvent
 from recsys.users.state import Position
@@ -148,6 +152,33 @@ class CpuMeter:
         return out
 
 
+def send_at_rate(
+    settings: Settings,
+    results: multiprocessing.Queue[dict[str, float]],
+    count: int,
+    rate: float,
+    first: int,
+    users: int,
+    items: int,
+) -> None:
+    """Produce ``count`` events at ``rate``/s; put their send times (epoch s) on
+    ``results``."""
+    rng = random.Random(9)
+    sent: dict[str, float] = {}
+    with RecordProducer(settings, config={"linger.ms": LAG_LINGER_MS}) as producer:
+        t_start = time.perf_counter()
+        for i in range(count):
+            delay = t_start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            at = T0 + timedelta(seconds=first + i)
+            e = make_event(rng, first + i, users, items, at)
+            sent[e.event_id] = time.time()
+            producer.publish_user_event(e)
+            producer.producer.poll(0)
+    results.put(sent)
+
+
 def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
     """Committed offset per partition of ``topic`` for ``group``."""
     consumer = Consumer(
@@ -221,7 +252,6 @@ async def worker_run(
         applied, duplicates = stats.applied, stats.duplicates
 
         # lag at a fixed rate
-        sent: dict[str, float] = {}
         durable: dict[str, float] = {}
 
         def record(events: list[tuple[UserEvent, Position]]) -> None:
@@ -232,29 +262,33 @@ async def worker_run(
         updater.on_durable.append(record)
         count = int(rate * lag_seconds)
 
-        def send_at_rate() -> None:
-            rng = random.Random(9)
-            with RecordProducer(settings, config={"linger.ms": LAG_LINGER_MS}) as producer:
-                t_start = time.perf_counter()
-                for i in range(count):
-                    delay = t_start + i / rate - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                    e = make_event(rng, n + i, users, items, T0 + timedelta(seconds=n + i))
-                    sent[e.event_id] = time.time()
-                    producer.publish_user_event(e)
-                    producer.producer.poll(0)
-
         lag_cpu_start = meter.snapshot()
-        thread = threading.Thread(target=send_at_rate, daemon=True)
-        thread.start()
+        # the producer runs in a process of its own, as upstream services do: in this
+        # one it would take the GIL from the worker it measures
+        mp = multiprocessing.get_context("spawn")
+        results: multiprocessing.Queue[dict[str, float]] = mp.Queue()
+        sender = mp.Process(
+            target=send_at_rate,
+            args=(settings, results, count, rate, n, users, items),
+            daemon=True,
+        )
+        sender.start()
+        sent: dict[str, float] = {}
         deadline = time.monotonic() + lag_seconds + 60
         while time.monotonic() < deadline:
-            if not thread.is_alive() and len(durable) >= count:
+            if not sent and not results.empty():
+                sent = results.get()
+            if sent and len(durable) >= count:
                 break
             await asyncio.sleep(0.05)
+        sender.join(10)
         lag_cpu = {k: v - lag_cpu_start.get(k, 0.0) for k, v in meter.snapshot().items()}
         lags = [durable[k] - t for k, t in sent.items() if k in durable]
+        t_first = min(sent.values(), default=0.0)
+        windows: dict[int, list[float]] = {}
+        for k, t in sent.items():
+            if k in durable:
+                windows.setdefault(int((t - t_first) // 3), []).append(durable[k] - t)
         return {
             "cpu_us_per_event": {k: round(v / n * 1e6) for k, v in cpu.items()},
             "lag_cpu_us_per_event": {k: round(v / count * 1e6) for k, v in lag_cpu.items()},
@@ -265,6 +299,9 @@ async def worker_run(
             "batches": stats.batches,
             "lag": summary_ms(lags),
             "lag_lost": count - len(lags),
+            "lag_p99_ms_by_3s": [
+                round(percentile(windows[w], 99) * 1000) for w in sorted(windows)
+            ],
             "busy_s": {
                 "read": round(stats.read_s, 2),
                 "domain": round(stats.domain_s, 2),
@@ -286,6 +323,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--batch", type=int, default=None, help="users_batch_size")
     parser.add_argument("--fetch-wait-ms", type=int, default=None, help="users_fetch_wait_ms")
+    parser.add_argument("--chunk", type=int, default=None, help="users_write_chunk")
     parser.add_argument("--rate", type=float, default=2000.0, help="events/s of the lag run")
     parser.add_argument("--lag-seconds", type=float, default=15.0)
     parser.add_argument("--profile", type=Path, default=None, help="cProfile the throughput run")
@@ -296,6 +334,8 @@ def main() -> None:
         overrides["users_batch_size"] = args.batch
     if args.fetch_wait_ms:
         overrides["users_fetch_wait_ms"] = args.fetch_wait_ms
+    if args.chunk:
+        overrides["users_write_chunk"] = args.chunk
     with embedded_stack(with_postgres=True, **overrides) as settings:
         assert settings.database_url is not None
         db.apply_migrations(settings.database_url.get_secret_value())
@@ -334,6 +374,7 @@ def main() -> None:
         "partitions": args.partitions,
         "users_batch_size": settings.users_batch_size,
         "users_fetch_wait_ms": settings.users_fetch_wait_ms,
+        "users_write_chunk": settings.users_write_chunk,
         "produce_events_per_s": round(args.events / produce_s),
         "raw_consumer_runs_events_per_s": [round(r) for r in raws],
         "events_per_s_durable": round(args.events / run["durable_s"]),
@@ -342,6 +383,7 @@ def main() -> None:
         "lag_rate_per_s": args.rate,
         "lag": run["lag"],
         "lag_lost": run["lag_lost"],
+        "lag_p99_ms_by_3s": run["lag_p99_ms_by_3s"],
         "worker_busy_s": run["busy_s"],
         "cpu_us_per_event": run["cpu_us_per_event"],
         "lag_run_cpu_us_per_event": run["lag_cpu_us_per_event"],

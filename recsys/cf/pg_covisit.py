@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from recsys.cf.covisit import Pair, aggregate, log2_time, rank_neighbors
+from recsys.cf.covisit import Pair, log2_add, log2_time, rank_neighbors
 from recsys.exceptions import DatabaseUnavailable
 
 __all__ = ["COVISIT_INSERT", "PgCovisitation", "undirected_sums"]
@@ -66,8 +66,13 @@ def undirected_sums(pairs: Iterable[Pair]) -> list[tuple[str, str, float]]:
     """Directed contributions as stored: the ``a < b`` half (a co-visit contributes to both
     directions alike, as :func:`recsys.cf.covisit.pairs_for` gives them), summed per pair
     in log2 space, in key order (the order rows are locked in)."""
-    sums = aggregate(p for p in pairs if p[0] < p[1])
-    return [(a, b, w) for (a, b), w in sorted(sums.items())]
+    sums: dict[tuple[str, str], float] = {}
+    get = sums.get
+    for a, b, w in pairs:  # a plain loop: this runs for every co-visit of every event
+        if a < b:
+            prev = get((a, b))
+            sums[(a, b)] = w if prev is None else log2_add(prev, w)
+    return [(a, b, sums[(a, b)]) for a, b in sorted(sums)]
 
 
 class PgCovisitation:

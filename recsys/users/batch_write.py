@@ -33,6 +33,7 @@ import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 import psycopg
@@ -131,10 +132,9 @@ class PreparedBatch:
     def covisits_without(self, stored: Collection[str]) -> str | None:
         """The summed co-visits of the events not in ``stored`` (None: there are none)."""
         merged = undirected_sums(
-            p
-            for event_id, pairs in self.pairs_by_event.items()
-            if event_id not in stored
-            for p in pairs
+            chain.from_iterable(
+                pairs for event_id, pairs in self.pairs_by_event.items() if event_id not in stored
+            )
         )
         return _json(merged) if merged else None
 
@@ -182,7 +182,7 @@ def prepare(
                 "kafka_topic_id": pos.topic_id if pos is not None else None,
             }
         )
-    merged = undirected_sums(p for pairs in pairs_by_event.values() for p in pairs)
+    merged = undirected_sums(chain.from_iterable(pairs_by_event.values()))
     state_list = list(states)
     return PreparedBatch(
         events=_json(rows),
