@@ -299,9 +299,7 @@ async def worker_run(
             "batches": stats.batches,
             "lag": summary_ms(lags),
             "lag_lost": count - len(lags),
-            "lag_p99_ms_by_3s": [
-                round(percentile(windows[w], 99) * 1000) for w in sorted(windows)
-            ],
+            "lag_p99_ms_by_3s": [round(percentile(windows[w], 99) * 1000) for w in sorted(windows)],
             "busy_s": {
                 "read": round(stats.read_s, 2),
                 "domain": round(stats.domain_s, 2),
