@@ -29,9 +29,8 @@ from dataclasses import dataclass
 
 from recsys.policy.learn import LearnConfig, learn
 from recsys.policy.model import BUCKETS
-from recsys.serving.config import ServingConfig
 from recsys.serving.default_policy import default_policy
-from testkit.policy_world import PolicyWorld
+from testkit.policy_world import PolicyWorld, design_config
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ def one_seed(seed: int, args: argparse.Namespace) -> SeedResult:
         new_users=args.users_per_bucket // 2,
         jitter=args.jitter,
     )
-    logging_policy = default_policy(ServingConfig(epsilon=args.epsilon))
+    logging_policy = default_policy(design_config(args.epsilon))
     new_eps = {b: args.new_epsilon for b in BUCKETS}
     log = world.simulate(logging_policy, args.requests, seed=10_000 + seed)
     result = learn(

@@ -64,6 +64,33 @@ def train_cf(
     no_activate: Annotated[
         bool, typer.Option("--no-activate", help="Write the version but keep serving the old one.")
     ] = False,
+    feedback: Annotated[
+        bool,
+        typer.Option(
+            "--feedback",
+            help="Also learn from feedback.examples: impressions not acted on as weak "
+            "negatives, inverse-propensity and LLM weights (docs/collaborative-filtering.md).",
+        ),
+    ] = False,
+    feedback_source: Annotated[
+        str, typer.Option(help="Read feedback.examples from `archive` or `kafka`.")
+    ] = "archive",
+    feedback_archive: Annotated[
+        Path | None,
+        typer.Option(help="Archive root of feedback.examples (default: --archive, else setting)."),
+    ] = None,
+    negative_weight: Annotated[
+        float | None,
+        typer.Option(help="Weight of a shown item not acted on (default: setting)."),
+    ] = None,
+    ips_clip: Annotated[
+        float | None,
+        typer.Option(help="Cap of inverse-propensity weights, 0 = off (default: setting)."),
+    ] = None,
+    llm_weight: Annotated[
+        float | None,
+        typer.Option(help="Weight of LLM-touched impressions' outcomes (default: setting)."),
+    ] = None,
     database: Annotated[
         str | None, typer.Option("--database", help="External Postgres DSN.")
     ] = None,
@@ -90,7 +117,17 @@ def train_cf(
         until=when(until, "--until"),
         archive=archive,
         activate=not no_activate,
+        feedback=feedback,
+        feedback_source=feedback_source,
+        feedback_archive=feedback_archive,
+        negative_weight=negative_weight,
+        ips_clip=ips_clip,
+        llm_weight=llm_weight,
     )
+    if feedback_source not in ("archive", "kafka"):
+        raise ConfigurationError(
+            f"--feedback-source must be archive or kafka, not {feedback_source!r}"
+        )
     if archive is not None and not archive.is_dir():
         raise DataNotFound(f"--archive {archive}: no such folder")
     dsn, release = open_database(settings, database)
@@ -107,6 +144,21 @@ def train_cf(
         f"{result.n_interactions} interactions; training loss {loss}",
         highlight=False,
     )
+    if result.feedback is not None:
+        fb = result.feedback
+        console.print(
+            f"feedback: {fb['examples']} examples ({fb['acted_on']} acted on, "
+            f"{fb['llm_touched']} LLM-touched), {fb['negative_cells']} weak-negative cells; "
+            f"weights {fb['weights']}",
+            highlight=False,
+        )
+        if fb["weights"] == {"negative": 0.0, "ips_clip": 0.0, "llm_weight": 1.0}:
+            console.print(
+                "the feedback weights are neutral (the measured defaults, "
+                "docs/collaborative-filtering.md): the matrix is the events' alone; set "
+                "--negative-weight, --ips-clip or --llm-weight to use the examples",
+                highlight=False,
+            )
     seconds = ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items())
     pruned = f"; pruned {', '.join(result.pruned)}" if result.pruned else ""
     console.print(

@@ -9,8 +9,10 @@ every one of those probabilities are known, so the true value of any policy — 
 expected click rate per request — is an exact sum (:meth:`PolicyWorld.true_value`),
 and the best policy is known too (:meth:`PolicyWorld.oracle`).
 
-The shape is chosen so that the settings' policy (HYBRID for everyone with history, the
-LLM on for queries and cold users) is not the best, differently per bucket: cold
+The shape is chosen so that the design rule (:func:`design_config`: HYBRID for everyone
+with history, the LLM on for queries and cold users — the settings' policy when this
+world was built, and the logging policy of the tests and the benchmark whatever the
+shipped routes are now) is not the best, differently per bucket: cold
 users do best on CONTENT with the LLM, warm users without a query on CF without it,
 warm users with a query on HYBRID without it, warming users with a query on CONTENT with
 it, and warming users without a query are already served best. The reward of the LLM
@@ -31,8 +33,9 @@ from dataclasses import dataclass, field
 from recsys.policy.logged import LoggedRequest
 from recsys.policy.model import CELLS, Action, Cell, Context, Policy, Rule
 from recsys.records import Route, WarmthBucket
+from recsys.serving.config import BucketRoute, ServingConfig
 
-__all__ = ["QUERIES", "PolicyWorld", "SimUser"]
+__all__ = ["QUERIES", "PolicyWorld", "SimUser", "design_config"]
 
 C, M, W = WarmthBucket.COLD, WarmthBucket.WARMING, WarmthBucket.WARM
 P, CO, CF, H = Route.POPULARITY, Route.CONTENT, Route.CF, Route.HYBRID
@@ -57,6 +60,20 @@ RERANK_EFFECT: dict[tuple[WarmthBucket, bool], float] = {
 }
 #: HYBRID's best content weight per bucket (other weights lose 0.3 logit per e-fold).
 BEST_CONTENT_WEIGHT = {C: 3.0, M: 1.0, W: 0.5}
+
+
+def design_config(epsilon: float = 0.0) -> ServingConfig:
+    """The serving rule this world was shaped against: HYBRID for every user with
+    history (cold users' fusion content 3, prior 1; the others 1, prior 0.5), exploring
+    ``epsilon`` — ``default_policy(design_config(ε))`` is the worlds' logging policy."""
+    hybrid = BucketRoute(Route.HYBRID)
+    return ServingConfig(
+        epsilon=epsilon,
+        cold=BucketRoute(Route.HYBRID, 3.0, 1.0),
+        warming=hybrid,
+        warm=hybrid,
+    )
+
 
 QUERIES = (
     "a funny family comedy",

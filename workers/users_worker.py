@@ -3,7 +3,9 @@ and nearline co-visitation.
 
 Thin: the at-least-once consumer loop (confluent-kafka) decodes batches (bad input →
 DLQ; an event whose key is not its user goes there too, as it would sit in another
-user's partition) and hands them to :class:`UserStateUpdater`:
+user's partition) and hands them to :class:`UserStateUpdater` (an event whose values
+Postgres refuses is isolated by the loop and dead-lettered; the rest of its batch is
+applied once):
 
 1. the batch is cut in chunks of ``users_write_chunk`` events; for each chunk, the
    users' states: from the batch's earlier chunks, else from the process's cache of the
@@ -50,7 +52,6 @@ from recsys.users.nearline import BatchUpdate, update_batch
 from recsys.users.state import UNKNOWN_INCARNATION, Position, UserState, UserStateConfig
 from recsys.users.store import PgUserStates
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
-from streams.dlq import DeadLetters
 from workers.bootstrap import Context
 
 __all__ = ["UserStateUpdater", "UsersStats", "UsersWorker", "run"]
@@ -66,7 +67,6 @@ class UsersStats:
     applied: int = 0
     duplicates: int = 0
     redelivered: int = 0
-    dead_lettered: int = 0
     batches: int = 0
     #: Postgres transactions (a batch is written in chunks of ``users_write_chunk``).
     writes: int = 0
@@ -198,6 +198,9 @@ class UserStateUpdater:
         Raises:
             Retryable: Postgres is away (the loop retries the same batch; the chunks
                 already durable are then recognised as redeliveries).
+            DataRejected: Postgres refused some event's values; nothing of that chunk
+                was written (the loop handles the batch in halves to isolate the event
+                and dead-letters it; chunks already durable are redeliveries then).
         """
         loop = asyncio.get_running_loop()
         ahead: dict[str, UserState] = {}  # states of this batch's earlier chunks
@@ -292,30 +295,27 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         cache_size=s.users_state_cache,
         chunk=s.users_write_chunk,
     )
-    dead = DeadLetters(ctx.producer, "users")
+
+    def check(msg: Inbound[Any]) -> tuple[str, str] | None:
+        event: UserEvent = msg.value
+        if msg.key != event.user_id:
+            return (
+                "key_mismatch",
+                f"message key {msg.key!r} is not the event's user_id {event.user_id!r}",
+            )
+        return None
 
     async def handle(batch: list[Inbound[Any]]) -> None:
         updater.stats.consumed += len(batch)
-        events: list[tuple[UserEvent, Position]] = []
-        for msg in batch:
-            event: UserEvent = msg.value
-            if msg.key != event.user_id:
-                dead.send(
-                    spec,
-                    key=msg.key,
-                    value=msg.raw_value,
-                    partition=msg.partition,
-                    offset=msg.offset,
-                    reason="key_mismatch",
-                    error=f"message key {msg.key!r} is not the event's user_id {event.user_id!r}",
-                    headers=msg.headers,
+        await updater.apply(
+            [
+                (
+                    msg.value,
+                    Position(msg.topic_id or UNKNOWN_INCARNATION, msg.partition, msg.offset),
                 )
-                updater.stats.dead_lettered += 1
-                continue
-            incarnation = msg.topic_id or UNKNOWN_INCARNATION
-            events.append((event, Position(incarnation, msg.partition, msg.offset)))
-        if events:
-            await updater.apply(events)
+                for msg in batch
+            ]
+        )
 
     loop = ConsumerLoop(
         s,
@@ -328,6 +328,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         on_assign=updater.forget,
         on_revoke=updater.forget,
         group_id=ctx.overrides.group_id,
+        check=check,
     )
     ctx.handles.put(UsersWorker(updater, loop))
     try:

@@ -16,9 +16,10 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from recsys import db
 from recsys.archive import list_files, read_archive
 from recsys.cf.interactions import Interaction
-from recsys.exceptions import DatabaseError, DatabaseUnavailable, DataNotFound
+from recsys.exceptions import DataNotFound
 
 __all__ = ["archive_interactions", "count_postgres_events", "postgres_interactions"]
 
@@ -35,12 +36,6 @@ def _where(since: datetime | None, until: datetime | None) -> tuple[str, dict[st
     return " AND ".join(clauses), params
 
 
-def _wrap(exc: psycopg.Error) -> Exception:
-    if isinstance(exc, psycopg.OperationalError):
-        return DatabaseUnavailable(f"Postgres unavailable: {str(exc).strip()}")
-    return DatabaseError(f"reading user_events: {str(exc).strip()}")
-
-
 async def count_postgres_events(
     pool: AsyncConnectionPool, since: datetime | None = None, until: datetime | None = None
 ) -> int:
@@ -52,7 +47,7 @@ async def count_postgres_events(
             cur = await conn.execute(f"SELECT count(*) FROM user_events WHERE {where}", params)
             row = await cur.fetchone()
     except psycopg.Error as exc:
-        raise _wrap(exc) from exc
+        raise db.db_error(exc, "reading user_events") from exc
     return int(row[0]) if row else 0
 
 
@@ -83,7 +78,7 @@ async def postgres_interactions(
                         float(at),
                     )
     except psycopg.Error as exc:
-        raise _wrap(exc) from exc
+        raise db.db_error(exc, "reading user_events") from exc
 
 
 def archive_interactions(

@@ -1,10 +1,11 @@
 """The policy the settings describe: what serves until a policy version is activated.
 
-It is exactly the serving rule of :class:`~recsys.serving.config.ServingConfig`: the
-per-bucket routes without a query (``cold_route``/``warming_route``/``warm_route``),
-HYBRID with a query (CONTENT for cold users when ``cold_route`` is CONTENT), the cold
-fusion weights for cold users and the hybrid ones otherwise, and the LLM rerank where
-the design makes a request eligible — a query, or a cold user with history.
+It is exactly the serving rule of :class:`~recsys.serving.config.ServingConfig`: each
+bucket's route without a query (``cold``/``warming``/``warm``, a
+:class:`~recsys.serving.config.BucketRoute` each — the shipped ones chosen by
+:mod:`recsys.evaluation.route_selection`), HYBRID with a query (CONTENT for cold users
+whose route is CONTENT), each bucket's fusion weights, and the LLM rerank where the
+design makes a request eligible — a query, or a cold user with history.
 """
 
 from __future__ import annotations
@@ -23,20 +24,12 @@ def settings_version(policy: Policy) -> str:
 
 def _rule(cfg: ServingConfig, cell: Cell) -> Rule:
     cold = cell.bucket is WarmthBucket.COLD
-    fusion = (
-        Fusion(cfg.cold_content_weight, cfg.cold_popularity_weight)
-        if cold
-        else Fusion(cfg.hybrid_content_weight, cfg.popularity_weight)
-    )
-    no_query = {
-        WarmthBucket.COLD: cfg.cold_route,
-        WarmthBucket.WARMING: cfg.warming_route,
-        WarmthBucket.WARM: cfg.warm_route,
-    }[cell.bucket]
+    bucket = cfg.bucket_route(cell.bucket)
+    fusion = Fusion(bucket.content_weight, bucket.popularity_weight)
     if not cell.query:
-        route = no_query
+        route = bucket.route
     else:
-        route = Route.CONTENT if cold and cfg.cold_route is Route.CONTENT else Route.HYBRID
+        route = Route.CONTENT if cold and bucket.route is Route.CONTENT else Route.HYBRID
     return Rule(route, cfg.llm_rerank and (cell.query or cold), fusion)
 
 

@@ -9,7 +9,7 @@ the same evidence, and its wording is checked before it replaces the template.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,8 @@ class Grounds:
     vectors: Mapping[str, np.ndarray]  # vectors of recent and recommended items
     query_categories: Sequence[str] = ()
     year_range: tuple[int | None, int | None] = (None, None)
+    #: the preferences a conversation stated that an item satisfies (strongest evidence)
+    stated: Callable[[ItemRecord | None], list[Evidence]] | None = None
 
 
 def _title(details: Mapping[str, ItemRecord], item_id: str) -> str:
@@ -48,8 +50,8 @@ def _year(value: str | None) -> int | None:
 
 def evidence_for(cand: Candidate, grounds: Grounds) -> list[Evidence]:
     """The facts that justify ``cand`` for this user and request, strongest first."""
-    out: list[Evidence] = []
     item = grounds.details.get(cand.item_id)
+    out: list[Evidence] = list(grounds.stated(item)) if grounds.stated is not None else []
     categories = item.categories if item is not None else ()
     keys = {category_key(c): c for c in categories}
     if cand.via is not None:
@@ -110,6 +112,10 @@ def template_sentence(evidence: Sequence[Evidence]) -> str:
     if not evidence:
         return ""
     e = evidence[0]
+    if e.kind is EvidenceKind.STATED_PREFERENCE:
+        said = [x.value for x in evidence if x.kind is EvidenceKind.STATED_PREFERENCE]
+        listed = said[0] if len(said) == 1 else f"{', '.join(said[:-1])} and {said[-1]}"
+        return f"Matches what you told me: {listed}."
     if e.kind is EvidenceKind.CO_VISITED:
         return f"People who liked {e.value} also liked this."
     if e.kind is EvidenceKind.SIMILAR_TO_RECENT:

@@ -23,6 +23,7 @@ from recsys.items.model import ItemFilters, ItemRecord
 from recsys.policy.logged import log_fields, response_fields
 from recsys.policy.model import Action, Context, Decision, Policy
 from recsys.records import (
+    Evidence,
     ExplanationSource,
     LlmInvolvement,
     LlmUseCase,
@@ -36,6 +37,7 @@ from recsys.serving import candidates as cands
 from recsys.serving.candidates import Candidate
 from recsys.serving.config import ServingConfig, warmth_of
 from recsys.serving.constraints import (
+    QueryConstraints,
     Shortfall,
     mark_soft_matches,
     prefer,
@@ -51,6 +53,7 @@ from recsys.serving.llm_gate import LlmGate
 from recsys.serving.ports import CfSource, ItemSource, QueryEmbedder, UserReader, UserView
 from recsys.serving.rerank import Candidate as RerankCandidate
 from recsys.serving.rerank import LlmReranker, RerankContext
+from recsys.serving.steer import Steer
 from recsys.serving.untrusted import Sanitiser
 
 __all__ = ["LlmParts", "Recommender", "Served"]
@@ -86,18 +89,41 @@ class LlmParts:
 
 
 class _Cached:
-    """A value recomputed at most every ``ttl_s`` seconds."""
+    """A value recomputed at most every ``ttl_s`` seconds, by one caller at a time.
+
+    When it is due, the first caller starts one refresh and every caller goes on with the
+    previous value until it lands (the popular head and the categories move slowly); only
+    the very first value is waited for, by everyone asking meanwhile, through one load.
+    Without this, every request in flight when the value expired ran the same query at
+    once: a burst of identical 1,000-row reads every few seconds under load.
+    """
 
     def __init__(self, ttl_s: float, clock: Callable[[], float]) -> None:
         self.ttl_s, self.clock = ttl_s, clock
         self.value: Any = None
         self.at = -1e18
+        self._loaded = False
+        self._refresh: asyncio.Future[Any] | None = None
 
     async def get(self, make: Callable[[], Any]) -> Any:
-        if self.clock() - self.at > self.ttl_s:
-            self.value = await make()
-            self.at = self.clock()
+        if self._loaded and self.clock() - self.at <= self.ttl_s:
+            return self.value
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.ensure_future(self._load(make))
+        if not self._loaded:
+            return await asyncio.shield(self._refresh)
         return self.value
+
+    async def _load(self, make: Callable[[], Any]) -> Any:
+        try:
+            value = await make()
+        except Exception:
+            if self._loaded:  # a background refresh: keep serving the previous value
+                log.warning("refreshing a cached serving value failed", exc_info=True)
+                return self.value
+            raise
+        self.value, self.at, self._loaded = value, self.clock(), True
+        return value
 
 
 def _remaining_s(request: RecRequest, received: float, clock: Callable[[], float]) -> float:
@@ -150,8 +176,13 @@ class Recommender:
         """The popular head (cached for a few seconds: it moves slowly)."""
         return list(await self._popular.get(lambda: self.cf.popular(POPULAR_HEAD, ())))
 
-    async def recommend(self, request: RecRequest, *, received: float | None = None) -> Served:
-        """Answer one request; never raises for LLM trouble (only for unreachable stores)."""
+    async def recommend(
+        self, request: RecRequest, *, received: float | None = None, steer: Steer | None = None
+    ) -> Served:
+        """Answer one request; never raises for LLM trouble (only for unreachable stores).
+
+        ``steer`` replaces the request's query, intent and filters (a conversation).
+        """
         received = self.clock() if received is None else received
         timings: dict[str, float] = {}
         logs: list[LlmInvolvement] = []
@@ -161,15 +192,22 @@ class Recommender:
         warmth = warmth_of(view.positives, cfg)
         history = [*view.session_items, *view.recent_items]
         history = list(dict.fromkeys(history))
-        query, flagged, reasons = await self.sanitiser.screen_query(request.query)
-        intent, intent_log = await self._intent(request, query, received)
+        if steer is None:
+            query, flagged, reasons = await self.sanitiser.screen_query(request.query)
+            intent, intent_log = await self._intent(request, query, received)
+        else:
+            query, flagged, reasons = steer.query, steer.flagged, steer.reasons
+            intent, intent_log = steer.intent, None
         if intent_log is not None:
             logs.append(intent_log)
-        constraints = query_constraints(
-            intent,
-            parsed_by_llm=intent_log is not None and intent_log.used,
-            min_confidence=cfg.intent_hard_min_confidence,
-        )
+        if steer is None:
+            constraints = query_constraints(
+                intent,
+                parsed_by_llm=intent_log is not None and intent_log.used,
+                min_confidence=cfg.intent_hard_min_confidence,
+            )
+        else:  # what a conversation's user stated is a constraint, however it was read
+            constraints = QueryConstraints(hard=steer.filters, source="rules")
         filters = constraints.hard
         context = Context(
             warmth,
@@ -236,7 +274,7 @@ class Recommender:
             order = [i for i in order if i not in filled] + [i for i in order if i in filled]
         final = [by_id[i] for i in order[: request.k]]
         items, explain_logs = await self._explain(
-            request, final, history, details, intent, received
+            request, final, history, details, intent, received, steer.stated if steer else None
         )
         if rerank_log.used:  # what the LLM changed: where the ranker had put each item
             position = {c.item_id: n for n, c in enumerate(ranked, start=1)}
@@ -318,10 +356,14 @@ class Recommender:
         route = action.route
         popular = await self.popular()
         model_version: str | None = None
+        bucket = cfg.bucket_route(warmth)
 
         async def cf() -> list[Candidate]:
-            recent = list(view.recent) or [(i, 1.0) for i in history]
-            return await cands.cf_candidates(self.cf, recent, n, exclude)
+            if view.cf_profile is not None:
+                recent = list(view.cf_profile)
+            else:
+                recent = list(view.recent) or [(i, 1.0) for i in history]
+            return await cands.cf_candidates(self.cf, recent, n, exclude, bucket.cf_fold)
 
         async def content(popularity_weight: float) -> list[Candidate]:
             vector = await self._content_vector(query, history)
@@ -341,7 +383,7 @@ class Recommender:
             ranked = await cf()
             model_version = await self.cf.model_version()
         elif route is Route.CONTENT:
-            ranked = await content(cfg.popularity_weight)
+            ranked = await content(bucket.popularity_weight if history else cfg.popularity_weight)
         elif route is Route.HYBRID:
             assert action.fusion is not None  # a HYBRID action always has its weights
             fusion = action.fusion
@@ -452,6 +494,7 @@ class Recommender:
         details: dict[str, ItemRecord],
         intent: Intent | None,
         received: float,
+        stated: Callable[[ItemRecord | None], list[Evidence]] | None = None,
     ) -> tuple[list[RecommendedItem], list[LlmInvolvement]]:
         missing = [c.item_id for c in final if c.item_id not in details]
         if missing:
@@ -467,6 +510,7 @@ class Recommender:
                 else []
             ),
             year_range=(intent.year_min, intent.year_max) if intent is not None else (None, None),
+            stated=stated,
         )
         out: list[RecommendedItem] = []
         logs: list[LlmInvolvement] = []

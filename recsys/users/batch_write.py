@@ -37,13 +37,12 @@ from itertools import chain
 from typing import Any
 
 import psycopg
-from psycopg import errors
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 from pydantic import TypeAdapter
 
 from recsys.cf.covisit import Pair
 from recsys.cf.pg_covisit import COVISIT_INSERT, undirected_sums
-from recsys.exceptions import DatabaseUnavailable
+from recsys.db import db_error
 from recsys.users.state import Accepted, UserState, event_weight, is_positive
 
 __all__ = ["BatchWriter", "PreparedBatch", "WriteResult", "prepare", "write", "write_async"]
@@ -194,35 +193,28 @@ def prepare(
     )
 
 
-#: What makes a write worth retrying (the worker retries the batch).
-TRANSIENT = (
-    psycopg.OperationalError,
-    PoolTimeout,
-    errors.DeadlockDetected,
-    errors.SerializationFailure,
-)
-
-
 class BatchWriter:
     """Writes prepared batches on a sync pool: the worker calls it from a thread of its
     own, so that Postgres works on one batch while Python prepares the next (libpq
     waits for the server without holding the GIL)."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, acquire_timeout_s: float = 30.0) -> None:
         self.pool = pool
+        self.acquire_timeout_s = acquire_timeout_s
 
     def write(self, batch: PreparedBatch) -> WriteResult:
-        """Store ``batch`` in one transaction.
+        """Store ``batch`` in one transaction; nothing is written when it raises.
 
         Raises:
-            DatabaseUnavailable: Postgres away, a deadlock or a serialization failure
-                (nothing was written; the batch may be written again).
+            DatabaseUnavailable: Postgres away, a deadlock, a timeout (write it again).
+            DataRejected: Postgres refused a value of some event in it.
+            DatabaseError: anything else (a bug).
         """
         try:
-            with self.pool.connection() as conn:
+            with self.pool.connection(timeout=self.acquire_timeout_s) as conn:
                 return write(conn, batch)
-        except TRANSIENT as exc:
-            raise DatabaseUnavailable(f"user states: {exc}".strip()) from exc
+        except (psycopg.Error, UnicodeEncodeError) as exc:
+            raise db_error(exc, "user states") from exc
 
 
 def write(conn: psycopg.Connection[Any], batch: PreparedBatch) -> WriteResult:

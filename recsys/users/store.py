@@ -7,26 +7,31 @@ written in one transaction (:mod:`recsys.users.batch_write`: events into
 :meth:`PgUserStates.write` does it on the async pool (tests, synthetic worlds), the
 worker through its own writer thread (:class:`recsys.users.batch_write.BatchWriter`).
 
-Connection trouble, deadlocks and serialization failures become
-:class:`DatabaseUnavailable` (the worker retries the batch).
+Errors are mapped by :func:`recsys.db.db_error`: connection trouble, deadlocks and
+serialization failures become :class:`DatabaseUnavailable` (the worker retries the
+batch); values Postgres refuses become :class:`DataRejected` (the worker isolates and
+dead-letters the event that carries them).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import psycopg
-from psycopg import errors
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
+from recsys import db
 from recsys.cf.covisit import Pair
 from recsys.cf.pg_covisit import PgCovisitation
-from recsys.exceptions import DatabaseUnavailable
 from recsys.users.batch_write import WriteResult, prepare, write_async
 from recsys.users.state import VISIT_EVENTS, Accepted, UserState
 
 __all__ = ["PgUserStates", "WriteResult"]
+
+#: How long a write waits for a pooled connection before the batch is retried.
+_ACQUIRE_TIMEOUT_S = 30.0
 
 _CONSUMED_TYPES = sorted(t.value for t in VISIT_EVENTS)
 
@@ -37,18 +42,8 @@ class PgUserStates:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        try:
-            async with self.pool.connection() as conn:
-                yield conn
-        except (
-            psycopg.OperationalError,
-            PoolTimeout,
-            errors.DeadlockDetected,
-            errors.SerializationFailure,
-        ) as exc:
-            raise DatabaseUnavailable(f"user states: {exc}".strip()) from exc
+    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return db.connection(self.pool, "user states", _ACQUIRE_TIMEOUT_S)
 
     # ---- reads (serving) ------------------------------------------------------------
     async def get(self, user_id: str) -> UserState | None:
@@ -77,6 +72,23 @@ class PgUserStates:
                 (user_id, _CONSUMED_TYPES, limit),
             )
             return {r[0] for r in await cur.fetchall()}
+
+    async def state_and_consumed(
+        self, user_id: str, limit: int = 1000
+    ) -> tuple[UserState | None, set[str]]:
+        """:meth:`get` and :meth:`consumed` in one round trip (the serving path's read)."""
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT (SELECT state::text FROM user_state WHERE user_id = %(u)s), "
+                "ARRAY(SELECT item_id FROM user_events WHERE user_id = %(u)s "
+                "AND item_id IS NOT NULL AND event_type = ANY(%(types)s) "
+                "ORDER BY occurred_at DESC LIMIT %(limit)s)",
+                {"u": user_id, "types": _CONSUMED_TYPES, "limit": limit},
+            )
+            row = await cur.fetchone()
+        assert row is not None  # a SELECT without FROM returns one row
+        state = UserState.model_validate_json(row[0]) if row[0] is not None else None
+        return state, set(row[1] or ())
 
     async def version(self, user_id: str) -> int | None:
         """The stored version (accepted events) of a user's row."""

@@ -14,15 +14,15 @@ from jobs.learn_policy import LearnPolicyOptions, run_learn_policy
 from recsys import db
 from recsys.archive import ArchivedMessage, ArchiveWriter
 from recsys.policy.logged import LoggedRequest
+from recsys.policy.model import Policy
 from recsys.policy.store import PgPolicies
 from recsys.records import FeedbackExample
-from recsys.serving.config import ServingConfig
 from recsys.serving.default_policy import default_policy
 from streams.producer import registry_from_settings
 from streams.serde import AvroSerde
 from streams.settings import Settings
 from streams.topics import Topics
-from testkit.policy_world import PolicyWorld
+from testkit.policy_world import PolicyWorld, design_config
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.integration
@@ -87,24 +87,39 @@ async def _active(dsn: str) -> str | None:
         await pool.close()
 
 
+async def _activate(dsn: str, policy: Policy) -> str:
+    pool = db.async_pool(dsn, min_size=1, max_size=1, name="archive-test")
+    await pool.open(wait=True)
+    try:
+        store = PgPolicies(pool)
+        stored = await store.write(policy, source="the world's design rule")
+        await store.activate(stored.version)
+        return stored.version
+    finally:
+        await pool.close()
+
+
 def test_learn_policy_from_the_archive(tmp_path: Path, database: str) -> None:
     world = PolicyWorld(seed=8, scale=2.0)
+    # the current policy is the rule the world was shaped against (the shipped routes
+    # are MovieLens's, not this world's)
+    current = asyncio.run(_activate(database, default_policy(design_config(0.05))))
 
     # logs without exploration: nothing can be judged but the rules they followed
     settings0 = make_settings(tmp_path / "a", database_url=database, route_epsilon=0.05)
-    _archive(settings0, world.simulate(default_policy(ServingConfig(epsilon=0.0)), 1500, 9))
+    _archive(settings0, world.simulate(default_policy(design_config(0.0)), 1500, 9))
     kept = asyncio.run(
         run_learn_policy(settings0, LearnPolicyOptions(source="archive", resamples=200), database)
     )
-    assert kept["current_source"] == "settings"
+    assert kept["current_source"] == "postgres"
     assert not kept["deploy"] and kept["activated"] is None
     assert kept["reason"].startswith("kept the current policy: its rules are the best")
     assert any("ε = 0" in line for line in kept["unsupported"])
-    assert asyncio.run(_active(database)) is None
+    assert asyncio.run(_active(database)) == current
 
     # exploring logs, half of them by time: a better policy is activated
     settings = make_settings(tmp_path / "b", database_url=database, route_epsilon=0.05)
-    logging = default_policy(ServingConfig(epsilon=0.6))
+    logging = default_policy(design_config(0.6))
     _archive(settings, world.simulate(logging, 5000, seed=8))
     half = int((T0 + timedelta(seconds=3000)).timestamp() * 1000)
     report = asyncio.run(

@@ -29,7 +29,6 @@ from recsys.policy.logged import logged_action, logged_context
 from recsys.policy.model import BUCKETS, Action, Context, Policy
 from recsys.policy.store import PgPolicies
 from recsys.records import EventType, LlmInvolvement, LlmUseCase, RecResponse, UserEvent, utcnow
-from recsys.serving.config import ServingConfig
 from recsys.serving.default_policy import default_policy
 from stack.embedded import EmbeddedBroker
 from streams import admin
@@ -39,7 +38,7 @@ from streams.serde import AvroSerde
 from streams.settings import Settings
 from testkit.llm_server import SimulatedLlmServer
 from testkit.policy_seed import seed_policy_world
-from testkit.policy_world import PolicyWorld
+from testkit.policy_world import PolicyWorld, design_config
 from tests.conftest import make_settings
 from tests.helpers import await_until, read_topic
 from workers.bootstrap import Overrides, bootstrap
@@ -132,7 +131,7 @@ async def test_learn_policy_closes_the_loop(
     )
     await seed_policy_world(settings, embedder, world)
     admin.ensure_topics(settings)
-    logging = default_policy(ServingConfig(epsilon=LOGGING_EPSILON))
+    logging = default_policy(design_config(LOGGING_EPSILON))
     pool = db.async_pool(database, min_size=1, max_size=2, name="loop-test")
     await pool.open(wait=True)
     store = PgPolicies(pool)

@@ -33,7 +33,7 @@ from recsys.evaluation.offpolicy import (
 )
 from recsys.policy.model import Rule
 from recsys.records import LlmInvolvement, LlmUseCase, RecResponse, Route, WarmthBucket
-from recsys.serving.config import ServingConfig
+from recsys.serving.config import BucketRoute, ServingConfig
 from recsys.serving.default_policy import default_policy
 
 REC = ["a", "b", "c", "d", "e"]
@@ -185,9 +185,9 @@ def _logged(warmth: str, query: bool, route: str, rerank: bool, p: float) -> Log
 
 
 def test_policy_targets_give_the_probability_of_the_logged_action() -> None:
-    # the settings' policy, exploring 0.2 in every bucket: a warm user without a query has
-    # 4 routes x rerank or not = 8 actions; HYBRID(1, 0.5) without rerank is the rule
-    policy = default_policy(ServingConfig(epsilon=0.2))
+    # a settings' policy exploring 0.2 in every bucket, warm users on HYBRID(1, 0.5): a
+    # warm user without a query has 4 routes x rerank or not = 8 actions, that one the rule
+    policy = default_policy(ServingConfig(epsilon=0.2, warm=BucketRoute(Route.HYBRID)))
     targets = policy_targets(policy)
     router, no_llm = targets["router"], targets["router-no-llm"]
     assert router.probability(_logged("WARM", False, "HYBRID", False, 0.8)) == pytest.approx(0.8)

@@ -21,6 +21,7 @@ from recsys.records import (
     UserEvent,
     WarmthBucket,
 )
+from recsys.serving.config import SHIPPED_ROUTES
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -174,10 +175,11 @@ def test_off_policy_section(data: EvaluationData) -> None:
     # rewards from examples: r1 had a click (1), r2 none (0)
     assert ope["n_logged"] == 2 and ope["logged_mean_reward"] == pytest.approx(0.5)
     assert ope["estimates"]["logged"]["snips"] == pytest.approx(0.5)
-    # router-no-llm (the settings' policy, HYBRID for a warm user, no LLM): r1 was CF → 0;
-    # r2 was the LLM → 0: no logged request agrees, IPS 0 and SNIPS undefined
-    assert ope["estimates"]["router-no-llm"]["ips"] == 0.0
-    assert ope["estimates"]["router-no-llm"]["snips"] is None
+    # router-no-llm (the settings' policy, CF for a warm user, no LLM): r1 (WARM, CF, no
+    # rerank, p 1) agrees → w 1, reward 1; r2 was the LLM → 0: IPS = 1 / 2, SNIPS = 1 / 1
+    assert SHIPPED_ROUTES[WarmthBucket.WARM].route is Route.CF
+    assert ope["estimates"]["router-no-llm"]["ips"] == pytest.approx(0.5)
+    assert ope["estimates"]["router-no-llm"]["snips"] == pytest.approx(1.0)
     # cf-only: r1 (WARM, CF, no rerank, p 1) → w 1, reward 1; r2 (cold without history:
     # CF falls back to CONTENT, with the LLM as the policy reranks queries; p 0.5) → w 2,
     # reward 0: IPS = (1 + 0) / 2, SNIPS = 1 / (1 + 2)

@@ -10,9 +10,8 @@ from recsys.policy.learn import LearnConfig, learn, split
 from recsys.policy.logged import requests_from_examples
 from recsys.policy.model import BUCKETS, Cell
 from recsys.records import FeedbackExample, Route, WarmthBucket, utcnow
-from recsys.serving.config import ServingConfig
 from recsys.serving.default_policy import default_policy
-from testkit.policy_world import PolicyWorld
+from testkit.policy_world import PolicyWorld, design_config
 
 W, M, C = WarmthBucket.WARM, WarmthBucket.WARMING, WarmthBucket.COLD
 NEW_EPS = {b: 0.05 for b in BUCKETS}
@@ -20,7 +19,7 @@ NEW_EPS = {b: 0.05 for b in BUCKETS}
 
 def test_learns_a_better_policy_and_deploys_it() -> None:
     world = PolicyWorld(seed=3)
-    logging = default_policy(ServingConfig(epsilon=0.3))
+    logging = default_policy(design_config(0.3))
     log = world.simulate(logging, 6000, seed=3)
     result = learn(log, logging, cfg=LearnConfig(seed=1, epsilon=NEW_EPS, resamples=300))
     truth_logging = world.true_value(logging)
@@ -42,7 +41,7 @@ def test_learns_a_better_policy_and_deploys_it() -> None:
 
 def test_without_exploration_nothing_else_can_be_estimated() -> None:
     world = PolicyWorld(seed=4)
-    logging = default_policy(ServingConfig(epsilon=0.0))
+    logging = default_policy(design_config(0.0))
     log = world.simulate(logging, 2000, seed=4)
     result = learn(log, logging, cfg=LearnConfig(seed=0, resamples=100))
     assert not result.deploy
@@ -56,7 +55,7 @@ def test_without_exploration_nothing_else_can_be_estimated() -> None:
 
 def test_weak_evidence_keeps_the_current_policy() -> None:
     world = PolicyWorld(seed=5)
-    logging = default_policy(ServingConfig(epsilon=0.3))
+    logging = default_policy(design_config(0.3))
     log = world.simulate(logging, 300, seed=5)  # too few requests for a confident switch
     result = learn(log, logging, cfg=LearnConfig(seed=0, epsilon=NEW_EPS, resamples=300))
     assert not result.deploy
@@ -64,7 +63,7 @@ def test_weak_evidence_keeps_the_current_policy() -> None:
 
 
 def test_the_split_is_stable_and_seeded() -> None:
-    log = PolicyWorld(seed=1).simulate(default_policy(ServingConfig(epsilon=0.1)), 1000, 1)
+    log = PolicyWorld(seed=1).simulate(default_policy(design_config(0.1)), 1000, 1)
     a = split(log, 0.3, seed=7)
     assert split(log, 0.3, seed=7) == a
     assert 250 < len(a[1]) < 350

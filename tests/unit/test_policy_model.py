@@ -93,7 +93,7 @@ def test_documents_round_trip_and_fingerprints_identify_definitions() -> None:
     again = Policy.from_definition(policy.definition(), "v7")
     assert again == policy and again.fingerprint() == policy.fingerprint()
     assert again.epsilon[C] == 0.2 and again.epsilon[W] == 0.05
-    other = policy.with_rules({Cell(W, False): Rule(Route.CF, False, Fusion(1, 0.5))})
+    other = policy.with_rules({Cell(W, False): Rule(Route.CONTENT, False, Fusion(1, 0.5))})
     assert other.fingerprint() != policy.fingerprint() and other.version == ""
     assert policy.version == "v7" and default_policy(ServingConfig()).version.startswith(
         "settings-"

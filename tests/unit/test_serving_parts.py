@@ -12,7 +12,7 @@ from recsys.items.model import ItemRecord
 from recsys.policy.model import Action, Context, Fusion
 from recsys.records import EvidenceKind, Route, WarmthBucket
 from recsys.serving.candidates import Candidate, popularity_prior, profile_vector, rrf
-from recsys.serving.config import ServingConfig, warmth_of
+from recsys.serving.config import SHIPPED_ROUTES, BucketRoute, ServingConfig, warmth_of
 from recsys.serving.default_policy import default_policy
 from recsys.serving.diversity import diversify, jaccard
 from recsys.serving.explanations import Grounds, evidence_for, template_sentence
@@ -30,10 +30,10 @@ def _base(
 @pytest.mark.parametrize(
     ("warmth", "history", "query", "route", "rerank"),
     [
-        (W, True, False, Route.HYBRID, False),
+        (W, True, False, SHIPPED_ROUTES[W].route, False),
         (W, True, True, Route.HYBRID, True),
-        (M, True, False, Route.HYBRID, False),
-        (C, True, False, Route.HYBRID, True),  # a cold user with history is LLM-eligible
+        (M, True, False, SHIPPED_ROUTES[M].route, False),
+        (C, True, False, SHIPPED_ROUTES[C].route, True),  # cold with history: LLM-eligible
         (C, True, True, Route.HYBRID, True),
         (C, False, True, Route.CONTENT, True),
         (C, False, False, Route.POPULARITY, False),  # nothing to rerank by
@@ -52,11 +52,15 @@ def test_the_settings_policy_is_the_design_rule(
 
 
 def test_hybrid_fusion_weights_follow_the_bucket() -> None:
-    cold, warm = _base(C, True, False), _base(W, True, False)
-    assert cold.fusion == Fusion(3.0, 1.0) and warm.fusion == Fusion(1.0, 0.5)
-    cfg = ServingConfig(cold_content_weight=2.0, hybrid_content_weight=0.5)
+    shipped = SHIPPED_ROUTES[C]
+    cold = _base(C, True, True)  # a query: HYBRID, with the cold bucket's weights
+    assert cold.fusion == Fusion(shipped.content_weight, shipped.popularity_weight)
+    cfg = ServingConfig(
+        cold=BucketRoute(Route.HYBRID, 2.0, 1.0), warming=BucketRoute(Route.HYBRID, 0.5, 0.5)
+    )
     assert _base(C, True, True, cfg).fusion == Fusion(2.0, 1.0)
     assert _base(M, True, False, cfg).fusion == Fusion(0.5, 0.5)
+    assert _base(W, True, True, cfg).fusion == Fusion(1.0, 0.5)  # warm: the shipped weights
 
 
 def test_exploration_frequencies_match_the_logged_propensities() -> None:
@@ -196,18 +200,18 @@ def test_weighted_rrf_scales_each_list_and_checks_the_weights() -> None:
 @pytest.mark.parametrize(
     ("warmth", "query", "routes", "route"),
     [
-        (W, False, {"warm_route": Route.CF}, Route.CF),
-        (C, False, {"cold_route": Route.CONTENT}, Route.CONTENT),
-        (C, True, {"cold_route": Route.CF}, Route.HYBRID),  # a query brings content in
-        (C, True, {"cold_route": Route.CONTENT}, Route.CONTENT),
-        (M, False, {"warming_route": Route.CF}, Route.CF),
-        (M, True, {"warming_route": Route.CF}, Route.HYBRID),
-        (W, True, {"warm_route": Route.CF}, Route.HYBRID),
+        (W, False, {"warm": Route.HYBRID}, Route.HYBRID),
+        (C, False, {"cold": Route.CONTENT}, Route.CONTENT),
+        (C, True, {"cold": Route.CF}, Route.HYBRID),  # a query brings content in
+        (C, True, {"cold": Route.CONTENT}, Route.CONTENT),
+        (M, False, {"warming": Route.CONTENT}, Route.CONTENT),
+        (M, True, {"warming": Route.CF}, Route.HYBRID),
+        (W, True, {"warm": Route.CF}, Route.HYBRID),
     ],
 )
 def test_the_routes_per_bucket_are_configurable(
     warmth: WarmthBucket, query: bool, routes: dict[str, Route], route: Route
 ) -> None:
-    cfg = ServingConfig(**routes)  # type: ignore[arg-type]
+    cfg = ServingConfig(**{b: BucketRoute(r) for b, r in routes.items()})  # type: ignore[arg-type]
     assert _base(warmth, True, query, cfg).route is route
     assert _base(warmth, False, False, cfg).route is Route.POPULARITY
