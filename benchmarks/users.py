@@ -35,13 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import psycopg
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaTP
 
 from benchmarks.common import embedded_stack, emit, percentile, summary_ms
 from recsys import db
+from recsys.cf.covisit import CovisitConfig
 from recsys.records import EventType, UserEvent
-from recsys.users.state import Position
+from recsys.users.batch_write import prepare, write
+from recsys.users.nearline import update_batch
+from recsys.users.state import Position, UserState, UserStateConfig
 from streams import admin
 from streams.producer import RecordProducer
 from streams.settings import Settings
@@ -88,6 +92,59 @@ def produce(settings: Settings, n: int, users: int, items: int) -> None:
             producer.publish_user_event(make_event(rng, i, users, items, T0 + timedelta(seconds=i)))
             if i % 10_000 == 0:
                 producer.flush()
+
+
+def postgres_only(
+    settings: Settings, phases: list[int], users: int, items: int, chunk: int
+) -> list[dict[str, float]]:
+    """Postgres alone at this write pattern: the yardstick of the worker's writes.
+
+    In a database of its own (same server, every migration), events like the
+    benchmark's are folded and their rows built beforehand (untimed), then written chunk
+    by chunk on one connection as fast as Postgres takes them (the worker writes on one
+    connection too). One figure per phase: ``phases[0]`` events from no history, then
+    each further phase continuing the same users (the lag run's steady state).
+    """
+    assert settings.database_url is not None
+    dsn = settings.database_url.get_secret_value()
+    name = f"yardstick_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yard = psycopg.conninfo.make_conninfo(dsn, dbname=name)
+    db.apply_migrations(yard)
+    rng = random.Random(3)
+    cfg, covisit_cfg = (
+        UserStateConfig.from_settings(settings.users),
+        CovisitConfig.from_settings(settings.users),
+    )
+    states: dict[str, UserState] = {}
+    out: list[dict[str, float]] = []
+    first = 0
+    with psycopg.connect(yard, autocommit=True) as conn:
+        backend = psutil.Process(int(conn.execute("SELECT pg_backend_pid()").fetchone()[0]))  # type: ignore[index]
+        for n in phases:
+            prepared = []
+            for start in range(first, first + n, chunk):
+                events = [
+                    (
+                        make_event(rng, i, users, items, T0 + timedelta(seconds=i)),
+                        Position("yardstick", 0, i),
+                    )
+                    for i in range(start, min(start + chunk, first + n))
+                ]
+                update = update_batch(states.get, events, cfg, covisit_cfg)
+                states.update(update.states)
+                prepared.append(prepare(update.accepted, update.states.values()))
+            first += n
+            cpu0, t0 = sum(backend.cpu_times()[:2]), time.perf_counter()
+            for batch in prepared:
+                write(conn, batch)
+            wall = time.perf_counter() - t0
+            cpu = sum(backend.cpu_times()[:2]) - cpu0
+            out.append(
+                {"events_per_s": round(n / wall), "backend_cpu_us_per_event": round(cpu / n * 1e6)}
+            )
+    return out
 
 
 def raw_consumer(settings: Settings, topic: str, n: int) -> tuple[float, dict[int, int]]:
@@ -230,6 +287,7 @@ async def worker_run(
                     profiler.enable()
             if (
                 start is not None
+                and updater is not None
                 and updater.stats.durable_offsets
                 and all(updater.stats.durable_offsets.get(p, -1) + 1 >= o for p, o in ends.items())
             ):
@@ -248,6 +306,7 @@ async def worker_run(
                 break
             await asyncio.sleep(0.05)
         committed_s = time.perf_counter() - start
+        assert updater is not None
         stats = updater.stats
         applied, duplicates = stats.applied, stats.duplicates
 
@@ -364,6 +423,13 @@ def main() -> None:
                 args.profile,
             )
         )
+        yardstick = postgres_only(
+            settings,
+            [args.events, int(args.rate * args.lag_seconds)],
+            args.users,
+            args.items,
+            settings.users_write_chunk,
+        )
     rate = args.events / run["committed_s"]
     detail = {
         "benchmark": "users",
@@ -383,6 +449,7 @@ def main() -> None:
         "lag_lost": run["lag_lost"],
         "lag_p99_ms_by_3s": run["lag_p99_ms_by_3s"],
         "worker_busy_s": run["busy_s"],
+        "postgres_only": {"first_events": yardstick[0], "with_history": yardstick[1]},
         "cpu_us_per_event": run["cpu_us_per_event"],
         "lag_run_cpu_us_per_event": run["lag_cpu_us_per_event"],
         "load_avg_1m": round(os.getloadavg()[0], 2),
