@@ -163,6 +163,19 @@ class EmbeddingSettings(_Section):
     embedding_batch_wait_ms: int = Field(
         200, ge=0, description="Max time to wait to fill an embedding batch."
     )
+    enrich_mode: Literal["online", "backfill"] = Field(
+        "online",
+        description="How the enrich worker writes: online keeps the HNSW indexes current "
+        "row by row; backfill, on an empty item store, loads catalog.changes with no vector "
+        "index until caught up, then builds the indexes once and goes online (a store that "
+        "holds items stays online).",
+    )
+    enrich_index_build_memory_mb: int = Field(
+        1024,
+        ge=64,
+        description="maintenance_work_mem of the HNSW index build ending a backfill; the "
+        "graph should fit (about 1.3 KB per item per index at 384-d) or the build slows down.",
+    )
 
 
 class LlmSettings(_Section):
