@@ -170,6 +170,13 @@ class EmbeddingSettings(_Section):
         "index until caught up, then builds the indexes once and goes online (a store that "
         "holds items stays online).",
     )
+    enrich_max_batch: int = Field(
+        2000,
+        ge=1,
+        description="Max catalog changes per enrich batch (one commit each). The model idles "
+        "between batches (last write, flush, commit, next fetch): larger batches idle less "
+        "under a backlog; the catalog.enriched events of a batch go out when it is written.",
+    )
     enrich_index_build_memory_mb: int = Field(
         1024,
         ge=64,

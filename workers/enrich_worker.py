@@ -124,7 +124,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         inputs=[topics.catalog_changes],
         handler=handle,
         producer=producer,
-        max_batch=500,
+        max_batch=s.enrich_max_batch,
         # a backfill ends when the group is caught up (idle, lag 0); its index build runs
         # between two polls, so the group must keep the worker meanwhile
         housekeeping=mode.idle if mode.backfilling else None,
