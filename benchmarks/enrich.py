@@ -15,9 +15,10 @@ database), the worker in-process:
   loaded) until every item is in the table *and* both HNSW indexes are built (the worker
   back online).
 
-The yardstick — ``encode`` on the same raw texts (a sample of ``--yardstick-items`` for
-big catalogs) with the same batch size — is measured before and after each run and
-averaged, since the machine is shared. Beside the wall-clock ratios, each run reports the
+The yardstick — the model's ``encode`` on the same raw texts (a sample of
+``--yardstick-items`` for big catalogs) with the same batch size, the faster of one call
+and length-ordered batches from a worker thread — is measured before and after each run
+and averaged, since the machine is shared. Beside the wall-clock ratios, each run reports the
 CPU it cost per item (this process — decode, cleaning, model, writes' client side — plus
 the Postgres server's) against the yardstick's CPU per item: on a machine shared with
 other work that ratio moves much less than the wall-clock one.
@@ -33,6 +34,7 @@ import asyncio
 import os
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +66,33 @@ def catalog(source: str, n: int, movielens_path: str | None) -> list[CatalogChan
 
 
 def encode_rate(embedder: SentenceTransformerEmbedder, texts: list[str]) -> tuple[float, float]:
-    """(items/s, CPU s per item) of the model encoding ``texts``."""
-    cpu, start = time.process_time(), time.perf_counter()
-    embedder.embed(texts)
-    return len(texts) / (time.perf_counter() - start), (time.process_time() - cpu) / len(texts)
+    """(items/s, CPU s per item) of the model alone on ``texts``: the better of one
+    ``embed`` call from this thread and ``embed`` on length-ordered batches of the batch
+    size from a worker thread (how the pipeline calls it).
+
+    On a machine shared with other work the two differ by up to 3 times (measured here: the
+    one call from the main thread was the slow one whenever the load average was above
+    about 4); the faster is the harder yardstick, so it is the one kept.
+    """
+
+    def one_call() -> None:
+        embedder.embed(texts)
+
+    def batched() -> None:
+        ordered = sorted(texts, key=len)
+        step = embedder.batch_size
+        with ThreadPoolExecutor(1) as pool:
+            for i in range(0, len(ordered), step):
+                pool.submit(embedder.embed, ordered[i : i + step]).result()
+
+    best = (0.0, 0.0)
+    for way in (one_call, batched):
+        cpu, start = time.process_time(), time.perf_counter()
+        way()
+        rate = len(texts) / (time.perf_counter() - start)
+        if rate > best[0]:
+            best = (rate, (time.process_time() - cpu) / len(texts))
+    return best
 
 
 class CpuMeter:
@@ -217,11 +242,6 @@ async def present_indexes(dsn: str) -> list[str]:
         await apool.close()
 
 
-def yardstick(embedder: SentenceTransformerEmbedder, sample: list[str]) -> tuple[float, float]:
-    """(items/s, CPU s per item) of the model alone."""
-    return encode_rate(embedder, sample)
-
-
 def run_online(
     args: argparse.Namespace,
     embedder: SentenceTransformerEmbedder,
@@ -302,7 +322,7 @@ def main() -> None:
     parser.add_argument(
         "--yardstick-items",
         type=int,
-        default=4000,
+        default=2000,
         help="texts the yardstick encodes (a random sample of the catalog's when larger)",
     )
     args = parser.parse_args()

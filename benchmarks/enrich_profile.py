@@ -7,14 +7,17 @@ decodes, cleans, hashes and writes), so its own timings cannot say what each sta
 Here each runs by itself over the same synthetic catalog, on an embedded Postgres of its
 own: Avro decode, text building (with and without the injection cleaning of
 ``embeddable``), content hash, tokenisation, the model's forward pass, the records the
-worker emits (``catalog.enriched`` + ``rec.llm-log``, built and Avro-encoded), and item
-writes in chunks — row upserts into the table with its HNSW indexes, the bulk write
-(COPY into the load table, one versioned ``INSERT … SELECT``) with them, and the bulk
-write without them followed by the index build of the backfill mode. Postgres's own CPU
-is read from /proc for every write stage, since the server does the HNSW work.
+worker emits (``catalog.enriched`` + ``rec.llm-log``, built and Avro-encoded), what the
+embedding-based instruction scorer would cost per item if enrichment ran it (it does
+not: serving scores the text it quotes), and the item writes in chunks of ``--chunk``
+(the store's versioned upserts, psycopg pipeline mode) — online, into the table with its
+two HNSW indexes; in backfill mode, without them; then the index build that ends a
+backfill. Postgres's own CPU is read from /proc for every write stage, since the server
+does the HNSW work.
 
-Last line: microseconds per item for each stage (``us_per_item``) and the Postgres CPU
-per item of each write stage (``pg_cpu_us_per_item``).
+Last line: wall and CPU microseconds per item for each stage (``us_per_item``,
+``cpu_us_per_item``: this process, all threads) and the Postgres server's CPU per item
+of each write stage (``pg_cpu_us_per_item``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from recsys.items.backfill import VectorIndexes
 from recsys.items.pgvector import PgItemStore
 from recsys.records import CatalogChange, EnrichmentStatus, LlmInvolvement, LlmUseCase, utcnow
 from recsys.synthetic import SyntheticWorkload, WorkloadConfig
+from recsys.textsafety.instruction import InstructionScorer
 from streams.serde import AvroSerde
 from streams.settings import Settings
 from streams.topics import Topics
@@ -208,6 +212,13 @@ def main() -> None:
     cpu_us["encode_forward"] = round(cpu_us["encode_total"] - cpu_us["tokenise"], 1)
 
     records = records_for(changes, vectors, embedder.name)
+
+    # not a stage of enrichment: serving scores item text it quotes into a prompt (memoised
+    # per process); what scoring every item's title and description here would cost
+    scorer = InstructionScorer.from_embedder(embedder)
+    asyncio.run(scorer.warm())
+    item_texts = [f"{c.title}. {c.description}" for c in changes]
+    per_item("instruction_scorer_if_run", lambda: asyncio.run(scorer.scores(item_texts)))
 
     def outputs() -> None:
         for r in records:
