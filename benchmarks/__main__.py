@@ -14,7 +14,9 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     scripts = sorted(
-        p.stem for p in HERE.glob("*.py") if not p.stem.startswith("_") and p.stem != "common"
+        p.stem
+        for p in HERE.glob("*.py")
+        if not p.stem.startswith("_") and p.stem not in ("common", "movielens_world")
     )
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
         print("usage: python -m benchmarks NAME [args...]\n\nbenchmarks: " + ", ".join(scripts))

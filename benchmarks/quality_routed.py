@@ -1,420 +1,284 @@
 """Quality of the routed serving policy against each single route, on MovieLens
-ml-latest-small, replayed into the running stack.
+ml-latest-small (or any dataset in its layout), replayed into embedded stacks.
 
-Split (``recsys.movielens.temporal_split``): per user, the last 20 % of their ratings
-≥ 4 are held out; training = everything the user rated before. The training world goes
-into a fresh embedded stack through the same domain steps the workers run
-(:func:`testkit.synthetic_world.seed_world`): every movie through the enrichment
-pipeline into pgvector — **LLM off, so the enriched vector is the raw text's** (title,
-genres, viewers' tags) — the training ratings as RATING events (MovieLens stars on our
-0-10 scale as they are, ≥ 4 positive) through the users worker's update into the read
-model, ``user_events`` and co-visitation, then ALS trained by ``train-cf``'s function.
+The routed policy is **chosen by a procedure, not by constants**
+(:mod:`recsys.evaluation.route_selection`), so that it can be run on data it was never
+tuned on:
 
-``sim_cold``: MovieLens has few cold users, so every test user with at least 4 training
-positives is also written as ``simcold-<id>`` with only their first 3 positive ratings
-(after ALS training and without co-visitation updates, so the copies change no model),
-with the same held-out items. Their requests exclude the real user's other training
-items too, so every policy is judged on the same held-out items only.
+1. **Validation stage.** A validation split is carved out of the training data the
+   same way the test split is made (per user, the last 20 % of training positives
+   held out). A fresh stack is seeded with the validation-training world
+   (:mod:`benchmarks.movielens_world`) and every candidate of the declared space
+   (:data:`~recsys.evaluation.route_selection.CANDIDATES`) serves every validation
+   user in-process through the production :class:`~recsys.serving.recommender.Recommender`.
+   Per bucket (cold = real cold + simulated cold users), the procedure keeps the best
+   single route unless a weighted variant beats it with a Bonferroni-corrected paired
+   bootstrap interval above 0.
+2. **Test stage.** A second fresh stack is seeded with the test-training world and
+   every judged user is served once by ``routed`` (the chosen per-bucket routes, served
+   in-process by the same Recommender) and by each single route (``cf``, ``content``,
+   ``popularity``, ``hybrid``: the procedure's baselines). The test split is used once.
 
-Policies, one request per user (k = 10, no query):
+``--routing shipped`` skips stage 1 and serves ``ServingConfig``'s shipped defaults as
+``routed``; ``--select-only`` stops after stage 1 and prints the selection (that is the
+command that reproduces the shipped defaults on ml-latest-small). ``--worker`` also
+serves ``routed`` through a real ``serve`` worker over the broker (when it is the
+shipped policy) and reports the agreement; ``--llm simulated`` adds the routed policy
+with rerank by our *simulated* LLM (a word-overlap ranker, not a language model) to
+the details.
 
-* ``routed`` — the production routing (ε = 0), sent through a real ``serve`` worker
-  over the broker with :class:`streams.client.RecClient`; the same requests are also
-  served in-process and the agreement of the two is reported (``_meta.agreement``);
-* ``cf``, ``content``, ``popularity``, ``hybrid`` — each route forced in-process
-  through the same :class:`recsys.serving.recommender.Recommender`;
-* ``llm`` (``--llm simulated``) — the routed policy with rerank by our **simulated**
-  LLM (a transparent text-overlap ranker, not a language model); without a query only
-  cold users are eligible for rerank, so it differs from ``routed`` only there.
+Metrics per bucket (``overall`` = the real users, ``cold``/``warming``/``warm`` by
+training positives, ``sim_cold``): recall@10 and NDCG@10 with a 95 % bootstrap
+interval of the mean over users. The details line (second to last) carries the
+selection, the paired comparison of ``routed`` with the best single route per bucket
+(the acceptance rule: at least as good, or the 95 % interval of the difference includes
+0, on buckets with ≥ 30 users; on ``sim_cold`` at least 1.1 times), users and timings.
 
-Buckets by the real user's training positives with the settings' thresholds
-(``cold`` ≤ 5, ``warming`` 6-50, ``warm`` ≥ 51), ``overall`` (all real users) and
-``sim_cold``. Metrics: recall@10 and NDCG@10 (``recsys.evaluation.ranking``).
+    python -m benchmarks quality_routed [--movielens DIR] [--routing procedure|shipped]
+        [--select-only] [--users N] [--worker] [--llm simulated|none]
 
-``--split validation`` carves the same split out of the training data (for tuning
-serving defaults without looking at the test split) and ``--grid NAME`` serves it
-in-process under the configurations of ``GRIDS[NAME]`` too (``--buckets`` keeps only
-some buckets' users). The serving defaults were chosen that way:
-
-    python -m benchmarks quality_routed --split validation --grid routes --no-worker --llm none
-    python -m benchmarks quality_routed --split validation --grid cold --buckets cold,sim_cold \\
-        --no-worker --llm none
-
-A full test run takes ~9 minutes on 2 busy cores once the item vectors are cached
-(~15 the first time); ``--users N`` subsamples test users with a fixed seed.
-
-    python -m benchmarks quality_routed [--movielens DIR] [--split test|validation]
-        [--users N] [--llm simulated|none] [--no-worker] [--grid routes|cold]
-
-Last line: ``{bucket: {policy: {"recall@10": x, "ndcg@10": y}}, "_meta": {...}}``.
+Last line: ``{bucket: {policy: {"recall@10": r, "ndcg@10": n, "ndcg@10_ci95": [lo, hi]}}}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
+import json
 import random
-import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.common import embedded_stack, emit
-from recsys import db
+from benchmarks.movielens_world import (
+    Answers,
+    CachedEmbedder,
+    Case,
+    PerUser,
+    agreement,
+    in_process,
+    per_user,
+    say,
+    seed,
+    through_worker,
+)
 from recsys.embedding import SentenceTransformerEmbedder
-from recsys.evaluation.ranking import ndcg_at_k, recall_at_k
+from recsys.evaluation.bootstrap import mean_interval, paired_difference
+from recsys.evaluation.route_selection import (
+    CANDIDATES,
+    SINGLE_ROUTES,
+    RoutingChoice,
+    choose_routes,
+)
 from recsys.llm.client import LlmClient
-from recsys.movielens import MovieLens, Rating, TemporalSplit, temporal_split
-from recsys.records import EventType, RecRequest, RecResponse, Route, UserEvent, utcnow
+from recsys.movielens import MovieLens, TemporalSplit, temporal_split
+from recsys.records import WarmthBucket
+from recsys.serving.config import SHIPPED_ROUTES, BucketRoute
 from recsys.serving.query_embedding import QueryEncoder
-from recsys.serving.recommender import Recommender
-from stack.supervisor import Supervisor
-from streams.admin import ensure_topics
-from streams.client import RecClient
-from streams.exceptions import RequestTimeout
 from streams.settings import Settings
 from testkit.llm_server import SimulatedLlmServer
-from testkit.synthetic_world import seed_world, write_events
-from workers.serve_wiring import build_recommender
 
 BUCKETS = ("overall", "cold", "warming", "warm", "sim_cold")
-FORCED = {
-    "cf": Route.CF,
-    "content": Route.CONTENT,
-    "popularity": Route.POPULARITY,
-    "hybrid": Route.HYBRID,
-}
-SIM_COLD_PREFIX = "simcold-"
-SIM_COLD_KEEP = 3
-SIM_COLD_MIN = 4
-K = 10
+POLICIES = ("routed", *(c.name for c in SINGLE_ROUTES))
+#: Buckets the acceptance rule judges need at least this many users.
+MIN_JUDGED = 30
+SIM_COLD_FACTOR = 1.1
 #: Large enough that 1996-2018 ratings are not decayed away at today's date: the
 #: popular head is all-time popularity (what the CF benchmark's tuning also chose).
 POPULARITY_HALF_LIFE_H = 1e6
 #: Serving reads the popularity snapshot train-cf wrote (no refresh during the run).
 POPULARITY_MAX_AGE_S = 86_400.0
-#: The serving buckets' user-state recent items are bounded; requests for users with
-#: more training ratings than serving reads as consumed carry the rest as exclusions.
-CONSUMED_LIMIT = 1000
 #: Requests served in-process a second time: is the in-process answer itself stable?
 REPEAT_SAMPLE = 200
-
-#: Variants tried by ``--grid NAME`` (on the validation split). ``routes``: the
-#: popularity prior's weight in content scores and the content list's weight in the
-#: hybrid fusion, per forced route (each bucket's best route is read off the results);
-#: ``cold``: the hybrid fusion for cold users (run with ``--buckets cold,sim_cold``).
-GRIDS: dict[str, dict[str, dict[str, Any]]] = {
-    "routes": {
-        "content_pw1": {"force_route": Route.CONTENT, "popularity_weight": 1.0},
-        "content_pw2": {"force_route": Route.CONTENT, "popularity_weight": 2.0},
-        "hybrid_pw1": {"force_route": Route.HYBRID, "popularity_weight": 1.0},
-        "hybrid_pw2": {"force_route": Route.HYBRID, "popularity_weight": 2.0},
-        "hybrid_pw1_cw2": {
-            "force_route": Route.HYBRID,
-            "popularity_weight": 1.0,
-            "hybrid_content_weight": 2.0,
-        },
-        "hybrid_pw1_cw0.5": {
-            "force_route": Route.HYBRID,
-            "popularity_weight": 1.0,
-            "hybrid_content_weight": 0.5,
-        },
-    },
-    "cold": {
-        f"hybrid_pw{pw}_ccw{cw}": {
-            "force_route": Route.HYBRID,
-            "popularity_weight": pw,
-            "cold_content_weight": cw,
-        }
-        for pw, cw in [(0.5, 2.0), (0.5, 3.0), (0.5, 4.0), (1.0, 2.0), (1.0, 3.0), (2.0, 2.0)]
-    },
+#: Which serving bucket decides for the cases of each benchmark bucket.
+SERVING_BUCKET = {
+    "cold": WarmthBucket.COLD,
+    "sim_cold": WarmthBucket.COLD,
+    "warming": WarmthBucket.WARMING,
+    "warm": WarmthBucket.WARM,
 }
 
 
-class CachedEmbedder:
-    """An :class:`~recsys.embedding.Embedder` that keeps vectors on disk between runs.
-
-    Embedding the 9,742 movies costs minutes on a shared 2-core machine; the vectors of
-    a text under one model never change, so runs after the first read them back (keyed
-    by model name and the text's SHA-256). Only unseen texts reach the model.
-    """
-
-    def __init__(self, inner: SentenceTransformerEmbedder, folder: Path | None) -> None:
-        self.inner = inner
-        self.file = folder / f"{inner.name.replace('/', '_')}.npz" if folder is not None else None
-        self.cache: dict[str, np.ndarray] = {}
-        self.hits = self.misses = 0
-        if self.file is not None and self.file.is_file():
-            with np.load(self.file) as data:
-                self.cache = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
-        todo = sorted({i for i, key in enumerate(keys) if key not in self.cache})
-        self.hits += len(texts) - len(todo)
-        self.misses += len(todo)
-        if todo:
-            fresh = self.inner.embed([texts[i] for i in todo])
-            for i, vec in zip(todo, fresh, strict=True):
-                self.cache[keys[i]] = vec
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([self.cache[key] for key in keys]).astype(np.float32)
-
-    def save(self) -> None:
-        if self.file is None or not self.misses:
-            return
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.file.with_suffix(".tmp.npz")
-        keys = list(self.cache)
-        np.savez(tmp, keys=np.array(keys), vectors=np.stack([self.cache[k] for k in keys]))
-        tmp.replace(self.file)
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-@dataclass(frozen=True)
-class Case:
-    """One request to judge: who asks, what they must not get, what counts as a hit."""
-
-    user_id: str
-    bucket: str  # cold / warming / warm / sim_cold
-    relevant: tuple[str, ...]
-    exclude: tuple[str, ...]
-    train_items: frozenset[str]
-
-
-def bucket_of(positives: int, settings: Settings) -> str:
-    if positives <= settings.cold_max_interactions:
-        return "cold"
-    if positives >= settings.warm_min_interactions:
-        return "warm"
-    return "warming"
-
-
-def _event(user_id: str, r: Rating) -> UserEvent:
-    return UserEvent(
-        event_id=f"ml-{user_id}-{r.item_id}-{r.ts}",
-        user_id=user_id,
-        event_type=EventType.RATING,
-        item_id=r.item_id,
-        rating=r.rating,
-        occurred_at=datetime.fromtimestamp(r.ts, tz=UTC),
+def stack(**extra: Any) -> Any:
+    return embedded_stack(
+        with_postgres=True,
+        fetch_wait_ms=5,
+        user_partitions=2,
+        route_epsilon=0.0,
+        popularity_half_life_h=POPULARITY_HALF_LIFE_H,
+        popularity_max_age_s=POPULARITY_MAX_AGE_S,
+        **extra,
     )
 
 
-def build_cases(
-    split: TemporalSplit, settings: Settings, users: int | None, seed: int
-) -> tuple[list[Case], list[UserEvent], list[UserEvent]]:
-    """The judged requests, the training events, and the sim-cold users' events."""
-    history: dict[str, list[Rating]] = defaultdict(list)
-    for r in split.train:
-        history[r.user_id].append(r)
-    test_users = sorted(split.test, key=int)
-    if users is not None and users < len(test_users):
-        test_users = sorted(random.Random(seed).sample(test_users, users), key=int)
-    cases: list[Case] = []
-    sim_events: list[UserEvent] = []
-    for user in test_users:
-        rows = sorted(history.get(user, []), key=lambda r: (r.ts, r.item_id))
-        items = [r.item_id for r in rows]
-        train_items = frozenset(items)
-        newest = list(dict.fromkeys(reversed(items)))
-        overflow = tuple(newest[CONSUMED_LIMIT:])
-        positives = [r for r in rows if r.rating >= 4.0]
-        relevant = tuple(split.test[user])
-        cases.append(
-            Case(user, bucket_of(len(positives), settings), relevant, overflow, train_items)
+def same_for_every_bucket(route: BucketRoute) -> dict[str, BucketRoute]:
+    """``ServingConfig`` overrides serving every bucket the same way."""
+    return {"cold": route, "warming": route, "warm": route}
+
+
+def select(
+    embedder: CachedEmbedder, ml: MovieLens, split: TemporalSplit, args: argparse.Namespace
+) -> tuple[RoutingChoice, dict[str, Any]]:
+    """Stage 1: every candidate on the validation split, the procedure per bucket."""
+    with stack() as settings:
+        cases, meta = seed(settings, embedder, ml, split, args.users, args.seed)
+        encoder = QueryEncoder(embedder)
+        policies = {c.name: same_for_every_bucket(c.bucket_route) for c in CANDIDATES}
+        answers = asyncio.run(in_process(settings, encoder, cases, policies))
+        encoder.close()
+    save(args.save, "validation", cases, answers)
+    per_bucket: dict[WarmthBucket, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
+    for bucket in (WarmthBucket.COLD, WarmthBucket.WARMING, WarmthBucket.WARM):
+        chosen = [c for c in cases if SERVING_BUCKET[c.bucket] is bucket]
+        scored = {name: per_user(a, chosen) for name, a in answers.items()}
+        per_bucket[bucket] = (
+            {n: s.ndcg for n, s in scored.items()},
+            {n: s.recall for n, s in scored.items()},
         )
-        if len(positives) >= SIM_COLD_MIN:
-            kept = positives[:SIM_COLD_KEEP]
-            sim_id = SIM_COLD_PREFIX + user
-            sim_events += [_event(sim_id, r) for r in kept]
-            kept_ids = {r.item_id for r in kept}
-            rest = tuple(i for i in dict.fromkeys(items) if i not in kept_ids)
-            cases.append(Case(sim_id, "sim_cold", relevant, rest, train_items))
-    events = [_event(r.user_id, r) for r in split.train]
-    return cases, events, sim_events
+    choice = choose_routes(per_bucket, seed=args.seed)
+    meta["seconds_serving"] = {n: round(a.seconds, 1) for n, a in answers.items()}
+    for bucket, c in choice.buckets.items():
+        say(f"{bucket.value:8s} → {c.chosen.name}: {c.reason}")
+    return choice, meta
 
 
-async def write_users(settings: Settings, events: Sequence[UserEvent]) -> None:
-    """The users worker's domain step for ``events``, without co-visitation updates."""
-    assert settings.database_url is not None
-    pool = db.async_pool(settings.database_url.get_secret_value(), name="bench-simcold")
-    await pool.open(wait=True)
-    try:
-        await write_events(pool, settings, events, covisit=False)
-    finally:
-        await pool.close()
+def evaluate(
+    embedder: CachedEmbedder,
+    ml: MovieLens,
+    split: TemporalSplit,
+    routes: dict[str, BucketRoute],
+    args: argparse.Namespace,
+) -> tuple[list[Case], dict[str, Answers], dict[str, Any]]:
+    """Stage 2: ``routed`` and the single routes on the test split (used once)."""
+    with stack() as settings:
+        cases, meta = seed(settings, embedder, ml, split, args.users, args.seed)
+        encoder = QueryEncoder(embedder)
+        policies: dict[str, dict[str, Any]] = {"routed": dict(routes)}
+        policies |= {c.name: same_for_every_bucket(c.bucket_route) for c in SINGLE_ROUTES}
+        answers = asyncio.run(in_process(settings, encoder, cases, policies))
+        sample = random.Random(args.seed).sample(cases, min(REPEAT_SAMPLE, len(cases)))
+        again = asyncio.run(in_process(settings, encoder, sample, {"again": dict(routes)}))
+        meta["in_process_repeat"] = agreement(answers["routed"], again["again"])
+        if args.llm == "simulated":
+            with SimulatedLlmServer() as server:
+                llm = settings.with_overrides(llm_base_url=server.base_url, llm_model=server.model)
+                client = LlmClient.from_settings(llm)
+                answers |= asyncio.run(
+                    in_process(llm, encoder, cases, {"llm": dict(routes)}, client)
+                )
+                meta["llm"] = {"model": server.model, "calls": server.calls, "simulated": True}
+        encoder.close()
+        if args.worker:
+            shipped = {b.value.lower(): r for b, r in SHIPPED_ROUTES.items()}
+            if routes == shipped:
+                worker = through_worker(settings, cases, args.rate)
+                meta["worker_agreement"] = agreement(answers["routed"], worker)
+                answers["routed_worker"] = worker
+            else:
+                meta["worker_agreement"] = "skipped: the worker serves the shipped defaults"
+    meta["seconds_serving"] = {n: round(a.seconds, 1) for n, a in answers.items()}
+    save(args.save, "test", cases, answers)
+    return cases, answers, meta
 
 
-def request_of(case: Case, deadline_ms: int = 60_000) -> RecRequest:
-    return RecRequest(
-        user_id=case.user_id,
-        k=K,
-        exclude_item_ids=list(case.exclude),
-        deadline_ms=deadline_ms,
-        requested_at=utcnow(),
-    )
-
-
-@dataclass
-class Answers:
-    """Item lists and routes per request user."""
-
-    items: dict[str, list[str]]
-    routes: dict[str, str]
-    seconds: float
-
-
-async def serve_in_process(rec: Recommender, cases: Sequence[Case], label: str) -> Answers:
-    items: dict[str, list[str]] = {}
-    routes: dict[str, str] = {}
-    t = time.perf_counter()
-    sem = asyncio.Semaphore(4)
-
-    async def one(case: Case) -> None:
-        async with sem:
-            served = await rec.recommend(request_of(case))
-        items[case.user_id] = [i.item_id for i in served.response.items]
-        routes[case.user_id] = served.response.route.value
-
-    done = 0
-    for start in range(0, len(cases), 100):
-        await asyncio.gather(*(one(c) for c in cases[start : start + 100]))
-        done = min(len(cases), start + 100)
-        say(f"  {label}: {done}/{len(cases)}")
-    return Answers(items, routes, time.perf_counter() - t)
-
-
-async def in_process(
-    settings: Settings,
-    encoder: QueryEncoder,
-    cases: Sequence[Case],
-    policies: dict[str, dict[str, Any]],
-    client: LlmClient | None = None,
-) -> dict[str, Answers]:
-    assert settings.database_url is not None
-    pool = db.async_pool(settings.database_url.get_secret_value(), max_size=4, name="bench-q")
-    await pool.open(wait=True)
-    try:
-        out = {}
-        for name, overrides in policies.items():
-            rec = build_recommender(
-                settings, pool, encoder, client, epsilon=0.0, name=name, **overrides
-            )
-            out[name] = await serve_in_process(rec, cases, name)
-        return out
-    finally:
-        await pool.close()
-
-
-def through_worker(settings: Settings, cases: Sequence[Case], rate: float) -> Answers:
-    """The routed policy: every request through a ``serve`` process over the broker."""
-    supervisor = Supervisor(settings, ["serve"], log_dir=str(settings.home / "logs"))
-    supervisor.start()
-    try:
-        with RecClient.from_settings(settings) as client:
-            deadline = time.monotonic() + 180
-            while True:  # model load + group join
-                try:
-                    client.request("warm-up-user", timeout_s=5.0)
-                    break
-                except RequestTimeout:
-                    if time.monotonic() > deadline:
-                        raise
-            t = time.perf_counter()
-            sent = []
-            for i, case in enumerate(cases):
-                time.sleep(max(0.0, t + i / rate - time.perf_counter()))
-                request = request_of(case)
-                sent.append((case, request, client.submit(request)))
-            items: dict[str, list[str]] = {}
-            routes: dict[str, str] = {}
-            for case, request, future in sent:
-                response: RecResponse = client.wait(request, future, 60.0)
-                items[case.user_id] = [i.item_id for i in response.items]
-                routes[case.user_id] = response.route.value
-            return Answers(items, routes, time.perf_counter() - t)
-    finally:
-        supervisor.stop()
-
-
-def score(answers: Answers, cases: Iterable[Case]) -> dict[str, dict[str, float] | None]:
-    sums: dict[str, list[float]] = {b: [0.0, 0.0, 0] for b in BUCKETS}
-    for case in cases:
-        recs = answers.items[case.user_id]
-        leaked = case.train_items & set(recs)
-        assert not leaked, f"{case.user_id} got training items {sorted(leaked)[:5]}"
-        recall = recall_at_k(recs, case.relevant, K)
-        ndcg = ndcg_at_k(recs, case.relevant, K)
-        for b in (case.bucket,) if case.bucket == "sim_cold" else ("overall", case.bucket):
-            sums[b][0] += recall
-            sums[b][1] += ndcg
-            sums[b][2] += 1
-    return {
-        b: {f"recall@{K}": round(s[0] / s[2], 4), f"ndcg@{K}": round(s[1] / s[2], 4)}
-        if s[2]
-        else None
-        for b, s in sums.items()
+def save(
+    folder: Path | None, stage: str, cases: Sequence[Case], answers: dict[str, Answers]
+) -> None:
+    """The stage's lists per policy and user, with the cases' buckets and held-out items
+    (``--save DIR``: re-analyse without serving again)."""
+    if folder is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {
+        "cases": {c.user_id: {"bucket": c.bucket, "relevant": list(c.relevant)} for c in cases},
+        "lists": {p: a.items for p, a in answers.items()},
+        "routes": {p: a.routes for p, a in answers.items()},
     }
+    (folder / f"{stage}.json").write_text(json.dumps(data))
 
 
-def agreement(a: Answers, b: Answers) -> dict[str, Any]:
-    common = [u for u in b.items if u in a.items]
-    same = sum(a.items[u] == b.items[u] for u in common)
-    same_route = sum(a.routes[u] == b.routes[u] for u in common)
-    differ = [
-        {
-            "user": u,
-            "route": b.routes[u],
-            "same_set": set(a.items[u]) == set(b.items[u]),
-            "first_difference_at": next(
-                (i for i, (x, y) in enumerate(zip(a.items[u], b.items[u], strict=False)) if x != y),
-                min(len(a.items[u]), len(b.items[u])),
-            ),
+def bucket_cases(cases: Sequence[Case], bucket: str) -> list[Case]:
+    if bucket == "overall":
+        return [c for c in cases if c.bucket != "sim_cold"]
+    return [c for c in cases if c.bucket == bucket]
+
+
+def report(
+    cases: Sequence[Case], answers: dict[str, Answers], seed_: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The last line's figures, and the acceptance comparisons of the details line."""
+    result: dict[str, Any] = {}
+    acceptance: dict[str, Any] = {}
+    for bucket in BUCKETS:
+        chosen = bucket_cases(cases, bucket)
+        if not chosen:
+            result[bucket] = {p: None for p in POLICIES}
+            continue
+        scored: dict[str, PerUser] = {p: per_user(answers[p], chosen) for p in answers}
+        result[bucket] = {
+            p: {
+                "recall@10": round(float(scored[p].recall.mean()), 4),
+                "ndcg@10": round(float(scored[p].ndcg.mean()), 4),
+                "ndcg@10_ci95": mean_interval(scored[p].ndcg, seed=seed_).rounded(),
+            }
+            for p in POLICIES
         }
-        for u in common
-        if a.items[u] != b.items[u]
-    ]
-    return {
-        "requests": len(common),
-        "identical_lists": same,
-        "identical_routes": same_route,
-        "share_identical": round(same / len(common), 4) if common else None,
-        "differences": differ[:10],
-    }
+        acceptance[bucket] = compare(bucket, scored, len(chosen), seed_)
+        extras = [p for p in answers if p not in POLICIES]
+        if extras:
+            acceptance[bucket]["other_policies"] = {
+                p: {
+                    "ndcg@10": round(float(scored[p].ndcg.mean()), 4),
+                    "recall@10": round(float(scored[p].recall.mean()), 4),
+                }
+                for p in extras
+            }
+    return result, acceptance
+
+
+def compare(bucket: str, scored: dict[str, PerUser], n: int, seed_: int) -> dict[str, Any]:
+    """``routed`` against the best single route of the bucket, per metric."""
+    out: dict[str, Any] = {"users": n, "judged": n >= MIN_JUDGED}
+    ok = True
+    for metric in ("ndcg@10", "recall@10"):
+        values = {p: getattr(scored[p], metric.split("@")[0]) for p in POLICIES}
+        best = max(POLICIES[1:], key=lambda p: float(values[p].mean()))
+        diff = paired_difference(values["routed"], values[best], seed=seed_)
+        routed, top = float(values["routed"].mean()), float(values[best].mean())
+        passed = routed >= top or (diff.lo is not None and diff.lo <= 0 <= (diff.hi or 0))
+        if bucket == "sim_cold":
+            passed = routed >= SIM_COLD_FACTOR * top
+            out[f"{metric}_ratio"] = round(routed / top, 3) if top > 0 else None
+            out[f"{metric}_ratio_to"] = {
+                p: round(routed / float(values[p].mean()), 3)
+                for p in POLICIES[1:]
+                if float(values[p].mean()) > 0
+            }
+        out[metric] = {
+            "best_single": best,
+            "routed_minus_best": round(diff.mean, 4),
+            "ci95": diff.rounded(),
+            "pass": passed,
+        }
+        ok = ok and passed
+    out["pass"] = ok if out["judged"] else None
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--movielens", type=Path, default=None, help="ml-latest-small folder")
-    parser.add_argument("--split", choices=["test", "validation"], default="test")
-    parser.add_argument("--users", type=int, default=None, help="subsample test users (seeded)")
+    parser.add_argument("--routing", choices=["procedure", "shipped"], default="procedure")
+    parser.add_argument("--select-only", action="store_true", help="stop after the selection")
+    parser.add_argument("--users", type=int, default=None, help="subsample users (seeded)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--llm", choices=["simulated", "none"], default="simulated")
-    parser.add_argument("--no-worker", action="store_true", help="routed in-process only")
-    parser.add_argument("--grid", choices=sorted(GRIDS), help="serve a grid of configurations")
-    parser.add_argument(
-        "--buckets", default=None, help="only these buckets' users, e.g. cold,sim_cold"
-    )
+    parser.add_argument("--llm", choices=["simulated", "none"], default="none")
+    parser.add_argument("--worker", action="store_true", help="routed through a serve worker too")
     parser.add_argument(
         "--embedding-cache",
         type=Path,
@@ -423,100 +287,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--no-embedding-cache", action="store_true")
     parser.add_argument("--rate", type=float, default=50.0, help="requests/s to the worker")
+    parser.add_argument("--save", type=Path, default=None, help="write each stage's lists here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    meta: dict[str, Any] = {"split": args.split, "seconds": {}}
     base = Settings()
     ml = MovieLens(args.movielens or base.movielens_path)
-    split = temporal_split(ml.ratings())
-    if args.split == "validation":
-        split = temporal_split(split.train)
+    test_split = temporal_split(ml.ratings())
+    validation_split = temporal_split(test_split.train)
     embedder = CachedEmbedder(
         SentenceTransformerEmbedder(), None if args.no_embedding_cache else args.embedding_cache
     )
     _ = embedder.dim
-    with embedded_stack(
-        with_postgres=True,
-        fetch_wait_ms=5,
-        user_partitions=2,
-        route_epsilon=0.0,
-        popularity_half_life_h=POPULARITY_HALF_LIFE_H,
-        popularity_max_age_s=POPULARITY_MAX_AGE_S,
-    ) as settings:
-        cases, events, sim_events = build_cases(split, settings, args.users, args.seed)
-        if args.buckets:
-            wanted = set(args.buckets.split(","))
-            cases = [c for c in cases if c.bucket in wanted]
-        counts: dict[str, int] = defaultdict(int)
-        for c in cases:
-            counts[c.bucket] += 1
-        meta["users"] = dict(counts) | {"overall": sum(1 for c in cases if c.bucket != "sim_cold")}
-        meta["training_events"] = len(events)
-        say(f"{len(events)} training events, users per bucket {meta['users']}")
-        assert settings.database_url is not None
-        db.apply_migrations(settings.database_url.get_secret_value())
-        ensure_topics(settings)
-        t = time.perf_counter()
-        trained = asyncio.run(
-            seed_world(
-                settings,
-                embedder,
-                ml.catalog(),
-                events,
-                factors=settings.als_factors,
-                iterations=settings.als_iterations,
-            )
-        )
-        embedder.save()
-        meta["embeddings"] = {"computed": embedder.misses, "from_cache": embedder.hits}
-        asyncio.run(write_users(settings, sim_events))
-        meta["seconds"]["seed"] = round(time.perf_counter() - t, 1)
-        meta["als"] = {
-            "version": trained.version,
-            "factors": settings.als_factors,
-            "iterations": settings.als_iterations,
-        }
-        say(f"seeded in {meta['seconds']['seed']} s (ALS {trained.version})")
-
-        encoder = QueryEncoder(embedder)
-        policies: dict[str, dict[str, Any]] = {"routed_in_process": {}}
-        policies |= {name: {"force_route": route} for name, route in FORCED.items()}
-        if args.grid:
-            policies |= {f"grid:{name}": cfg for name, cfg in GRIDS[args.grid].items()}
-        answers = asyncio.run(in_process(settings, encoder, cases, policies))
-        sample = random.Random(args.seed).sample(cases, min(REPEAT_SAMPLE, len(cases)))
-        again = asyncio.run(in_process(settings, encoder, sample, {"routed_again": {}}))
-        meta["in_process_repeat"] = agreement(answers["routed_in_process"], again["routed_again"])
-        if args.llm == "simulated":
-            with SimulatedLlmServer() as server:
-                llm = settings.with_overrides(llm_base_url=server.base_url, llm_model=server.model)
-                client = LlmClient.from_settings(llm)
-                answers |= asyncio.run(in_process(llm, encoder, cases, {"llm": {}}, client))
-                meta["llm"] = {"model": server.model, "calls": server.calls, "simulated": True}
-        encoder.close()
-        if not args.no_worker:
-            answers["routed"] = through_worker(settings, cases, args.rate)
-            meta["agreement"] = agreement(answers["routed_in_process"], answers["routed"])
-        else:
-            answers["routed"] = answers["routed_in_process"]
-            meta["routed_source"] = "in-process (--no-worker)"
-        meta["seconds"] |= {name: round(a.seconds, 1) for name, a in answers.items()}
-        routes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for c in cases:
-            routes[c.bucket][answers["routed"].routes[c.user_id]] += 1
-        meta["routed_routes"] = {b: dict(r) for b, r in routes.items()}
-
-    order = ["routed", *FORCED, *(["llm"] if args.llm == "simulated" else [])]
-    order += [n for n in answers if n.startswith("grid:")]
-    result: dict[str, Any] = {b: {} for b in BUCKETS}
-    for name in order:
-        scored = score(answers[name], cases)
-        for b in BUCKETS:
-            result[b][name] = scored[b]
-    meta["seconds"]["total"] = round(time.perf_counter() - started, 1)
+    details: dict[str, Any] = {"routing": args.routing}
+    if args.routing == "procedure":
+        choice, details["validation"] = select(embedder, ml, validation_split, args)
+        details["selection"] = choice.as_json()
+        routes = choice.overrides()
+        if args.select_only:
+            shipped = {b.value.lower(): r for b, r in SHIPPED_ROUTES.items()}
+            selection = {b: c["chosen"] for b, c in details["selection"].items()} | {
+                "same_as_shipped": routes == shipped
+            }
+            print("details " + json.dumps(details, sort_keys=True), flush=True)
+            emit(selection)
+            return selection
+    else:
+        routes = {b.value.lower(): r for b, r in SHIPPED_ROUTES.items()}
+    details["routes"] = {b: vars(r) | {"route": r.route.value} for b, r in routes.items()}
+    cases, answers, details["test"] = evaluate(embedder, ml, test_split, routes, args)
+    routed_routes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for c in cases:
+        routed_routes[c.bucket][answers["routed"].routes[c.user_id]] += 1
+    details["routed_routes"] = {b: dict(r) for b, r in routed_routes.items()}
+    answers.pop("routed_worker", None)
+    result, details["acceptance"] = report(cases, answers, args.seed)
+    details["seconds_total"] = round(time.perf_counter() - started, 1)
     for b in BUCKETS:
-        say(f"{b:9s} " + "  ".join(f"{n}={(v or {}).get('ndcg@10')}" for n, v in result[b].items()))
-    result["_meta"] = meta
+        say(f"{b:9s} " + "  ".join(f"{p}={(v or {}).get('ndcg@10')}" for p, v in result[b].items()))
+    print("details " + json.dumps(details, sort_keys=True, default=str), flush=True)
     emit(result)
     return result
 

@@ -33,12 +33,14 @@ __all__ = [
     "DatabaseOpt",
     "LogFormatOpt",
     "RichSteps",
+    "TopicPrefixOpt",
     "console",
     "err_console",
     "friendly_errors",
     "load",
     "progress_bar",
     "setup_logging",
+    "transient_steps",
 ]
 
 # Pipes and CI logs get wide lines instead of rich's 80-column default.
@@ -53,6 +55,15 @@ BrokerOpt = Annotated[
 DatabaseOpt = Annotated[str | None, typer.Option("--database", help="External Postgres DSN.")]
 BrokerPortOpt = Annotated[
     int | None, typer.Option("--broker-port", help="Port of the embedded broker.")
+]
+
+TopicPrefixOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--topic-prefix",
+        help="Topic name prefix of the run to read (e.g. a demo's `demo-<n>.`; "
+        "default: STREAMREC_TOPIC_PREFIX).",
+    ),
 ]
 
 LogFormatOpt = Annotated[
@@ -106,17 +117,25 @@ def friendly_errors(func: F) -> F:
 
 
 @contextmanager
-def progress_bar(label: str) -> Iterator[Progress]:
-    """A rich progress display on stderr (one task per stage)."""
+def progress_bar(label: str, *, transient: bool = False) -> Iterator[Progress]:
+    """A rich progress display on stderr (one task per stage); ``transient``: the bars
+    vanish when done (the caller prints its own summary line)."""
     with Progress(
         TextColumn(f"[bold]{label}[/] {{task.description}}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err_console,
-        transient=False,
+        transient=transient,
     ) as progress:
         yield progress
+
+
+@contextmanager
+def transient_steps(label: str) -> Iterator[RichSteps]:
+    """:class:`RichSteps` whose bars vanish when done (the demo prints one summary line)."""
+    with progress_bar(label, transient=True) as bar:
+        yield RichSteps(bar)
 
 
 class RichSteps:

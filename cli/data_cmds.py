@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.common import RichSteps, console, err_console, load, progress_bar
+from cli.common import RichSteps, TopicPrefixOpt, console, err_console, load, progress_bar
 from cli.reports import print_ab_report, print_report
 from recsys.exceptions import ConfigurationError, DataNotFound
 
@@ -64,6 +64,33 @@ def train_cf(
     no_activate: Annotated[
         bool, typer.Option("--no-activate", help="Write the version but keep serving the old one.")
     ] = False,
+    feedback: Annotated[
+        bool,
+        typer.Option(
+            "--feedback",
+            help="Also learn from feedback.examples: impressions not acted on as weak "
+            "negatives, inverse-propensity and LLM weights (docs/collaborative-filtering.md).",
+        ),
+    ] = False,
+    feedback_source: Annotated[
+        str, typer.Option(help="Read feedback.examples from `archive` or `kafka`.")
+    ] = "archive",
+    feedback_archive: Annotated[
+        Path | None,
+        typer.Option(help="Archive root of feedback.examples (default: --archive, else setting)."),
+    ] = None,
+    negative_weight: Annotated[
+        float | None,
+        typer.Option(help="Weight of a shown item not acted on (default: setting)."),
+    ] = None,
+    ips_clip: Annotated[
+        float | None,
+        typer.Option(help="Cap of inverse-propensity weights, 0 = off (default: setting)."),
+    ] = None,
+    llm_weight: Annotated[
+        float | None,
+        typer.Option(help="Weight of LLM-touched impressions' outcomes (default: setting)."),
+    ] = None,
     database: Annotated[
         str | None, typer.Option("--database", help="External Postgres DSN.")
     ] = None,
@@ -90,7 +117,17 @@ def train_cf(
         until=when(until, "--until"),
         archive=archive,
         activate=not no_activate,
+        feedback=feedback,
+        feedback_source=feedback_source,
+        feedback_archive=feedback_archive,
+        negative_weight=negative_weight,
+        ips_clip=ips_clip,
+        llm_weight=llm_weight,
     )
+    if feedback_source not in ("archive", "kafka"):
+        raise ConfigurationError(
+            f"--feedback-source must be archive or kafka, not {feedback_source!r}"
+        )
     if archive is not None and not archive.is_dir():
         raise DataNotFound(f"--archive {archive}: no such folder")
     dsn, release = open_database(settings, database)
@@ -107,6 +144,21 @@ def train_cf(
         f"{result.n_interactions} interactions; training loss {loss}",
         highlight=False,
     )
+    if result.feedback is not None:
+        fb = result.feedback
+        console.print(
+            f"feedback: {fb['examples']} examples ({fb['acted_on']} acted on, "
+            f"{fb['llm_touched']} LLM-touched), {fb['negative_cells']} weak-negative cells; "
+            f"weights {fb['weights']}",
+            highlight=False,
+        )
+        if fb["weights"] == {"negative": 0.0, "ips_clip": 0.0, "llm_weight": 1.0}:
+            console.print(
+                "the feedback weights are neutral (the measured defaults, "
+                "docs/collaborative-filtering.md): the matrix is the events' alone; set "
+                "--negative-weight, --ips-clip or --llm-weight to use the examples",
+                highlight=False,
+            )
     seconds = ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items())
     pruned = f"; pruned {', '.join(result.pruned)}" if result.pruned else ""
     console.print(
@@ -167,12 +219,13 @@ def replay(
         str | None,
         typer.Option("--database", help="Postgres DSN the serving engine reads (items, CF)."),
     ] = None,
+    topic_prefix: TopicPrefixOpt = None,
 ) -> None:
     """Read a range of a topic (Kafka or archive); export it, publish it to another topic,
     or re-run the logged requests through another policy configuration."""
     from jobs.replay import ReplayOptions, parse_time, run_replay
 
-    settings = load(bootstrap_servers=broker, database_url=database)
+    settings = load(bootstrap_servers=broker, database_url=database, topic_prefix=topic_prefix)
     opts = ReplayOptions(
         topic=topic,
         source=source,
@@ -219,7 +272,12 @@ def evaluate(
     k: Annotated[int, typer.Option(help="Cut-off of the ranking metrics.")] = 10,
     target: Annotated[
         list[str] | None,
-        typer.Option("--target", help="Routing policy for IPS/SNIPS (repeat)."),
+        typer.Option(
+            "--target",
+            help="Target policy for IPS/SNIPS (repeat): router, router-no-llm, "
+            "router-llm-eligible, cf-only, content-only, hybrid-only, popularity-only, "
+            "logged, policy:<version>.",
+        ),
     ] = None,
     clip: Annotated[float | None, typer.Option(help="Cap importance weights at this.")] = None,
     reward: Annotated[str, typer.Option(help="Reward: any, click or purchase.")] = "any",
@@ -235,12 +293,20 @@ def evaluate(
         Path | None,
         typer.Option(help="Include an `ab-enrich --json` report (enrichment A/B) in the output."),
     ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database", help="Postgres with the policy versions (`router` = the active one)."
+        ),
+    ] = None,
+    topic_prefix: TopicPrefixOpt = None,
 ) -> None:
     """Metrics over archived responses and outcomes, sliced by warmth bucket, route and
-    llm_used, with IPS/SNIPS of other routing policies."""
+    llm_used, with IPS/SNIPS of other routing policies (`router`: the policy that ships,
+    and its variants; `policy:<version>`: a stored version)."""
     from jobs.evaluate import DEFAULT_TARGETS, EvaluateOptions, json_default, run_evaluate
 
-    settings = load()
+    settings = load(topic_prefix=topic_prefix)
     opts = EvaluateOptions(
         archive=archive,
         policies=tuple(policy or ()),
@@ -252,6 +318,7 @@ def evaluate(
         json_out=json_out,
         html=html,
         ab=ab,
+        database=database,
     )
     with err_console.status("reading the archive and evaluating"):
         report = run_evaluate(settings, opts)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import BrokerPortOpt, console, load
+from cli.common import BrokerPortOpt, console, load, transient_steps
 from recsys.exceptions import ConfigurationError
 
 __all__ = ["demo"]
@@ -28,4 +28,5 @@ def demo(
         ) from exc
 
     settings = load(broker_port=broker_port)
-    run_demo(settings, DemoOptions(items=items, users=users, requests=requests, llm=llm), console)
+    options = DemoOptions(items=items, users=users, requests=requests, llm=llm)
+    run_demo(settings, options, console, steps=transient_steps)

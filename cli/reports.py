@@ -18,6 +18,10 @@ def _fmt_eval(value: Any) -> str:
     return str(value)
 
 
+def _fmt_ci(interval: Any) -> str:
+    return "-" if not interval else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
 def print_report(report: dict[str, Any], console: Console) -> None:
     """The report as terminal tables."""
     k = report["k"]
@@ -45,17 +49,26 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         "n_judged": "judged",
     }
     for name, system in report["systems"].items():
-        table = Table(title=f"{name} (relevance: {report['relevance_source']})")
-        table.add_column("slice")
-        for c in cols:
-            table.add_column(short.get(c, c), justify="right")
         rows = [("overall", system["overall"])]
         for key, groups in system.items():
             if key.startswith("by_"):
                 rows += [(f"{key[3:]}={value}", m) for value, m in groups.items()]
+        omitted = system.get("omitted", {})
+        shown = [c for c in cols if c not in omitted and any(m.get(c) is not None for _, m in rows)]
+        empty = [c for c in cols if c not in omitted and c not in shown]
+        notes = [f"{system.get('relevance', 'relevance: ' + report['relevance_source'])}."]
+        notes += [f"left out: {metric}, {why}." for metric, why in omitted.items()]
+        if empty:
+            notes.append(f"no value anywhere: {', '.join(empty)}.")
+        table = Table(title=f"{name} (relevance: {report['relevance_source']})")
+        table.add_column("slice")
+        for c in shown:
+            table.add_column(short.get(c, c), justify="right")
         for label, metrics in rows:
-            table.add_row(label, *(_fmt_eval(metrics.get(c)) for c in cols))
+            table.add_row(label, *(_fmt_eval(metrics.get(c)) for c in shown))
         console.print(table)
+        for note in notes:
+            console.print(f"  {note}", highlight=False, soft_wrap=True)
     if report["llm"]:
         llm = Table(title="LLM log by use case")
         llm_cols = [
@@ -78,15 +91,18 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     ope = report["off_policy"]
     table = Table(
         title=f"off-policy estimates (reward={ope['reward']}, clip={ope['clip']}, "
-        f"logged mean={_fmt_eval(ope['logged_mean_reward'])}, n={ope['n_logged']})"
+        f"logged mean={_fmt_eval(ope['logged_mean_reward'])}, n={ope['n_logged']})",
+        caption=f"router = {ope['router']}" if ope.get("router") else None,
     )
-    for c in ("target policy", "ips", "snips", "ess", "support"):
+    for c in ("target policy", "ips", "ips 95% CI", "snips", "snips 95% CI", "ess", "support"):
         table.add_column(c, justify="right" if c != "target policy" else "left")
     for name, e in ope["estimates"].items():
         table.add_row(
             name,
             _fmt_eval(e["ips"]),
+            _fmt_ci(e.get("ips_ci")),
             _fmt_eval(e["snips"]),
+            _fmt_ci(e.get("snips_ci")),
             _fmt_eval(e["ess"]),
             _fmt_eval(e["support"]),
         )

@@ -50,7 +50,10 @@ def up(
 ) -> None:
     """Start the embedded broker and Postgres (unless external ones are given), apply
     migrations, create topics, run the workers (each with metrics and health endpoints)
-    and serve the dashboard, in the foreground until Ctrl-C."""
+    and serve the dashboard, in the foreground until Ctrl-C.
+
+    Crashed workers, and a dead embedded broker or Postgres, are restarted; one that keeps
+    failing stops the stack with a message and exit status 2 (docs/operations.md)."""
     from stack.stack import Stack
     from stack.supervisor import Supervisor
     from stack.supervisor_http import supervisor_routes
@@ -93,7 +96,9 @@ def up(
             err_console.print(
                 f"[yellow]warning:[/] worker {name} is not part of this build; skipped"
             )
-        supervisor = Supervisor(s, [w for w in s.workers if w in present], log_dir=None)
+        supervisor = Supervisor(
+            s, [w for w in s.workers if w in present], log_dir=None, stack=stack, replicas=True
+        )
         endpoint = None
         if (port := s.ops_port("supervisor")) is not None:
             endpoint = OpsServer(
@@ -113,12 +118,17 @@ def up(
         try:
             supervisor.watch(until=stop)
         finally:
-            codes = supervisor.stop()
+            # the dashboard first: its scrapes and consumers must end while the broker
+            # and the workers they ask are still there
             if board is not None:
                 board.stop()
+            codes = supervisor.stop()
             if endpoint is not None:
                 endpoint.stop()
-            console.print(f"stopped workers: {codes}")
+            restarted = {n: r for n, r in supervisor.restarts().items() if r}
+            console.print(
+                f"stopped workers: {codes}" + (f"; restarts: {restarted}" if restarted else "")
+            )
 
 
 def _start_dashboard(settings: Any, supervisor: Any) -> Any:

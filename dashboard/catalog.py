@@ -114,3 +114,17 @@ class Catalog:
             "WHERE r <= %s ORDER BY warmth, positives DESC",
             (limit,),
         )
+
+    def conversation(self, user_id: str, conversation_id: str) -> list[dict[str, Any]]:
+        """A conversation's stored turns, oldest first: ``turn``, ``text`` (as stored:
+        redacted and screened), ``response`` (the RecResponse as JSON)."""
+        return self._rows(
+            "SELECT turn, turn_record ->> 'text' AS text, response::text AS response "
+            "FROM conversation_turns WHERE user_id = %s AND conversation_id = %s ORDER BY turn",
+            (user_id, conversation_id),
+        )
+
+    def titles(self, item_ids: list[str]) -> dict[str, str]:
+        """Titles of items."""
+        rows = self._rows("SELECT item_id, title FROM items WHERE item_id = ANY(%s)", (item_ids,))
+        return {r["item_id"]: r["title"] or r["item_id"] for r in rows}

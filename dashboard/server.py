@@ -10,6 +10,7 @@ refresh themselves every few seconds).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,8 +25,9 @@ from dashboard.kafka_views import KafkaViews, TailIndex
 from dashboard.pages import catalog_page, dlq_page, overview_page, serving_page
 from dashboard.scrape import Scraper
 from dashboard.security import Access
-from dashboard.tryit import TryIt
+from dashboard.tryit import TryIt, new_conversation_id
 from recsys.exceptions import ConfigurationError, StreamrecError
+from recsys.records import RecResponse
 from streams.exceptions import PortInUse
 from streams.producer import registry_from_settings
 from streams.serde import AvroSerde
@@ -142,7 +144,8 @@ class Dashboard:
             ctx = catalog_page(self.catalog, query.get("q"), query.get("item"))
             return 200, self.render("catalog.html", nav="catalog", **ctx)
         if path == "/try":
-            return 200, self.render("tryit.html", nav="try", **self._try_context(query))
+            ctx = self._try_context(query) | self._chat_context(query)
+            return 200, self.render("tryit.html", nav="try", **ctx)
         if path == "/dlq":
             return 200, self.render(
                 "dlq.html", nav="dlq", **dlq_page(self.kafka, query.get("topic"))
@@ -163,6 +166,61 @@ class Dashboard:
             "k": form.get("k", "10"),
             "result": result,
         }
+
+    def _chat_context(self, form: dict[str, str], result: Any = None) -> dict[str, Any]:
+        """The conversation panel: its id, the next turn, the transcript so far."""
+        user_id = form.get("user_id", "").strip()[:200]
+        conversation_id = form.get("conversation_id", "")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", conversation_id):
+            conversation_id = new_conversation_id()
+        transcript: list[dict[str, Any]] = []
+        if self.catalog is not None and user_id:
+            try:
+                rows = self.catalog.conversation(user_id, conversation_id)
+                ids = [
+                    i.item_id
+                    for r in rows
+                    for i in RecResponse.model_validate_json(r["response"]).items
+                ]
+                titles = self.catalog.titles(ids) if ids else {}
+            except StreamrecError:
+                rows, titles = [], {}
+            for r in rows:
+                transcript.append(
+                    {
+                        "turn": r["turn"],
+                        "text": r["text"],
+                        "response": RecResponse.model_validate_json(r["response"]),
+                        "titles": titles,
+                    }
+                )
+        turn = transcript[-1]["turn"] + 1 if transcript else 1
+        return {
+            "chat_user_id": user_id,
+            "conversation_id": conversation_id,
+            "next_turn": turn,
+            "transcript": transcript,
+            "chat_result": result,
+        }
+
+    def chat(self, form: dict[str, str]) -> tuple[int, bytes]:
+        """Handle a conversation turn: send it, render the transcript and the reply."""
+        user_id = form.get("user_id", "").strip()
+        if not user_id or len(user_id) > 200:
+            ctx = self._try_context(form) | self._chat_context(form)
+            ctx["error"] = "give a user id (at most 200 characters)"
+            return 400, self.render("tryit.html", nav="try", **ctx)
+        ctx = self._chat_context(form)
+        try:
+            turn = max(1, min(1000, int(form.get("turn", "") or ctx["next_turn"])))
+        except ValueError:
+            turn = ctx["next_turn"]
+        text = form.get("text", "").strip()[:2000]
+        show_now = form.get("show_now") == "1"
+        result = self.tryit.say(user_id, ctx["conversation_id"], turn, text, show_now)
+        form = form | {"conversation_id": ctx["conversation_id"]}
+        ctx = self._try_context({}, None) | self._chat_context(form, result)
+        return 200, self.render("tryit.html", nav="try", **ctx)
 
     def try_it(self, form: dict[str, str]) -> tuple[int, bytes]:
         """Handle the try-it form: send the request, render the answer."""
@@ -238,11 +296,12 @@ def _handler(board: Dashboard) -> type[BaseHTTPRequestHandler]:
                 log.warning("refused a POST to %s: %s", parts.path, why)
                 self._send(403, f"refused: {why}\n".encode(), "text/plain; charset=utf-8")
                 return
-            if parts.path.rstrip("/") != "/try":
+            target = parts.path.rstrip("/")
+            if target not in ("/try", "/try/chat"):
                 self._send(404, b"not found\n", "text/plain; charset=utf-8")
                 return
             try:
-                status, body = board.try_it(form)
+                status, body = board.chat(form) if target == "/try/chat" else board.try_it(form)
             except (StreamrecError, ConfigurationError) as exc:
                 status, body = 503, board.render("error.html", nav="try", message=str(exc))
             self._send(status, body)

@@ -1,5 +1,5 @@
 """The try-it panel: send one real request through the running serve worker and show
-everything that explains its answer.
+everything that explains its answer — or hold a conversation, one turn per form post.
 
 The request goes to ``rec.requests`` like any client's (:class:`streams.client.RecClient`);
 the answer is the ``rec.responses`` record itself (route, warmth bucket, propensity,
@@ -13,13 +13,18 @@ import threading
 from dataclasses import dataclass, field
 
 from dashboard.kafka_views import TailIndex
-from recsys.records import LlmInvolvement, RecRequest, RecResponse
+from recsys.records import ConversationTurn, LlmInvolvement, RecRequest, RecResponse, new_id
 from recsys.serving.pii import redact
 from streams.client import RecClient
 from streams.exceptions import RequestTimeout
 from streams.settings import Settings
 
-__all__ = ["TryIt", "TryResult"]
+__all__ = ["TryIt", "TryResult", "new_conversation_id"]
+
+
+def new_conversation_id() -> str:
+    """A fresh conversation id for the try-it form."""
+    return f"dash-{new_id()[:12]}"
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,24 @@ class TryIt:
             deadline_ms=5000,
             context={"source": "dashboard"},
         )
+        return self._send(request)
+
+    def say(
+        self, user_id: str, conversation_id: str, turn: int, text: str, show_now: bool, k: int = 5
+    ) -> TryResult:
+        """Send one conversation turn for ``user_id`` and wait for the reply."""
+        request = RecRequest(
+            user_id=user_id,
+            k=k,
+            deadline_ms=5000,
+            context={"source": "dashboard"},
+            conversation=ConversationTurn(
+                conversation_id=conversation_id, turn=turn, text=text, show_now=show_now
+            ),
+        )
+        return self._send(request)
+
+    def _send(self, request: RecRequest) -> TryResult:
         client = self._rec_client()
         try:
             response = client.wait(request, client.submit(request), self.timeout_s)

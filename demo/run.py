@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from rich.console import Console
 from rich.table import Table
 
-from demo.enrich_report import demo_llm, enrich_report
+from demo.enrich_report import demo_llm, enrich_report, read_all
 from demo.feedback import report_feedback_archive
+from demo.progress import StepsFactory, no_steps
 from demo.serving import serve_demo
+from demo.showcase import Exchange, pick, print_exchange, print_next
+from recsys.records import CatalogChange, LlmInvolvement, RecRequest, RecResponse
 from recsys.synthetic import SyntheticWorkload, WorkloadConfig
 from stack.embedded import free_port, port_is_free
 from stack.stack import Stack
@@ -85,8 +88,11 @@ def _wait_caught_up(
     return lags
 
 
-def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None:
-    """Run the demo end to end and print the report."""
+def run_demo(
+    settings: Settings, options: DemoOptions, console: Console, steps: StepsFactory = no_steps
+) -> Settings:
+    """Run the demo end to end and print the report; the settings it ran with (its
+    topic prefix names what it archived)."""
     started = time.monotonic()
     if settings.embedded_broker and not port_is_free(settings.broker_host, settings.broker_port):
         settings = settings.with_overrides(broker_port=free_port(settings.broker_host))
@@ -97,6 +103,9 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
         # clicks follow answers within a second: close attribution windows soon
         attribution_window_s=min(settings.attribution_window_s, DEMO_ATTRIBUTION_S),
         feedback_allowed_lateness_s=min(settings.feedback_allowed_lateness_s, 2),
+        # the user events too: evaluate judges relevance on what users did next whether
+        # or not it was shown, and a counterfactual replay rebuilds each user's state
+        archive_user_events=True,
     )
     console.rule("[bold]streamrec demo")
     with demo_llm(settings, options.llm) as (settings, llm_server), Stack(settings) as stack:
@@ -135,17 +144,50 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> None
             )
             lags = _wait_caught_up(s, topics, workers, options.catch_up_timeout_s)
             enrich_report(console, s, topics, workers, llm_server)
+            served: list[tuple[RecRequest, RecResponse]] = []
             if "serve" in workers and options.requests:
-                serve_demo(console, s, topics, workload, options.requests)
+                served = serve_demo(
+                    console,
+                    s,
+                    topics,
+                    workload,
+                    options.requests,
+                    steps=steps,
+                    llm_server=llm_server,
+                )
                 # let attribution windows close, then the feedback and archive catch up
                 time.sleep(s.attribution_window_s + s.feedback_allowed_lateness_s + 2)
                 lags = _wait_caught_up(s, topics, workers, options.catch_up_timeout_s)
             _report(console, s, topics, lags)
             report_feedback_archive(console, s, topics)
+            _showcase(console, s, topics, served, catalog)
         finally:
             codes = supervisor.stop()
             log.info("workers stopped: %s", codes)
     console.print(f"demo finished in {time.monotonic() - started:.1f}s")
+    if "archive" in workers:
+        print_next(console, s)
+    return s
+
+
+def _showcase(
+    console: Console,
+    settings: Settings,
+    topics: Topics,
+    served: list[tuple[RecRequest, RecResponse]],
+    catalog: list[CatalogChange],
+) -> None:
+    """A few of this run's responses, item by item."""
+    if not served:
+        return
+    logs: dict[str, list[LlmInvolvement]] = defaultdict(list)
+    for record in read_all(settings, topics.llm_log.name, LlmInvolvement):
+        logs[record.request_id].append(record)
+    chosen = pick([Exchange(q, r, tuple(logs.get(q.request_id, ()))) for q, r in served])
+    console.rule(f"[bold]{len(chosen)} responses of this run, as a product gets them")
+    by_id = {c.item_id: c for c in catalog}
+    for n, (title, exchange) in enumerate(chosen.items(), start=1):
+        print_exchange(console, n, title, exchange, by_id)
 
 
 def _report(console: Console, settings: Settings, topics: Topics, lags: dict[str, int]) -> None:

@@ -18,32 +18,41 @@ from rich.console import Console
 from rich.table import Table
 
 from demo.enrich_report import read_all
+from demo.progress import StepsFactory, no_steps
 from jobs.train_cf import TrainCfOptions, run_train_cf
-from recsys.records import LlmInvolvement, RecRequest, RecResponse, utcnow
+from recsys.records import LlmInvolvement, RecRequest, RecResponse, WarmthBucket, utcnow
 from recsys.synthetic import SyntheticWorkload
 from streams.client import RecClient
 from streams.exceptions import RequestTimeout
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
+from testkit.llm_server import SimulatedLlmServer
 
 __all__ = ["serve_demo"]
 
 log = logging.getLogger(__name__)
 
 
-def _train(console: Console, settings: Settings) -> None:
+def _train(console: Console, settings: Settings, steps: StepsFactory) -> None:
+    """train-cf on what the users worker stored: a progress bar, then one line."""
     assert settings.database_url is not None
     try:
-        result = asyncio.run(
-            run_train_cf(settings, TrainCfOptions(), settings.database_url.get_secret_value())
-        )
+        with steps("train-cf") as progress:
+            result = asyncio.run(
+                run_train_cf(
+                    settings, TrainCfOptions(), settings.database_url.get_secret_value(), progress
+                )
+            )
     except Exception as exc:  # the demo goes on without a CF model (CF falls back)
         console.print(f"[yellow]train-cf failed: {exc} — CF falls back to co-visitation[/]")
         return
+    loss = f"{result.loss:.4f}" if result.loss is not None else "-"
     console.print(
         f"train-cf: ALS {result.version} on {result.n_events} events "
-        f"({result.n_users} users x {result.n_items} items), active={result.active}"
+        f"({result.n_users} users x {result.n_items} items), training loss {loss}, "
+        f"{sum(result.seconds.values()):.1f}s, active={result.active}",
+        highlight=False,
     )
 
 
@@ -66,10 +75,16 @@ def serve_demo(
     topics: Topics,
     workload: SyntheticWorkload,
     n_requests: int,
+    *,
+    steps: StepsFactory = no_steps,
+    llm_server: SimulatedLlmServer | None = None,
     rate_per_s: float = 20.0,
-) -> list[RecResponse]:
-    """Drive the serve worker, then publish what the users did next; print what happened."""
-    _train(console, settings)
+) -> list[tuple[RecRequest, RecResponse]]:
+    """Drive the serve worker, then publish what the users did next; print what happened.
+
+    Returns every request with its response (for the demo's closing showcase).
+    """
+    _train(console, settings, steps)
     requests = workload.requests(n_requests)
     sent: list[tuple[RecRequest, Future[RecResponse], float]] = []
     finished: dict[str, float] = {}  # request id → when its response arrived
@@ -98,16 +113,70 @@ def serve_demo(
                 continue
             answered.append((request, response, (finished[request.request_id] - at) * 1000.0))
         # what the users did next, independent of what they were shown (the synthetic
-        # ground truth), within the demo's attribution window: feedback joins it
-        answered_requests = [request for request, _, _ in answered]
+        # ground truth), within the demo's attribution window after they saw the answer
+        # (not after they asked: on a busy machine an answer can take seconds, and the
+        # feedback join counts only events after the impression)
+        answered_requests = [
+            request.model_copy(update={"requested_at": response.produced_at})
+            for request, response, _ in answered
+        ]
         window = timedelta(seconds=max(6, settings.attribution_window_s - 2))
         outcomes = workload.outcomes(answered_requests, within=window)
         for event in outcomes:
             producer.publish_user_event(event)
         clicks = len(outcomes)
         producer.flush()
+        extra = _showcase_requests(client, settings, workload, answered, llm_server)
     _report(console, settings, topics, answered, timeouts, clicks)
-    return [r for _, r, _ in answered]
+    return [(q, r) for q, r, _ in answered] + extra
+
+
+def _showcase_requests(
+    client: RecClient,
+    settings: Settings,
+    workload: SyntheticWorkload,
+    answered: list[tuple[RecRequest, RecResponse, float]],
+    llm_server: SimulatedLlmServer | None,
+) -> list[tuple[RecRequest, RecResponse]]:
+    """A request for each kind of response the closing showcase wants and the workload
+    did not produce (a warm user, a cold user with a query, an LLM rerank, an LLM
+    fallback), with a generous deadline. With the simulated LLM the fallback is provoked:
+    for that one request the model answers with ids that are not candidates, and the
+    serve worker serves the ranker's order instead."""
+    responses = [r for _, r, _ in answered]
+    warmest = max(workload.users, key=lambda u: u.activity, default=None)
+    wanted: list[tuple[str, str | None, str | None]] = []  # (kind, user, query)
+    if warmest is not None and not any(
+        r.warmth_bucket is WarmthBucket.WARM and not q.query for q, r, _ in answered
+    ):
+        wanted.append(("warm", warmest.user_id, None))
+    if not any(r.warmth_bucket is WarmthBucket.COLD and q.query for q, r, _ in answered):
+        wanted.append(("cold", None, "a tense thriller with a heist"))
+    if llm_server is not None:
+        if warmest is not None and not any(
+            i.ranker_rank is not None for r in responses for i in r.items
+        ):
+            wanted.append(("rerank", warmest.user_id, workload.query_for(warmest)))
+        if not any(r.llm_fallback_reason for r in responses):
+            wanted.append(("fallback", None, "something for a rainy evening"))
+    out = []
+    for kind, user, query in wanted:
+        request = RecRequest(
+            request_id=f"{settings.topic_prefix}showcase-{kind}",
+            user_id=user or f"{settings.topic_prefix}showcase-{kind}-user",
+            query=query,
+            deadline_ms=5000,
+        )
+        if kind == "fallback" and llm_server is not None:
+            llm_server.set_behaviour(mode="hallucinate")
+        try:
+            out.append((request, client.wait(request, client.submit(request), timeout_s=20.0)))
+        except RequestTimeout:
+            log.warning("showcase request %s timed out", request.request_id)
+        finally:
+            if kind == "fallback" and llm_server is not None:
+                llm_server.set_behaviour(mode="honest")
+    return out
 
 
 def _report(
@@ -118,6 +187,7 @@ def _report(
     timeouts: int,
     clicks: int,
 ) -> None:
+    """Print routes, latencies and LLM decisions."""
     by_route: dict[str, list[tuple[RecRequest, RecResponse, float]]] = defaultdict(list)
     for row in answered:
         by_route[row[1].route.value].append(row)

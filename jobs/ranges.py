@@ -98,7 +98,7 @@ def read_range(
     progress: Counter | None,
     summary: ReplaySummary | None = None,
 ) -> Iterator[ArchivedMessage]:
-    from recsys.archive import list_files, read_archive
+    from recsys.archive import list_files, other_runs_hint, read_archive
     from streams.replay import KafkaRangeReader
     from streams.serde import AvroSerde
 
@@ -107,6 +107,9 @@ def read_range(
             raise DataNotFound(
                 f"no archive of {spec.name} under {root}: run the archive worker, or pass "
                 "--archive DIR (or --source kafka)"
+                + other_runs_hint(
+                    root, spec.base, settings.topic_prefix, f"streamrec replay {spec.base}"
+                )
             )
         for message in read_archive(
             root,

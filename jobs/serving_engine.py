@@ -44,7 +44,10 @@ class ServingPolicy:
                 "the serving engine reads items and CF models from Postgres: set "
                 "STREAMREC_DATABASE_URL (or use --database)"
             )
-        self.users = ReplayUsers(UserStateConfig.from_settings(self.settings.users))
+        self.users = ReplayUsers(
+            UserStateConfig.from_settings(self.settings.users),
+            profile_events=self.settings.cf_profile_events,
+        )
         self.embedder = embedder or SentenceTransformerEmbedder(
             self.settings.embedding_model, self.settings.embedding_device
         )

@@ -1,10 +1,12 @@
 """`streamrec train-cf`: train ALS on the events stored so far and make it the served
 version.
 
-load (Postgres ``user_events`` or the archive) → build the weight matrix → train
-(one progress step per iteration) → write the factors as a new version → activate it
-→ prune old versions → refresh the popularity snapshot. The run is logged as the
-version's ``als_models`` row and one log line.
+load (Postgres ``user_events`` or the archive) → with ``--feedback``, read
+``feedback.examples`` (archive or Kafka) for weak negatives, inverse-propensity and LLM
+weights (:mod:`recsys.cf.impressions`) → build the weight matrix → train (one progress
+step per iteration) → write the factors as a new version → activate it → prune old
+versions → refresh the popularity snapshot. The run is logged as the version's
+``als_models`` row and one log line.
 """
 
 from __future__ import annotations
@@ -20,10 +22,17 @@ from jobs.progress import NoSteps, Steps
 from recsys.exceptions import DataNotFound, InvalidRange
 
 if TYPE_CHECKING:
+    from recsys.cf.impressions import FeedbackSignals, FeedbackWeights
     from recsys.cf.interactions import InteractionMatrix
     from streams.settings import Settings
 
-__all__ = ["TrainCfOptions", "TrainCfResult", "run_train_cf", "window_text"]
+__all__ = [
+    "TrainCfOptions",
+    "TrainCfResult",
+    "feedback_weights",
+    "run_train_cf",
+    "window_text",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,15 @@ class TrainCfOptions:
     until: datetime | None = None
     archive: Path | None = None
     activate: bool = True
+    #: Use ``feedback.examples`` (impressions and outcomes) from ``feedback_source``.
+    feedback: bool = False
+    feedback_source: str = "archive"
+    #: Archive root of ``feedback.examples`` (unset = ``archive``, else the settings').
+    feedback_archive: Path | None = None
+    #: Weak-negative weight, IPS clip, LLM-touched weight (unset = the settings').
+    negative_weight: float | None = None
+    ips_clip: float | None = None
+    llm_weight: float | None = None
 
 
 @dataclass
@@ -58,6 +76,8 @@ class TrainCfResult:
     loss: float | None = None
     pruned: list[str] = field(default_factory=list)
     popularity_items: int = 0
+    #: What ``--feedback`` read and added (examples, negative cells, weights), or None.
+    feedback: dict[str, Any] | None = None
 
 
 def window_text(opts: TrainCfOptions) -> str:
@@ -67,8 +87,65 @@ def window_text(opts: TrainCfOptions) -> str:
     return f"from {since} until {until}"
 
 
+def feedback_weights(settings: Settings, opts: TrainCfOptions) -> FeedbackWeights:
+    """The run's feedback weights: the options', else the settings'."""
+    from recsys.cf.impressions import FeedbackWeights
+    from recsys.exceptions import ConfigurationError
+
+    def pick(value: float | None, default: float) -> float:
+        return default if value is None else value
+
+    try:
+        return FeedbackWeights(
+            negative=pick(opts.negative_weight, settings.cf_feedback_negative_weight),
+            ips_clip=pick(opts.ips_clip, settings.cf_feedback_ips_clip),
+            llm_weight=pick(opts.llm_weight, settings.cf_feedback_llm_weight),
+        )
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+
+
+def _read_feedback(
+    settings: Settings, opts: TrainCfOptions, weights: FeedbackWeights, steps: Steps
+) -> FeedbackSignals:
+    """``feedback.examples`` of the window (by impression time) into the signals."""
+    from jobs.ranges import read_range
+    from recsys.cf.impressions import FeedbackSignals
+    from recsys.records import FeedbackExample
+    from streams.replay import ReplayRange
+    from streams.topics import Topics
+
+    spec = Topics(settings).feedback_examples
+    signals = FeedbackSignals(weights)
+    name = f"load feedback ({opts.feedback_source})"
+    steps.start(name, None)
+    root = opts.feedback_archive or opts.archive or settings.archive_root
+    n = 0
+    for message in read_range(settings, spec, ReplayRange(), opts.feedback_source, root, None):
+        example = FeedbackExample.model_validate(message.value)
+        if opts.since is not None and example.impression_at < opts.since:
+            continue
+        if opts.until is not None and example.impression_at >= opts.until:
+            continue
+        signals.add(example)
+        n += 1
+        if n % 5000 == 0:
+            steps.advance(name, 5000)
+    if not signals.n_examples:
+        raise DataNotFound(
+            f"--feedback: no feedback examples ({opts.feedback_source}, {window_text(opts)}); "
+            "the feedback worker emits them once impressions' attribution windows close"
+        )
+    steps.done(name, f"{name}: {signals.n_examples}")
+    return signals
+
+
 async def _load(
-    settings: Settings, opts: TrainCfOptions, pool: Any, steps: Steps
+    settings: Settings,
+    opts: TrainCfOptions,
+    pool: Any,
+    steps: Steps,
+    signals: FeedbackSignals | None = None,
 ) -> tuple[InteractionMatrix, str]:
     """Stream the events into the matrix builder (progress per 5,000 events)."""
     from recsys.cf.interactions import MatrixBuilder
@@ -99,7 +176,11 @@ async def _load(
                 steps.advance(name, 5000)
     steps.done(name, f"{name}: {builder.n_events}")
     steps.start("build matrix", 1)
-    matrix = builder.build()
+    if signals is not None:
+        matrix = builder.build(negatives=signals.negatives(), scales=signals.scales())
+        source += f"+feedback:{opts.feedback_source}"
+    else:
+        matrix = builder.build()
     steps.done(
         "build matrix", f"build matrix: {len(matrix.users)} users x {len(matrix.items)} items"
     )
@@ -164,8 +245,16 @@ async def run_train_cf(
         raise DatabaseUnavailable(f"cannot connect to Postgres: {exc}") from exc
     try:
         t = time.perf_counter()
-        matrix, source = await _load(settings, opts, pool, steps)
+        signals = None
+        if opts.feedback:
+            signals = _read_feedback(settings, opts, feedback_weights(settings, opts), steps)
+        matrix, source = await _load(settings, opts, pool, steps, signals)
         seconds["load"] = time.perf_counter() - t
+        feedback = (
+            signals.summary() | {"negative_cells": matrix.n_negative}
+            if signals is not None
+            else None
+        )
         if matrix.n_interactions == 0:
             raise DataNotFound(
                 f"no user events to train on ({source}, {window_text(opts)}); the users "
@@ -194,7 +283,7 @@ async def run_train_cf(
             window_until=opts.until,
             first_event_at=_as_dt(matrix.first_at),
             last_event_at=_as_dt(matrix.last_at),
-            weights=DEFAULT_WEIGHTS.as_dict(),
+            weights=DEFAULT_WEIGHTS.as_dict() | ({"feedback": feedback} if feedback else {}),
             metrics={"seconds": {k: round(v, 3) for k, v in seconds.items()}},
         )
         version = await store.write(model, run, on_rows=lambda n: steps.advance("write factors", n))
@@ -222,6 +311,7 @@ async def run_train_cf(
         loss=model.loss,
         pruned=pruned,
         popularity_items=max(popular, 0),
+        feedback=feedback,
     )
     log.info(
         "train-cf: version %s %s from %s: %d events, %d users x %d items (%d cells), "

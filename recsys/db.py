@@ -23,14 +23,17 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from recsys.exceptions import DatabaseError, DatabaseUnavailable, MigrationError
+from recsys.exceptions import DatabaseError, DatabaseUnavailable, DataRejected, MigrationError
 
 __all__ = [
     "MIGRATIONS_DIR",
     "Migration",
     "apply_migrations",
     "async_pool",
+    "connection",
+    "db_error",
     "discover_migrations",
+    "error_kind",
     "pool",
     "wait_for_database",
 ]
@@ -219,20 +222,73 @@ def async_pool(
     )
 
 
-def db_error(exc: psycopg.Error, what: str) -> Exception:
-    """The domain error for a psycopg error: unreachable → retryable, else a plain failure."""
-    if isinstance(exc, psycopg.OperationalError):
-        return DatabaseUnavailable(f"Postgres unavailable: {str(exc).strip()}")
-    return DatabaseError(f"{what}: {str(exc).strip()}")
+#: SQLSTATE classes caused by the values a statement carries: data exception (22: NUL or
+#: invalid bytes in text, numbers out of range), integrity constraint violation (23),
+#: program limit exceeded (54: an index row over its size limit). Same values, same error.
+DATA_SQLSTATE_CLASSES = frozenset({"22", "23", "54"})
+#: SQLSTATE classes of trouble that passes: connection exception (08), transaction
+#: rollback (40: serialization failure, deadlock), insufficient resources (53), operator
+#: intervention (57: shutdown, statement timeout), system error (58).
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+#: Single transient codes in other classes: lock not available, object in use.
+TRANSIENT_SQLSTATES = frozenset({"55P03", "55006"})
+
+
+def error_kind(exc: BaseException) -> str:
+    """``"data"``, ``"transient"`` or ``"bug"``: what a failed statement calls for.
+
+    * data — the statement's values were refused (SQLSTATE classes 22, 23, 54, or
+      refused before sending: psycopg's "text fields cannot contain NUL", text that
+      cannot be encoded); the record carrying them is dead-lettered;
+    * transient — Postgres unreachable, restarting, overloaded, a deadlock, a statement
+      timeout; the same work is retried with backoff;
+    * bug — anything else (syntax, a missing table or column, a type mismatch in our
+      SQL): the worker stops loudly rather than skipping input.
+
+    SQLSTATE decides before the DB-API class: psycopg files "program limit exceeded"
+    under ``OperationalError``, which would otherwise be retried forever.
+    """
+    if isinstance(exc, UnicodeEncodeError):
+        return "data"
+    if not isinstance(exc, psycopg.Error):
+        return "bug"
+    state = exc.sqlstate or ""
+    if state[:2] in DATA_SQLSTATE_CLASSES:
+        return "data"
+    if state[:2] in TRANSIENT_SQLSTATE_CLASSES or state in TRANSIENT_SQLSTATES:
+        return "transient"
+    if not state and isinstance(exc, psycopg.DataError):  # refused client-side (NUL)
+        return "data"
+    if isinstance(exc, psycopg.OperationalError) and not state:  # no connection, pool timeout
+        return "transient"
+    return "bug"
+
+
+def db_error(exc: BaseException, what: str) -> Exception:
+    """The domain error for a failed statement (see :func:`error_kind`).
+
+    Returns:
+        :class:`DataRejected` (dead-letter the record), :class:`DatabaseUnavailable`
+        (retry) or :class:`DatabaseError` (a bug: stop).
+    """
+    text = str(exc).strip()
+    state = getattr(exc, "sqlstate", None)
+    detail = f"{what}: {text}" + (f" (SQLSTATE {state})" if state else "")
+    kind = error_kind(exc)
+    if kind == "data":
+        return DataRejected(detail)
+    if kind == "transient":
+        return DatabaseUnavailable(f"Postgres unavailable: {detail}")
+    return DatabaseError(detail)
 
 
 @asynccontextmanager
 async def connection(
     pool: AsyncConnectionPool, what: str, timeout_s: float
 ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """A pooled connection whose psycopg errors surface as :func:`db_error` ones."""
+    """A pooled connection whose failures surface as :func:`db_error` ones."""
     try:
         async with pool.connection(timeout=timeout_s) as conn:
             yield conn
-    except psycopg.Error as exc:
+    except (psycopg.Error, UnicodeEncodeError) as exc:
         raise db_error(exc, what) from exc

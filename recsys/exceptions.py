@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigurationError",
     "DataNotFound",
+    "DataRejected",
     "DatabaseError",
     "DatabaseUnavailable",
     "InvalidRange",
@@ -37,6 +38,16 @@ class DatabaseError(StreamrecError):
 
 class DatabaseUnavailable(DatabaseError):
     """Postgres cannot be reached right now; the operation may be retried."""
+
+
+class DataRejected(DatabaseError):
+    """Postgres refused the values of one statement (a data error, not an outage).
+
+    A NUL character or a lone surrogate in text, a number out of a column's range, a
+    value breaking a constraint, an index row over its size limit: sending the same
+    values again fails again. A stream worker dead-letters the record that carries them
+    and goes on with the rest of its batch; retrying would stall the partition forever.
+    """
 
 
 class MigrationError(DatabaseError):

@@ -122,6 +122,14 @@ def join_impression(
                 impression_at=impression.produced_at,
                 outcome_at=min((e.occurred_at for e, _ in hits), default=None),
                 serve_latency_ms=impression.latency_ms,
+                policy_version=impression.policy_version,
+                has_query=impression.has_query,
+                has_history=impression.has_history,
+                rerank_available=impression.rerank_available,
+                rerank=impression.rerank,
+                content_weight=impression.content_weight,
+                popularity_weight=impression.popularity_weight,
+                explored=impression.explored,
             )
         )
     return out

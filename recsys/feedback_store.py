@@ -2,25 +2,31 @@
 
 Every write is idempotent — impressions are keyed by request_id, events by
 (user_id, event_id), both ``ON CONFLICT DO NOTHING`` — so a batch re-delivered after a
-crash changes nothing, and an impression already emitted stays emitted. Connection
-failures become :class:`DatabaseUnavailable` (the worker retries the batch).
+crash changes nothing, and an impression already emitted stays emitted. Errors are mapped
+by :func:`recsys.db.db_error`: connection failures become :class:`DatabaseUnavailable`
+(the worker retries the batch), refused values :class:`DataRejected` (the worker
+dead-letters the record that carries them).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
-from recsys.exceptions import DatabaseUnavailable
+from recsys import db
 from recsys.feedback import OUTCOME_EVENTS
 from recsys.records import RecResponse, UserEvent
 
 __all__ = ["FeedbackStore", "OpenImpression"]
+
+#: How long a statement waits for a pooled connection before the batch is retried.
+_ACQUIRE_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -37,13 +43,8 @@ class FeedbackStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        try:
-            async with self.pool.connection() as conn:
-                yield conn
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise DatabaseUnavailable(f"feedback store: {exc}") from exc
+    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return db.connection(self.pool, "feedback store", _ACQUIRE_TIMEOUT_S)
 
     async def add(
         self, impressions: Sequence[tuple[int, RecResponse]], events: Sequence[UserEvent]

@@ -19,6 +19,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 __all__ = [
     "CatalogChange",
     "ChangeOp",
+    "ConversationTurn",
+    "DialogueAction",
+    "DialogueReply",
     "EnrichmentStatus",
     "EventType",
     "Evidence",
@@ -28,11 +31,13 @@ __all__ = [
     "ItemEnriched",
     "LlmInvolvement",
     "LlmUseCase",
+    "PreferenceSignal",
     "RecRequest",
     "RecResponse",
     "RecommendedItem",
     "Record",
     "Route",
+    "SignalKind",
     "UserEvent",
     "ValidationResult",
     "WarmthBucket",
@@ -94,6 +99,7 @@ class EvidenceKind(enum.StrEnum):
     POPULAR = "POPULAR"
     CO_VISITED = "CO_VISITED"
     OTHER = "OTHER"
+    STATED_PREFERENCE = "STATED_PREFERENCE"
 
 
 class ExplanationSource(enum.StrEnum):
@@ -121,6 +127,24 @@ class LlmUseCase(enum.StrEnum):
     RERANK = "RERANK"
     EXPLAIN = "EXPLAIN"
     JUDGE = "JUDGE"
+    DIALOGUE = "DIALOGUE"
+
+
+class SignalKind(enum.StrEnum):
+    CATEGORY = "CATEGORY"
+    NOT_CATEGORY = "NOT_CATEGORY"
+    ERA = "ERA"
+    MOOD = "MOOD"
+    CONSTRAINT = "CONSTRAINT"
+    NEGATIVE = "NEGATIVE"
+    LIKED_ITEM = "LIKED_ITEM"
+    DISLIKED_ITEM = "DISLIKED_ITEM"
+    OTHER = "OTHER"
+
+
+class DialogueAction(enum.StrEnum):
+    QUESTION = "QUESTION"
+    RECOMMEND = "RECOMMEND"
 
 
 class ValidationResult(enum.StrEnum):
@@ -211,6 +235,17 @@ class UserEvent(Record):
         return self
 
 
+class ConversationTurn(Record):
+    """Where a request sits in a conversation: which one, which turn, what the user said."""
+
+    avro_name: ClassVar[str] = "streamrec.ConversationTurn"
+
+    conversation_id: Annotated[str, Field(min_length=1, max_length=128)]
+    turn: int = Field(ge=1, le=1000)
+    text: str = Field(default="", max_length=2_000)
+    show_now: bool = False
+
+
 class RecRequest(Record):
     """Recommend up to ``k`` items to a user, optionally for a natural-language query."""
 
@@ -224,6 +259,8 @@ class RecRequest(Record):
     context: dict[str, str] = Field(default_factory=dict)
     deadline_ms: int = Field(default=1000, ge=1, le=600_000)
     requested_at: AwareDatetime = Field(default_factory=utcnow)
+    fill_with_soft_matches: bool = True
+    conversation: ConversationTurn | None = None
 
 
 class Evidence(Record):
@@ -234,6 +271,7 @@ class Evidence(Record):
     kind: EvidenceKind = EvidenceKind.OTHER
     value: str
     ref_item_id: str | None = None
+    turn: int | None = Field(default=None, ge=1)
 
 
 class RecommendedItem(Record):
@@ -248,6 +286,35 @@ class RecommendedItem(Record):
     explanation: str = ""
     explanation_source: ExplanationSource = ExplanationSource.TEMPLATE
     evidence: list[Evidence] = Field(default_factory=list)
+    ranker_rank: int | None = Field(default=None, ge=1)
+
+
+class PreferenceSignal(Record):
+    """One preference stated in a conversation, with the turn that stated it."""
+
+    avro_name: ClassVar[str] = "streamrec.PreferenceSignal"
+
+    kind: SignalKind = SignalKind.OTHER
+    value: str
+    turn: int = Field(ge=1)
+    ref_item_id: str | None = None
+
+
+class DialogueReply(Record):
+    """The dialogue part of a response: a clarifying question, or recommendations."""
+
+    avro_name: ClassVar[str] = "streamrec.DialogueReply"
+
+    conversation_id: NonEmpty
+    turn: int = Field(ge=1)
+    action: DialogueAction
+    question: str | None = None
+    attribute: str | None = None
+    options: list[str] = Field(default_factory=list)
+    candidates: int = Field(default=0, ge=0)
+    signals: list[PreferenceSignal] = Field(default_factory=list)
+    reason: str = ""
+    parser: str = "rules"
 
 
 class RecResponse(Record):
@@ -270,6 +337,17 @@ class RecResponse(Record):
     embedding_model: str | None = None
     latency_ms: float = Field(ge=0.0)
     produced_at: AwareDatetime = Field(default_factory=utcnow)
+    policy_version: str | None = None
+    has_query: bool = False
+    has_history: bool = False
+    rerank_available: bool = False
+    rerank: bool = False
+    content_weight: float | None = None
+    popularity_weight: float | None = None
+    explored: bool = False
+    eligible_count: int | None = Field(default=None, ge=0)
+    short_reason: str | None = None
+    conversation: DialogueReply | None = None
 
 
 class LlmInvolvement(Record):
@@ -307,6 +385,8 @@ class LlmInvolvement(Record):
     max_displacement: int | None = Field(default=None, ge=0)
     moved_max: int = Field(default=0, ge=0)
     clamped_items: int = Field(default=0, ge=0)
+    policy_version: str | None = None
+    action: str | None = None
 
 
 class FeedbackExample(Record):
@@ -335,3 +415,11 @@ class FeedbackExample(Record):
     impression_at: AwareDatetime
     outcome_at: AwareDatetime | None = None
     serve_latency_ms: float = 0.0
+    policy_version: str | None = None
+    has_query: bool = False
+    has_history: bool = False
+    rerank_available: bool = False
+    rerank: bool = False
+    content_weight: float | None = None
+    popularity_weight: float | None = None
+    explored: bool = False

@@ -102,6 +102,16 @@ class EmbeddedBroker:
         """Process id of the running broker."""
         return self._proc.pid if self._proc else None
 
+    @property
+    def running(self) -> bool:
+        """True while the broker process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code of a broker process that died (None while it runs)."""
+        return self._proc.poll() if self._proc is not None else None
+
     def start(self, timeout_s: float = 20.0) -> str:
         """Start the broker and wait until it answers metadata requests.
 
@@ -109,7 +119,7 @@ class EmbeddedBroker:
             PortInUse: the port is taken (with what to do about it).
             EmbeddedStackError: the binary is missing or the broker did not come up.
         """
-        if self._proc is not None:
+        if self.running:
             return self.bootstrap
         if not port_is_free(self.host, self.port):
             raise PortInUse(
@@ -288,6 +298,18 @@ class EmbeddedPostgres:
         self.data_dir.chmod(0o700)
 
     # ---- lifecycle ---------------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running postmaster on this data directory (ours or not)."""
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc.pid
+        return self._postmaster_pid()
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code of a postmaster we started that died (None otherwise)."""
+        return self._proc.poll() if self._proc is not None else None
+
     @property
     def running(self) -> bool:
         """True while our child, or an adopted postmaster, is alive."""

@@ -51,6 +51,10 @@ class Stack:
             if s.embedded_broker:
                 self.broker = EmbeddedBroker(s.broker_host, s.broker_port, log_dir=s.home / "logs")
                 changes["bootstrap_servers"] = self.broker.start()
+                # Tansu 0.6 joins a group in about session timeout / 2 and expels a
+                # killed member after the timeout: short here, so that a restarted worker
+                # gets its partitions back within seconds (docs/operations.md)
+                changes["session_timeout_ms"] = s.embedded_session_timeout_ms
                 self._exit.callback(self.broker.stop)
             if s.embedded_database:
                 s.home.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,15 @@
 """`streamrec up`: run the workers as child processes in the foreground.
 
 Children inherit the resolved settings through ``STREAMREC_*`` variables, die with the
-supervisor (``PR_SET_PDEATHSIG``), are restarted with backoff if they crash, and are
-stopped with SIGTERM (then SIGKILL after a grace period) on Ctrl-C or SIGTERM.
+supervisor (``PR_SET_PDEATHSIG``), are restarted with backoff if they crash — until one
+keeps failing (:mod:`stack.restarts`), which stops the stack loudly — and are stopped
+with SIGTERM (then SIGKILL after a grace period) on Ctrl-C or SIGTERM.
 
 Each worker gets a metrics directory of its own (``PROMETHEUS_MULTIPROC_DIR``), emptied
 at start, so that its counters survive its restarts and several processes of one worker
-add up; :meth:`Supervisor.status` tells each worker's state and restarts (served by
-``up`` on the supervisor's endpoint, read by ``doctor`` and the dashboard).
+(serve's replicas) add up; :meth:`Supervisor.status` tells each process's state and
+restarts (served by ``up`` on the supervisor's endpoint, read by ``doctor`` and the
+dashboard).
 """
 
 from __future__ import annotations
@@ -25,9 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack.embedded import die_with_parent
+from stack.exceptions import GaveUp
+from stack.restarts import RestartPolicy, RestartState
+from stack.stack import Stack
+from stack.stack_watch import StackWatch
 from streams.settings import ENV_PREFIX, Settings
 
-__all__ = ["Supervisor", "WorkerStatus", "settings_env"]
+__all__ = ["Supervisor", "WorkerStatus", "replica_names", "settings_env"]
 
 #: Restarts within a minute from which a worker counts as crash-looping.
 CRASH_LOOP_RESTARTS = 2
@@ -59,19 +65,22 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 @dataclass
 class _Child:
+    #: ``worker`` or ``worker-N`` for the N-th replica.
     name: str
+    worker: str
+    restarts: RestartState
     proc: subprocess.Popen[bytes] | None = None
-    restarts: list[float] = field(default_factory=list)
     #: starting/running, restarting (in backoff), failed (given up), stopped
     state: str = "stopped"
-    total_restarts: int = 0
     last_exit: int | None = None
     since: float = field(default_factory=time.time)
+    #: Monotonic times of the restarts (for "restarts in the last minute").
+    restart_times: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class WorkerStatus:
-    """One worker as the supervisor sees it."""
+    """One worker process as the supervisor sees it."""
 
     name: str
     state: str
@@ -87,8 +96,25 @@ class WorkerStatus:
         return self.state == "failed" or self.restarts_last_min >= CRASH_LOOP_RESTARTS
 
 
+def replica_names(settings: Settings, workers: Iterable[str]) -> list[tuple[str, str]]:
+    """``(process name, worker)`` per process: serve runs ``serve_replicas`` of them."""
+    out: list[tuple[str, str]] = []
+    for worker in workers:
+        count = settings.serve_replicas if worker == "serve" else 1
+        out += [(worker if n == 1 else f"{worker}-{n}", worker) for n in range(1, count + 1)]
+    return out
+
+
 class Supervisor:
-    """Starts, watches and stops one process per worker."""
+    """Starts, watches and stops one process per worker (and, given the stack, its parts).
+
+    With ``replicas``, serve runs ``serve_replicas`` processes (``serve``, ``serve-2``,
+    …) in one consumer group. A worker that exits is restarted after a backoff; one that fails
+    ``restart_max_failures`` times in a row, each within ``restart_healthy_after_s`` of
+    starting, is not: :meth:`watch` raises :class:`~stack.exceptions.GaveUp`, and `up`
+    stops everything with that message and a non-zero exit. A dead embedded broker or
+    Postgres is handled by :class:`~stack.stack_watch.StackWatch` under the same rule.
+    """
 
     def __init__(
         self,
@@ -96,25 +122,35 @@ class Supervisor:
         workers: Iterable[str],
         *,
         grace_s: float = 15.0,
-        max_restarts_per_min: int = 5,
         log_dir: str | None = None,
+        stack: Stack | None = None,
+        policy: RestartPolicy | None = None,
+        replicas: bool = False,
     ) -> None:
         self.settings = settings
-        self.children = {name: _Child(name) for name in workers}
+        self.policy = policy or RestartPolicy.from_settings(settings)
+        names = replica_names(settings, workers) if replicas else [(w, w) for w in workers]
+        self.children = {
+            name: _Child(name, worker, RestartState(self.policy)) for name, worker in names
+        }
         self.grace_s = grace_s
-        self.max_restarts = max_restarts_per_min
         self.log_dir = log_dir
         self.stopping = threading.Event()
+        self.stack_watch = (
+            StackWatch(stack, self.policy, self.stop_all, self.start_all)
+            if stack is not None
+            else None
+        )
         self.metrics_root = settings.home / "run" / "metrics"
 
-    def metrics_dir(self, name: str) -> Path:
-        """The shared metrics directory of worker ``name``'s processes."""
-        return self.metrics_root / name
+    def metrics_dir(self, worker: str) -> Path:
+        """The shared metrics directory of worker ``worker``'s processes."""
+        return self.metrics_root / worker
 
     def _spawn(self, child: _Child) -> None:
-        cmd = [sys.executable, "-m", "cli.app", "worker", child.name]
+        cmd = [sys.executable, "-m", "cli.app", "worker", child.worker]
         env = settings_env(self.settings)
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir(child.name))
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir(child.worker))
         stdout = None
         if self.log_dir:
             os.makedirs(self.log_dir, exist_ok=True)
@@ -126,6 +162,7 @@ class Supervisor:
             stderr=subprocess.STDOUT if stdout else None,
             preexec_fn=lambda: die_with_parent(signal.SIGTERM),
         )
+        child.restarts.started()
         if stdout:
             stdout.close()
         child.state, child.since = "running", time.time()
@@ -138,20 +175,21 @@ class Supervisor:
         try:
             from prometheus_client import multiprocess
 
-            multiprocess.mark_process_dead(child.proc.pid, str(self.metrics_dir(child.name)))
+            multiprocess.mark_process_dead(child.proc.pid, str(self.metrics_dir(child.worker)))
         except OSError:  # pragma: no cover - the directory went away
             pass
 
     def start(self) -> None:
         """Start every worker (with empty metrics directories)."""
-        for child in self.children.values():
-            folder = self.metrics_dir(child.name)
+        for worker in {c.worker for c in self.children.values()}:
+            folder = self.metrics_dir(worker)
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True, exist_ok=True)
+        for child in self.children.values():
             self._spawn(child)
 
     def status(self) -> list[WorkerStatus]:
-        """Every worker's state, pid and restarts."""
+        """Every worker process's state, pid and restarts."""
         now = time.monotonic()
         out = []
         for child in self.children.values():
@@ -164,8 +202,8 @@ class Supervisor:
                     name=child.name,
                     state=state,
                     pid=child.proc.pid if alive and child.proc is not None else None,
-                    restarts=child.total_restarts,
-                    restarts_last_min=sum(1 for t in child.restarts if now - t < 60),
+                    restarts=child.restarts.restarts,
+                    restarts_last_min=sum(1 for t in child.restart_times if now - t < 60),
                     last_exit=child.last_exit,
                     since=child.since,
                 )
@@ -173,48 +211,91 @@ class Supervisor:
         return out
 
     def pids(self) -> dict[str, int]:
-        """Worker name → pid of the running process."""
+        """Process name (``serve``, ``serve-2``, …) → pid of the running process."""
         return {n: c.proc.pid for n, c in self.children.items() if c.proc and c.proc.poll() is None}
 
-    def watch(self, until: threading.Event | None = None, poll_s: float = 0.5) -> None:
-        """Restart crashed workers until ``until`` (or :attr:`stopping`) is set."""
+    def restarts(self) -> dict[str, int]:
+        """Worker name → restarts since the supervisor started."""
+        return {n: c.restarts.restarts for n, c in self.children.items()}
+
+    def watch(self, until: threading.Event | None = None, poll_s: float = 0.2) -> None:
+        """Restart crashed workers (and dead stack parts) until ``until`` or :attr:`stopping`.
+
+        Raises:
+            GaveUp: a worker or a stack part keeps failing; nothing is restarted any more
+                (the caller stops the rest).
+        """
         until = until or self.stopping
         while not until.is_set() and not self.stopping.is_set():
+            now = time.monotonic()
             for child in self.children.values():
-                if child.proc is None or child.proc.poll() is None:
-                    continue
-                code = child.proc.returncode
-                self._exited(child)
-                now = time.monotonic()
-                child.restarts = [t for t in child.restarts if now - t < 60]
-                if len(child.restarts) >= self.max_restarts:
-                    log.error(
-                        "worker %s keeps failing (exit %s, %d restarts in a minute); "
-                        "not restarting",
-                        child.name,
-                        code,
-                        len(child.restarts),
-                    )
-                    child.proc = None
-                    child.state, child.since = "failed", time.time()
-                    continue
-                log.warning("worker %s exited with %s; restarting", child.name, code)
-                child.restarts.append(now)
-                child.total_restarts += 1
-                child.state, child.since = "restarting", time.time()
-                time.sleep(min(5.0, 0.5 * 2 ** len(child.restarts)))
-                self._spawn(child)
+                self._tend(child, now)
+            if self.stack_watch is not None:
+                self.stack_watch.check()
             until.wait(poll_s)
+
+    def _tend(self, child: _Child, now: float) -> None:
+        state = child.restarts
+        if state.due_at is not None:
+            if now >= state.due_at and not self.stopping.is_set():
+                self._spawn(child)
+            return
+        if child.proc is None or child.proc.poll() is None:
+            return
+        code = child.proc.returncode
+        self._exited(child)
+        uptime = state.uptime(now)
+        if not state.failed(now):
+            child.state, child.since = "failed", time.time()
+            raise GaveUp(
+                f"worker {child.name} failed {state.failures} times in a row, each within "
+                f"{self.policy.healthy_after_s:.0f}s of starting (last exit code {code}, "
+                f"after {uptime:.1f}s); not restarting it — stopping the stack. Its log says "
+                f"why{f' ({self.log_dir}/{child.name}.log)' if self.log_dir else ' (above)'}."
+            )
+        assert state.due_at is not None
+        child.restart_times = [t for t in child.restart_times if now - t < 60] + [now]
+        child.state, child.since = "restarting", time.time()
+        log.warning(
+            "worker %s exited with %s after %.1fs (failure %d of %d in a row); restarting in %.1fs",
+            child.name,
+            code,
+            uptime,
+            state.failures,
+            self.policy.max_failures,
+            state.due_at - now,
+        )
+
+    def stop_all(self) -> None:
+        """Stop every worker for a moment (the broker is being replaced); see :meth:`start_all`."""
+        self._terminate(list(self.children.values()))
+        for child in self.children.values():
+            if child.proc is not None:
+                self._exited(child)
+            child.proc = None  # not an exit to restart: start_all does
+            child.state, child.since = "restarting", time.time()
+
+    def start_all(self) -> None:
+        """Start every worker stopped by :meth:`stop_all` (not counted as failures)."""
+        if self.stopping.is_set():
+            return
+        for child in self.children.values():
+            child.restarts.restarts += 1
+            self._spawn(child)
 
     def stop(self) -> dict[str, int | None]:
         """SIGTERM every worker, SIGKILL what outlives the grace period; exit codes."""
         self.stopping.set()
-        for child in self.children.values():
+        return self._terminate(list(self.children.values()))
+
+    def _terminate(self, children: list[_Child]) -> dict[str, int | None]:
+        for child in children:
+            child.restarts.due_at = None
             if child.proc and child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.grace_s
         codes: dict[str, int | None] = {}
-        for child in self.children.values():
+        for child in children:
             if child.proc is None:
                 codes[child.name] = None
                 continue

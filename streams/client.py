@@ -4,6 +4,10 @@ The client reads ``rec.responses`` without a consumer group: at start it pins ev
 partition at its current high watermark (so no response produced after start can be
 missed, and no group join delays the first request), then one background thread
 hands each response to the caller waiting for its ``request_id``.
+
+With ``llm_log=True`` it also reads ``rec.llm-log`` the same way and keeps the records of
+the requests it sent (:meth:`RecClient.llm_logs`), so a client can show what an LLM did.
+:class:`Conversation` numbers the turns of one conversation over a client.
 """
 
 from __future__ import annotations
@@ -20,14 +24,14 @@ from typing import Any, Self
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from opentelemetry.trace import SpanKind
 
-from recsys.records import RecRequest, RecResponse, new_id
+from recsys.records import ConversationTurn, LlmInvolvement, RecRequest, RecResponse, new_id
 from streams.exceptions import BrokerUnavailable, RequestTimeout, SerializationError
 from streams.kafka import consumer_config, poll_batch
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.tracing import tracer
 
-__all__ = ["RecClient"]
+__all__ = ["Conversation", "RecClient"]
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +39,12 @@ log = logging.getLogger(__name__)
 class RecClient:
     """Ask for recommendations and wait for them; thread-safe, one instance per process."""
 
-    def __init__(self, settings: Settings, producer: RecordProducer | None = None) -> None:
+    def __init__(
+        self, settings: Settings, producer: RecordProducer | None = None, *, llm_log: bool = False
+    ) -> None:
         self.settings = settings
+        self.llm_log = llm_log
+        self._logs: dict[str, list[LlmInvolvement]] = {}
         self.producer = producer or RecordProducer(settings, config={"linger.ms": 0})
         self.topics = self.producer.topics
         self._pending: dict[str, Future[RecResponse]] = {}
@@ -60,23 +68,26 @@ class RecClient:
             logger=logging.getLogger("librdkafka"),
         )
         consumer = Consumer(conf)
-        topic = self.topics.rec_responses.name
-        try:
-            md = consumer.list_topics(topic, timeout=self.settings.admin_timeout_s)
-            partitions = sorted(md.topics[topic].partitions)
-            if not partitions:
-                raise BrokerUnavailable(f"topic {topic} has no partitions (not created yet?)")
-            assignment = []
-            for p in partitions:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=self.settings.admin_timeout_s
-                )
-                assignment.append(TopicPartition(topic, p, high))
-        except KafkaException as exc:
-            consumer.close()
-            raise BrokerUnavailable(
-                f"cannot read {topic} at {self.settings.kafka_bootstrap}: {exc}"
-            ) from exc
+        topics = [self.topics.rec_responses.name]
+        if self.llm_log:
+            topics.append(self.topics.llm_log.name)
+        assignment = []
+        for topic in topics:
+            try:
+                md = consumer.list_topics(topic, timeout=self.settings.admin_timeout_s)
+                partitions = sorted(md.topics[topic].partitions)
+                if not partitions:
+                    raise BrokerUnavailable(f"topic {topic} has no partitions (not created yet?)")
+                for p in partitions:
+                    _, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, p), timeout=self.settings.admin_timeout_s
+                    )
+                    assignment.append(TopicPartition(topic, p, high))
+            except KafkaException as exc:
+                consumer.close()
+                raise BrokerUnavailable(
+                    f"cannot read {topic} at {self.settings.kafka_bootstrap}: {exc}"
+                ) from exc
         consumer.assign(assignment)
         self._consumer = consumer
         self._thread = threading.Thread(target=self._run, name="rec-client", daemon=True)
@@ -96,6 +107,9 @@ class RecClient:
             for msg in messages:
                 if msg.error():
                     continue
+                if msg.topic() == self.topics.llm_log.name:
+                    self._keep_log(msg.value())
+                    continue
                 try:
                     response = serde.decode(msg.value(), RecResponse)
                 except SerializationError as exc:
@@ -107,6 +121,28 @@ class RecClient:
                     future.set_result(response)
         self._consumer.close()
 
+    def _keep_log(self, value: bytes | None) -> None:
+        if value is None:
+            return
+        try:
+            record = self.producer.serde.decode(value, LlmInvolvement)
+        except SerializationError:
+            return
+        with self._lock:
+            if record.request_id in self._logs:
+                self._logs[record.request_id].append(record)
+
+    def llm_logs(self, request_id: str, wait_s: float = 0.5) -> list[LlmInvolvement]:
+        """The ``rec.llm-log`` records of a request this client sent (``llm_log=True``),
+        waiting up to ``wait_s`` for them to arrive after the response."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._lock:
+                found = list(self._logs.get(request_id, ()))
+            if found or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.02)
+
     def submit(self, request: RecRequest) -> Future[RecResponse]:
         """Publish ``request``; the future resolves with its response."""
         if self._thread is None:
@@ -114,6 +150,10 @@ class RecClient:
         future: Future[RecResponse] = Future()
         with self._lock:
             self._pending[request.request_id] = future
+            if self.llm_log:
+                self._logs[request.request_id] = []
+                while len(self._logs) > 1000:  # keep the newest requests' records
+                    self._logs.pop(next(iter(self._logs)))
         with tracer().start_as_current_span("rec.request", kind=SpanKind.CLIENT):
             self.producer.publish_request(request)
             self.producer.producer.flush(0)  # hand it to librdkafka's sender now
@@ -173,3 +213,33 @@ class RecClient:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class Conversation:
+    """One conversation of a user over a :class:`RecClient`: turns numbered 1, 2, …"""
+
+    def __init__(self, client: RecClient, user_id: str, *, k: int = 5) -> None:
+        self.client, self.user_id, self.k = client, user_id, k
+        self.conversation_id = new_id()[:16]
+        self.turn = 0
+
+    def request(self, text: str, *, show_now: bool = False) -> RecRequest:
+        """The next turn's request (the turn number moves on)."""
+        self.turn += 1
+        return RecRequest(
+            user_id=self.user_id,
+            k=self.k,
+            deadline_ms=5000,
+            context={"source": "chat"},
+            conversation=ConversationTurn(
+                conversation_id=self.conversation_id,
+                turn=self.turn,
+                text=text[:2000],
+                show_now=show_now,
+            ),
+        )
+
+    def say(self, text: str, *, show_now: bool = False, timeout_s: float = 15.0) -> RecResponse:
+        """Send one turn and wait for the reply (a question, or recommendations)."""
+        request = self.request(text, show_now=show_now)
+        return self.client.wait(request, self.client.submit(request), timeout_s)

@@ -15,10 +15,16 @@ point replays the batch; handlers make their effects idempotent. A worker whose 
 become durable later than its handler returns (the archive keeps an open file across
 batches) passes ``committable`` to hold commits back to what is durable, and
 ``housekeeping`` to do time-driven work (roll a file, close windows) when no messages
-arrive and once more at shutdown; commits follow each housekeeping call. A handler raising
-:class:`Retryable` (Postgres away, a timeout) has the same batch retried with backoff
-while the partitions are paused; any other exception is a bug and stops the worker
-loudly, without committing.
+arrive and once more at shutdown; commits follow each housekeeping call.
+
+Failures are decided once, here: input that does not decode or validate (or fails the
+worker's ``check``) is dead-lettered before the handler sees it; :class:`Retryable`
+(Postgres away) retries the batch with backoff, partitions paused;
+:class:`~recsys.exceptions.DataRejected` (the store refused a record) isolates and
+dead-letters that record, the rest handled once (:mod:`streams.batch_failures`, which
+also says which commit errors are lived with); a handler that handles records one by
+one (serving) parks one itself with :meth:`ConsumerLoop.reject`; anything else is a bug
+and stops the worker loudly, uncommitted.
 
 The loop is where the generic metrics are kept (:mod:`streams.metrics`): messages
 consumed and handled per topic, batch sizes and handle times, commits, retries, owned
@@ -37,9 +43,10 @@ from typing import Any, Generic, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from recsys.exceptions import StreamrecError
+from recsys.exceptions import DataRejected, StreamrecError
 from recsys.records import Record
 from streams import admin
+from streams.batch_failures import STORE_REJECTED, commit_may_fail, handle_isolating
 from streams.dlq import DeadLetters
 from streams.exceptions import BrokerUnavailable, SerializationError
 from streams.kafka import consumer_config, poll_batch
@@ -48,7 +55,16 @@ from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import TopicSpec
 
-__all__ = ["ConsumerLoop", "Inbound", "LoopStats", "Retryable", "headers_of", "where"]
+__all__ = [
+    "STORE_REJECTED",
+    "Check",
+    "ConsumerLoop",
+    "Inbound",
+    "LoopStats",
+    "Retryable",
+    "headers_of",
+    "where",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +109,10 @@ class LoopStats:
     dead_lettered: int = 0
     batches: int = 0
     retries: int = 0
+    #: Batches split in two to find a record the store refused.
+    splits: int = 0
+    #: Commits refused because the group was rebalancing (the batch is handled again).
+    commit_failures: int = 0
     commits: int = 0
     last_commit: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -102,6 +122,8 @@ Handler = Callable[[list[Inbound[Any]]], Awaitable[None]]
 Committable = Callable[[dict[tuple[str, int], int]], dict[tuple[str, int], int]]
 #: Time-driven work; called with ``final=True`` once after ``stop`` is set.
 Housekeeping = Callable[[bool], Awaitable[None]]
+#: A worker's own rule on a decoded message: ``(reason, error)`` to dead-letter it, or None.
+Check = Callable[["Inbound[Any]"], tuple[str, str] | None]
 
 
 def where(msg: Message) -> tuple[str, int, int]:
@@ -143,16 +165,18 @@ class ConsumerLoop:
         consumer_overrides: dict[str, Any] | None = None,
         committable: Committable | None = None,
         housekeeping: Housekeeping | None = None,
+        check: Check | None = None,
     ) -> None:
         self.settings = settings
         self.worker = worker
         self.inputs = {spec.name: spec for spec in inputs}
         self.handler = handler
         self.producer = producer
-        self.dead_letters = DeadLetters(producer, worker)
         self.max_batch = max_batch
         self.poll_timeout_s = poll_timeout_s
         self.group_id = group_id or f"{settings.topic_prefix}streamrec-{worker}"
+        self.dead_letters = DeadLetters(producer, worker, self.group_id)
+        self._check = check
         self.stats = LoopStats()
         self.metrics = loop_metrics()
         self._lag_at = 0.0
@@ -295,7 +319,7 @@ class ConsumerLoop:
         except SerializationError as exc:
             self._dead_letter(spec, msg, exc.reason, str(exc))
             return None
-        return Inbound(
+        inbound = Inbound(
             topic=topic,
             partition=partition,
             offset=offset,
@@ -306,6 +330,10 @@ class ConsumerLoop:
             raw_value=msg.value(),
             topic_id=self._topic_ids.get(topic),
         )
+        if self._check is not None and (failed := self._check(inbound)) is not None:
+            self.reject(inbound, *failed)
+            return None
+        return inbound
 
     def _dead_letter(self, spec: TopicSpec, msg: Message, reason: str, error: str) -> None:
         _, partition, offset = where(msg)
@@ -318,6 +346,26 @@ class ConsumerLoop:
             reason=reason,
             error=error,
             headers=headers_of(msg),
+            topic_id=self._topic_ids.get(spec.name),
+        )
+        self.stats.dead_lettered += 1
+
+    def reject(self, inbound: Inbound[Any], reason: str, error: str) -> None:
+        """Dead-letter one decoded message (its original bytes) with ``reason``.
+
+        For handlers that handle each record on its own (serving): the record is parked,
+        the rest of the batch goes on, and the batch is committed past it.
+        """
+        self.dead_letters.send(
+            self.inputs[inbound.topic],
+            key=inbound.key,
+            value=inbound.raw_value,
+            partition=inbound.partition,
+            offset=inbound.offset,
+            reason=reason,
+            error=error,
+            headers=inbound.headers,
+            topic_id=inbound.topic_id,
         )
         self.stats.dead_lettered += 1
 
@@ -377,7 +425,7 @@ class ConsumerLoop:
         for topic, n in per_topic.items():
             self.metrics.consumed.labels(self.worker, topic).inc(n)
         if batch:
-            await self._handle_with_retry(consumer, batch, stop)
+            await self._handle_isolating(consumer, batch, stop)
         # effects durable before the commit: outputs and dead letters acknowledged
         await asyncio.get_running_loop().run_in_executor(None, self.producer.flush)
         self._positions.update(offsets)
@@ -404,6 +452,25 @@ class ConsumerLoop:
         return {
             tp: off for tp, off in positions.items() if off > self.stats.last_commit.get(tp, -1)
         }
+
+    async def _handle_isolating(
+        self, consumer: Consumer, batch: list[Inbound[Any]], stop: asyncio.Event
+    ) -> None:
+        """Handle ``batch``; a record the store refuses is found by halving and parked."""
+
+        async def handle(part: list[Inbound[Any]]) -> None:
+            await self._handle_with_retry(consumer, part, stop)
+
+        def split(size: int, exc: DataRejected) -> None:
+            self.stats.splits += 1
+            log.warning(
+                "%s: the store refused a record in a batch of %d (%s); handling it in halves",
+                self.worker,
+                size,
+                str(exc)[:300],
+            )
+
+        await handle_isolating(handle, batch, self.reject, split)
 
     async def _handle_with_retry(
         self, consumer: Consumer, batch: list[Inbound[Any]], stop: asyncio.Event
@@ -459,10 +526,26 @@ class ConsumerLoop:
         owned = {tp: off for tp, off in offsets.items() if tp in self._assigned}
         if not owned:
             return
-        consumer.commit(
-            offsets=[TopicPartition(t, p, off) for (t, p), off in owned.items()],
-            asynchronous=False,
-        )
+        try:
+            consumer.commit(
+                offsets=[TopicPartition(t, p, off) for (t, p), off in owned.items()],
+                asynchronous=False,
+            )
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if not isinstance(err, KafkaError) or not commit_may_fail(err):
+                raise
+            # the group moved on (a session timed out, a rebalance began): the partitions'
+            # next owner resumes from the last committed offset and handles this batch
+            # again — at least once, as after a crash; the next commit retries the rest
+            self.stats.commit_failures += 1
+            log.warning(
+                "%s: commit of %s failed (%s); their next owner handles them again",
+                self.worker,
+                sorted(owned),
+                err.str(),
+            )
+            return
         self.stats.commits += 1
         self.metrics.commits.labels(self.worker).inc()
         self.stats.last_commit.update(owned)

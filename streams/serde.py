@@ -5,6 +5,10 @@ schema named in the header against the reader schema of the current record class
 (standard Avro schema resolution), then validates values with the pydantic model.
 Every failure is a :class:`SerializationError` whose ``reason`` ends up in the
 dead-letter headers.
+
+Text with a NUL character (U+0000) is valid Avro and valid Unicode, but no Postgres
+``text``/``jsonb`` value can hold it: decoding refuses it as an ``invalid_value``, so it
+reaches the dead-letter topic at the door instead of failing a database write later.
 """
 
 from __future__ import annotations
@@ -21,12 +25,31 @@ from recsys.records import Record
 from streams.exceptions import SchemaNotFound, SerializationError
 from streams.registry import LocalRegistry, Schema, SchemaRegistry, load_avsc
 
-__all__ = ["MAGIC_BYTE", "AvroSerde", "RecordCodec"]
+__all__ = ["MAGIC_BYTE", "AvroSerde", "RecordCodec", "nul_path"]
 
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
 
 R = TypeVar("R", bound=Record)
+
+
+def nul_path(value: Any, path: str = "") -> str | None:
+    """Dotted path of the first string (or map key) holding U+0000 in a decoded datum."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            label = str(key).replace("\x00", "\\0")
+            here = f"{path}.{label}" if path else label
+            if isinstance(key, str) and "\x00" in key:
+                return here
+            if (found := nul_path(item, here)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := nul_path(item, f"{path}.{i}" if path else str(i))) is not None:
+                return found
+    return None
 
 
 @dataclass(frozen=True)
@@ -103,6 +126,12 @@ class AvroSerde:
                 f"cannot decode {model.__name__} with writer schema {schema_id}: "
                 f"{type(exc).__name__}: {exc}",
             ) from exc
+        if (where := nul_path(raw)) is not None:
+            raise SerializationError(
+                "invalid_value",
+                f"invalid {model.__name__}: {where or model.__name__}: text contains a NUL "
+                "character (U+0000), which Postgres text cannot store",
+            )
         try:
             return model.model_validate(raw)
         except ValidationError as exc:

@@ -29,6 +29,7 @@ from streams.settings_sections import (
     WORKER_NAMES,
     CfSettings,
     DataSettings,
+    DialogueSettings,
     EmbeddingSettings,
     FeedbackSettings,
     GeneralSettings,
@@ -83,6 +84,7 @@ class Settings(
     OpsSettings,
     TracingSettings,
     FeedbackSettings,
+    DialogueSettings,
     ServingSettings,
     CfSettings,
     UsersSettings,
@@ -156,6 +158,11 @@ class Settings(
     def serving(self) -> ServingSettings:
         """The serving policy and limits."""
         return self._section(ServingSettings)
+
+    @cached_property
+    def dialogue(self) -> DialogueSettings:
+        """Conversations."""
+        return self._section(DialogueSettings)
 
     @cached_property
     def feedback(self) -> FeedbackSettings:

@@ -20,6 +20,7 @@ __all__ = [
     "WORKER_NAMES",
     "CfSettings",
     "DataSettings",
+    "DialogueSettings",
     "EmbeddingSettings",
     "FeedbackSettings",
     "GeneralSettings",
@@ -61,6 +62,22 @@ class GeneralSettings(_Section):
     )
     workers: Annotated[tuple[str, ...], NoDecode] = Field(
         WORKER_NAMES, description="Workers `streamrec up` runs (comma-separated)."
+    )
+    restart_max_failures: int = Field(
+        5,
+        ge=1,
+        description="`up` gives up on a worker (or the embedded broker or Postgres) that "
+        "failed this many times in a row, each time within restart_healthy_after_s of its "
+        "start: it stops the stack and exits non-zero.",
+    )
+    restart_healthy_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="A process that ran this long before it failed counts as healthy: its "
+        "run of consecutive failures starts again.",
+    )
+    restart_backoff_max_s: float = Field(
+        10.0, gt=0, description="Longest wait before a restart (0.5 s, doubling per failure)."
     )
 
     @field_validator("workers", mode="before")
@@ -118,6 +135,15 @@ class KafkaSettings(_Section):
         6000,
         ge=1000,
         description="Consumer-group session timeout; a group join takes about half of it.",
+    )
+    embedded_session_timeout_ms: int = Field(
+        1500,
+        ge=500,
+        description="Session timeout `up` gives its workers on the embedded broker (instead "
+        "of session_timeout_ms): a dead worker's partitions move after about this long. "
+        "Shorter moves them sooner but, on a saturated machine, lets sessions expire "
+        "spuriously (a rebalance, redelivered batches). Apache Kafka refuses values under "
+        "its group.min.session.timeout.ms (6 s by default): embedded broker only.",
     )
     producer_linger_ms: float = Field(1.0, ge=0, description="Producer linger.ms.")
     enable_idempotence: bool = Field(
@@ -304,6 +330,30 @@ class CfSettings(_Section):
     cf_cache_s: float = Field(
         5.0, ge=0, description="How long serving caches the active ALS version."
     )
+    cf_profile_events: int = Field(
+        1000,
+        ge=0,
+        description="Newest item events of a user (user_events) the ALS fold-in is computed "
+        "from, weighted as training weighs them (0 = fold in from the recent items instead).",
+    )
+    cf_feedback_negative_weight: float = Field(
+        0.0,
+        ge=0,
+        description="`train-cf --feedback`: weight of a shown item the user did not act on "
+        "(a preference-0 cell; 0 = no weak negatives).",
+    )
+    cf_feedback_ips_clip: float = Field(
+        0.0,
+        ge=0,
+        description="`train-cf --feedback`: cap of the inverse-propensity weight of an "
+        "impression's outcome (0 = no propensity weighting).",
+    )
+    cf_feedback_llm_weight: float = Field(
+        1.0,
+        ge=0,
+        description="`train-cf --feedback`: multiplier of what LLM-touched impressions "
+        "contribute (1 = like the others, 0 = ignored).",
+    )
     popularity_half_life_h: float = Field(
         168.0, gt=0, description="Half-life of popularity scores, hours."
     )
@@ -329,6 +379,14 @@ class ServingSettings(_Section):
     rerank_cap: int = Field(30, ge=1, le=50, description="Candidates the LLM may rerank.")
     candidate_pool: int = Field(100, ge=10, description="Candidates gathered per request.")
     serve_concurrency: int = Field(32, ge=1, description="Requests served concurrently.")
+    serve_replicas: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Serve processes `up` runs in one consumer group: when one dies, the "
+        "others take its partitions over within about the session timeout instead of "
+        "waiting for a new process to load its model.",
+    )
     response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
     llm_max_displacement: int = Field(
         10,
@@ -377,15 +435,72 @@ class ServingSettings(_Section):
         0.05,
         ge=0.0,
         le=1.0,
-        description="Probability of exploring another feasible route (logged propensity).",
+        description="Probability of exploring another feasible action (route, fusion arm, "
+        "rerank decision) in every warmth bucket, unless the bucket's own setting or the "
+        "active policy in Postgres says otherwise; the exact probability is logged.",
+    )
+    route_epsilon_cold: float | None = Field(
+        None, ge=0.0, le=1.0, description="Exploration rate of cold users (unset = route_epsilon)."
+    )
+    route_epsilon_warming: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Exploration rate of warming users (unset = route_epsilon).",
+    )
+    route_epsilon_warm: float | None = Field(
+        None, ge=0.0, le=1.0, description="Exploration rate of warm users (unset = route_epsilon)."
+    )
+    policy_refresh_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often a serve worker checks Postgres for a newly activated policy "
+        "version (one indexed read); a new version serves within this many seconds.",
     )
     serving_space: Literal["raw", "enriched"] = Field(
         "enriched", description="Item vectors content retrieval searches."
     )
     content_popularity_weight: float = Field(
-        0.5, ge=0.0, description="Weight of the popularity prior in content scores."
+        0.5,
+        ge=0.0,
+        description="Weight of the popularity prior in content scores of requests without "
+        "history (with history, the warmth bucket's route weights apply).",
     )
     llm_intent: bool = Field(True, description="Use the LLM to parse natural-language queries.")
+    intent_hard_min_confidence: float = Field(
+        0.7,
+        ge=0.0,
+        le=1.0,
+        description="Confidence from which an LLM reading of a query becomes hard constraints "
+        "(filters); below it, and always for the keyword rules, the reading only orders items.",
+    )
+
+
+class DialogueSettings(_Section):
+    """Conversations: when to ask a clarifying question, when to recommend."""
+
+    dialogue_min_signals: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Preferences a conversation gathers before recommending to a cold user "
+        "(one fewer for a warming user, two fewer — at least one — for a warm one).",
+    )
+    dialogue_max_questions: int = Field(
+        3, ge=0, le=10, description="Clarifying questions at most per conversation."
+    )
+    dialogue_min_information: float = Field(
+        0.5,
+        ge=0.0,
+        description="Bits a question must be expected to give (entropy of the candidates "
+        "over its options, times their coverage) to be asked; else recommend.",
+    )
+    dialogue_pool: int = Field(
+        200, ge=10, le=2000, description="Candidates a turn looks at to choose its question."
+    )
+    llm_dialogue: bool = Field(
+        True, description="Use the LLM to read conversation turns (the rules otherwise)."
+    )
 
 
 class FeedbackSettings(_Section):
@@ -498,6 +613,7 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("users", UsersSettings),
     ("cf", CfSettings),
     ("serving", ServingSettings),
+    ("dialogue", DialogueSettings),
     ("feedback", FeedbackSettings),
     ("tracing", TracingSettings),
     ("ops", OpsSettings),

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field, replace
 from types import TracebackType
 from typing import Any, Self
 
+from testkit.simulated_dialogue import DIALOGUE_HANDLERS
 from testkit.simulated_llm import Handler, enrichment_answer, judge_answer
 from testkit.simulated_serving import SERVING_HANDLERS
 
@@ -66,6 +67,7 @@ DEFAULT_HANDLERS: Mapping[str, Handler] = {
     "enrichment": enrichment_answer,
     "justification_judge": judge_answer,
     **SERVING_HANDLERS,
+    **DIALOGUE_HANDLERS,
 }
 
 

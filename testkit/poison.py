@@ -1,22 +1,27 @@
-"""Known-bad messages for every input topic: garbage, a wrong schema id, and a
-valid-Avro-but-invalid value. The dead-letter tests and the demo use them to show
-that bad input is parked with its reason and never stops a worker.
+"""Known-bad messages for every input topic. :func:`poison_messages` has the four
+classic ones (garbage, a wrong schema id, corrupt Avro, a valid-Avro-but-invalid value);
+:func:`poison_catalogue` every kind the fault suite publishes (NUL text, invalid UTF-8,
+oversized values, tombstones, a record the database refuses). The dead-letter tests,
+the demo and ``benchmarks/chaos.py`` use them to show that bad input is parked with its
+reason and never stops a worker.
 """
 
 from __future__ import annotations
 
 import io
+import random
 import struct
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from fastavro import schemaless_writer
 
-from recsys.records import Record
+from recsys.records import EventType, Record, UserEvent
 from streams.serde import MAGIC_BYTE, AvroSerde
 from streams.topics import TopicSpec
 
-__all__ = ["INVALID_VALUES", "poison_messages"]
+__all__ = ["INVALID_VALUES", "Poison", "astral_text", "poison_catalogue", "poison_messages"]
 
 _NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -169,3 +174,93 @@ def poison_messages(spec: TopicSpec, serde: AvroSerde) -> dict[str, bytes]:
         )
         + b"\xff\xff\xff",
     }
+
+
+@dataclass(frozen=True)
+class Poison:
+    """One hostile message for a topic and what must become of it.
+
+    ``reason`` is the dead-letter reason every consuming worker gives it at decode, except
+    for ``store_refused``: a valid record whose values Postgres refuses in the stores of
+    the workers in ``refused_by`` only (the others accept it as an ordinary record).
+    """
+
+    kind: str
+    value: bytes | None
+    reason: str
+    key: str = "poison"
+    refused_by: frozenset[str] = field(default_factory=frozenset)
+
+
+def astral_text(n: int, seed: int) -> str:
+    """``n`` random 4-byte UTF-8 characters (incompressible, within a 512-character id):
+    two of them in one btree index row exceed Postgres's 2,704-byte limit."""
+    rng = random.Random(seed)
+    return "".join(chr(rng.randint(0x10000, 0x10FFFF)) for _ in range(n))
+
+
+#: An id (an Avro string, at most 512 characters) in each record, in order of preference.
+_ID_FIELDS = ("event_id", "change_id", "request_id", "record_id", "example_id", "item_id")
+
+
+def _first_text_field(datum: dict[str, Any]) -> str:
+    return next(k for k in _ID_FIELDS if k in datum)
+
+
+_PLACEHOLDER = "PLACEHOLDER-0123456789"
+
+
+def poison_catalogue(spec: TopicSpec, serde: AvroSerde, seed: int = 0) -> list[Poison]:
+    """Every kind of bad message for a value topic: garbage, a truncated header, an
+    unknown schema id, corrupt Avro, a value breaking the record's rules, text holding
+    NUL (valid Avro that no Postgres text stores), invalid UTF-8 (a CESU-8 surrogate),
+    an oversized value (100 kB in a 512-character field), a tombstone — and, on
+    ``user.events``, a valid event whose key Postgres refuses in the feedback store."""
+    assert spec.value is not None
+    classic = poison_messages(spec, serde)
+    base = dict(INVALID_VALUES[spec.value.avro_name])
+    text_field = _first_text_field(base)
+    out = [
+        Poison("garbage", classic["bad_magic_byte"], "bad_magic_byte"),
+        Poison("truncated", b"\x00\x00", "bad_magic_byte"),
+        Poison("unknown_schema_id", classic["unknown_schema_id"], "unknown_schema_id"),
+        Poison("corrupt_avro", classic["avro_decode_failed"], "avro_decode_failed"),
+        Poison("invalid_value", classic["invalid_value"], "invalid_value"),
+        Poison(
+            "nul_text",
+            _encode_raw(
+                serde, spec.value, spec.subject, base | {text_field: f"nul-{seed}\x00text"}
+            ),
+            "invalid_value",
+        ),
+        Poison("oversized", _oversized(serde, spec, base, text_field), "invalid_value"),
+        Poison("tombstone", None, "empty"),
+    ]
+    encoded = _encode_raw(serde, spec.value, spec.subject, base | {text_field: _PLACEHOLDER})
+    at = encoded.index(_PLACEHOLDER.encode())
+    bad = b"\xed\xa0\x80" + b"x" * (len(_PLACEHOLDER) - 3)  # same length: a valid Avro frame
+    out.append(
+        Poison("invalid_utf8", encoded[:at] + bad + encoded[at + len(bad) :], "avro_decode_failed")
+    )
+    if spec.value is UserEvent:
+        event = UserEvent(
+            event_id=astral_text(512, 2 * seed),
+            user_id=astral_text(512, 2 * seed + 1),
+            event_type=EventType.CLICK,
+            item_id=f"poison-item-{seed}",
+        )
+        out.append(
+            Poison(
+                "store_refused",
+                serde.encode(event, spec.subject),
+                "store_rejected",
+                key=event.user_id,
+                refused_by=frozenset({"feedback"}),
+            )
+        )
+    return out
+
+
+def _oversized(serde: AvroSerde, spec: TopicSpec, base: dict[str, Any], text_field: str) -> bytes:
+    assert spec.value is not None
+    return _encode_raw(serde, spec.value, spec.subject, base | {text_field: "x" * 100_000})

@@ -71,8 +71,12 @@ def _write(
         )
 
 
-def write_example_archive(settings: Settings, n_requests: int = 30) -> ExampleArchive:
-    """Write the archive under ``settings.archive_root`` (topic names with its prefix)."""
+def write_example_archive(
+    settings: Settings, n_requests: int = 30, *, user_events: bool = True
+) -> ExampleArchive:
+    """Write the archive under ``settings.archive_root`` (topic names with its prefix);
+    without ``user_events`` relevance can only come from the feedback examples (the
+    archive worker's default: ``archive_user_events`` is off)."""
     topics = Topics(settings)
     workload = SyntheticWorkload(WorkloadConfig(n_items=60, n_users=15, seed=3))
     history = list(workload.events())
@@ -113,30 +117,33 @@ def write_example_archive(settings: Settings, n_requests: int = 30) -> ExampleAr
                     ),
                 )
             )
-        clicked = any(e.item_id == items[0] for e in outcomes if e.user_id == request.user_id)
-        examples.append(
-            (
-                request.user_id,
-                request.requested_at,
-                FeedbackExample(
-                    example_id=f"{request.request_id}:{items[0]}",
-                    request_id=request.request_id,
-                    user_id=request.user_id,
-                    item_id=items[0],
-                    rank=1,
-                    route="CF",
-                    warmth_bucket=response.warmth_bucket.value,
-                    llm_used=llm,
-                    propensity=response.propensity,
-                    clicked=clicked,
-                    impression_at=response.produced_at,
-                ),
+        # one example per shown item, as the feedback worker emits them
+        acted = {e.item_id for e in outcomes if e.user_id == request.user_id}
+        for rank, item in enumerate(items, 1):
+            examples.append(
+                (
+                    request.user_id,
+                    request.requested_at,
+                    FeedbackExample(
+                        example_id=f"{request.request_id}:{item}",
+                        request_id=request.request_id,
+                        user_id=request.user_id,
+                        item_id=item,
+                        rank=rank,
+                        route="CF",
+                        warmth_bucket=response.warmth_bucket.value,
+                        llm_used=llm,
+                        propensity=response.propensity,
+                        clicked=item in acted,
+                        impression_at=response.produced_at,
+                    ),
+                )
             )
-        )
     serde = AvroSerde(registry_from_settings(settings))
     writer = ArchiveWriter(settings.archive_root, roll_bytes=1 << 26, roll_s=float("inf"))
     events = [(e.user_id, e.occurred_at, e) for e in [*history, *outcomes]]
-    _write(writer, serde, topics.user_events, events)
+    if user_events:
+        _write(writer, serde, topics.user_events, events)
     _write(writer, serde, topics.rec_requests, [(r.user_id, r.requested_at, r) for r in requests])
     _write(writer, serde, topics.rec_responses, responses)
     _write(writer, serde, topics.llm_log, llm_log)

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from recsys import db
 from recsys.exceptions import ConfigurationError
@@ -122,7 +122,12 @@ class Context:
     async def async_pool(
         self, name: str = "streamrec", *, autocommit: bool = False
     ) -> AsyncConnectionPool:
-        """A new opened async pool bound to the running loop (closed by :meth:`aclose`)."""
+        """A new opened async pool bound to the running loop (closed by :meth:`aclose`).
+
+        Waits for Postgres as long as it takes, saying so every 30 s: a worker started
+        while the database is down or restarting waits for it instead of exiting, which
+        would count as a crash towards the supervisor's give-up rule.
+        """
         s = self.settings
         apool = db.async_pool(
             self.dsn,
@@ -133,8 +138,16 @@ class Context:
             name=name,
             autocommit=autocommit,
         )
-        await apool.open(wait=True, timeout=30)
+        await apool.open(wait=False)
         self._apools.append(apool)
+        waited = 0
+        while True:
+            try:
+                await apool.wait(timeout=30)
+                break
+            except PoolTimeout:
+                waited += 30
+                log.warning("%s: Postgres has not answered for %ds; still waiting", name, waited)
         return apool
 
     @property

@@ -194,7 +194,8 @@ def worker_metrics() -> WorkerMetrics:
         ),
         breaker_state=Gauge(
             "streamrec_llm_breaker_state",
-            "1 for the circuit breaker's current state (closed, half_open, open).",
+            "Processes whose circuit breaker is in this state (closed, half_open, open): "
+            "1 per process of the worker (serve runs serve_replicas of them).",
             ["worker", "state"],
             multiprocess_mode="livesum",
         ),

@@ -49,6 +49,9 @@ ALL_RECORDS: tuple[type[records.Record], ...] = (
     records.FeedbackExample,
     records.Evidence,
     records.RecommendedItem,
+    records.ConversationTurn,
+    records.PreferenceSignal,
+    records.DialogueReply,
 )
 
 

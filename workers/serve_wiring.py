@@ -9,6 +9,11 @@ from psycopg_pool import AsyncConnectionPool
 from recsys.cf.als_store import PgAls
 from recsys.cf.pg_covisit import PgCovisitation
 from recsys.cf.popularity import PgPopularity
+from recsys.cf.profile import PgProfiles
+from recsys.dialogue.engine import Dialogue, DialogueConfig
+from recsys.dialogue.llm_reading import TurnReader
+from recsys.dialogue.policy import PolicyConfig
+from recsys.dialogue.store import PgConversations
 from recsys.items.pgvector import PgItemStore
 from recsys.llm.breaker import CircuitBreaker
 from recsys.llm.client import LlmClient
@@ -27,7 +32,14 @@ from recsys.users.store import PgUserStates
 from streams.settings import Settings
 from workers.bootstrap import Context
 
-__all__ = ["build_recommender", "llm_client", "llm_client_for", "llm_parts", "sanitiser_for"]
+__all__ = [
+    "build_dialogue",
+    "build_recommender",
+    "llm_client",
+    "llm_client_for",
+    "llm_parts",
+    "sanitiser_for",
+]
 
 
 def llm_client(ctx: Context) -> tuple[LlmClient | None, str]:
@@ -107,7 +119,10 @@ def build_recommender(
     config = ServingConfig.from_settings(s, **overrides)
     return Recommender(
         items=PgItems(PgItemStore(apool, ef_search=s.hnsw_ef_search), config.space),
-        users=PgUsers(PgUserStates(apool)),
+        users=PgUsers(
+            PgUserStates(apool),
+            profiles=PgProfiles(apool, limit=s.cf_profile_events) if s.cf_profile_events else None,
+        ),
         cf=PgCf(
             PgAls(apool, cache_s=s.cf_cache_s, ef_search=max(100, s.hnsw_ef_search)),
             PgCovisitation(apool, half_life_h=s.covisit_half_life_h),
@@ -119,3 +134,28 @@ def build_recommender(
         config=config,
         llm=llm_parts(s, client, embedder, wait_for_scores=wait_for_scores),
     )
+
+
+def build_dialogue(
+    settings: Settings,
+    apool: AsyncConnectionPool,
+    recommender: Recommender,
+    client: LlmClient | None,
+) -> Dialogue:
+    """The conversation engine over the process's recommender (turns kept in Postgres)."""
+    s = settings
+    on = s.llm_dialogue and client is not None
+    reader = TurnReader(
+        client if on else None,
+        sanitiser=recommender.sanitiser,
+        off_reason="no_endpoint" if client is None else "disabled",
+    )
+    config = DialogueConfig(
+        policy=PolicyConfig(
+            min_signals=s.dialogue_min_signals,
+            max_questions=s.dialogue_max_questions,
+            min_information=s.dialogue_min_information,
+        ),
+        pool=s.dialogue_pool,
+    )
+    return Dialogue(recommender, PgConversations(apool), reader, config)

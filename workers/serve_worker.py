@@ -3,8 +3,14 @@
 Thin: decode (the consumer loop dead-letters bad requests) → :class:`Recommender` →
 emit the response and one LLM-involvement record per LLM decision → flush → commit.
 Requests of a batch are served concurrently (bounded by ``serve_concurrency``); each
-continues the trace of its request. Postgres away is :class:`Retryable` (the batch is
-served again: responses are keyed by ``request_id``, so a repeat is recognisable).
+continues the trace of its request, and each fails alone: a request whose values
+Postgres refuses is dead-lettered (``store_rejected``) while the others are answered.
+Postgres away is :class:`Retryable`: the batch is retried, and the requests already
+answered in an earlier attempt are not answered again (a crash before the commit does
+answer them again: responses are keyed by ``request_id``, so a repeat is recognisable).
+
+The routing policy is the active version in Postgres (checked every ``policy_refresh_s``
+seconds, switched without a restart), or the settings' policy while none is active.
 
 User state comes from the users worker's Postgres read model, measured at a few ms per
 read: a co-partitioned local table would need the serving process to consume the
@@ -20,17 +26,20 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from recsys.dialogue.engine import Dialogue
 from recsys.embedding import Embedder, SentenceTransformerEmbedder
-from recsys.exceptions import DatabaseUnavailable
+from recsys.exceptions import DatabaseUnavailable, DataRejected
+from recsys.policy.store import PgPolicies, PolicyFollower
 from recsys.records import RecRequest
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.serving.recommender import Recommender
-from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
+from recsys.users.state import Position
+from streams.consumer_loop import STORE_REJECTED, ConsumerLoop, Inbound, Retryable
 from streams.tracing import consume_span
 from workers.bootstrap import Context
 from workers.metrics import observe_served
 from workers.model_load import load_model
-from workers.serve_wiring import build_recommender, llm_client
+from workers.serve_wiring import build_dialogue, build_recommender, llm_client
 
 __all__ = ["ServeWorker", "run"]
 
@@ -43,6 +52,8 @@ class ServeWorker:
 
     recommender: Recommender
     loop: ConsumerLoop
+    policies: PolicyFollower
+    dialogue: Dialogue | None = None
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:
@@ -62,13 +73,26 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         await asyncio.get_running_loop().run_in_executor(None, lambda: client.sdk)
     recommender = build_recommender(s, apool, encoder, client)
     await recommender.warm()
+    dialogue = build_dialogue(s, apool, recommender, client)
+    policies = PolicyFollower(
+        PgPolicies(apool),
+        recommender.policy,
+        lambda policy: setattr(recommender, "policy", policy),
+        s.policy_refresh_s,
+    )
+    await policies.refresh()  # start on the active version, if there is one
+    follow = asyncio.create_task(policies.run(stop), name="serve-policy-follower")
     log.info(
-        "serve: model %s, LLM %s, policy %s",
+        "serve: model %s, LLM %s, policy %s, config %s",
         embedder.name,
         recommender.llm.model or f"off ({off_reason})",
+        recommender.policy.version,
         recommender.config,
     )
     limit = asyncio.Semaphore(s.serve_concurrency)
+    #: Positions of the current batch already answered or rejected (a retried batch
+    #: skips them).
+    done: set[tuple[str, int, int]] = set()
 
     async def one(msg: Inbound[RecRequest]) -> None:
         async with limit:
@@ -79,19 +103,34 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
                 msg.headers,
                 {"streamrec.request_id": request.request_id, "streamrec.user_id": request.user_id},
             ) as span:
-                served = await recommender.recommend(request, received=received)
+                try:
+                    if request.conversation is not None:
+                        position = Position(msg.topic_id or "", msg.partition, msg.offset)
+                        served = await dialogue.serve(request, received=received, position=position)
+                    else:
+                        served = await recommender.recommend(request, received=received)
+                except DataRejected as exc:
+                    loop.reject(msg, STORE_REJECTED, str(exc))
+                    done.add((msg.topic, msg.partition, msg.offset))
+                    return
                 span.set_attribute("streamrec.route", served.response.route.value)
                 span.set_attribute("streamrec.llm_used", served.response.llm_used)
                 producer.send(topics.rec_responses, request.user_id, served.response)
                 for record in served.logs:
                     producer.send(topics.llm_log, record.request_id, record)
                 observe_served(served.response, served.logs, served.timings)
+                done.add((msg.topic, msg.partition, msg.offset))
 
     async def handle(batch: list[Inbound[Any]]) -> None:
-        try:
-            await asyncio.gather(*(one(m) for m in batch))
-        except DatabaseUnavailable as exc:
-            raise Retryable(str(exc)) from exc
+        todo = [m for m in batch if (m.topic, m.partition, m.offset) not in done]
+        results = await asyncio.gather(*(one(m) for m in todo), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        unavailable = [f for f in failures if isinstance(f, DatabaseUnavailable)]
+        if len(unavailable) < len(failures):  # a bug: the first one stops the worker
+            raise next(f for f in failures if not isinstance(f, DatabaseUnavailable))
+        if unavailable:
+            raise Retryable(str(unavailable[0])) from unavailable[0]
+        done.clear()
 
     loop = ConsumerLoop(
         s,
@@ -102,10 +141,12 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         latency_sensitive=True,
         max_batch=max(1, s.serve_concurrency),
     )
-    ctx.handles.put(ServeWorker(recommender, loop))
+    ctx.handles.put(ServeWorker(recommender, loop, policies, dialogue))
     try:
         await loop.run(stop)
     finally:
+        follow.cancel()
+        await asyncio.gather(follow, return_exceptions=True)
         await recommender.aclose()
         encoder.close()
         if client is not None:

@@ -3,7 +3,9 @@ and nearline co-visitation.
 
 Thin: the at-least-once consumer loop (confluent-kafka) decodes batches (bad input →
 DLQ; an event whose key is not its user goes there too, as it would sit in another
-user's partition) and hands them to :class:`UserStateUpdater`:
+user's partition) and hands them to :class:`UserStateUpdater` (an event whose values
+Postgres refuses is isolated by the loop and dead-lettered; the rest of its batch is
+applied once):
 
 1. the batch's users' states: from the process's cache of the states it made durable
    itself, else read from Postgres (``user_state``);
@@ -45,7 +47,6 @@ from recsys.users.nearline import update_batch
 from recsys.users.state import UNKNOWN_INCARNATION, Position, UserState, UserStateConfig
 from recsys.users.store import PgUserStates
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
-from streams.dlq import DeadLetters
 from workers.bootstrap import Context
 
 __all__ = ["UserStateUpdater", "UsersStats", "UsersWorker", "run"]
@@ -61,7 +62,6 @@ class UsersStats:
     applied: int = 0
     duplicates: int = 0
     redelivered: int = 0
-    dead_lettered: int = 0
     batches: int = 0
     #: Users whose stored position belonged to another incarnation of user.events.
     incarnation_changes: int = 0
@@ -155,6 +155,8 @@ class UserStateUpdater:
 
         Raises:
             Retryable: Postgres is away (the loop retries the same batch).
+            DataRejected: Postgres refused some event's values; nothing was written
+                (the loop isolates the event and dead-letters it).
         """
         try:
             t0 = time.perf_counter()
@@ -208,30 +210,27 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         CovisitConfig.from_settings(s.users),
         cache_size=s.users_state_cache,
     )
-    dead = DeadLetters(ctx.producer, "users")
+
+    def check(msg: Inbound[Any]) -> tuple[str, str] | None:
+        event: UserEvent = msg.value
+        if msg.key != event.user_id:
+            return (
+                "key_mismatch",
+                f"message key {msg.key!r} is not the event's user_id {event.user_id!r}",
+            )
+        return None
 
     async def handle(batch: list[Inbound[Any]]) -> None:
         updater.stats.consumed += len(batch)
-        events: list[tuple[UserEvent, Position]] = []
-        for msg in batch:
-            event: UserEvent = msg.value
-            if msg.key != event.user_id:
-                dead.send(
-                    spec,
-                    key=msg.key,
-                    value=msg.raw_value,
-                    partition=msg.partition,
-                    offset=msg.offset,
-                    reason="key_mismatch",
-                    error=f"message key {msg.key!r} is not the event's user_id {event.user_id!r}",
-                    headers=msg.headers,
+        await updater.apply(
+            [
+                (
+                    msg.value,
+                    Position(msg.topic_id or UNKNOWN_INCARNATION, msg.partition, msg.offset),
                 )
-                updater.stats.dead_lettered += 1
-                continue
-            incarnation = msg.topic_id or UNKNOWN_INCARNATION
-            events.append((event, Position(incarnation, msg.partition, msg.offset)))
-        if events:
-            await updater.apply(events)
+                for msg in batch
+            ]
+        )
 
     loop = ConsumerLoop(
         s,
@@ -244,6 +243,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         on_assign=updater.forget,
         on_revoke=updater.forget,
         group_id=ctx.overrides.group_id,
+        check=check,
     )
     ctx.handles.put(UsersWorker(updater, loop))
     try:

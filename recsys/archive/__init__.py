@@ -7,7 +7,14 @@ with :class:`ArchiveWriter`; ``streamrec replay`` reads it back.
 """
 
 from recsys.archive.export import EXPORT_FORMATS, export_messages, flatten
-from recsys.archive.layout import ArchiveFile, archived_topics, list_files
+from recsys.archive.layout import (
+    ArchivedRun,
+    ArchiveFile,
+    archived_runs,
+    archived_topics,
+    list_files,
+    other_runs_hint,
+)
 from recsys.archive.message import ArchivedMessage, envelope_schema
 from recsys.archive.reader import read_archive, read_avro_file
 from recsys.archive.writer import ArchiveWriter
@@ -17,11 +24,14 @@ __all__ = [
     "ArchiveFile",
     "ArchiveWriter",
     "ArchivedMessage",
+    "ArchivedRun",
+    "archived_runs",
     "archived_topics",
     "envelope_schema",
     "export_messages",
     "flatten",
     "list_files",
+    "other_runs_hint",
     "read_archive",
     "read_avro_file",
 ]

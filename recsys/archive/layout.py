@@ -24,12 +24,15 @@ from pathlib import Path
 __all__ = [
     "INPROGRESS_DIR",
     "ArchiveFile",
+    "ArchivedRun",
+    "archived_runs",
     "archived_topics",
     "day_of",
     "file_name",
     "fsync_dir",
     "inprogress_dir",
     "list_files",
+    "other_runs_hint",
     "topic_dir",
 ]
 
@@ -103,6 +106,56 @@ def archived_topics(root: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+@dataclass(frozen=True)
+class ArchivedRun:
+    """Archived files of one topic under one topic-name prefix (one run of a stack)."""
+
+    prefix: str
+    topic: str
+    records: int
+    last_written: datetime
+
+
+def archived_runs(root: Path, base_topic: str) -> list[ArchivedRun]:
+    """Every prefix under which ``base_topic`` (e.g. ``rec.responses``) has complete
+    files, the most recently written first — ``demo-<n>.`` for each `streamrec demo`."""
+    out = []
+    for topic in archived_topics(root):
+        if topic != base_topic and not topic.endswith("." + base_topic):
+            continue
+        files = list_files(root, topic)
+        if files:
+            out.append(
+                ArchivedRun(
+                    prefix=topic[: len(topic) - len(base_topic)],
+                    topic=topic,
+                    records=sum(f.last_offset - f.first_offset + 1 for f in files),
+                    last_written=datetime.fromtimestamp(
+                        max(f.path.stat().st_mtime for f in files), tz=UTC
+                    ),
+                )
+            )
+    return sorted(out, key=lambda r: r.last_written, reverse=True)
+
+
+def other_runs_hint(root: Path, base_topic: str, prefix: str, command: str) -> str:
+    """A sentence naming the runs archived under other prefixes, and how to read one
+    (empty when there are none)."""
+    runs = [r for r in archived_runs(root, base_topic) if r.prefix != prefix]
+    if not runs:
+        return ""
+    listed = ", ".join(
+        f"{r.prefix or '(no prefix)'} ({r.records} messages, last written "
+        f"{r.last_written:%Y-%m-%d %H:%M} UTC)"
+        for r in runs[:5]
+    )
+    more = f" and {len(runs) - 5} more" if len(runs) > 5 else ""
+    return (
+        f"; the archive holds {base_topic} of other runs: {listed}{more} — e.g. "
+        f"`{command} --topic-prefix {runs[0].prefix}`"
+    )
 
 
 def fsync_dir(path: Path) -> None:

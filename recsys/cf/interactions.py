@@ -1,16 +1,17 @@
 """User events → the sparse user x item weight matrix that ALS trains on.
 
 The matrix holds *weights* (:mod:`recsys.cf.weights`), not confidences: the model
-turns them into confidences with its ``alpha``. Rows and columns are indexed by
-first appearance, and the id lists map them back. Events without an item, with a
-zero weight (DISMISS) or for a (user, item) whose weights add up to nothing are left
-out; unknown or deleted catalog items are kept (CF learns from them all the same,
-and serving filters eligibility later).
+turns them into confidences with its ``alpha``. A negative weight is a cell with
+preference 0 (a shown item not acted on, :mod:`recsys.cf.impressions`). Rows and
+columns are indexed by first appearance, and the id lists map them back. Events without
+an item, with a zero weight (DISMISS) or for a (user, item) whose weights add up to
+nothing are left out; unknown or deleted catalog items are kept (CF learns from them
+all the same, and serving filters eligibility later).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,11 @@ class InteractionMatrix:
     def n_interactions(self) -> int:
         """Non-zero (user, item) cells."""
         return int(self.weights.nnz)
+
+    @property
+    def n_negative(self) -> int:
+        """Cells with preference 0 (weak negatives from impressions)."""
+        return int((self.weights.data < 0).sum())
 
     def user_row(self, user_id: str) -> list[tuple[str, float]]:
         """(item, weight) of one user, for fold-in checks."""
@@ -98,12 +104,33 @@ class MatrixBuilder:
         else:
             self._summed[key] = self._summed.get(key, 0.0) + w
 
-    def build(self) -> InteractionMatrix:
-        """The CSR matrix of what was added."""
+    def build(
+        self,
+        negatives: Mapping[tuple[str, str], float] | None = None,
+        scales: Mapping[tuple[str, str], float] | None = None,
+    ) -> InteractionMatrix:
+        """The CSR matrix of what was added.
+
+        ``scales``: (user, item) → factor of that positive cell's weight; ``negatives``:
+        (user, item) → weight of a *negative* cell (preference 0, stored as ``-weight``)
+        where the user has no positive weight (:mod:`recsys.cf.impressions`). Both are
+        capped like positives.
+        """
         cells: dict[tuple[int, int], float] = dict(self._summed)
         for key, (_, w) in self._rated.items():
             cells[key] = cells.get(key, 0.0) + w
+        for (user, item), factor in (scales or {}).items():
+            u, i = self._users.get(user), self._items.get(item)
+            if u is not None and i is not None and (u, i) in cells:
+                cells[(u, i)] *= factor
         cells = {k: min(v, self.weights.cap) for k, v in cells.items() if v > 0}
+        for (user, item), weight in (negatives or {}).items():
+            key = (
+                self._users.setdefault(user, len(self._users)),
+                self._items.setdefault(item, len(self._items)),
+            )
+            if weight > 0 and key not in cells:
+                cells[key] = -min(weight, self.weights.cap)
         # users and items left without a cell (only zero-weight ratings) get no row/column
         users = list(self._users)
         items = list(self._items)

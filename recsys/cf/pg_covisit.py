@@ -11,15 +11,16 @@ updating the same pairs cannot deadlock.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
+from recsys import db
 from recsys.cf.covisit import Pair, aggregate, log2_time, rank_neighbors
-from recsys.exceptions import DatabaseUnavailable
 
 __all__ = ["COVISIT_MERGE", "PgCovisitation"]
 
@@ -59,13 +60,8 @@ class PgCovisitation:
         self.pool = pool
         self.half_life_h = half_life_h
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        try:
-            async with self.pool.connection() as conn:
-                yield conn
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise DatabaseUnavailable(f"co-visitation: {exc}") from exc
+    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return db.connection(self.pool, "co-visitation", 30.0)
 
     @staticmethod
     async def add_in(conn: psycopg.AsyncConnection, pairs: Iterable[Pair]) -> int:

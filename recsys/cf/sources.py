@@ -16,9 +16,10 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from recsys import db
 from recsys.archive import list_files, read_archive
 from recsys.cf.interactions import Interaction
-from recsys.exceptions import DatabaseError, DatabaseUnavailable, DataNotFound
+from recsys.exceptions import DataNotFound
 
 __all__ = ["archive_interactions", "count_postgres_events", "postgres_interactions"]
 
@@ -36,9 +37,7 @@ def _where(since: datetime | None, until: datetime | None) -> tuple[str, dict[st
 
 
 def _wrap(exc: psycopg.Error) -> Exception:
-    if isinstance(exc, psycopg.OperationalError):
-        return DatabaseUnavailable(f"Postgres unavailable: {str(exc).strip()}")
-    return DatabaseError(f"reading user_events: {str(exc).strip()}")
+    return db.db_error(exc, "reading user_events")
 
 
 async def count_postgres_events(

@@ -12,11 +12,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from recsys.exceptions import DatabaseError, DatabaseUnavailable
+from recsys import db
 
 __all__ = ["CacheKey", "EnrichmentCache", "InMemoryEnrichmentCache", "PgEnrichmentCache"]
 
@@ -89,18 +88,13 @@ class PgEnrichmentCache:
         self.acquire_timeout_s = acquire_timeout_s
 
     async def get(self, key: CacheKey) -> dict[str, Any] | None:
-        try:
-            async with self.pool.connection(timeout=self.acquire_timeout_s) as conn:
-                cur = await conn.execute(
-                    "SELECT enrichment FROM enrichment_cache "
-                    "WHERE content_hash = %s AND prompt_version = %s AND llm_model = %s",
-                    (key.content_hash, key.prompt_version, key.llm_model),
-                )
-                row = await cur.fetchone()
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(f"Postgres unavailable: {str(exc).strip()}") from exc
-        except psycopg.Error as exc:
-            raise DatabaseError(f"enrichment cache: {str(exc).strip()}") from exc
+        async with db.connection(self.pool, "enrichment cache", self.acquire_timeout_s) as conn:
+            cur = await conn.execute(
+                "SELECT enrichment FROM enrichment_cache "
+                "WHERE content_hash = %s AND prompt_version = %s AND llm_model = %s",
+                (key.content_hash, key.prompt_version, key.llm_model),
+            )
+            row = await cur.fetchone()
         return dict(row[0]) if row is not None and isinstance(row[0], dict) else None
 
     async def put(
@@ -112,24 +106,19 @@ class PgEnrichmentCache:
         tokens_out: int = 0,
         cost_usd: float = 0.0,
     ) -> None:
-        try:
-            async with self.pool.connection(timeout=self.acquire_timeout_s) as conn:
-                await conn.execute(
-                    "INSERT INTO enrichment_cache (content_hash, prompt_version, llm_model, "
-                    "enrichment, tokens_in, tokens_out, cost_usd) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT DO NOTHING",
-                    (
-                        key.content_hash,
-                        key.prompt_version,
-                        key.llm_model,
-                        Jsonb(value),
-                        tokens_in,
-                        tokens_out,
-                        cost_usd,
-                    ),
-                )
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(f"Postgres unavailable: {str(exc).strip()}") from exc
-        except psycopg.Error as exc:
-            raise DatabaseError(f"enrichment cache: {str(exc).strip()}") from exc
+        async with db.connection(self.pool, "enrichment cache", self.acquire_timeout_s) as conn:
+            await conn.execute(
+                "INSERT INTO enrichment_cache (content_hash, prompt_version, llm_model, "
+                "enrichment, tokens_in, tokens_out, cost_usd) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (
+                    key.content_hash,
+                    key.prompt_version,
+                    key.llm_model,
+                    Jsonb(value),
+                    tokens_in,
+                    tokens_out,
+                    cost_usd,
+                ),
+            )

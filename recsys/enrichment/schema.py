@@ -46,6 +46,15 @@ class Enrichment(BaseModel):
     audience: Literal["general", "kids", "teens", "adults", "families"]
     tags: list[str] = Field(max_length=12)
 
+    @field_validator("summary", "mood", "themes", "tags", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # U+0000 is valid JSON ("\u0000") but no Postgres text or jsonb value holds it
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(t, str) and "\x00" in t for t in texts):
+            raise ValueError("text contains a NUL character (U+0000)")
+        return value
+
     @field_validator("summary")
     @classmethod
     def _at_most_80_words(cls, value: str) -> str:

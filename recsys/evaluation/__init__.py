@@ -19,7 +19,7 @@ from recsys.evaluation.llm import (
 from recsys.evaluation.offpolicy import (
     ROUTING_POLICIES,
     LoggedDecision,
-    TableRouter,
+    PolicyTarget,
     effective_sample_size,
     ips,
     register_routing_policy,
@@ -40,7 +40,7 @@ __all__ = [
     "ArchiveTopics",
     "EvaluationData",
     "LoggedDecision",
-    "TableRouter",
+    "PolicyTarget",
     "average_precision_at_k",
     "catalog_coverage",
     "cost_by_request",

@@ -1,9 +1,12 @@
-"""Off-policy estimates of another routing policy from logged propensities.
+"""Off-policy estimates of other serving policies from logged propensities.
 
-The logging policy chose, for each request, an *action* — the route and whether the LLM
-treated the response — with the probability logged as ``RecResponse.propensity``. For a
-target policy π that gives the same action probability ``π(a | x)``, with importance
-weight ``w = π(a | x) / propensity``:
+The logging policy chose, for each request, an *action* — the route, HYBRID's fusion
+weights and whether the LLM reranks — with the exact probability logged as
+``RecResponse.propensity`` (:mod:`recsys.policy.model`). The targets are serving
+policies too (:class:`PolicyTarget`): ``router`` is the policy that actually ships (the
+active version, or the settings' policy), and its named variants change one thing
+(:func:`recsys.policy.space.named_variants`). For a target π that gives the logged
+action probability ``π(a | x)``, with importance weight ``w = π(a | x) / propensity``:
 
 * IPS   = (1/n) Σ w·r — unbiased when the assumptions below hold; high variance.
 * SNIPS = Σ w·r / Σ w — self-normalised: slightly biased, much lower variance, and
@@ -22,27 +25,38 @@ Assumptions, to be stated next to any figure:
    on the agreeing requests (SNIPS) — ESS shows it.
 3. The reward of a request depends on its context and action only (no interference
    between requests; the context a target policy sees is what was logged).
-4. The context the target policy conditions on (warmth bucket, whether there was a
-   query) is all that confounds action and reward.
+4. The context the target policy conditions on (warmth bucket, query, history, LLM
+   available) is all that confounds action and reward.
+
+:mod:`recsys.policy.estimators` adds the doubly robust estimator and bootstrap
+intervals (``streamrec learn-policy``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from recsys.evaluation.intervals import mean_ci, ratio_ci
+from recsys.policy.model import Action, Context, Fusion, Policy
+from recsys.policy.space import named_variants
+from recsys.records import Route, WarmthBucket
 
 __all__ = [
     "ROUTING_POLICIES",
     "LoggedDecision",
     "LoggedPolicy",
+    "PolicyTarget",
     "RoutingPolicy",
-    "TableRouter",
     "effective_sample_size",
     "estimate",
     "importance_weights",
     "ips",
+    "known_targets",
+    "policy_targets",
+    "register_policy",
     "register_routing_policy",
     "snips",
 ]
@@ -50,7 +64,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class LoggedDecision:
-    """One logged request: context, action, propensity and reward."""
+    """One logged request: context, action, propensity and reward.
+
+    The decision fields (``has_history`` … ``popularity_weight``) are None on records
+    logged before serving logged its whole decision (no ``policy_version``).
+    """
 
     request_id: str
     warmth_bucket: str
@@ -59,6 +77,12 @@ class LoggedDecision:
     llm_used: bool
     propensity: float
     reward: float
+    policy_version: str | None = None
+    has_history: bool | None = None
+    rerank_available: bool | None = None
+    rerank: bool | None = None
+    content_weight: float | None = None
+    popularity_weight: float | None = None
 
 
 class RoutingPolicy(Protocol):
@@ -128,21 +152,34 @@ def effective_sample_size(weights: Sequence[float]) -> float:
 
 def estimate(
     policy: RoutingPolicy, decisions: Sequence[LoggedDecision], clip: float | None = None
-) -> dict[str, float | int | None]:
-    """IPS, SNIPS, ESS and matched share of ``policy`` over ``decisions``."""
+) -> dict[str, float | int | list[float] | None]:
+    """IPS, SNIPS, ESS and matched share of ``policy`` over ``decisions``, with bootstrap
+    intervals of IPS and SNIPS (:mod:`recsys.evaluation.intervals`)."""
     if not decisions:
-        return {"n": 0, "ips": None, "snips": None, "ess": None, "support": None}
+        return {
+            "n": 0,
+            "ips": None,
+            "snips": None,
+            "ess": None,
+            "support": None,
+            "ips_ci": None,
+            "snips_ci": None,
+        }
     rewards = [d.reward for d in decisions]
     props = [d.propensity for d in decisions]
     target = [policy.probability(d) for d in decisions]
     weights = importance_weights(props, target, clip)
     value = snips(rewards, props, target, clip)
+    weighted = [w * r for w, r in zip(weights, rewards, strict=True)]
+    ips_ci, snips_ci = mean_ci(weighted), ratio_ci(weighted, weights)
     return {
         "n": len(decisions),
         "ips": ips(rewards, props, target, clip),
         "snips": None if math.isnan(value) else value,
         "ess": effective_sample_size(weights),
         "support": sum(1 for t in target if t > 0) / len(target),
+        "ips_ci": list(ips_ci) if ips_ci is not None else None,
+        "snips_ci": list(snips_ci) if snips_ci is not None else None,
     }
 
 
@@ -156,52 +193,72 @@ class LoggedPolicy:
 
 
 @dataclass(frozen=True)
-class TableRouter:
-    """A routing rule: a route per context, and an LLM share where the LLM is eligible.
+class PolicyTarget:
+    """A serving policy (:class:`recsys.policy.model.Policy`) as a target: the exact
+    probability it gives the logged action — route, HYBRID fusion weights and rerank
+    decision — in the logged context.
 
-    ``route_for(warmth_bucket, has_query)`` gives the route (deterministic);
-    ``llm_share`` is the probability of LLM treatment for eligible requests (a query, or a
-    cold user — the design's eligibility rule); ineligible requests never get it.
+    Records logged before the whole decision was (no policy version) are read as well as
+    they allow: the rerank decision is taken to be ``llm_used``, a user on CF or HYBRID,
+    or not cold, to have had history, and HYBRID's weights to be the target's own.
     """
 
     name: str
-    route_for: Callable[[str, bool], str]
-    llm_share: float = 0.0
+    policy: Policy
 
     def probability(self, decision: LoggedDecision) -> float:
-        if self.route_for(decision.warmth_bucket, decision.has_query) != decision.route:
-            return 0.0
-        eligible = decision.has_query or decision.warmth_bucket == "COLD"
-        p_llm = self.llm_share if eligible else 0.0
-        return p_llm if decision.llm_used else 1.0 - p_llm
+        bucket = WarmthBucket(decision.warmth_bucket)
+        route = Route(decision.route)
+        if decision.policy_version is None:  # legacy record
+            history = bucket is not WarmthBucket.COLD or route in (Route.CF, Route.HYBRID)
+            ctx = Context(bucket, decision.has_query, history, True)
+            fusion = self.policy.rules[ctx.cell].fusion if route is Route.HYBRID else None
+            return self.policy.probability(ctx, Action(route, decision.llm_used, fusion))
+        ctx = Context(
+            bucket,
+            decision.has_query,
+            bool(decision.has_history),
+            bool(decision.rerank_available),
+        )
+        fusion = None
+        if route is Route.HYBRID:
+            fusion = Fusion(decision.content_weight or 0.0, decision.popularity_weight or 0.0)
+        return self.policy.probability(ctx, Action(route, bool(decision.rerank), fusion))
 
 
-def design_route(warmth_bucket: str, has_query: bool) -> str:
-    """The design's router: a query → CONTENT; else WARM → CF, WARMING → HYBRID,
-    COLD → POPULARITY."""
-    if has_query:
-        return "CONTENT"
-    return {"WARM": "CF", "WARMING": "HYBRID"}.get(warmth_bucket, "POPULARITY")
+def policy_targets(policy: Policy, prefix: str = "router") -> dict[str, RoutingPolicy]:
+    """``logged`` and :func:`recsys.policy.space.named_variants` of ``policy`` as targets:
+    ``router`` (the policy itself), ``router-no-llm``, ``router-llm-eligible``,
+    ``cf-only``, ``content-only``, ``hybrid-only``, ``popularity-only``."""
+    out: dict[str, RoutingPolicy] = {"logged": LoggedPolicy()}
+    for name, variant in named_variants(policy, prefix).items():
+        out[name] = PolicyTarget(name, variant)
+    return out
 
 
+#: Targets ``streamrec evaluate --target`` knows without a database: the settings'
+#: policy and its variants (the command replaces them with the active version's).
 ROUTING_POLICIES: dict[str, RoutingPolicy] = {}
 
 
 def register_routing_policy(policy: RoutingPolicy) -> None:
-    """Make a target policy available to ``streamrec evaluate --target NAME``.
-
-    The serving router registers itself here.
-    """
+    """Make a target policy available to ``streamrec evaluate --target NAME``."""
     ROUTING_POLICIES[policy.name] = policy
 
 
-for _policy in (
-    LoggedPolicy(),
-    TableRouter("router-no-llm", design_route, 0.0),
-    TableRouter("router-llm-half", design_route, 0.5),
-    TableRouter("router-llm-eligible", design_route, 1.0),
-    TableRouter("cf-only", lambda w, q: "CF"),
-    TableRouter("content-only", lambda w, q: "CONTENT"),
-    TableRouter("popularity-only", lambda w, q: "POPULARITY"),
-):
-    register_routing_policy(_policy)
+def register_policy(policy: Policy, prefix: str = "router") -> Mapping[str, RoutingPolicy]:
+    """Register ``policy`` and its named variants (replacing earlier ones)."""
+    targets = policy_targets(policy, prefix)
+    ROUTING_POLICIES.update(targets)
+    return targets
+
+
+def known_targets() -> dict[str, RoutingPolicy]:
+    """The registered targets; the settings-default policy's until another is registered."""
+    if "router" not in ROUTING_POLICIES:
+        from recsys.serving.config import ServingConfig
+        from recsys.serving.default_policy import default_policy
+
+        for name, target in policy_targets(default_policy(ServingConfig())).items():
+            ROUTING_POLICIES.setdefault(name, target)
+    return ROUTING_POLICIES

@@ -23,6 +23,7 @@ from recsys.evaluation.dataset import (
     relevance_from_examples,
     reward_of,
 )
+from recsys.evaluation.intervals import mean_ci, percentile_ci
 from recsys.evaluation.llm import (
     JUDGED_USE_CASES,
     cost_by_request,
@@ -30,14 +31,20 @@ from recsys.evaluation.llm import (
     latency_summary,
     llm_involvement_rate,
 )
-from recsys.evaluation.offpolicy import ROUTING_POLICIES, LoggedDecision, estimate
+from recsys.evaluation.offpolicy import LoggedDecision, RoutingPolicy, estimate, known_targets
 from recsys.evaluation.ranking import (
     average_precision_at_k,
     hit_rate_at_k,
-    mean_metric,
     ndcg_at_k,
     recall_at_k,
     reciprocal_rank,
+)
+from recsys.evaluation.relevance import (
+    EVENTS,
+    EXAMPLES,
+    constant_by_construction,
+    omit,
+    relevance_meaning,
 )
 from recsys.records import LlmInvolvement, RecResponse
 
@@ -70,14 +77,27 @@ def slice_metrics(
     pairs = [
         (rec, relevance.get(r.request_id, set())) for rec, r in zip(lists, responses, strict=True)
     ]
+    judged = [(rec, rel) for rec, rel in pairs if rel]
+    ranking: dict[str, Callable[[Sequence[str], set[str]], float]] = {
+        f"recall@{k}": lambda a, b: recall_at_k(a, b, k),
+        f"ndcg@{k}": lambda a, b: ndcg_at_k(a, b, k),
+        f"map@{k}": lambda a, b: average_precision_at_k(a, b, k),
+        "mrr": reciprocal_rank,
+        f"hit_rate@{k}": lambda a, b: hit_rate_at_k(a, b, k),
+    }
+    per_request = {name: [f(rec, rel) for rec, rel in judged] for name, f in ranking.items()}
+    latencies = [r.latency_ms for r in responses]
+    treated = [1.0 if r.llm_used else 0.0 for r in responses]
+    ci: dict[str, Any] = {name: mean_ci(values) for name, values in per_request.items()}
+    ci |= {
+        "llm_involvement_rate": mean_ci(treated),
+        "latency_ms_p50": percentile_ci(latencies, 50),
+        "latency_ms_p95": percentile_ci(latencies, 95),
+    }
     out: dict[str, Any] = {
         "n": len(responses),
-        "n_judged": sum(1 for _, rel in pairs if rel),
-        f"recall@{k}": mean_metric(lambda a, b: recall_at_k(a, b, k), pairs),
-        f"ndcg@{k}": mean_metric(lambda a, b: ndcg_at_k(a, b, k), pairs),
-        f"map@{k}": mean_metric(lambda a, b: average_precision_at_k(a, b, k), pairs),
-        "mrr": mean_metric(reciprocal_rank, pairs),
-        f"hit_rate@{k}": mean_metric(lambda a, b: hit_rate_at_k(a, b, k), pairs),
+        "n_judged": len(judged),
+        **{name: sum(v) / len(v) if v else None for name, v in per_request.items()},
         "coverage": catalog_coverage(lists, catalog_size, k) if catalog_size else None,
         "novelty": novelty(lists, k, popularity, n_users) if n_users else None,
         "ild": (
@@ -105,6 +125,7 @@ def slice_metrics(
                 "llm_calls": sum(1 for rec in mine if rec.called),
             }
         )
+    out["ci"] = {name: list(v) if v is not None else None for name, v in ci.items()}
     return out
 
 
@@ -118,8 +139,11 @@ def logged_decisions(data: EvaluationData, reward: str = "any") -> list[LoggedDe
     for r in data.responses:
         if r.request_id not in rewards or r.propensity <= 0:
             continue
-        request = data.requests.get(r.request_id)
-        has_query = bool(request and request.query and request.query.strip())
+        if r.policy_version is not None:
+            has_query = r.has_query
+        else:
+            request = data.requests.get(r.request_id)
+            has_query = bool(request and request.query and request.query.strip())
         out.append(
             LoggedDecision(
                 request_id=r.request_id,
@@ -129,6 +153,12 @@ def logged_decisions(data: EvaluationData, reward: str = "any") -> list[LoggedDe
                 llm_used=r.llm_used,
                 propensity=r.propensity,
                 reward=rewards[r.request_id],
+                policy_version=r.policy_version,
+                has_history=r.has_history,
+                rerank_available=r.rerank_available,
+                rerank=r.rerank,
+                content_weight=r.content_weight,
+                popularity_weight=r.popularity_weight,
             )
         )
     return out
@@ -171,19 +201,24 @@ def evaluate(
     *,
     k: int = 10,
     window_s: float = 1800.0,
-    targets: Sequence[str] = ("logged", "router-no-llm", "router-llm-eligible"),
+    targets: Sequence[str] = ("logged", "router", "router-no-llm", "router-llm-eligible"),
     clip: float | None = None,
     reward: str = "any",
+    policies: Mapping[str, RoutingPolicy] | None = None,
 ) -> dict[str, Any]:
-    """The whole evaluation as JSON-able data."""
-    unknown = [t for t in targets if t not in ROUTING_POLICIES]
+    """The whole evaluation as JSON-able data.
+
+    ``policies`` maps target names to policies (default: the registered ones, see
+    :func:`recsys.evaluation.offpolicy.known_targets`).
+    """
+    targets_known = dict(policies) if policies is not None else known_targets()
+    unknown = [t for t in targets if t not in targets_known]
     if unknown:
-        raise ValueError(
-            f"unknown target policy {unknown}; known: {', '.join(sorted(ROUTING_POLICIES))}"
-        )
+        names = ", ".join(sorted(targets_known))
+        raise ValueError(f"unknown target policy {unknown}; known: {names}")
     systems: dict[str, list[RecResponse]] = {PRODUCTION: data.responses, **data.counterfactual}
     if data.events is not None:
-        relevance_source = "user.events"
+        relevance_source = EVENTS
         everything = [r for rs in systems.values() for r in rs]
         relevance = relevance_from_events(everything, data.events, window_s)
         interactions = [
@@ -193,7 +228,7 @@ def evaluate(
         ]
         n_users = len({e.user_id for e in data.events}) or len({r.user_id for r in data.responses})
     else:
-        relevance_source = "feedback.examples"
+        relevance_source = EXAMPLES
         relevance = relevance_from_examples(data.examples, reward)
         interactions = [(e.user_id, e.item_id) for e in data.examples if reward_of(e, "any")]
         n_users = len({r.user_id for r in data.responses})
@@ -230,6 +265,14 @@ def evaluate(
                 value: slice_metrics(group, llm_log=log, **common)
                 for value, group in sorted(groups.items())
             }
+        constant = constant_by_construction(
+            relevance_source, production=name == PRODUCTION, responses=responses, k=k
+        )
+        omit(entry, constant)
+        entry["relevance"] = relevance_meaning(
+            relevance_source, production=name == PRODUCTION, window_s=window_s
+        )
+        entry["omitted"] = constant
         report_systems[name] = entry
     decisions = logged_decisions(data, reward)
     return {
@@ -254,8 +297,6 @@ def evaluate(
             "logged_mean_reward": (
                 sum(d.reward for d in decisions) / len(decisions) if decisions else None
             ),
-            "estimates": {
-                name: estimate(ROUTING_POLICIES[name], decisions, clip) for name in targets
-            },
+            "estimates": {name: estimate(targets_known[name], decisions, clip) for name in targets},
         },
     }

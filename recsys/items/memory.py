@@ -184,6 +184,18 @@ class InMemoryItemStore:
     async def categories(self) -> list[str]:
         return sorted({c for row in self._rows.values() if row.eligible for c in row.categories})
 
+    async def count_eligible(
+        self, filters: ItemFilters | None = None, exclude_ids: Sequence[str] = ()
+    ) -> int:
+        skip = set(exclude_ids)
+        return sum(
+            1
+            for row in self._rows.values()
+            if row.eligible
+            and row.item_id not in skip
+            and (filters is None or filters.matches(row))
+        )
+
     async def count(self, *, eligible_only: bool = False) -> int:
         if eligible_only:
             return sum(1 for row in self._rows.values() if row.eligible)

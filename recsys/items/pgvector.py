@@ -430,6 +430,18 @@ class PgItemStore:
         )
         return [r["c"] for r in rows]
 
+    async def count_eligible(
+        self, filters: ItemFilters | None = None, exclude_ids: Sequence[str] = ()
+    ) -> int:
+        where, params = self._where(sql.Identifier("raw_embedding"), filters, exclude_ids)
+        rows = await self._fetch(
+            sql.SQL("SELECT count(*) AS n FROM {t} WHERE {where}").format(
+                t=self.table, where=where
+            ),
+            params,
+        )
+        return int(rows[0]["n"])
+
     async def count(self, *, eligible_only: bool = False) -> int:
         where = (
             sql.SQL("WHERE NOT deleted AND available AND raw_embedding IS NOT NULL")

@@ -86,6 +86,12 @@ class ItemStore(Protocol):
         """Every category of an eligible item, sorted."""
         ...
 
+    async def count_eligible(
+        self, filters: ItemFilters | None = None, exclude_ids: Sequence[str] = ()
+    ) -> int:
+        """Number of eligible items that match ``filters`` and are not in ``exclude_ids``."""
+        ...
+
     async def count(self, *, eligible_only: bool = False) -> int:
         """Number of rows (or of eligible items)."""
         ...

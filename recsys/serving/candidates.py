@@ -1,15 +1,16 @@
 """Candidate generation per route, and the merge rules that need no training.
 
-* CF: ALS folded in from the user's recent items, co-visitation neighbours to fill.
+* CF: ALS folded in from the user's CF profile (:mod:`recsys.cf.profile`: the events as
+  training weighs them), co-visitation neighbours of the newest items to fill.
 * CONTENT: pgvector kNN around the query (or the profile of recent/session items) in the
   serving space, unioned with the popular head, scored ``cosine + w · prior`` where the
   prior is log-popularity scaled to [0, 1]. Similarity alone favours obscure items (on
   MovieLens title+genre similarity scores NDCG@10 ≈ 0.01 against ≈ 0.07 for popularity),
   the prior keeps well-liked items in front among similar ones.
 * HYBRID: weighted reciprocal-rank fusion (``Σ w / (60 + rank)``) of the CF (w = 1) and
-  content lists — rank-based, so the two score scales never need calibrating. For cold
-  users the content list weighs 3 and carries a doubled popularity prior (a fold-in from
-  a handful of items says little); values chosen on a MovieLens validation split.
+  content lists — rank-based, so the two score scales never need calibrating. The
+  weights are each warmth bucket's (:class:`~recsys.serving.config.BucketRoute`, chosen
+  by :mod:`recsys.evaluation.route_selection`) or the active policy's.
 * POPULARITY: the popular head.
 """
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsys.cf.als import Fold
 from recsys.items.model import ItemFilters
 from recsys.serving.ports import CfSource, ItemSource
 
@@ -62,9 +64,11 @@ async def cf_candidates(
     recent: Sequence[tuple[str, float]],
     n: int,
     exclude: Collection[str],
+    fold: Fold = "least_squares",
 ) -> list[Candidate]:
-    """ALS first, co-visitation neighbours of the newest items after them."""
-    als = await cf.als(recent[:50], n, exclude)
+    """ALS first (folded in from all of ``recent`` by ``fold``), co-visitation neighbours
+    of the newest items after them."""
+    als = await cf.als(recent, n, exclude, fold)
     out = [Candidate(item, score, "als") for item, score in als]
     seen = {c.item_id for c in out}
     if len(out) < n:

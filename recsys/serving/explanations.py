@@ -9,7 +9,7 @@ the same evidence, and its wording is checked before it replaces the template.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,8 @@ class Grounds:
     vectors: Mapping[str, np.ndarray]  # vectors of recent and recommended items
     query_categories: Sequence[str] = ()
     year_range: tuple[int | None, int | None] = (None, None)
+    #: the preferences a conversation stated that an item satisfies (strongest evidence)
+    stated: Callable[[ItemRecord | None], list[Evidence]] | None = None
 
 
 def _title(details: Mapping[str, ItemRecord], item_id: str) -> str:
@@ -39,10 +41,17 @@ def _title(details: Mapping[str, ItemRecord], item_id: str) -> str:
     return record.title if record is not None and record.title else item_id
 
 
+def _year(value: str | None) -> int | None:
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
 def evidence_for(cand: Candidate, grounds: Grounds) -> list[Evidence]:
     """The facts that justify ``cand`` for this user and request, strongest first."""
-    out: list[Evidence] = []
     item = grounds.details.get(cand.item_id)
+    out: list[Evidence] = list(grounds.stated(item)) if grounds.stated is not None else []
     categories = item.categories if item is not None else ()
     keys = {category_key(c): c for c in categories}
     if cand.via is not None:
@@ -59,8 +68,13 @@ def evidence_for(cand: Candidate, grounds: Grounds) -> list[Evidence]:
             Evidence(kind=EvidenceKind.QUERY_CONSTRAINT, value=keys[category_key(wanted[0])])
         )
     low, high = grounds.year_range
-    year = item.attributes.get("year") if item is not None else None
-    if year is not None and (low is not None or high is not None):
+    year = _year(item.attributes.get("year")) if item is not None else None
+    if (
+        year is not None
+        and (low is not None or high is not None)
+        and (low is None or year >= low)
+        and (high is None or year <= high)
+    ):
         out.append(Evidence(kind=EvidenceKind.QUERY_CONSTRAINT, value=f"from {year}"))
     vec = grounds.vectors.get(cand.item_id)
     if vec is not None and cand.via is None:
@@ -98,6 +112,10 @@ def template_sentence(evidence: Sequence[Evidence]) -> str:
     if not evidence:
         return ""
     e = evidence[0]
+    if e.kind is EvidenceKind.STATED_PREFERENCE:
+        said = [x.value for x in evidence if x.kind is EvidenceKind.STATED_PREFERENCE]
+        listed = said[0] if len(said) == 1 else f"{', '.join(said[:-1])} and {said[-1]}"
+        return f"Matches what you told me: {listed}."
     if e.kind is EvidenceKind.CO_VISITED:
         return f"People who liked {e.value} also liked this."
     if e.kind is EvidenceKind.SIMILAR_TO_RECENT:

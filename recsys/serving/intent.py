@@ -13,8 +13,10 @@ Two parsers produce the same :class:`Intent`:
   (:class:`~recsys.serving.untrusted.Sanitiser`); a query that any layer flags (guard,
   decoded payload, instruction scorer) is parsed by the rules only.
 
-Hard constraints (categories, years) become SQL filters downstream; soft preferences
-and negatives are text for retrieval and explanations.
+Who parsed decides what the categories and years do downstream
+(:mod:`recsys.serving.constraints`): a confident LLM parse makes them hard constraints
+(SQL filters); the rules' keyword guesses only order items, never remove any. Soft
+preferences and negatives are text for retrieval and explanations.
 """
 
 from __future__ import annotations

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 
+from recsys.cf.als import Fold
 from recsys.cf.als_store import PgAls
 from recsys.cf.pg_covisit import PgCovisitation
 from recsys.cf.popularity import PgPopularity
+from recsys.cf.profile import PgProfiles
 from recsys.items.model import ItemFilters, ItemRecord
-from recsys.items.pgvector import PgItemStore
+from recsys.items.store import ItemStore
 from recsys.serving.ports import UserView
 from recsys.serving.user_view import view_of
 from recsys.users.store import PgUserStates
@@ -20,9 +23,10 @@ __all__ = ["PgCf", "PgItems", "PgUsers"]
 
 
 class PgItems:
-    """:class:`~recsys.serving.ports.ItemSource` over the item store, in one vector space."""
+    """:class:`~recsys.serving.ports.ItemSource` over the item store (pgvector, or the
+    in-memory store of benchmarks and notebooks), in one vector space."""
 
-    def __init__(self, store: PgItemStore, space: Literal["raw", "enriched"] = "enriched") -> None:
+    def __init__(self, store: ItemStore, space: Literal["raw", "enriched"] = "enriched") -> None:
         self.store = store
         self.space: Literal["raw", "enriched"] = space
 
@@ -40,6 +44,9 @@ class PgItems:
 
     async def eligible(self, item_ids: Sequence[str], filters: ItemFilters | None) -> set[str]:
         return await self.store.eligible_ids(list(item_ids), filters)
+
+    async def count_eligible(self, filters: ItemFilters | None, exclude: Collection[str]) -> int:
+        return await self.store.count_eligible(filters, list(exclude))
 
     async def similarities(
         self, vector: np.ndarray, item_ids: Sequence[str], filters: ItemFilters | None
@@ -59,16 +66,27 @@ class PgItems:
 
 
 class PgUsers:
-    """:class:`~recsys.serving.ports.UserReader` over the users worker's read model."""
+    """:class:`~recsys.serving.ports.UserReader` over the users worker's read model (and,
+    with ``profiles``, the user's CF profile from ``user_events``)."""
 
-    def __init__(self, states: PgUserStates, consumed_limit: int = 1000) -> None:
+    def __init__(
+        self,
+        states: PgUserStates,
+        consumed_limit: int = 1000,
+        profiles: PgProfiles | None = None,
+    ) -> None:
         self.states = states
         self.consumed_limit = consumed_limit
+        self.profiles = profiles
 
     async def view(self, user_id: str) -> UserView:
         state = await self.states.get(user_id)
         consumed = await self.states.consumed(user_id, self.consumed_limit)
-        return view_of(user_id, state, consumed)
+        view = view_of(user_id, state, consumed)
+        if self.profiles is None or state is None:
+            return view
+        profile = await self.profiles.profile(user_id)
+        return replace(view, cf_profile=tuple(profile))
 
 
 class PgCf:
@@ -78,9 +96,13 @@ class PgCf:
         self.als_store, self.covisit_store, self.popularity = als, covisit, popularity
 
     async def als(
-        self, recent: Sequence[tuple[str, float]], n: int, exclude: Collection[str]
+        self,
+        recent: Sequence[tuple[str, float]],
+        n: int,
+        exclude: Collection[str],
+        fold: Fold = "least_squares",
     ) -> list[tuple[str, float]]:
-        return await self.als_store.recommend(recent, n, exclude)
+        return await self.als_store.recommend(recent, n, exclude, fold)
 
     async def covisit(
         self, items: Sequence[str], n: int, exclude: Collection[str]

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from recsys.cf.als import Fold
 from recsys.items.model import ItemFilters, ItemRecord
 from recsys.records import WarmthBucket
 
@@ -19,7 +20,10 @@ class UserView:
     """What the request path knows about a user when the request arrives.
 
     Attributes:
-        recent: (item_id, weight) of recent interactions, newest first (CF fold-in input).
+        recent: (item_id, weight) of recent visits, newest first (positional weights).
+        cf_profile: (item_id, weight) as ALS training weighs the user's events, newest
+            first (:mod:`recsys.cf.profile`) — the CF fold-in's input; None when the
+            reader has no profile (then ``recent`` is folded in).
         session_items: items of the current session, newest first.
         session_query: the session's last natural-language query.
         consumed: items the user already consumed (never recommended again).
@@ -29,6 +33,7 @@ class UserView:
     warmth: WarmthBucket = WarmthBucket.COLD
     positives: int = 0
     recent: tuple[tuple[str, float], ...] = ()
+    cf_profile: tuple[tuple[str, float], ...] | None = None
     session_items: tuple[str, ...] = ()
     session_query: str | None = None
     consumed: frozenset[str] = field(default_factory=frozenset)
@@ -47,9 +52,14 @@ class UserReader(Protocol):
 
 class CfSource(Protocol):
     async def als(
-        self, recent: Sequence[tuple[str, float]], n: int, exclude: Collection[str]
+        self,
+        recent: Sequence[tuple[str, float]],
+        n: int,
+        exclude: Collection[str],
+        fold: Fold = "least_squares",
     ) -> list[tuple[str, float]]:
-        """ALS candidates for a user folded in from ``recent`` (empty without a model)."""
+        """ALS candidates for a user folded in from ``recent`` by ``fold`` (empty without
+        a model)."""
         ...
 
     async def covisit(
@@ -87,6 +97,10 @@ class ItemSource(Protocol):
         self, vector: np.ndarray, item_ids: Sequence[str], filters: ItemFilters | None
     ) -> dict[str, float]:
         """Cosine of ``vector`` to each given item that is eligible and matches ``filters``."""
+        ...
+
+    async def count_eligible(self, filters: ItemFilters | None, exclude: Collection[str]) -> int:
+        """How many eligible items satisfy ``filters`` and are not in ``exclude``."""
         ...
 
     async def details(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:

@@ -20,7 +20,10 @@ from typing import Any
 import numpy as np
 
 from recsys.items.model import ItemFilters, ItemRecord
+from recsys.policy.logged import log_fields, response_fields
+from recsys.policy.model import Action, Context, Decision, Policy
 from recsys.records import (
+    Evidence,
     ExplanationSource,
     LlmInvolvement,
     LlmUseCase,
@@ -33,6 +36,15 @@ from recsys.records import (
 from recsys.serving import candidates as cands
 from recsys.serving.candidates import Candidate
 from recsys.serving.config import ServingConfig, warmth_of
+from recsys.serving.constraints import (
+    QueryConstraints,
+    Shortfall,
+    mark_soft_matches,
+    prefer,
+    query_constraints,
+    shortfall,
+)
+from recsys.serving.default_policy import default_policy
 from recsys.serving.diversity import diversify
 from recsys.serving.explain_llm import LlmExplainer
 from recsys.serving.explanations import Grounds, evidence_for, evidence_texts, template_sentence
@@ -41,7 +53,7 @@ from recsys.serving.llm_gate import LlmGate
 from recsys.serving.ports import CfSource, ItemSource, QueryEmbedder, UserReader, UserView
 from recsys.serving.rerank import Candidate as RerankCandidate
 from recsys.serving.rerank import LlmReranker, RerankContext
-from recsys.serving.routing import RouteDecision, choose_route
+from recsys.serving.steer import Steer
 from recsys.serving.untrusted import Sanitiser
 
 __all__ = ["LlmParts", "Recommender", "Served"]
@@ -97,25 +109,6 @@ def _remaining_s(request: RecRequest, received: float, clock: Callable[[], float
     return request.deadline_ms / 1000.0 - max(age, clock() - received)
 
 
-def _filters(intent: Intent | None) -> ItemFilters | None:
-    if intent is None:
-        return None
-    any_ = list(intent.categories_any)
-    if intent.category and intent.category not in any_:
-        any_.append(intent.category)
-    ranges = {}
-    if intent.year_min is not None or intent.year_max is not None:
-        ranges["year"] = (
-            float(intent.year_min) if intent.year_min is not None else None,
-            float(intent.year_max) if intent.year_max is not None else None,
-        )
-    if not any_ and not intent.categories_none and not ranges:
-        return None
-    return ItemFilters(
-        categories_any=any_, categories_none=list(intent.categories_none), ranges=ranges
-    )
-
-
 class Recommender:
     """Serves requests through the routed pipeline; one instance per worker process."""
 
@@ -130,9 +123,12 @@ class Recommender:
         llm: LlmParts | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        policy: Policy | None = None,
     ) -> None:
         self.items, self.users, self.cf, self.embedder = items, users, cf, embedder
         self.config = config
+        #: The routing policy; replaced whole when a new version is activated.
+        self.policy = policy or default_policy(config)
         self.llm = llm or LlmParts()
         self.rng = rng or random.Random()
         self.clock = clock
@@ -157,8 +153,13 @@ class Recommender:
         """The popular head (cached for a few seconds: it moves slowly)."""
         return list(await self._popular.get(lambda: self.cf.popular(POPULAR_HEAD, ())))
 
-    async def recommend(self, request: RecRequest, *, received: float | None = None) -> Served:
-        """Answer one request; never raises for LLM trouble (only for unreachable stores)."""
+    async def recommend(
+        self, request: RecRequest, *, received: float | None = None, steer: Steer | None = None
+    ) -> Served:
+        """Answer one request; never raises for LLM trouble (only for unreachable stores).
+
+        ``steer`` replaces the request's query, intent and filters (a conversation).
+        """
         received = self.clock() if received is None else received
         timings: dict[str, float] = {}
         logs: list[LlmInvolvement] = []
@@ -168,28 +169,62 @@ class Recommender:
         warmth = warmth_of(view.positives, cfg)
         history = [*view.session_items, *view.recent_items]
         history = list(dict.fromkeys(history))
-        query, flagged, reasons = await self.sanitiser.screen_query(request.query)
-        intent, intent_log = await self._intent(request, query, received)
+        if steer is None:
+            query, flagged, reasons = await self.sanitiser.screen_query(request.query)
+            intent, intent_log = await self._intent(request, query, received)
+        else:
+            query, flagged, reasons = steer.query, steer.flagged, steer.reasons
+            intent, intent_log = steer.intent, None
         if intent_log is not None:
             logs.append(intent_log)
-        filters = _filters(intent)
-        decision = choose_route(
+        if steer is None:
+            constraints = query_constraints(
+                intent,
+                parsed_by_llm=intent_log is not None and intent_log.used,
+                min_confidence=cfg.intent_hard_min_confidence,
+            )
+        else:  # what a conversation's user stated is a constraint, however it was read
+            constraints = QueryConstraints(hard=steer.filters, source="rules")
+        filters = constraints.hard
+        context = Context(
             warmth,
-            has_history=bool(history),
             has_query=query is not None,
-            epsilon=cfg.epsilon,
-            rng=self.rng,
-            force=cfg.force_route,
-            cold=cfg.cold_route,
-            warming=cfg.warming_route,
-            warm=cfg.warm_route,
+            has_history=bool(history),
+            rerank_available=cfg.llm_rerank and self.llm.reranker is not None,
         )
+        decision = self.policy.decide(context, self.rng, force=cfg.force_route)
         exclude = set(request.exclude_item_ids) | set(view.consumed) | set(history)
         ranked, model_version = await self._candidates(
-            decision.route, warmth, view, history, query, filters, exclude
+            decision.action, warmth, view, history, query, filters, exclude
         )
         timings["candidates"] = self.clock() - received
-        ranked = await self._eligible(ranked, filters, exclude)
+        ranked = await prefer(
+            self.items, await self._eligible(ranked, filters, exclude), constraints.soft
+        )
+        short: Shortfall | None = None
+        if len(ranked) < request.k:
+
+            async def more(filters: ItemFilters | None, taken: set[str]) -> list[Candidate]:
+                """The route's candidates under ``filters``; content retrieval's (around
+                the query or the profile) when the route runs dry."""
+                found: list[Candidate] = []
+                actions = [decision.action]
+                if decision.route is not Route.CONTENT:
+                    actions.append(Action(Route.CONTENT, rerank=False))
+                for action in actions:
+                    skip = taken | {c.item_id for c in found}
+                    more_, _ = await self._candidates(
+                        action, warmth, view, history, query, filters, skip
+                    )
+                    found += await self._eligible(more_, filters, skip)
+                    if len(found) >= request.k:
+                        break
+                return found
+
+            short = await shortfall(
+                self.items, request, decision.route, constraints, exclude, ranked, more
+            )
+            ranked = ranked + short.topup + short.fill
         details = await self.items.details(
             [c.item_id for c in ranked[: max(cfg.rerank_cap, request.k * 3)]] + history[:20]
         )
@@ -211,10 +246,17 @@ class Recommender:
         logs.append(rerank_log)
         timings["ranked"] = self.clock() - received
         by_id = {c.item_id: c for c in ranked}
+        if short is not None and short.fill:  # items that pass the constraints stay first
+            filled = {c.item_id for c in short.fill}
+            order = [i for i in order if i not in filled] + [i for i in order if i in filled]
         final = [by_id[i] for i in order[: request.k]]
         items, explain_logs = await self._explain(
-            request, final, history, details, intent, received
+            request, final, history, details, intent, received, steer.stated if steer else None
         )
+        if rerank_log.used:  # what the LLM changed: where the ranker had put each item
+            position = {c.item_id: n for n, c in enumerate(ranked, start=1)}
+            items = [i.model_copy(update={"ranker_rank": position[i.item_id]}) for i in items]
+        items = mark_soft_matches(items, short, constraints)
         logs.extend(explain_logs)
         llm_used = any(r.used for r in logs)
         fallback = rerank_log.fallback_reason if rerank_log.called and not rerank_log.used else None
@@ -224,7 +266,6 @@ class Recommender:
             items=items,
             route=decision.route,
             warmth_bucket=warmth,
-            propensity=decision.propensity,
             llm_used=llm_used,
             llm_fallback_reason=fallback,
             policy=cfg.name,
@@ -233,12 +274,14 @@ class Recommender:
             llm_model=self.llm.model if llm_used else None,
             embedding_model=self.embedder.name if self.embedder is not None else None,
             latency_ms=(self.clock() - received) * 1000.0,
+            eligible_count=short.passed if short is not None and short.reason else None,
+            short_reason=short.reason if short is not None else None,
+            **response_fields(decision, context),
         )
         logs = [
             r.model_copy(
                 update={
-                    "route": decision.route.value,
-                    "propensity": decision.propensity,
+                    **log_fields(decision),
                     "injection_flagged": r.injection_flagged or flagged,
                     "injection_reasons": list(dict.fromkeys([*r.injection_reasons, *reasons]))[:20],
                 }
@@ -277,7 +320,7 @@ class Recommender:
 
     async def _candidates(
         self,
-        route: Route,
+        action: Action,
         warmth: WarmthBucket,
         view: UserView,
         history: list[str],
@@ -287,14 +330,17 @@ class Recommender:
     ) -> tuple[list[Candidate], str | None]:
         cfg = self.config
         n = cfg.candidate_pool
+        route = action.route
         popular = await self.popular()
         model_version: str | None = None
+        bucket = cfg.bucket_route(warmth)
 
         async def cf() -> list[Candidate]:
-            recent = list(view.recent) or [(i, 1.0) for i in history]
-            return await cands.cf_candidates(self.cf, recent, n, exclude)
-
-        cold = warmth is WarmthBucket.COLD
+            if view.cf_profile is not None:
+                recent = list(view.cf_profile)
+            else:
+                recent = list(view.recent) or [(i, 1.0) for i in history]
+            return await cands.cf_candidates(self.cf, recent, n, exclude, bucket.cf_fold)
 
         async def content(popularity_weight: float) -> list[Candidate]:
             vector = await self._content_vector(query, history)
@@ -314,13 +360,12 @@ class Recommender:
             ranked = await cf()
             model_version = await self.cf.model_version()
         elif route is Route.CONTENT:
-            ranked = await content(cfg.popularity_weight)
+            ranked = await content(bucket.popularity_weight if history else cfg.popularity_weight)
         elif route is Route.HYBRID:
-            cf_list, content_list = await asyncio.gather(
-                cf(), content(cfg.cold_popularity_weight if cold else cfg.popularity_weight)
-            )
-            content_weight = cfg.cold_content_weight if cold else cfg.hybrid_content_weight
-            ranked = cands.rrf(cf_list, content_list, weights=(1.0, content_weight))
+            assert action.fusion is not None  # a HYBRID action always has its weights
+            fusion = action.fusion
+            cf_list, content_list = await asyncio.gather(cf(), content(fusion.popularity_weight))
+            ranked = cands.rrf(cf_list, content_list, weights=(1.0, fusion.content_weight))
             model_version = await self.cf.model_version()
         else:
             ranked = []
@@ -353,7 +398,7 @@ class Recommender:
         request: RecRequest,
         view: UserView,
         warmth: WarmthBucket,
-        decision: RouteDecision,
+        decision: Decision,
         screened: tuple[str | None, bool, tuple[str, ...]],
         history: list[str],
         ranked: list[Candidate],
@@ -371,8 +416,8 @@ class Recommender:
         reranker, gate = self.llm.reranker, self.llm.gate
         bound = reranker.max_displacement if reranker is not None else None
         reason = _off_reason(self.config.llm_rerank, reranker is not None)
-        if reason is None and not (query is not None or (warmth is WarmthBucket.COLD and history)):
-            reason = "not_eligible"
+        if reason is None and not decision.action.rerank:
+            reason = "not_eligible"  # the policy did not choose the rerank for this request
         if reason is None and len(ranked) < 2:
             reason = "too_few_candidates"
         if reason is None and gate is not None:
@@ -426,6 +471,7 @@ class Recommender:
         details: dict[str, ItemRecord],
         intent: Intent | None,
         received: float,
+        stated: Callable[[ItemRecord | None], list[Evidence]] | None = None,
     ) -> tuple[list[RecommendedItem], list[LlmInvolvement]]:
         missing = [c.item_id for c in final if c.item_id not in details]
         if missing:
@@ -441,6 +487,7 @@ class Recommender:
                 else []
             ),
             year_range=(intent.year_min, intent.year_max) if intent is not None else (None, None),
+            stated=stated,
         )
         out: list[RecommendedItem] = []
         logs: list[LlmInvolvement] = []

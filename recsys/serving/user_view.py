@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import replace
 
+from recsys.cf.interactions import Interaction
+from recsys.cf.profile import DEFAULT_PROFILE_EVENTS, user_profile
 from recsys.records import UserEvent, WarmthBucket
 from recsys.serving.ports import UserView
 from recsys.users.state import VISIT_EVENTS, UserState, UserStateConfig, apply
@@ -36,17 +40,33 @@ def view_of(user_id: str, state: UserState | None, consumed: Iterable[str]) -> U
 
 class ReplayUsers:
     """A :class:`~recsys.serving.ports.UserReader` built from replayed events, so a
-    counterfactual request sees exactly what had happened before it (nothing later)."""
+    counterfactual request sees exactly what had happened before it (nothing later) —
+    the CF profile included, as :class:`~recsys.serving.pg_ports.PgUsers` reads it."""
 
-    def __init__(self, cfg: UserStateConfig) -> None:
+    def __init__(self, cfg: UserStateConfig, profile_events: int = DEFAULT_PROFILE_EVENTS) -> None:
         self.cfg = cfg
+        self.profile_events = profile_events
         self.states: dict[str, UserState] = {}
         self.consumed: dict[str, set[str]] = {}
+        self.events: dict[str, deque[Interaction]] = {}
 
     def observe(self, event: UserEvent) -> None:
         self.states[event.user_id] = apply(self.states.get(event.user_id), event, self.cfg)
         if event.item_id is not None and event.event_type in VISIT_EVENTS:
             self.consumed.setdefault(event.user_id, set()).add(event.item_id)
+        if event.item_id is not None and self.profile_events > 0:
+            self.events.setdefault(event.user_id, deque(maxlen=self.profile_events)).append(
+                Interaction(
+                    event.user_id,
+                    event.item_id,
+                    event.event_type.value,
+                    event.rating,
+                    event.occurred_at.timestamp(),
+                )
+            )
 
     async def view(self, user_id: str) -> UserView:
-        return view_of(user_id, self.states.get(user_id), self.consumed.get(user_id, ()))
+        view = view_of(user_id, self.states.get(user_id), self.consumed.get(user_id, ()))
+        if user_id not in self.states or self.profile_events <= 0:
+            return view
+        return replace(view, cf_profile=tuple(user_profile(self.events.get(user_id, ()))))

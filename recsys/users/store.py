@@ -11,26 +11,27 @@ Serving reads users through :class:`PgUserStates` (``get``, ``get_many``,
 3. upsert each user's row, only where the stored ``version`` is lower — a stale or
    redelivered batch never moves a row backwards.
 
-Connection trouble, deadlocks and serialization failures become
-:class:`DatabaseUnavailable` (the worker retries the batch).
+Errors are mapped by :func:`recsys.db.db_error`: connection trouble, deadlocks and
+serialization failures become :class:`DatabaseUnavailable` (the worker retries the
+batch); values Postgres refuses become :class:`DataRejected` (the worker isolates and
+dead-letters the event that carries them).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import errors
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
+from recsys import db
 from recsys.cf.covisit import Pair
 from recsys.cf.pg_covisit import COVISIT_MERGE, PgCovisitation
-from recsys.exceptions import DatabaseUnavailable
 from recsys.users.state import VISIT_EVENTS, Accepted, UserState, event_weight, is_positive
 
 __all__ = ["PgUserStates", "WriteResult"]
@@ -92,6 +93,9 @@ SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM ins), (SELECT count(*) F
        (SELECT count(*) FROM st)
 """
 
+#: How long a write waits for a pooled connection before the batch is retried.
+_ACQUIRE_TIMEOUT_S = 30.0
+
 _CONSUMED_TYPES = sorted(t.value for t in VISIT_EVENTS)
 
 
@@ -112,18 +116,8 @@ class PgUserStates:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        try:
-            async with self.pool.connection() as conn:
-                yield conn
-        except (
-            psycopg.OperationalError,
-            PoolTimeout,
-            errors.DeadlockDetected,
-            errors.SerializationFailure,
-        ) as exc:
-            raise DatabaseUnavailable(f"user states: {exc}".strip()) from exc
+    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return db.connection(self.pool, "user states", _ACQUIRE_TIMEOUT_S)
 
     # ---- reads (serving) ------------------------------------------------------------
     async def get(self, user_id: str) -> UserState | None:

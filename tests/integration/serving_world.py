@@ -40,6 +40,7 @@ class World:
     by_category: dict[str, list[str]]
     deleted: set[str] = field(default_factory=set)
     clicked: dict[str, set[str]] = field(default_factory=dict)
+    events: list[UserEvent] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def user(self, name: str) -> str:
@@ -78,7 +79,7 @@ async def build_world(settings: Settings, embedder: Any) -> World:
             by_category.setdefault(category, []).append(change.item_id)
     events = [*workload.events(), *_scripted_events(by_category)]
     await seed_world(settings, embedder, catalog, events, factors=16, iterations=10)
-    world = World(settings, dsn, items, by_category)
+    world = World(settings, dsn, items, by_category, events=events)
     for e in events:
         if e.item_id is not None:
             world.clicked.setdefault(e.user_id, set()).add(e.item_id)

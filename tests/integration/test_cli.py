@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 
 from stack.embedded import EmbeddedBroker, free_port
 from streams.settings import Settings
+from testkit.up_process import UpProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -152,49 +151,10 @@ def test_doctor_reports_each_capability_and_why(broker: EmbeddedBroker, database
     assert caps["broker"]["status"] == "error" and "127.0.0.1:1" in caps["broker"]["detail"]
 
 
-class _Up:
-    """`streamrec up` in the background, its stdout readable line by line."""
-
-    def __init__(self, home: Path, port: int, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.app", "up", "--broker-port", str(port), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=REPO,
-            env=_env(STREAMREC_HOME=str(home), STREAMREC_SESSION_TIMEOUT_MS="3000"),
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def wait_for(self, text: str, timeout: float = 120) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            self.seen.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"`up` never printed {text!r}; output:\n{''.join(self.seen)}")
-
-    def descendants(self) -> list[psutil.Process]:
-        return psutil.Process(self.proc.pid).children(recursive=True)
-
-
 @pytest.mark.slow
 def test_up_runs_in_the_foreground_stops_cleanly_and_reuses_postgres(tmp_path: Path) -> None:
     port = free_port()
-    up = _Up(tmp_path, port)
+    up = UpProcess(tmp_path, port)
     up.wait_for("topics")
     line = (
         up.wait_for("migration(s) applied now")
@@ -216,7 +176,7 @@ def test_up_runs_in_the_foreground_stops_cleanly_and_reuses_postgres(tmp_path: P
         "orphan processes left behind"
     )
 
-    again = _Up(tmp_path, port)
+    again = UpProcess(tmp_path, port)
     line = again.wait_for("migration(s) applied now")
     assert "0 migration(s) applied now" in line  # the data directory was reused
     again.wait_for("Ctrl-C")

@@ -87,6 +87,8 @@ def test_doctor_reports_a_worker_that_fails_at_start_as_down(
         database,
         workers=("enrich", "users"),
         embedding_model="no-such-model-anywhere",
+        # keep restarting it (by default `up` gives up after 5 failures in a row and stops)
+        restart_max_failures=1000,
     )
     try:
         wait_ready(up, ("users",))

@@ -153,6 +153,9 @@ async def test_filters(loaded: ItemStore, filters: ItemFilters, expected: list[s
         vec(e0=1), ["a", "b", "c", "d", "e", "zz"], space="raw", filters=filters
     )
     assert set(sims) == set(expected)
+    # counting applies them too, and the exclusions
+    assert await loaded.count_eligible(filters) == len(expected)
+    assert await loaded.count_eligible(filters, exclude_ids=expected[:1]) == len(expected[1:])
 
 
 async def test_exclude_ids(loaded: ItemStore) -> None:
@@ -167,6 +170,8 @@ async def test_unavailable_and_deleted_items_are_never_eligible(loaded: ItemStor
     assert await loaded.eligible_ids(["a", "b", "c", "zz"]) == {"a"}
     assert await loaded.count() == 5
     assert await loaded.count(eligible_only=True) == 3
+    assert await loaded.count_eligible() == 3
+    assert await loaded.count_eligible(exclude_ids=["a", "c", "zz"]) == 2
     # the deleted row stays for audits, flagged
     (c,) = await loaded.get_many(["c"])
     assert c.deleted and c.version == 2 and c.title == "Title c" and not c.eligible

@@ -171,7 +171,9 @@ def test_each_workers_metrics_count_what_the_workload_did(
         assert value(serve, "streamrec_serve_requests_total", route=route) == routes[route], route
     assert value(serve, "streamrec_serve_request_seconds_count") == n_requests
     assert value(serve, "streamrec_llm_decisions_total", worker="serve", decision="called") >= 1
-    assert value(serve, "streamrec_llm_breaker_state", state="closed") == 1
+    # one per serve process (`up` runs serve_replicas of them; the gauge sums live ones)
+    closed = value(serve, "streamrec_llm_breaker_state", state="closed")
+    assert closed == s.serve_replicas
 
     def feedback_counts() -> None:
         fb = scrape(s, "feedback")
@@ -190,7 +192,8 @@ def test_each_workers_metrics_count_what_the_workload_did(
 
     _eventually(archive_counts, "archive counters")
     sup = scrape(s, "supervisor")
-    assert value(sup, "streamrec_worker_up") == len(WORKERS)
+    # one per process: serve runs serve_replicas of them (serve, serve-2, …)
+    assert value(sup, "streamrec_worker_up") == len(WORKERS) - 1 + s.serve_replicas
     assert value(sup, "streamrec_worker_restarts_total") == 0
     # one line format on every line, and one file per worker
     logs = s.home / "logs"

@@ -13,7 +13,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from recsys.records import LlmInvolvement, Route
+from recsys.records import LlmInvolvement, Route, WarmthBucket
+from recsys.serving.config import SHIPPED_ROUTES
 from stack.embedded import EmbeddedBroker
 from streams import admin
 from streams.client import RecClient
@@ -72,7 +73,11 @@ async def test_serve_worker_on_the_broker(
                 for payload in poison.values():
                     producer.send_raw(spec, "poison", payload)
             after = await client.arequest(world.user("cold"), timeout_s=30, deadline_ms=5000)
-        assert (warm.route, cold.route, after.route) == (Route.HYBRID, Route.CONTENT, Route.HYBRID)
+        assert (warm.route, cold.route, after.route) == (
+            SHIPPED_ROUTES[WarmthBucket.WARM].route,
+            Route.CONTENT,
+            SHIPPED_ROUTES[WarmthBucket.COLD].route,
+        )
         for response in (warm, cold, after):
             assert len(response.items) == 10
             assert not {i.item_id for i in response.items} & world.deleted

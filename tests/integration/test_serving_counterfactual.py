@@ -14,6 +14,7 @@ from jobs.replay import ReplayOptions, run_replay
 from recsys.archive import read_archive
 from recsys.counterfactual import PolicyConfig, register_policy_config
 from recsys.records import RecRequest, RecResponse, Route, WarmthBucket
+from recsys.serving.config import SHIPPED_ROUTES
 from stack.embedded import EmbeddedBroker
 from streams import admin
 from streams.producer import RecordProducer
@@ -83,10 +84,10 @@ def test_no_llm_counterfactual_through_the_serving_pipeline(
         no_llm = _replayed(llm, "no-llm")
         calls = server.calls
     routes = {name: production[rid].route for name, rid in ids.items()}
-    assert routes == {  # every user with history: HYBRID (README, "Routed vs single routes")
-        "warm": Route.HYBRID,
-        "warming": Route.HYBRID,
-        "cold": Route.HYBRID,
+    assert routes == {  # each bucket's shipped route (docs/routing.md); no history: content
+        "warm": SHIPPED_ROUTES[WarmthBucket.WARM].route,
+        "warming": SHIPPED_ROUTES[WarmthBucket.WARMING].route,
+        "cold": SHIPPED_ROUTES[WarmthBucket.COLD].route,
         "new": Route.CONTENT,
     }
     assert production[ids["cold"]].llm_used and production[ids["new"]].llm_used
@@ -108,4 +109,5 @@ def test_other_warmth_thresholds_change_the_buckets(
     )
     replayed = _replayed(settings, "warm-from-10")
     warming = replayed[ids["warming"]]
-    assert (warming.warmth_bucket, warming.route) == (WarmthBucket.WARM, Route.HYBRID)
+    warm_route = SHIPPED_ROUTES[WarmthBucket.WARM].route
+    assert (warming.warmth_bucket, warming.route) == (WarmthBucket.WARM, warm_route)

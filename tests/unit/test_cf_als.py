@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import numpy as np
 import pytest
 
-from recsys.cf.als import AlsParams, aggregate_recent, fold_in, train_als
+from recsys.cf.als import AlsParams, aggregate_recent, confidence_matrix, fold_in, train_als
 from recsys.cf.interactions import Interaction, build_matrix
 
 PARAMS = AlsParams(factors=8, iterations=20, regularization=0.1, alpha=5.0, seed=7, threads=1)
@@ -105,6 +106,34 @@ def test_progress_callback_runs_once_per_iteration() -> None:
     assert calls == list(range(PARAMS.iterations))
 
 
+def test_training_logs_nothing_and_reports_the_final_loss(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """implicit logs one INFO line per iteration when it tracks the loss itself: the
+    loss of the trained model is computed once instead, and nothing is printed."""
+    from implicit.cpu.als import calculate_loss
+
+    matrix = two_taste_groups()
+    with caplog.at_level(logging.DEBUG):
+        model = train_als(matrix, AlsParams(**{**PARAMS.as_dict(), "compute_loss": True}))
+    said = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("implicit") and r.levelno >= logging.INFO
+    ]
+    assert said == []
+    assert capsys.readouterr() == ("", "")
+    assert model.user_factors is not None and model.loss is not None
+    expected = calculate_loss(
+        confidence_matrix(matrix, PARAMS.alpha),
+        model.user_factors,
+        model.item_factors,
+        PARAMS.regularization,
+    )
+    assert model.loss == pytest.approx(expected, rel=1e-5)
+    assert train_als(matrix, PARAMS).loss is None  # not asked for, not computed
+
+
 def test_recent_weights_aggregate_and_cap() -> None:
     assert aggregate_recent([("a", 1.0), ("a", 2.0), ("b", 0.0), ("c", -1.0), ("d", 50)], 20) == {
         "a": 3.0,
@@ -127,3 +156,63 @@ def test_fold_in_solves_the_normal_equations() -> None:
 def test_empty_matrix_is_refused() -> None:
     with pytest.raises(ValueError, match="no interactions"):
         train_als(build_matrix([]), PARAMS)
+
+
+def test_negative_cells_train_as_preference_zero_and_fold_in_like_implicit() -> None:
+    """A shown-but-ignored item (a negative weight) is implicit's negative entry:
+    preference 0 with confidence 1 + alpha·|w|; the fold-in solves the same system."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    from recsys.cf.als import confidence_matrix
+    from recsys.cf.interactions import MatrixBuilder
+
+    builder = MatrixBuilder()
+    for e in [
+        Interaction(f"u{u}", f"{'a' if u < 40 else 'b'}{i}", "CLICK", None, 0.0)
+        for u in range(80)
+        for i in random.Random(u).sample(range(30), 10)
+    ]:
+        builder.add(e)
+    # every a-user was shown a0..a4 and ignored those they had not clicked
+    negatives = {(f"u{u}", f"a{i}"): 3.0 for u in range(40) for i in range(5)}
+    matrix = builder.build(negatives=negatives)
+    row = matrix.users.index("u0")
+    cells = dict(matrix.user_row("u0"))
+    assert all(cells[f"a{i}"] in (-3.0, 2.0) for i in range(5))  # clicked cells stay positive
+    assert matrix.n_negative == sum(1 for w in matrix.weights.data if w < 0) > 0
+    conf = confidence_matrix(matrix, PARAMS.alpha)
+    assert sorted(set(conf[row].data.round(3))) == [-16.0, 11.0]  # -(1 + 5·3), 1 + 5·2
+    model = train_als(matrix, PARAMS)
+    reference = AlternatingLeastSquares(
+        factors=PARAMS.factors, regularization=PARAMS.regularization, alpha=1.0
+    )
+    reference.item_factors = model.item_factors
+    reference.user_factors = model.user_factors
+    expected = reference.recalculate_user(row, conf[row])
+    items = [matrix.items.index(i) for i, _ in matrix.user_row("u0")]
+    got = fold_in(
+        model.item_factors[items],
+        np.array([w for _, w in matrix.user_row("u0")]),
+        model.gramian,
+        PARAMS.regularization,
+        PARAMS.alpha,
+    )
+    np.testing.assert_allclose(got, np.asarray(expected).ravel(), rtol=2e-3, atol=2e-4)
+
+
+def test_item_sum_is_the_fold_ins_limit_as_regularisation_grows(trained) -> None:
+    from recsys.cf.als import fold_user, item_sum
+
+    y = np.array([[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]])
+    # c = 1 + alpha·w on positive weights; a negative (preference-0) cell adds nothing
+    np.testing.assert_allclose(item_sum(y, np.array([1.0, 0.5, -3.0]), 2.0), [3.0, 4.0])
+    matrix, model = trained
+    row = matrix.user_row("u3")
+    items = model.item_factors[[model.item_index[i] for i, _ in row]]
+    weights = np.array([w for _, w in row])
+    summed = fold_user(items, weights, model.gramian, 0.1, PARAMS.alpha, "item_sum")
+    limit = fold_in(items, weights, model.gramian, 1e9, PARAMS.alpha)
+    cosine = summed @ limit / np.linalg.norm(summed) / np.linalg.norm(limit)
+    assert cosine == pytest.approx(1.0, abs=1e-6)
+    exact = fold_user(items, weights, model.gramian, PARAMS.regularization, PARAMS.alpha)
+    np.testing.assert_allclose(exact, model.fold_in(row), rtol=1e-6)

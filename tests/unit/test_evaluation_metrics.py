@@ -24,8 +24,17 @@ from recsys.evaluation import (
     reciprocal_rank,
     snips,
 )
-from recsys.evaluation.offpolicy import ROUTING_POLICIES, LoggedDecision, estimate
+from recsys.evaluation.offpolicy import (
+    LoggedDecision,
+    LoggedPolicy,
+    PolicyTarget,
+    estimate,
+    policy_targets,
+)
+from recsys.policy.model import Rule
 from recsys.records import LlmInvolvement, LlmUseCase, RecResponse, Route, WarmthBucket
+from recsys.serving.config import BucketRoute, ServingConfig
+from recsys.serving.default_policy import default_policy
 
 REC = ["a", "b", "c", "d", "e"]
 REL = {"b", "d", "f"}  # hits at ranks 2 and 4; f is never recommended
@@ -152,20 +161,59 @@ def test_ips_and_snips_by_hand() -> None:
 
 
 def _decision(
-    warmth: str, query: bool, route: str, llm: bool, p: float, r: float
+    warmth: str, query: bool, route: str, llm: bool, p: float, r: float, **logged: object
 ) -> LoggedDecision:
-    return LoggedDecision("r", warmth, query, route, llm, p, r)
+    return LoggedDecision("r", warmth, query, route, llm, p, r, **logged)  # type: ignore[arg-type]
 
 
-def test_routing_policies_give_the_probability_of_the_logged_action() -> None:
-    no_llm = ROUTING_POLICIES["router-no-llm"]
-    half = ROUTING_POLICIES["router-llm-half"]
-    assert no_llm.probability(_decision("WARM", False, "CF", False, 1.0, 1)) == 1.0
-    assert no_llm.probability(_decision("COLD", True, "CONTENT", True, 0.5, 1)) == 0.0
-    assert half.probability(_decision("COLD", True, "CONTENT", True, 0.5, 1)) == 0.5
-    assert half.probability(_decision("WARM", False, "CF", False, 1.0, 1)) == 1.0  # not eligible
-    assert half.probability(_decision("WARM", False, "CONTENT", False, 1.0, 1)) == 0.0  # route
-    assert ROUTING_POLICIES["cf-only"].probability(_decision("COLD", False, "CF", False, 1, 1)) == 1
+def _logged(warmth: str, query: bool, route: str, rerank: bool, p: float) -> LoggedDecision:
+    """A decision logged with its whole action (a user with history, the LLM available)."""
+    return _decision(
+        warmth,
+        query,
+        route,
+        rerank,
+        p,
+        1.0,
+        policy_version="v1",
+        has_history=True,
+        rerank_available=True,
+        rerank=rerank,
+        content_weight=1.0 if route == "HYBRID" else None,
+        popularity_weight=0.5 if route == "HYBRID" else None,
+    )
+
+
+def test_policy_targets_give_the_probability_of_the_logged_action() -> None:
+    # a settings' policy exploring 0.2 in every bucket, warm users on HYBRID(1, 0.5): a
+    # warm user without a query has 4 routes x rerank or not = 8 actions, that one the rule
+    policy = default_policy(ServingConfig(epsilon=0.2, warm=BucketRoute(Route.HYBRID)))
+    targets = policy_targets(policy)
+    router, no_llm = targets["router"], targets["router-no-llm"]
+    assert router.probability(_logged("WARM", False, "HYBRID", False, 0.8)) == pytest.approx(0.8)
+    assert router.probability(_logged("WARM", False, "CF", False, 1)) == pytest.approx(0.2 / 7)
+    assert no_llm.probability(_logged("WARM", True, "HYBRID", False, 1)) == pytest.approx(0.8)
+    assert no_llm.probability(_logged("WARM", True, "HYBRID", True, 1)) == pytest.approx(0.2 / 7)
+    cf = targets["cf-only"]
+    assert cf.probability(_logged("WARM", False, "CF", False, 1)) == pytest.approx(0.8)
+    # another fusion arm is another action: the policy never takes it
+    other = _decision(
+        "WARM",
+        False,
+        "HYBRID",
+        False,
+        0.5,
+        1.0,
+        policy_version="v1",
+        has_history=True,
+        rerank_available=True,
+        rerank=False,
+        content_weight=3.0,
+        popularity_weight=1.0,
+    )
+    assert router.probability(other) == 0.0
+    # a record logged before the whole decision: rerank read as llm_used
+    assert router.probability(_decision("WARM", False, "HYBRID", False, 1.0, 1)) == 0.8
 
 
 def test_estimate_of_the_logging_policy_is_the_logged_mean() -> None:
@@ -174,10 +222,16 @@ def test_estimate_of_the_logging_policy_is_the_logged_mean() -> None:
         _decision("COLD", True, "CONTENT", False, 0.5, 0.0),
         _decision("WARM", False, "CF", False, 1.0, 1.0),
     ]
-    logged = estimate(ROUTING_POLICIES["logged"], decisions)
+    logged = estimate(LoggedPolicy(), decisions)
     assert logged["snips"] == pytest.approx(2 / 3) and logged["ips"] == pytest.approx(2 / 3)
-    # no-LLM router: w = [0, 1/0.5, 1/1] = [0, 2, 1]; IPS = (0 + 0 + 1) / 3; SNIPS = 1 / 3
-    no_llm = estimate(ROUTING_POLICIES["router-no-llm"], decisions)
+    # CF for everyone without the LLM (ε = 0): the cold users had no history (CONTENT, a
+    # legacy record), so CF falls back to CONTENT without rerank: w = [0, 2, 1];
+    # IPS = (0 + 0 + 1) / 3; SNIPS = 1 / (2 + 1)
+    policy = default_policy(ServingConfig(epsilon=0.0))
+    cf_no_llm = policy.with_rules(
+        {c: Rule(Route.CF, False, r.fusion) for c, r in policy.rules.items()}
+    )
+    no_llm = estimate(PolicyTarget("cf-no-llm", cf_no_llm), decisions)
     assert no_llm["ips"] == pytest.approx(1 / 3)
     assert no_llm["snips"] == pytest.approx(1 / 3)
     assert no_llm["support"] == pytest.approx(2 / 3)

@@ -21,6 +21,7 @@ from recsys.records import (
     UserEvent,
     WarmthBucket,
 )
+from recsys.serving.config import SHIPPED_ROUTES
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -169,14 +170,21 @@ def test_sliced_metrics_by_hand(data: EvaluationData) -> None:
 
 
 def test_off_policy_section(data: EvaluationData) -> None:
-    report = evaluate(data, k=2, targets=["logged", "router-no-llm"])
+    report = evaluate(data, k=2, targets=["logged", "router-no-llm", "cf-only"])
     ope = report["off_policy"]
     # rewards from examples: r1 had a click (1), r2 none (0)
     assert ope["n_logged"] == 2 and ope["logged_mean_reward"] == pytest.approx(0.5)
     assert ope["estimates"]["logged"]["snips"] == pytest.approx(0.5)
-    # router-no-llm: r1 (WARM, CF, no LLM) → 1/1; r2 (query, CONTENT, LLM) → 0 → IPS 1/2
+    # router-no-llm (the settings' policy, CF for a warm user, no LLM): r1 (WARM, CF, no
+    # rerank, p 1) agrees → w 1, reward 1; r2 was the LLM → 0: IPS = 1 / 2, SNIPS = 1 / 1
+    assert SHIPPED_ROUTES[WarmthBucket.WARM].route is Route.CF
     assert ope["estimates"]["router-no-llm"]["ips"] == pytest.approx(0.5)
     assert ope["estimates"]["router-no-llm"]["snips"] == pytest.approx(1.0)
+    # cf-only: r1 (WARM, CF, no rerank, p 1) → w 1, reward 1; r2 (cold without history:
+    # CF falls back to CONTENT, with the LLM as the policy reranks queries; p 0.5) → w 2,
+    # reward 0: IPS = (1 + 0) / 2, SNIPS = 1 / (1 + 2)
+    assert ope["estimates"]["cf-only"]["ips"] == pytest.approx(0.5)
+    assert ope["estimates"]["cf-only"]["snips"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="unknown target policy"):
         evaluate(data, targets=["nope"])
 
@@ -185,9 +193,53 @@ def test_falls_back_to_feedback_examples_without_events(data: EvaluationData) ->
     data.events = None
     report = evaluate(data, k=2, targets=["logged"])
     assert report["relevance_source"] == "feedback.examples"
-    overall = report["systems"]["production"]["overall"]
+    production = report["systems"]["production"]
+    overall = production["overall"]
     assert overall["n_judged"] == 1  # only r1 had a successful shown item (b)
-    assert overall["recall@2"] == pytest.approx(1.0)
+    # only shown items can be relevant: recall@2 and hit rate@2 are 1 by construction,
+    # so they are left out (with the reason), in every slice; the position metrics stay
+    assert set(production["omitted"]) == {"recall@2", "hit_rate@2"}
+    for metrics in [overall, *production["by_route"].values()]:
+        assert "recall@2" not in metrics and "hit_rate@2" not in metrics
+        assert "recall@2" not in metrics["ci"]
+    assert overall["ndcg@2"] == pytest.approx(0.630930, abs=1e-6)  # b shown second
+    assert "only shown items can be relevant" in production["relevance"]
+    # the counterfactual's recall can vary (it may miss what production showed), but it
+    # is credited only where it agrees with production: said so
+    cf = report["systems"]["no-llm"]
+    assert cf["omitted"] == {} and cf["overall"]["recall@2"] == pytest.approx(1.0)
+    assert "credited only where it agrees with production" in cf["relevance"]
+    # neither the page nor the terminal shows a constant column
+    page = render_html(report)
+    production_html = page[page.index("<h2>production</h2>") : page.index("<h2>no-llm</h2>")]
+    assert "<th>recall@2</th>" not in production_html
+    assert "Left out: recall@2" in production_html
+    assert "<th>recall@2</th>" in page[page.index("<h2>no-llm</h2>") :]
+
+
+def test_events_relevance_keeps_every_metric_and_says_what_relevant_means(
+    data: EvaluationData,
+) -> None:
+    report = evaluate(data, k=2, targets=["logged"])
+    for system in report["systems"].values():
+        assert system["omitted"] == {}
+        assert system["relevance"].startswith("relevant = the items the user")
+        assert "shown or not" in system["relevance"]
+
+
+def test_intervals_on_the_plotted_metrics(data: EvaluationData) -> None:
+    report = evaluate(data, k=2, targets=["logged", "router-no-llm"])
+    overall = report["systems"]["production"]["overall"]
+    ci = overall["ci"]
+    # two judged requests: recall 1 and 1/2 → resampled means lie in [0.5, 1]
+    low, high = ci["recall@2"]
+    assert 0.5 <= low <= overall["recall@2"] <= high <= 1.0
+    assert ci["latency_ms_p50"][0] <= overall["latency_ms_p50"] <= ci["latency_ms_p50"][1]
+    assert ci["llm_involvement_rate"] == [0.0, 1.0]  # one of two: anything from 0 to 1
+    # a slice of one request has no interval
+    assert report["systems"]["production"]["by_route"]["CF"]["ci"]["ndcg@2"] is None
+    logged = report["off_policy"]["estimates"]["logged"]
+    assert logged["snips_ci"][0] <= logged["snips"] <= logged["snips_ci"][1]
 
 
 def test_html_report_is_self_contained(data: EvaluationData) -> None:

@@ -64,6 +64,42 @@ SAMPLES: list[r.Record] = [
         deadline_ms=250,
         requested_at=T,
     ),
+    r.RecRequest(
+        user_id="u",
+        k=5,
+        requested_at=T,
+        conversation=r.ConversationTurn(
+            conversation_id="c1", turn=2, text="the 90s please", show_now=True
+        ),
+    ),
+    r.RecResponse(
+        request_id="q2",
+        user_id="u",
+        items=[],
+        route=r.Route.CONTENT,
+        warmth_bucket=r.WarmthBucket.COLD,
+        propensity=1.0,
+        llm_used=False,
+        latency_ms=3.0,
+        produced_at=T,
+        conversation=r.DialogueReply(
+            conversation_id="c1",
+            turn=2,
+            action=r.DialogueAction.QUESTION,
+            question="What mood are you in?",
+            attribute="mood",
+            options=["funny", "dark"],
+            candidates=12,
+            signals=[
+                r.PreferenceSignal(kind=r.SignalKind.CATEGORY, value="Comedy", turn=1),
+                r.PreferenceSignal(
+                    kind=r.SignalKind.LIKED_ITEM, value="Heat (1995)", turn=2, ref_item_id="m6"
+                ),
+            ],
+            reason="asking",
+            parser="llm",
+        ),
+    ),
     r.RecResponse(
         request_id="q",
         user_id="u",
@@ -87,7 +123,8 @@ SAMPLES: list[r.Record] = [
                 explanation="Because you liked X",
                 explanation_source=r.ExplanationSource.LLM,
                 evidence=[
-                    r.Evidence(kind=r.EvidenceKind.SIMILAR_TO_RECENT, value="X", ref_item_id="i0")
+                    r.Evidence(kind=r.EvidenceKind.SIMILAR_TO_RECENT, value="X", ref_item_id="i0"),
+                    r.Evidence(kind=r.EvidenceKind.STATED_PREFERENCE, value="Comedy", turn=1),
                 ],
             )
         ],
@@ -144,7 +181,14 @@ def test_every_record_round_trips_through_the_wire_format(record: r.Record) -> N
 
 def test_every_topic_value_has_a_sample() -> None:
     covered = {type(s) for s in SAMPLES}
-    assert {m for m in ALL_RECORDS if m not in (r.Evidence, r.RecommendedItem)} <= covered
+    nested = (
+        r.Evidence,
+        r.RecommendedItem,
+        r.ConversationTurn,
+        r.PreferenceSignal,
+        r.DialogueReply,
+    )
+    assert {m for m in ALL_RECORDS if m not in nested} <= covered
 
 
 @pytest.mark.parametrize("model", ALL_RECORDS, ids=lambda m: m.__name__)

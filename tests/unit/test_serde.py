@@ -68,3 +68,45 @@ def test_reader_resolves_an_older_writer_schema() -> None:
     schemaless_writer(buf, parse_schema(old, _write_hint=False), datum)
     decoded = serde.decode(buf.getvalue(), r.RecRequest)
     assert decoded.context == {} and decoded.k == 3
+
+
+@pytest.mark.parametrize(
+    ("record", "where"),
+    [
+        (r.UserEvent(user_id="u\x00", event_type=r.EventType.SEARCH, query="q"), "user_id"),
+        (r.RecRequest(user_id="u", context={"k": "v\x00"}), "context.k"),
+        (r.RecRequest(user_id="u", context={"k\x00": "v"}), "context.k\\0"),
+        (r.RecRequest(user_id="u", exclude_item_ids=["a", "b\x00"]), "exclude_item_ids.1"),
+        (
+            r.CatalogChange(item_id="i", version=1, title="t", categories=["ok", "x\x00"]),
+            "categories.1",
+        ),
+    ],
+)
+def test_text_with_a_nul_character_is_an_invalid_value(
+    serde: AvroSerde, record: r.Record, where: str
+) -> None:
+    """U+0000 is valid Avro but no Postgres text holds it: refused at the door, by path."""
+    payload = serde.encode(record, "t-value")
+    with pytest.raises(SerializationError, match="NUL") as info:
+        serde.decode(payload, type(record))
+    assert info.value.reason == "invalid_value"
+    assert f": {where}: " in str(info.value)
+
+
+@pytest.mark.parametrize("topic", [t.base for t in Topics(Settings()).data_topics()])
+def test_every_poison_of_the_catalogue_fails_with_its_reason(serde: AvroSerde, topic: str) -> None:
+    from testkit.poison import poison_catalogue
+
+    spec = next(t for t in Topics(Settings()).data_topics() if t.base == topic)
+    assert spec.value is not None
+    kinds = set()
+    for poison in poison_catalogue(spec, serde):
+        kinds.add(poison.kind)
+        if poison.kind == "store_refused":  # valid: only a database refuses it
+            assert serde.decode(poison.value, spec.value) is not None
+            continue
+        with pytest.raises(SerializationError) as info:
+            serde.decode(poison.value, spec.value)
+        assert info.value.reason == poison.reason, poison.kind
+    assert {"nul_text", "invalid_utf8", "oversized", "tombstone", "unknown_schema_id"} <= kinds

@@ -9,60 +9,85 @@ import numpy as np
 import pytest
 
 from recsys.items.model import ItemRecord
+from recsys.policy.model import Action, Context, Fusion
 from recsys.records import EvidenceKind, Route, WarmthBucket
 from recsys.serving.candidates import Candidate, popularity_prior, profile_vector, rrf
-from recsys.serving.config import ServingConfig, warmth_of
+from recsys.serving.config import SHIPPED_ROUTES, BucketRoute, ServingConfig, warmth_of
+from recsys.serving.default_policy import default_policy
 from recsys.serving.diversity import diversify, jaccard
 from recsys.serving.explanations import Grounds, evidence_for, template_sentence
-from recsys.serving.routing import base_route, choose_route, feasible_routes
 
 W, M, C = WarmthBucket.WARM, WarmthBucket.WARMING, WarmthBucket.COLD
 
 
+def _base(
+    warmth: WarmthBucket, history: bool, query: bool, cfg: ServingConfig | None = None
+) -> Action:
+    policy = default_policy(cfg or ServingConfig())
+    return policy.base(Context(warmth, has_query=query, has_history=history))
+
+
 @pytest.mark.parametrize(
-    ("warmth", "history", "query", "route"),
+    ("warmth", "history", "query", "route", "rerank"),
     [
-        (W, True, False, Route.HYBRID),
-        (W, True, True, Route.HYBRID),
-        (M, True, False, Route.HYBRID),
-        (C, True, False, Route.HYBRID),
-        (C, True, True, Route.HYBRID),
-        (C, False, True, Route.CONTENT),
-        (C, False, False, Route.POPULARITY),
-        (W, False, False, Route.POPULARITY),  # a stale bucket without items: nothing for CF
+        (W, True, False, SHIPPED_ROUTES[W].route, False),
+        (W, True, True, Route.HYBRID, True),
+        (M, True, False, SHIPPED_ROUTES[M].route, False),
+        (C, True, False, SHIPPED_ROUTES[C].route, True),  # cold with history: LLM-eligible
+        (C, True, True, Route.HYBRID, True),
+        (C, False, True, Route.CONTENT, True),
+        (C, False, False, Route.POPULARITY, False),  # nothing to rerank by
+        (W, False, False, Route.POPULARITY, False),  # a stale bucket without items
     ],
 )
-def test_base_routes(warmth: WarmthBucket, history: bool, query: bool, route: Route) -> None:
-    assert base_route(warmth, history, query) is route
-    decision = choose_route(
-        warmth, has_history=history, has_query=query, epsilon=0.0, rng=random.Random(1)
+def test_the_settings_policy_is_the_design_rule(
+    warmth: WarmthBucket, history: bool, query: bool, route: Route, rerank: bool
+) -> None:
+    action = _base(warmth, history, query)
+    assert (action.route, action.rerank) == (route, rerank)
+    policy = default_policy(ServingConfig(epsilon=0.0))
+    ctx = Context(warmth, has_query=query, has_history=history)
+    d = policy.decide(ctx, random.Random(1))
+    assert (d.action, d.propensity, d.explored) == (action, 1.0, False)
+
+
+def test_hybrid_fusion_weights_follow_the_bucket() -> None:
+    shipped = SHIPPED_ROUTES[C]
+    cold = _base(C, True, True)  # a query: HYBRID, with the cold bucket's weights
+    assert cold.fusion == Fusion(shipped.content_weight, shipped.popularity_weight)
+    cfg = ServingConfig(
+        cold=BucketRoute(Route.HYBRID, 2.0, 1.0), warming=BucketRoute(Route.HYBRID, 0.5, 0.5)
     )
-    assert (decision.route, decision.propensity, decision.explored) == (route, 1.0, False)
+    assert _base(C, True, True, cfg).fusion == Fusion(2.0, 1.0)
+    assert _base(M, True, False, cfg).fusion == Fusion(0.5, 0.5)
+    assert _base(W, True, True, cfg).fusion == Fusion(1.0, 0.5)  # warm: the shipped weights
 
 
 def test_exploration_frequencies_match_the_logged_propensities() -> None:
     rng = random.Random(7)
-    eps = 0.3
-    seen: Counter[Route] = Counter()
-    props: dict[Route, float] = {}
-    n = 20_000
+    policy = default_policy(ServingConfig(epsilon=0.3))
+    ctx = Context(W, has_query=False, has_history=True)
+    seen: Counter[Action] = Counter()
+    props: dict[Action, float] = {}
+    n = 40_000
     for _ in range(n):
-        d = choose_route(W, has_history=True, has_query=False, epsilon=eps, rng=rng)
-        seen[d.route] += 1
-        props[d.route] = d.propensity
-    assert set(seen) == set(feasible_routes(True, False))
-    assert props[Route.HYBRID] == pytest.approx(0.7)
+        d = policy.decide(ctx, rng)
+        seen[d.action] += 1
+        props[d.action] = d.propensity
+    # 4 routes x rerank or not: 8 actions, the rule's 0.7, the 7 others 0.3 / 7 each
+    assert set(seen) == set(policy.actions(ctx)) and len(seen) == 8
+    assert props[policy.base(ctx)] == pytest.approx(0.7)
     assert sum(props.values()) == pytest.approx(1.0)
-    for route, count in seen.items():
-        assert count / n == pytest.approx(props[route], abs=0.015)
+    for action, count in seen.items():
+        assert count / n == pytest.approx(props[action], abs=0.01)
 
 
 def test_forced_route_and_no_alternative() -> None:
-    d = choose_route(C, has_history=False, has_query=False, epsilon=0.5, rng=random.Random(0))
+    policy = default_policy(ServingConfig(epsilon=0.5))
+    d = policy.decide(Context(C, has_query=False, has_history=False), random.Random(0))
     assert (d.route, d.propensity) == (Route.POPULARITY, 1.0)  # nothing else is feasible
-    d = choose_route(
-        W, has_history=True, has_query=False, epsilon=0.5, rng=random.Random(0), force=Route.CONTENT
-    )
+    ctx = Context(W, has_query=False, has_history=True)
+    d = policy.decide(ctx, random.Random(0), force=Route.CONTENT)
     assert (d.route, d.propensity) == (Route.CONTENT, 1.0)
 
 
@@ -175,11 +200,11 @@ def test_weighted_rrf_scales_each_list_and_checks_the_weights() -> None:
 @pytest.mark.parametrize(
     ("warmth", "query", "routes", "route"),
     [
-        (C, False, {"cold": Route.CONTENT}, Route.CONTENT),  # DESIGN.md's first rule
-        (W, False, {"warm": Route.CF}, Route.CF),
+        (W, False, {"warm": Route.HYBRID}, Route.HYBRID),
+        (C, False, {"cold": Route.CONTENT}, Route.CONTENT),
         (C, True, {"cold": Route.CF}, Route.HYBRID),  # a query brings content in
         (C, True, {"cold": Route.CONTENT}, Route.CONTENT),
-        (M, False, {"warming": Route.CF}, Route.CF),
+        (M, False, {"warming": Route.CONTENT}, Route.CONTENT),
         (M, True, {"warming": Route.CF}, Route.HYBRID),
         (W, True, {"warm": Route.CF}, Route.HYBRID),
     ],
@@ -187,9 +212,6 @@ def test_weighted_rrf_scales_each_list_and_checks_the_weights() -> None:
 def test_the_routes_per_bucket_are_configurable(
     warmth: WarmthBucket, query: bool, routes: dict[str, Route], route: Route
 ) -> None:
-    assert base_route(warmth, True, query, **routes) is route
-    d = choose_route(
-        warmth, has_history=True, has_query=query, epsilon=0.0, rng=random.Random(0), **routes
-    )
-    assert d.route is route
-    assert base_route(warmth, False, False, **routes) is Route.POPULARITY
+    cfg = ServingConfig(**{b: BucketRoute(r) for b, r in routes.items()})  # type: ignore[arg-type]
+    assert _base(warmth, True, query, cfg).route is route
+    assert _base(warmth, False, False, cfg).route is Route.POPULARITY
