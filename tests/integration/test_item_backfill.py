@@ -105,7 +105,7 @@ async def test_a_build_killed_midway_leaves_backfill_mode_for_the_next_start(
                 "enrichment_status, raw_embedding, enriched_embedding, embedding_model) "
                 "SELECT 'i' || g, 1, 'c' || g, '', 'LLM_OFF', v, v, 'm' FROM ("
                 "  SELECT g, array_agg(random())::real[]::vector(384) AS v"
-                "  FROM generate_series(1, 3000) g, generate_series(1, 384) d GROUP BY g) s"
+                "  FROM generate_series(1, 6000) g, generate_series(1, 384) d GROUP BY g) s"
             )
         build = asyncio.create_task(indexes.finish_backfill())
 
