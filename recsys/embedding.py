@@ -19,7 +19,13 @@ import numpy as np
 
 from recsys.exceptions import ConfigurationError
 
-__all__ = ["DEFAULT_MODEL", "Embedder", "SentenceTransformerEmbedder", "resolve_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "Embedder",
+    "SentenceTransformerEmbedder",
+    "limit_threads",
+    "resolve_model",
+]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
@@ -129,3 +135,10 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def limit_threads(threads: int) -> None:
+    """Cap torch's intra-op threads in this process (imports torch: call where it is used)."""
+    import torch
+
+    torch.set_num_threads(threads)

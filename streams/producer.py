@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self, cast
 
@@ -23,6 +24,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from opentelemetry.trace import SpanKind
 
 from recsys.records import CatalogChange, Record, RecRequest, UserEvent
+from streams.delivery import DeliveryGroup, current_group
 from streams.exceptions import DeliveryError
 from streams.kafka import producer_config
 from streams.registry import ConfluentRegistry, LocalRegistry, SchemaRegistry
@@ -118,21 +120,36 @@ class RecordProducer:
         ``timestamp_ms`` sets the message timestamp (replays keep the original one).
         """
         extra: dict[str, Any] = {} if timestamp_ms is None else {"timestamp": timestamp_ms}
+        group = current_group.get()
+        report = self._on_delivery if group is None else self._reporter(group)
         while True:
             try:
+                if group is not None:
+                    group.sent()
                 self.producer.produce(
                     topic.name,
                     value=value,
                     key=key,
                     headers=cast(Any, headers),
-                    on_delivery=self._on_delivery,
+                    on_delivery=report,
                     **extra,
                 )
                 break
             except BufferError:
+                if group is not None:
+                    group.delivered()  # not queued after all: uncount it
                 # local queue full: serve delivery callbacks until there is room
                 self.producer.poll(0.05)
         self.producer.poll(0)
+
+    def _reporter(self, group: DeliveryGroup) -> Callable[[KafkaError | None, Message], None]:
+        """A delivery callback that also reports to ``group`` (see :mod:`streams.delivery`)."""
+
+        def report(err: KafkaError | None, msg: Message) -> None:
+            self._on_delivery(err, msg)
+            group.delivered(None if err is None else f"{msg.topic()}: {err.str()}")
+
+        return report
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:

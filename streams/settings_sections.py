@@ -378,7 +378,33 @@ class ServingSettings(_Section):
 
     rerank_cap: int = Field(30, ge=1, le=50, description="Candidates the LLM may rerank.")
     candidate_pool: int = Field(100, ge=10, description="Candidates gathered per request.")
-    serve_concurrency: int = Field(32, ge=1, description="Requests served concurrently.")
+    serve_concurrency: int = Field(
+        32,
+        ge=1,
+        description="Requests one serve process has in flight at most (consumed, not yet "
+        "answered and acknowledged); at the bound it stops fetching (back-pressure).",
+    )
+    serve_commit_interval_ms: int = Field(
+        200,
+        ge=1,
+        description="How often serve commits the offsets of answered requests (in order, up "
+        "to the first unanswered one). Shorter: fewer requests answered twice after a crash "
+        "or rebalance; longer: fewer commit requests on the broker.",
+    )
+    serve_item_cache_size: int = Field(
+        20_000,
+        ge=0,
+        description="Items whose details and serving vectors each serve process keeps in "
+        "memory (LRU, ≈ 2.5 kB each; invalidated by catalog.enriched; eligibility is always "
+        "checked in Postgres). 0 = every read goes to Postgres.",
+    )
+    serve_embed_threads: int = Field(
+        1,
+        ge=1,
+        description="torch threads of each serve process's query embedding. More than one "
+        "on a busy machine makes one query many times slower (threads wait for each "
+        "other); scale with serve_replicas instead.",
+    )
     serve_replicas: int = Field(
         2,
         ge=1,

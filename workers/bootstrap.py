@@ -120,9 +120,12 @@ class Context:
         return self._pool
 
     async def async_pool(
-        self, name: str = "streamrec", *, autocommit: bool = False
+        self, name: str = "streamrec", *, autocommit: bool = False, full: bool = False
     ) -> AsyncConnectionPool:
         """A new opened async pool bound to the running loop (closed by :meth:`aclose`).
+
+        ``full`` opens every connection up front (``db_pool_max``): a latency-sensitive
+        worker should not open connections while requests wait for them.
 
         Waits for Postgres as long as it takes, saying so every 30 s: a worker started
         while the database is down or restarting waits for it instead of exiting, which
@@ -131,7 +134,7 @@ class Context:
         s = self.settings
         apool = db.async_pool(
             self.dsn,
-            min_size=s.db_pool_min,
+            min_size=s.db_pool_max if full else s.db_pool_min,
             max_size=s.db_pool_max,
             statement_timeout_ms=s.db_statement_timeout_ms,
             ef_search=s.hnsw_ef_search,

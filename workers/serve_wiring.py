@@ -21,9 +21,10 @@ from recsys.serving.config import ServingConfig
 from recsys.serving.explain_llm import LlmExplainer
 from recsys.serving.guard import InjectionGuard
 from recsys.serving.intent import IntentParser
+from recsys.serving.item_cache import CachedItems, ItemCache
 from recsys.serving.llm_gate import LlmGate
 from recsys.serving.pg_ports import PgCf, PgItems, PgUsers
-from recsys.serving.ports import QueryEmbedder
+from recsys.serving.ports import ItemSource, QueryEmbedder
 from recsys.serving.recommender import LlmParts, Recommender
 from recsys.serving.rerank import LlmReranker
 from recsys.serving.untrusted import Sanitiser
@@ -110,15 +111,23 @@ def build_recommender(
     apool: AsyncConnectionPool,
     embedder: QueryEmbedder | None,
     client: LlmClient | None,
+    item_cache: ItemCache | None = None,
     *,
     wait_for_scores: bool = False,
     **overrides: Any,
 ) -> Recommender:
-    """The production recommender of this process (``overrides`` change the policy)."""
+    """The production recommender of this process (``overrides`` change the policy).
+
+    ``item_cache`` keeps item details and vectors in memory; its owner must invalidate it
+    from ``catalog.enriched`` (the serve worker does).
+    """
     s = settings
     config = ServingConfig.from_settings(s, **overrides)
+    items: ItemSource = PgItems(PgItemStore(apool, ef_search=s.hnsw_ef_search), config.space)
+    if item_cache is not None:
+        items = CachedItems(items, item_cache)
     return Recommender(
-        items=PgItems(PgItemStore(apool, ef_search=s.hnsw_ef_search), config.space),
+        items=items,
         users=PgUsers(
             PgUserStates(apool),
             profiles=PgProfiles(apool, limit=s.cf_profile_events) if s.cf_profile_events else None,

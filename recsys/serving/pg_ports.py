@@ -80,8 +80,7 @@ class PgUsers:
         self.profiles = profiles
 
     async def view(self, user_id: str) -> UserView:
-        state = await self.states.get(user_id)
-        consumed = await self.states.consumed(user_id, self.consumed_limit)
+        state, consumed = await self.states.state_and_consumed(user_id, self.consumed_limit)
         view = view_of(user_id, state, consumed)
         if self.profiles is None or state is None:
             return view

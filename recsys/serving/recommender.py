@@ -89,18 +89,41 @@ class LlmParts:
 
 
 class _Cached:
-    """A value recomputed at most every ``ttl_s`` seconds."""
+    """A value recomputed at most every ``ttl_s`` seconds, by one caller at a time.
+
+    When it is due, the first caller starts one refresh and every caller goes on with the
+    previous value until it lands (the popular head and the categories move slowly); only
+    the very first value is waited for, by everyone asking meanwhile, through one load.
+    Without this, every request in flight when the value expired ran the same query at
+    once: a burst of identical 1,000-row reads every few seconds under load.
+    """
 
     def __init__(self, ttl_s: float, clock: Callable[[], float]) -> None:
         self.ttl_s, self.clock = ttl_s, clock
         self.value: Any = None
         self.at = -1e18
+        self._loaded = False
+        self._refresh: asyncio.Future[Any] | None = None
 
     async def get(self, make: Callable[[], Any]) -> Any:
-        if self.clock() - self.at > self.ttl_s:
-            self.value = await make()
-            self.at = self.clock()
+        if self._loaded and self.clock() - self.at <= self.ttl_s:
+            return self.value
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.ensure_future(self._load(make))
+        if not self._loaded:
+            return await asyncio.shield(self._refresh)
         return self.value
+
+    async def _load(self, make: Callable[[], Any]) -> Any:
+        try:
+            value = await make()
+        except Exception:
+            if self._loaded:  # a background refresh: keep serving the previous value
+                log.warning("refreshing a cached serving value failed", exc_info=True)
+                return self.value
+            raise
+        self.value, self.at, self._loaded = value, self.clock(), True
+        return value
 
 
 def _remaining_s(request: RecRequest, received: float, clock: Callable[[], float]) -> float:

@@ -147,6 +147,23 @@ class PgUserStates:
             )
             return {r[0] for r in await cur.fetchall()}
 
+    async def state_and_consumed(
+        self, user_id: str, limit: int = 1000
+    ) -> tuple[UserState | None, set[str]]:
+        """:meth:`get` and :meth:`consumed` in one round trip (the serving path's read)."""
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT (SELECT state::text FROM user_state WHERE user_id = %(u)s), "
+                "ARRAY(SELECT item_id FROM user_events WHERE user_id = %(u)s "
+                "AND item_id IS NOT NULL AND event_type = ANY(%(types)s) "
+                "ORDER BY occurred_at DESC LIMIT %(limit)s)",
+                {"u": user_id, "types": _CONSUMED_TYPES, "limit": limit},
+            )
+            row = await cur.fetchone()
+        assert row is not None  # a SELECT without FROM returns one row
+        state = UserState.model_validate_json(row[0]) if row[0] is not None else None
+        return state, set(row[1] or ())
+
     async def version(self, user_id: str) -> int | None:
         """The stored version (accepted events) of a user's row."""
         async with self._conn() as conn:

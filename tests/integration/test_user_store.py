@@ -78,6 +78,10 @@ async def test_batches_write_once_and_never_go_backwards(pool: object) -> None:
     assert await store.get("nobody") is None
     assert await store.consumed("u2") == {"a", "b"}  # not the dismissed item
     assert await store.consumed("u1", limit=1) == {"c"}
+    # the serving path's single read returns the same as the two reads
+    assert await store.state_and_consumed("u2") == (got["u2"], {"a", "b"})
+    assert await store.state_and_consumed("u1", limit=1) == (got["u1"], {"c"})
+    assert await store.state_and_consumed("nobody") == (None, set())
 
     # the same batch again (a redelivery after a crash): nothing counts twice
     pairs_before = await covisit.log2_weights()
