@@ -293,6 +293,13 @@ class UsersSettings(_Section):
     users_batch_size: int = Field(
         2000, ge=1, description="Events the users worker takes per batch."
     )
+    users_write_chunk: int = Field(
+        500,
+        ge=1,
+        description="Events per Postgres transaction of the users worker: a batch is "
+        "written in chunks, the next chunk's domain step running while the previous one "
+        "is written (smaller: more overlap and earlier durability, more commits).",
+    )
     users_fetch_wait_ms: int = Field(
         100,
         ge=1,
