@@ -196,6 +196,26 @@ class EmbeddingSettings(_Section):
     embedding_batch_wait_ms: int = Field(
         200, ge=0, description="Max time to wait to fill an embedding batch."
     )
+    enrich_mode: Literal["online", "backfill"] = Field(
+        "online",
+        description="How the enrich worker writes: online keeps the HNSW indexes current "
+        "row by row; backfill, on an empty item store, loads catalog.changes with no vector "
+        "index until caught up, then builds the indexes once and goes online (a store that "
+        "holds items stays online).",
+    )
+    enrich_max_batch: int = Field(
+        2000,
+        ge=1,
+        description="Max catalog changes per enrich batch (one commit each). The model idles "
+        "between batches (last write, flush, commit, next fetch): larger batches idle less "
+        "under a backlog; the catalog.enriched events of a batch go out when it is written.",
+    )
+    enrich_index_build_memory_mb: int = Field(
+        1024,
+        ge=64,
+        description="maintenance_work_mem of the HNSW index build ending a backfill; the "
+        "graph should fit (about 1.3 KB per item per index at 384-d) or the build slows down.",
+    )
 
 
 class LlmSettings(_Section):
@@ -279,6 +299,13 @@ class UsersSettings(_Section):
     )
     users_batch_size: int = Field(
         2000, ge=1, description="Events the users worker takes per batch."
+    )
+    users_write_chunk: int = Field(
+        500,
+        ge=1,
+        description="Events per Postgres transaction of the users worker: a batch is "
+        "written in chunks, the next chunk's domain step running while the previous one "
+        "is written (smaller: more overlap and earlier durability, more commits).",
     )
     users_fetch_wait_ms: int = Field(
         100,
