@@ -129,7 +129,14 @@ class KafkaSettings(_Section):
         "Tansu answers a fetch only when this expires, so it is the consumer's latency floor.",
     )
     batch_fetch_wait_ms: int = Field(
-        100, ge=1, description="fetch.wait.max.ms for throughput consumers (enrich, archive)."
+        100, ge=1, description="fetch.wait.max.ms for throughput consumers (enrich)."
+    )
+    background_fetch_wait_ms: int = Field(
+        1000,
+        ge=1,
+        description="fetch.wait.max.ms of consumers nobody waits on (feedback, archive): the "
+        "embedded broker lists every record batch stored in a partition for each fetch that "
+        "finds data there, so fewer, fuller fetches save it the most.",
     )
     session_timeout_ms: int = Field(
         6000,
@@ -621,6 +628,13 @@ class OpsSettings(_Section):
     )
     dashboard_scrape_s: float = Field(
         5.0, gt=0, description="How often the dashboard scrapes the workers' metrics."
+    )
+    dashboard_tail_idle_s: float = Field(
+        300.0,
+        gt=0,
+        description="The dashboard reads rec.responses and rec.llm-log only while a page "
+        "that shows them (serving, try-it) was viewed within this many seconds: an unwatched "
+        "dashboard puts no load on the broker.",
     )
     dashboard_history_s: float = Field(
         3600.0, gt=0, description="How much metric history the dashboard keeps in memory."
