@@ -23,7 +23,7 @@ from recsys import db
 from recsys.feedback import OUTCOME_EVENTS
 from recsys.records import RecResponse, UserEvent
 
-__all__ = ["FeedbackStore", "OpenImpression"]
+__all__ = ["OpenImpression", "PgFeedbackStore"]
 
 #: How long a statement waits for a pooled connection before the batch is retried.
 _ACQUIRE_TIMEOUT_S = 30.0
@@ -37,7 +37,7 @@ class OpenImpression:
     response: RecResponse
 
 
-class FeedbackStore:
+class PgFeedbackStore:
     """Impressions and events of the feedback join, in Postgres."""
 
     def __init__(self, pool: AsyncConnectionPool) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from recsys.exceptions import DatabaseUnavailable
 from recsys.feedback import EventClock, join_impression
-from recsys.feedback_store import FeedbackStore, OpenImpression
+from recsys.feedback_store import OpenImpression, PgFeedbackStore
 from recsys.records import RecResponse, UserEvent
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
 from workers.bootstrap import Context
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 class FeedbackJoiner:
     """The worker's state machine: store a batch, close what is due, emit."""
 
-    def __init__(self, ctx: Context, store: FeedbackStore) -> None:
+    def __init__(self, ctx: Context, store: PgFeedbackStore) -> None:
         self.ctx = ctx
         self.store = store
         s = ctx.settings
@@ -137,7 +137,7 @@ class FeedbackWorker:
 async def run(ctx: Context, stop: asyncio.Event) -> None:
     """Join until ``stop`` is set."""
     pool = await ctx.async_pool("feedback")
-    joiner = FeedbackJoiner(ctx, FeedbackStore(pool))
+    joiner = FeedbackJoiner(ctx, PgFeedbackStore(pool))
     loop = ConsumerLoop(
         ctx.settings,
         worker="feedback",
@@ -148,6 +148,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         on_assign=joiner.assigned,
         on_revoke=joiner.revoked,
         housekeeping=joiner.housekeeping,
+        consumer_overrides={"fetch.wait.max.ms": ctx.settings.background_fetch_wait_ms},
     )
     ctx.handles.put(FeedbackWorker(joiner, loop))
     await loop.run(stop)

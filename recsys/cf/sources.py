@@ -36,10 +36,6 @@ def _where(since: datetime | None, until: datetime | None) -> tuple[str, dict[st
     return " AND ".join(clauses), params
 
 
-def _wrap(exc: psycopg.Error) -> Exception:
-    return db.db_error(exc, "reading user_events")
-
-
 async def count_postgres_events(
     pool: AsyncConnectionPool, since: datetime | None = None, until: datetime | None = None
 ) -> int:
@@ -51,7 +47,7 @@ async def count_postgres_events(
             cur = await conn.execute(f"SELECT count(*) FROM user_events WHERE {where}", params)
             row = await cur.fetchone()
     except psycopg.Error as exc:
-        raise _wrap(exc) from exc
+        raise db.db_error(exc, "reading user_events") from exc
     return int(row[0]) if row else 0
 
 
@@ -82,7 +78,7 @@ async def postgres_interactions(
                         float(at),
                     )
     except psycopg.Error as exc:
-        raise _wrap(exc) from exc
+        raise db.db_error(exc, "reading user_events") from exc
 
 
 def archive_interactions(

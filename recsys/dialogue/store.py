@@ -2,9 +2,9 @@
 
 One row per answered turn, inserted with ``ON CONFLICT DO NOTHING`` on (user,
 conversation, turn): the first answer of a turn is the only one ever stored, so a
-redelivered request changes nothing and gets the stored answer again. Connection
-trouble, deadlocks and serialization failures become :class:`DatabaseUnavailable`
-(the serve worker retries the batch).
+redelivered request changes nothing and gets the stored answer again. Failures map
+through :func:`recsys.db.db_error` like every store's: connection trouble, deadlocks
+and serialization failures retry, refused values dead-letter the turn.
 """
 
 from __future__ import annotations
@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import psycopg
-from psycopg import errors
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
+from recsys import db
 from recsys.dialogue.signals import StoredTurn
-from recsys.exceptions import DatabaseUnavailable
 from recsys.records import LlmInvolvement, RecResponse
 from recsys.users.state import Position
 
 __all__ = ["ConversationStore", "MemoryConversations", "PgConversations", "TurnRow"]
+
+#: How long a statement waits for a pooled connection before Postgres counts as away.
+ACQUIRE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -87,16 +89,8 @@ class PgConversations:
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        try:
-            async with self.pool.connection() as conn:
-                yield conn
-        except (
-            psycopg.OperationalError,
-            PoolTimeout,
-            errors.DeadlockDetected,
-            errors.SerializationFailure,
-        ) as exc:
-            raise DatabaseUnavailable(f"conversations: {exc}".strip()) from exc
+        async with db.connection(self.pool, "conversations", ACQUIRE_TIMEOUT_S) as conn:
+            yield conn
 
     async def load(self, user_id: str, conversation_id: str) -> list[TurnRow]:
         async with self._conn() as conn:
