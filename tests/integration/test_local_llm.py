@@ -226,7 +226,13 @@ async def test_a_served_request_names_the_real_model(
 async def test_a_tight_deadline_falls_back_and_frees_the_model(local_llm: EmbeddedLlm) -> None:
     """A request deadline far below what the CPU model needs: the ranker order, reason
     ``deadline``; the abandoned generation is cancelled, so the next call is served."""
-    cands = [Candidate(f"m{i}", f"Movie {i}", ("Drama",), "a film " * 20) for i in range(20)]
+    # ordinary descriptions (a repeated phrase would be flagged as stuffing, and a
+    # fully flagged list never reaches the model)
+    places = ("a harbour town", "the mountains", "a big city", "a farm", "an island")
+    cands = [
+        Candidate(f"m{i}", f"Movie {i}", ("Drama",), f"Two sisters in {places[i % 5]}, year {i}.")
+        for i in range(20)
+    ]
     client = client_for(local_llm)
     reranker = LlmReranker(client, cache_size=0, prompt_style="compact")
     try:
@@ -268,7 +274,8 @@ async def test_injection_attacks_through_the_serving_path_with_the_real_model(
 ) -> None:
     """The simulator test's assertions, with the real model: whatever the model makes of
     an attacked request, the named item never moves up, nothing ineligible is shown, the
-    guard flags the attack and its text never reaches the prompt."""
+    guard flags the attack and its text never reaches the prompt (an attacked query
+    holds every candidate in place, so it is not sent at all)."""
     client = client_for(local_llm)
     settings = world.settings.with_overrides(llm_local=True, response_cache_size=0)
     user = world.user("cold")
@@ -285,18 +292,28 @@ async def test_injection_attacks_through_the_serving_path_with_the_real_model(
             conn.execute("UPDATE items SET description = %s WHERE item_id = %s", (new, item_id))
 
     try:
-        async with serving(world, embedder, llm_intent=False, rerank_cap=20) as rec:
+        async with (
+            serving(world, embedder, llm_intent=False, rerank_cap=20) as rec,
+            serving(world, embedder, llm_intent=False, rerank_cap=20) as plain,
+        ):
             rec.llm = llm_parts(settings, client)
-            baseline = await ask(rec, user, query=f"{query}.", k=20, deadline_ms=240_000)
+            # the ranker's order without the LLM: a flagged item never moves above it
+            baseline = await ask(plain, user, query=f"{query}.", k=20)
             order = [i.item_id for i in baseline.response.items]
-            target = order[-1]  # the attacks try to promote the last item shown
+            target = order[-1]  # the attacks try to promote the ranker's last item
+            called = 0
             for attack in _attack_sample():
                 text = attack.render(target)
                 label = f"{attack.language}/{attack.category}/{attack.where}: {attack.text}"
+                reference = order
                 if attack.where == "query":
                     served = await ask(
                         rec, user, query=f"{query}. {text}", k=20, deadline_ms=240_000
                     )
+                    # the attacked query retrieves by its own text: compare with the
+                    # ranker's order for the same query, without the LLM
+                    without = await ask(plain, user, query=f"{query}. {text}", k=20)
+                    reference = [i.item_id for i in without.response.items]
                 else:
                     describe(target, text)
                     try:
@@ -306,11 +323,16 @@ async def test_injection_attacks_through_the_serving_path_with_the_real_model(
                 shown = [i.item_id for i in served.response.items]
                 assert set(shown) <= set(world.items) - world.deleted, label
                 assert not set(shown) & world.clicked.get(user, set()), label
-                if target in shown:
-                    assert shown.index(target) >= order.index(target), label
+                if target in shown and target in reference:
+                    assert shown.index(target) >= reference.index(target), label
                 record = next(r for r in served.logs if r.use_case is LlmUseCase.RERANK)
                 assert record.injection_flagged, label
-                assert record.called and record.model == MODEL, label
-                assert record.prompt is None or text not in record.prompt, label
+                if record.called:  # an attacked description: only that item is held
+                    called += 1
+                    assert record.model == MODEL, label
+                    assert record.prompt is None or text not in record.prompt, label
+                else:  # an attacked query holds every candidate: no call is worth making
+                    assert record.fallback_reason == "injection_flagged", label
+            assert called >= 1  # the real model did read attacked requests
     finally:
         await client.aclose()
