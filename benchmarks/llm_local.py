@@ -48,7 +48,7 @@ from recsys.movielens import MovieLens
 from recsys.records import CatalogChange, LlmInvolvement, ValidationResult
 from recsys.serving.intent import Intent, IntentParser
 from recsys.serving.rerank import Candidate, LlmReranker, RerankContext
-from recsys.serving.rerank_compact import compact_candidate, parse_compact
+from recsys.serving.rerank_prompt import validate_ranking
 from stack.embedded import free_port
 from stack.local_llm.launcher import EmbeddedLlm
 from streams.settings import Settings
@@ -167,7 +167,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         valid["intent"] = sum(o.validation is ValidationResult.VALID for o in called) / len(called)
         log(
             f"intent: {len(called)} calls ({len(intents) - len(called)} not called: "
-            f"{sorted({o.fallback_reason for o in intents if not o.called})}), valid "
+            f"{sorted({str(o.fallback_reason) for o in intents if not o.called})}), valid "
             f"{valid['intent']:.3f}, fallbacks "
             f"{[o.fallback_reason for o in called if not o.used][:10]}"
         )
@@ -230,11 +230,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             total += 1
         unc["intent"] = ok / max(1, total)
         ok = total = 0
+        shuffle = random.Random(args.seed)
         for _q, ctx, cands, _rel in inputs[: args.unconstrained]:
-            messages = unconstrained_rerank_messages(reranker, ctx, cands)
-            ids = [c.item_id for c in cands]
+            messages = unconstrained_rerank_messages(reranker, ctx, cands, shuffle)
             ok += await unconstrained(
-                client, messages, lambda v, ids=ids: parse_compact(v, ids)[1] is None
+                client, messages, lambda v, n=len(cands): validate_ranking(v, n)[1] is None
             )
             total += 1
         unc["rerank"] = ok / max(1, total)
@@ -256,20 +256,31 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def unconstrained_rerank_messages(
-    reranker: LlmReranker, ctx: RerankContext, cands: list[Candidate]
+    reranker: LlmReranker, ctx: RerankContext, cands: list[Candidate], rng: random.Random
 ) -> list[dict[str, str]]:
-    """The compact rerank prompt as the reranker builds it (MovieLens texts need no
-    redaction; the guard's verdicts do not change them)."""
+    """The compact rerank prompt as the reranker builds it: the candidates shuffled and
+    numbered n = 1..N with their ``prior_rank`` (MovieLens texts need no redaction; the
+    guard's verdicts do not change them)."""
     user = {
         "query": ctx.query,
-        "recent_items": [{"title": t, "categories": list(c)} for t, c in ctx.history][:5],
+        "recent_items": [
+            {"title": t, "categories": list(c)} for t, c in ctx.history[: reranker.history_max]
+        ],
     }
-    items = [
-        compact_candidate(n, c.title, list(c.categories), c.description[:80])
-        for n, c in enumerate(cands)
+    order = list(range(len(cands)))
+    rng.shuffle(order)
+    listed = [
+        {
+            "n": n,
+            "prior_rank": k + 1,
+            "title": cands[k].title,
+            "categories": list(cands[k].categories),
+            "description": cands[k].description[: reranker.description_chars],
+        }
+        for n, k in enumerate(order, start=1)
     ]
     return reranker.prompt.render(
-        user=quote_untrusted("USER", user), candidates=quote_untrusted("CANDIDATES", items)
+        user=quote_untrusted("USER", user), candidates=quote_untrusted("CANDIDATES", listed)
     )
 
 
