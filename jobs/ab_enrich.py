@@ -219,7 +219,12 @@ def run_ab_enrich(
         judge_queries=opts.judge_queries,
         judge_top=opts.judge_top,
         resamples=opts.resamples,
-        enrich_deadline_s=settings.enrich_deadline_s,
+        # a CPU model needs seconds per item: each item gets the local call timeout
+        enrich_deadline_s=(
+            max(settings.enrich_deadline_s, settings.llm_local_timeout_s)
+            if opts.llm == "local"
+            else settings.enrich_deadline_s
+        ),
     )
     from recsys.evaluation.enrich_ab import run_enrichment_ab
 
