@@ -179,8 +179,10 @@ def evaluate(
             with embedded_llm(settings.with_overrides(llm_local_port=free_port())) as local:
                 llm = settings.with_overrides(**local_llm_overrides(settings, local))
                 client = LlmClient.from_settings(llm)
+                # one model on the CPU answers one call at a time: requests in flight
+                # would only queue at the server and miss their deadlines
                 answers |= asyncio.run(
-                    in_process(llm, encoder, cases, {"llm": dict(routes)}, client)
+                    in_process(llm, encoder, cases, {"llm": dict(routes)}, client, concurrency=1)
                 )
                 meta["llm"] = {
                     "model": local.model,
