@@ -10,8 +10,11 @@ default:
   so calls wait in the client, against their own deadline, not in a server queue
   against the call's timeout;
 * ``llm_temperature`` = 0: greedy decoding, the best a 135M model does;
+* ``enrich_max_batch`` = 16 (:data:`LOCAL_ENRICH_MAX_BATCH`): a batch is stored when its
+  last item is enriched; at seconds per item, the default 2000 would keep a catalog
+  invisible for hours and outlast any deadline;
 * ``enrich_deadline_s`` ≥ 900 s: the enrichment deadline covers a whole batch, and a
-  batch of 64 items takes minutes at a few seconds per item.
+  batch of 16 items takes minutes at a few seconds per item on a busy machine.
 
 The prompt family follows ``llm_prompts`` (auto → compact with the local LLM).
 """
@@ -32,6 +35,8 @@ __all__ = ["embedded_llm", "local_llm_capability", "local_llm_overrides"]
 
 #: Enrichment deadline (per batch) with the local LLM, unless set explicitly.
 LOCAL_ENRICH_DEADLINE_S = 900.0
+#: Catalog changes per enrich batch with the local LLM, unless set explicitly.
+LOCAL_ENRICH_MAX_BATCH = 16
 
 
 def embedded_llm(settings: Settings) -> EmbeddedLlm:
@@ -63,6 +68,7 @@ def local_llm_overrides(settings: Settings, llm: EmbeddedLlm) -> dict[str, Any]:
         "llm_max_concurrency": 1,
         "llm_temperature": 0.0,
         "enrich_deadline_s": max(settings.enrich_deadline_s, LOCAL_ENRICH_DEADLINE_S),
+        "enrich_max_batch": LOCAL_ENRICH_MAX_BATCH,
     }
     # "not set explicitly" = still at its default (copies made by with_overrides mark
     # every field as set, so model_fields_set cannot tell)

@@ -106,9 +106,11 @@ def test_local_overrides_keep_what_the_user_set(tmp_path: Path) -> None:
     assert defaults["llm_base_url"] == Llm.base_url and defaults["llm_model"] == "m"
     assert defaults["llm_max_concurrency"] == 1 and defaults["llm_temperature"] == 0.0
     assert defaults["llm_timeout_s"] == 60.0 and defaults["enrich_deadline_s"] >= 900
-    mine = make_settings(tmp_path, llm_timeout_s=5.0, llm_max_concurrency=3)
+    assert defaults["enrich_max_batch"] == 16  # items stored every few minutes, not hours
+    mine = make_settings(tmp_path, llm_timeout_s=5.0, llm_max_concurrency=3, enrich_max_batch=4)
     kept = local_llm_overrides(mine, Llm())  # type: ignore[arg-type]
     assert "llm_timeout_s" not in kept and "llm_max_concurrency" not in kept
+    assert "enrich_max_batch" not in kept
 
 
 # ---- the server's queue, with a stand-in model ---------------------------------------------
