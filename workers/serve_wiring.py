@@ -133,7 +133,13 @@ def build_recommender(
             profiles=PgProfiles(apool, limit=s.cf_profile_events) if s.cf_profile_events else None,
         ),
         cf=PgCf(
-            PgAls(apool, cache_s=s.cf_cache_s, ef_search=max(100, s.hnsw_ef_search)),
+            PgAls(
+                apool,
+                cache_s=s.cf_cache_s,
+                ef_search=max(100, s.hnsw_ef_search),
+                factor_cache=s.serve_item_cache_size,
+                session_ef_search=s.hnsw_ef_search,
+            ),
             PgCovisitation(apool, half_life_h=s.covisit_half_life_h),
             PgPopularity(
                 apool, half_life_h=s.popularity_half_life_h, max_age_s=s.popularity_max_age_s
