@@ -5,12 +5,16 @@
 2. yardstick: a plain confluent-kafka consumer reads them all (no decode, no commit);
 3. the ``users`` worker (in process, the production consumer loop) reads them: per-user
    state, ``user_events`` + co-visitation + read model in one Postgres transaction per
-   batch, offsets committed. Timed from its first consumed event until the committed
-   offsets reach the end of every partition (group join excluded);
-4. lag: events produced at ``--rate`` per second for ``--lag-seconds``; produce time →
-   the moment the event's batch is durable in Postgres.
+   chunk of ``--chunk`` events, offsets committed. Timed from its first consumed event
+   until the committed offsets reach the end of every partition (group join excluded);
+   CPU seconds per event of this process, Postgres and the broker over the same span;
+4. lag: events produced at ``--rate`` per second for ``--lag-seconds`` by another process
+   (lingering ``LAG_LINGER_MS``); produce time → the moment the event's chunk is durable
+   in Postgres. These users have history by now, so each visit pairs with more recent
+   items than in step 3: the per-event cost of the steady state.
 
-    python -m benchmarks users [--events 50000] [--batch 2000] [--wait-ms 100]
+    python -m benchmarks users [--events 50000] [--batch 2000] [--fetch-wait-ms 100]
+        [--chunk 500] [--rate 2000] [--lag-seconds 15] [--profile out.prof]
 """
 
 from __future__ import annotations
@@ -20,22 +24,28 @@ import asyncio
 import cProfile
 import json
 import logging
+import multiprocessing
+import os
 import random
 import statistics
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
+import psycopg
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaTP
 
-from benchmarks.common import embedded_stack, emit, summary_ms
+from benchmarks.common import embedded_stack, emit, percentile, summary_ms
 from recsys import db
+from recsys.cf.covisit import CovisitConfig
 from recsys.records import EventType, UserEvent
-from recsys.users.state import Position
+from recsys.users.batch_write import prepare, write
+from recsys.users.nearline import update_batch
+from recsys.users.state import Position, UserState, UserStateConfig
 from streams import admin
 from streams.producer import RecordProducer
 from streams.settings import Settings
@@ -45,6 +55,10 @@ from workers.runtime import serve_forever
 from workers.users_worker import UsersWorker
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
+#: Producer linger of the lag run: upstream services batch what they publish (DESIGN:
+#: Tansu walks every stored batch on each fetch, so one batch per event at 2,000/s makes
+#: the broker, not the worker, the figure); the linger counts in the lag measured.
+LAG_LINGER_MS = 5
 log = logging.getLogger("benchmarks.users")
 KINDS = (
     [EventType.VIEW] * 6
@@ -80,6 +94,59 @@ def produce(settings: Settings, n: int, users: int, items: int) -> None:
                 producer.flush()
 
 
+def postgres_only(
+    settings: Settings, phases: list[int], users: int, items: int, chunk: int
+) -> list[dict[str, float]]:
+    """Postgres alone at this write pattern: the yardstick of the worker's writes.
+
+    In a database of its own (same server, every migration), events like the
+    benchmark's are folded and their rows built beforehand (untimed), then written chunk
+    by chunk on one connection as fast as Postgres takes them (the worker writes on one
+    connection too). One figure per phase: ``phases[0]`` events from no history, then
+    each further phase continuing the same users (the lag run's steady state).
+    """
+    assert settings.database_url is not None
+    dsn = settings.database_url.get_secret_value()
+    name = f"yardstick_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yard = psycopg.conninfo.make_conninfo(dsn, dbname=name)
+    db.apply_migrations(yard)
+    rng = random.Random(3)
+    cfg, covisit_cfg = (
+        UserStateConfig.from_settings(settings.users),
+        CovisitConfig.from_settings(settings.users),
+    )
+    states: dict[str, UserState] = {}
+    out: list[dict[str, float]] = []
+    first = 0
+    with psycopg.connect(yard, autocommit=True) as conn:
+        backend = psutil.Process(int(conn.execute("SELECT pg_backend_pid()").fetchone()[0]))  # type: ignore[index]
+        for n in phases:
+            prepared = []
+            for start in range(first, first + n, chunk):
+                events = [
+                    (
+                        make_event(rng, i, users, items, T0 + timedelta(seconds=i)),
+                        Position("yardstick", 0, i),
+                    )
+                    for i in range(start, min(start + chunk, first + n))
+                ]
+                update = update_batch(states.get, events, cfg, covisit_cfg)
+                states.update(update.states)
+                prepared.append(prepare(update.accepted, update.states.values()))
+            first += n
+            cpu0, t0 = sum(backend.cpu_times()[:2]), time.perf_counter()
+            for batch in prepared:
+                write(conn, batch)
+            wall = time.perf_counter() - t0
+            cpu = sum(backend.cpu_times()[:2]) - cpu0
+            out.append(
+                {"events_per_s": round(n / wall), "backend_cpu_us_per_event": round(cpu / n * 1e6)}
+            )
+    return out
+
+
 def raw_consumer(settings: Settings, topic: str, n: int) -> tuple[float, dict[int, int]]:
     """Events/s of a plain confluent-kafka consumer reading the topic from the start (no
     decoding, no commit, the users worker's fetch settings), and the end offset of each
@@ -106,6 +173,67 @@ def raw_consumer(settings: Settings, topic: str, n: int) -> tuple[float, dict[in
         return n / (time.perf_counter() - start), ends
     finally:
         consumer.close()
+
+
+class CpuMeter:
+    """CPU seconds (user + system) of this process, the embedded Postgres (postmaster and
+    backends) and the broker: what an event costs wherever it runs, a figure that other
+    load on the machine shifts far less than wall time."""
+
+    def __init__(self, settings: Settings) -> None:
+        me = psutil.Process()
+        pgdata = str(Path(settings.home) / "pgdata")
+        port = settings.kafka_bootstrap.rsplit(":", 1)[-1]
+        self.parts: dict[str, list[psutil.Process]] = {"worker_process": [me]}
+        for proc in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if "postgres" in cmd and pgdata in cmd and "-D" in cmd:
+                self.parts["postgres"] = [proc]
+            elif "tansu" in cmd and f":{port}" in cmd:
+                self.parts["broker"] = [proc]
+
+    def snapshot(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, (proc, *_) in self.parts.items():
+            procs = [proc, *proc.children(recursive=True)] if name == "postgres" else [proc]
+            total = 0.0
+            for p in procs:
+                try:
+                    t = p.cpu_times()
+                except psutil.Error:
+                    continue
+                total += t.user + t.system
+                if name == "postgres" and p is proc:
+                    total += t.children_user + t.children_system
+            out[name] = total
+        return out
+
+
+def send_at_rate(
+    settings: Settings,
+    results: multiprocessing.Queue[dict[str, float]],
+    count: int,
+    rate: float,
+    first: int,
+    users: int,
+    items: int,
+) -> None:
+    """Produce ``count`` events at ``rate``/s; put their send times (epoch s) on
+    ``results``."""
+    rng = random.Random(9)
+    sent: dict[str, float] = {}
+    with RecordProducer(settings, config={"linger.ms": LAG_LINGER_MS}) as producer:
+        t_start = time.perf_counter()
+        for i in range(count):
+            delay = t_start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            at = T0 + timedelta(seconds=first + i)
+            e = make_event(rng, first + i, users, items, at)
+            sent[e.event_id] = time.time()
+            producer.publish_user_event(e)
+            producer.producer.poll(0)
+    results.put(sent)
 
 
 def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
@@ -137,6 +265,9 @@ async def worker_run(
     profile: Path | None = None,
 ) -> dict[str, Any]:
     ctx = bootstrap(settings)
+    meter = CpuMeter(settings)
+    cpu_start: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     profiler = cProfile.Profile() if profile else None
     stop = asyncio.Event()
     task = asyncio.create_task(serve_forever("users", ctx, stop))
@@ -151,14 +282,18 @@ async def worker_run(
             updater = handle.updater if handle else None
             if start is None and updater is not None and updater.stats.consumed:
                 start = time.perf_counter()
+                cpu_start = meter.snapshot()
                 if profiler:
                     profiler.enable()
             if (
                 start is not None
+                and updater is not None
                 and updater.stats.durable_offsets
                 and all(updater.stats.durable_offsets.get(p, -1) + 1 >= o for p, o in ends.items())
             ):
                 durable_s = time.perf_counter() - start
+                cpu_end = meter.snapshot()
+                cpu = {k: v - cpu_start.get(k, 0.0) for k, v in cpu_end.items()}
                 if profiler and profile:
                     profiler.disable()
                     profiler.dump_stats(profile)
@@ -171,11 +306,11 @@ async def worker_run(
                 break
             await asyncio.sleep(0.05)
         committed_s = time.perf_counter() - start
+        assert updater is not None
         stats = updater.stats
         applied, duplicates = stats.applied, stats.duplicates
 
         # lag at a fixed rate
-        sent: dict[str, float] = {}
         durable: dict[str, float] = {}
 
         def record(events: list[tuple[UserEvent, Position]]) -> None:
@@ -186,28 +321,36 @@ async def worker_run(
         updater.on_durable.append(record)
         count = int(rate * lag_seconds)
 
-        def send_at_rate() -> None:
-            rng = random.Random(9)
-            with RecordProducer(settings, config={"linger.ms": 1}) as producer:
-                t_start = time.perf_counter()
-                for i in range(count):
-                    delay = t_start + i / rate - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                    e = make_event(rng, n + i, users, items, T0 + timedelta(seconds=n + i))
-                    sent[e.event_id] = time.time()
-                    producer.publish_user_event(e)
-                    producer.producer.poll(0)
-
-        thread = threading.Thread(target=send_at_rate, daemon=True)
-        thread.start()
+        lag_cpu_start = meter.snapshot()
+        # the producer runs in a process of its own, as upstream services do: in this
+        # one it would take the GIL from the worker it measures
+        mp = multiprocessing.get_context("spawn")
+        results: multiprocessing.Queue[dict[str, float]] = mp.Queue()
+        sender = mp.Process(
+            target=send_at_rate,
+            args=(settings, results, count, rate, n, users, items),
+            daemon=True,
+        )
+        sender.start()
+        sent: dict[str, float] = {}
         deadline = time.monotonic() + lag_seconds + 60
         while time.monotonic() < deadline:
-            if not thread.is_alive() and len(durable) >= count:
+            if not sent and not results.empty():
+                sent = results.get()
+            if sent and len(durable) >= count:
                 break
             await asyncio.sleep(0.05)
+        sender.join(10)
+        lag_cpu = {k: v - lag_cpu_start.get(k, 0.0) for k, v in meter.snapshot().items()}
         lags = [durable[k] - t for k, t in sent.items() if k in durable]
+        t_first = min(sent.values(), default=0.0)
+        windows: dict[int, list[float]] = {}
+        for k, t in sent.items():
+            if k in durable:
+                windows.setdefault(int((t - t_first) // 3), []).append(durable[k] - t)
         return {
+            "cpu_us_per_event": {k: round(v / n * 1e6) for k, v in cpu.items()},
+            "lag_cpu_us_per_event": {k: round(v / count * 1e6) for k, v in lag_cpu.items()},
             "durable_s": durable_s,
             "committed_s": committed_s,
             "applied": applied,
@@ -215,10 +358,13 @@ async def worker_run(
             "batches": stats.batches,
             "lag": summary_ms(lags),
             "lag_lost": count - len(lags),
+            "lag_p99_ms_by_3s": [round(percentile(windows[w], 99) * 1000) for w in sorted(windows)],
             "busy_s": {
                 "read": round(stats.read_s, 2),
                 "domain": round(stats.domain_s, 2),
-                "postgres": round(stats.db_s, 2),
+                "prepare": round(stats.prepare_s, 2),
+                "wait_for_writer": round(stats.wait_s, 2),
+                "postgres_writer_thread": round(stats.db_s, 2),
             },
         }
     finally:
@@ -234,6 +380,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--batch", type=int, default=None, help="users_batch_size")
     parser.add_argument("--fetch-wait-ms", type=int, default=None, help="users_fetch_wait_ms")
+    parser.add_argument("--chunk", type=int, default=None, help="users_write_chunk")
     parser.add_argument("--rate", type=float, default=2000.0, help="events/s of the lag run")
     parser.add_argument("--lag-seconds", type=float, default=15.0)
     parser.add_argument("--profile", type=Path, default=None, help="cProfile the throughput run")
@@ -244,6 +391,8 @@ def main() -> None:
         overrides["users_batch_size"] = args.batch
     if args.fetch_wait_ms:
         overrides["users_fetch_wait_ms"] = args.fetch_wait_ms
+    if args.chunk:
+        overrides["users_write_chunk"] = args.chunk
     with embedded_stack(with_postgres=True, **overrides) as settings:
         assert settings.database_url is not None
         db.apply_migrations(settings.database_url.get_secret_value())
@@ -274,6 +423,13 @@ def main() -> None:
                 args.profile,
             )
         )
+        yardstick = postgres_only(
+            settings,
+            [args.events, int(args.rate * args.lag_seconds)],
+            args.users,
+            args.items,
+            settings.users_write_chunk,
+        )
     rate = args.events / run["committed_s"]
     detail = {
         "benchmark": "users",
@@ -282,6 +438,7 @@ def main() -> None:
         "partitions": args.partitions,
         "users_batch_size": settings.users_batch_size,
         "users_fetch_wait_ms": settings.users_fetch_wait_ms,
+        "users_write_chunk": settings.users_write_chunk,
         "produce_events_per_s": round(args.events / produce_s),
         "raw_consumer_runs_events_per_s": [round(r) for r in raws],
         "events_per_s_durable": round(args.events / run["durable_s"]),
@@ -290,7 +447,12 @@ def main() -> None:
         "lag_rate_per_s": args.rate,
         "lag": run["lag"],
         "lag_lost": run["lag_lost"],
+        "lag_p99_ms_by_3s": run["lag_p99_ms_by_3s"],
         "worker_busy_s": run["busy_s"],
+        "postgres_only": {"first_events": yardstick[0], "with_history": yardstick[1]},
+        "cpu_us_per_event": run["cpu_us_per_event"],
+        "lag_run_cpu_us_per_event": run["lag_cpu_us_per_event"],
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "worker_s": round(run["committed_s"], 2),
     }
     print(json.dumps(detail, sort_keys=True), flush=True)

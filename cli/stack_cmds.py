@@ -204,16 +204,21 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Print the effective configuration (secrets masked), whether each capability is
-    on — and if not, exactly why — and each worker's state, restarts, lag and dead
-    letters. Exits 1 when the broker or database is unreachable or a worker is down,
-    not ready or crash-looping."""
+    on — and if not, exactly why —, how close a running embedded broker is to its measured
+    limit, and each worker's state, restarts, lag and dead letters. Exits 1 when the broker
+    or database is unreachable or a worker is down, not ready or crash-looping."""
+    from stack.broker_load import broker_load
     from stack.embedded import running_postgres_dsn
-    from workers.capabilities import check_capabilities, worker_reports
+    from workers.capabilities import Capability, check_capabilities, worker_reports
 
     settings = load(bootstrap_servers=broker, database_url=database)
     if settings.database_url is None and (dsn := running_postgres_dsn(settings)) is not None:
         settings = settings.with_overrides(database_url=dsn)
     caps = check_capabilities(settings)
+    if (usage := broker_load(settings)) is not None:
+        caps.append(
+            Capability("embedded broker", "warn" if usage.near_limit else "on", usage.describe())
+        )
     broker_ok = not any(c.status == "error" and c.name == "broker" for c in caps)
     workers = worker_reports(settings, kafka=broker_ok)
     if as_json:
@@ -236,7 +241,7 @@ def doctor(
         caps_table = Table(title="capabilities")
         for col in ("capability", "status", "detail"):
             caps_table.add_column(col)
-        colours = {"on": "green", "off": "yellow", "error": "red"}
+        colours = {"on": "green", "off": "yellow", "warn": "yellow", "error": "red"}
         for cap in caps:
             caps_table.add_row(cap.name, f"[{colours[cap.status]}]{cap.status}[/]", cap.detail)
         console.print(caps_table)

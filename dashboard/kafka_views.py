@@ -154,34 +154,65 @@ def _view(p: int, off: int, key: Any, value: Any, headers: Any) -> DeadLetterVie
 class TailIndex:
     """The last responses and ``rec.llm-log`` records, indexed by request id.
 
-    A background thread follows both topics from a little before their end; the try-it
-    panel waits here for the log records of its request, the serving page lists the
-    newest responses.
+    Followed only while someone looks: a page that shows them (the serving page, the
+    try-it panel) calls :meth:`follow`, which starts a background thread reading both
+    topics from a little before their end; the thread stops once no page asked for
+    ``idle_s``. A consumer that polls the embedded broker costs it CPU even when nobody
+    reads what it fetches (every fetch that finds data lists every batch stored in the
+    partition), so an unwatched dashboard reads nothing. The fetch wait is the throughput
+    consumers' (``batch_fetch_wait_ms``): a person reading a page does not need the
+    serving path's few milliseconds.
     """
 
-    def __init__(self, settings: Settings, serde: AvroSerde, *, keep: int = 5000) -> None:
+    def __init__(
+        self, settings: Settings, serde: AvroSerde, *, keep: int = 5000, idle_s: float = 300.0
+    ) -> None:
         self.settings = settings
         self.serde = serde
         self.topics = Topics(settings)
         self.keep = keep
+        self.idle_s = idle_s
         self.responses: OrderedDict[str, RecResponse] = OrderedDict()
         self.logs: OrderedDict[str, list[LlmInvolvement]] = OrderedDict()
         self.recent: deque[RecResponse] = deque(maxlen=50)
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._used = time.monotonic()
+        self._caught_up = threading.Event()
+        self._lock = threading.Lock()
 
-    def start(self) -> TailIndex:
-        """Follow the topics from (up to) ``backfill`` messages before their end."""
-        self._thread = threading.Thread(target=self._run, name="dashboard-tail", daemon=True)
-        self._thread.start()
+    @property
+    def following(self) -> bool:
+        """Whether the background thread reads the topics now."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def follow(self, wait_s: float = 0.0) -> TailIndex:
+        """Follow the topics (from up to 200 messages before their end) for ``idle_s``
+        more; on a start, wait up to ``wait_s`` for the first read to finish."""
+        with self._lock:
+            self._used = time.monotonic()
+            if self._stop.is_set() or self.following:
+                return self
+            self._caught_up.clear()
+            self._thread = threading.Thread(target=self._run, name="dashboard-tail", daemon=True)
+            self._thread.start()
+        self._caught_up.wait(wait_s)
         return self
 
     def stop(self) -> None:
-        """Stop following."""
+        """Stop following (for good)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def _idle(self) -> bool:
+        with self._lock:
+            if time.monotonic() - self._used < self.idle_s:
+                return False
+            self._thread = None  # the next follow() starts a new thread
+            return True
 
     def _assign(self, consumer: Consumer, backfill: int = 200) -> None:
         names = [self.topics.rec_responses.name, self.topics.llm_log.name]
@@ -198,7 +229,14 @@ class TailIndex:
         consumer.assign(assignment)
 
     def _run(self) -> None:
-        consumer = _consumer(self.settings, "tail")
+        consumer = Consumer(
+            consumer_config(
+                self.settings,
+                f"streamrec-dashboard-tail-{new_id()[:8]}",
+                latency_sensitive=False,
+                logger=logging.getLogger("librdkafka"),
+            )
+        )
         try:
             while not self._stop.is_set():
                 try:
@@ -207,12 +245,18 @@ class TailIndex:
                 except KafkaException as exc:
                     log.warning("dashboard cannot follow the logged topics yet: %s", exc)
                     self._stop.wait(2.0)
-            while not self._stop.is_set():
-                for msg in consumer.consume(500, 0.1):
+            with self._cond:
+                self.recent.clear()  # the backfill reads the newest ones again
+            while not self._stop.is_set() and not self._idle():
+                messages = consumer.consume(500, 0.1)
+                for msg in messages:
                     if msg.error() is not None:
                         continue
                     self._add(msg.topic(), msg.value())
+                if len(messages) < 500:
+                    self._caught_up.set()
         finally:
+            self._caught_up.set()
             consumer.close()
 
     def _add(self, topic: str | None, value: Any) -> None:

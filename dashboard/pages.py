@@ -133,7 +133,7 @@ def serving_page(scraper: Scraper, tail: TailIndex) -> dict[str, Any]:
         ),
         "breaker": next((k for k, v in breaker.items() if v), None),
         "budget_tokens": snap.total("streamrec_llm_budget_remaining_tokens") if snap else None,
-        "recent": list(tail.recent)[:20],
+        "recent": list(tail.follow(wait_s=1.0).recent)[:20],
     }
 
 

@@ -66,7 +66,11 @@ class Dashboard:
         self.supervisor_status = supervisor_status
         self.scraper = Scraper(settings)
         self.kafka = KafkaViews(settings)
-        self.tail = TailIndex(settings, AvroSerde(registry_from_settings(settings)))
+        self.tail = TailIndex(
+            settings,
+            AvroSerde(registry_from_settings(settings)),
+            idle_s=settings.dashboard_tail_idle_s,
+        )
         self.catalog: Catalog | None = None
         self.tryit = TryIt(settings, self.tail)
         self.env = Environment(
@@ -83,7 +87,8 @@ class Dashboard:
         return f"http://{self.host}:{self.port}/"
 
     def start(self) -> Dashboard:
-        """Bind, start the scraper and the tail, serve in a daemon thread.
+        """Bind, start the scraper, serve in a daemon thread (the tail starts when a page
+        needs it).
 
         Raises:
             PortInUse: the port is taken.
@@ -103,7 +108,6 @@ class Dashboard:
         self.port = int(server.server_address[1])
         self._server = server
         self.scraper.start()
-        self.tail.start()
         threading.Thread(target=server.serve_forever, name="dashboard-http", daemon=True).start()
         log.info("dashboard on %s", self.url)
         return self

@@ -85,6 +85,7 @@ class TryIt:
 
     def _send(self, request: RecRequest) -> TryResult:
         client = self._rec_client()
+        self.tail.follow()  # its log records are read from here on
         try:
             response = client.wait(request, client.submit(request), self.timeout_s)
         except RequestTimeout as exc:

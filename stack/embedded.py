@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from stack.broker_load import remove_run_file, write_run_file
 from streams.exceptions import EmbeddedStackError, PortInUse
 from streams.settings import Settings
 
@@ -85,11 +86,17 @@ class EmbeddedBroker:
     """A Tansu broker (Kafka API, memory storage) on ``host:port``."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 9092, log_dir: Path | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9092,
+        log_dir: Path | None = None,
+        run_dir: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.log_dir = log_dir
+        #: Where the running broker's pid and start time are noted (read by `doctor`).
+        self.run_dir = run_dir
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -161,6 +168,8 @@ class EmbeddedBroker:
             preexec_fn=lambda: die_with_parent(signal.SIGTERM),
         )
         self._wait_ready(timeout_s)
+        if self.run_dir is not None:
+            write_run_file(self.run_dir, self.port, self._proc.pid)
         log.info(
             "embedded Tansu broker on %s (pid %d, memory storage)", self.bootstrap, self._proc.pid
         )
@@ -196,6 +205,8 @@ class EmbeddedBroker:
         if self._proc is not None:
             _stop_process(self._proc, signal.SIGTERM, timeout_s, "tansu")
             self._proc = None
+            if self.run_dir is not None:
+                remove_run_file(self.run_dir, self.port)
 
     def __enter__(self) -> Self:
         self.start()

@@ -49,7 +49,9 @@ class Stack:
         try:
             changes: dict[str, object] = {}
             if s.embedded_broker:
-                self.broker = EmbeddedBroker(s.broker_host, s.broker_port, log_dir=s.home / "logs")
+                self.broker = EmbeddedBroker(
+                    s.broker_host, s.broker_port, log_dir=s.home / "logs", run_dir=s.home / "run"
+                )
                 changes["bootstrap_servers"] = self.broker.start()
                 # Tansu 0.6 joins a group in about session timeout / 2 and expels a
                 # killed member after the timeout: short here, so that a restarted worker

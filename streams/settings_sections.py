@@ -129,7 +129,14 @@ class KafkaSettings(_Section):
         "Tansu answers a fetch only when this expires, so it is the consumer's latency floor.",
     )
     batch_fetch_wait_ms: int = Field(
-        100, ge=1, description="fetch.wait.max.ms for throughput consumers (enrich, archive)."
+        100, ge=1, description="fetch.wait.max.ms for throughput consumers (enrich)."
+    )
+    background_fetch_wait_ms: int = Field(
+        1000,
+        ge=1,
+        description="fetch.wait.max.ms of consumers nobody waits on (feedback, archive): the "
+        "embedded broker lists every record batch stored in a partition for each fetch that "
+        "finds data there, so fewer, fuller fetches save it the most.",
     )
     session_timeout_ms: int = Field(
         6000,
@@ -137,13 +144,14 @@ class KafkaSettings(_Section):
         description="Consumer-group session timeout; a group join takes about half of it.",
     )
     embedded_session_timeout_ms: int = Field(
-        1500,
+        6000,
         ge=500,
         description="Session timeout `up` gives its workers on the embedded broker (instead "
         "of session_timeout_ms): a dead worker's partitions move after about this long. "
         "Shorter moves them sooner but, on a saturated machine, lets sessions expire "
-        "spuriously (a rebalance, redelivered batches). Apache Kafka refuses values under "
-        "its group.min.session.timeout.ms (6 s by default): embedded broker only.",
+        "spuriously: at 1500 ms and load 12 on 2 cores the serve group rebalanced ~35 times "
+        "in 10 minutes and answered nothing for 8 of them (6000 ms: one expiry). Apache "
+        "Kafka refuses values under its group.min.session.timeout.ms (6 s by default).",
     )
     producer_linger_ms: float = Field(1.0, ge=0, description="Producer linger.ms.")
     enable_idempotence: bool = Field(
@@ -188,6 +196,26 @@ class EmbeddingSettings(_Section):
     embedding_batch_size: int = Field(64, ge=1, description="Max texts per embedding batch.")
     embedding_batch_wait_ms: int = Field(
         200, ge=0, description="Max time to wait to fill an embedding batch."
+    )
+    enrich_mode: Literal["online", "backfill"] = Field(
+        "online",
+        description="How the enrich worker writes: online keeps the HNSW indexes current "
+        "row by row; backfill, on an empty item store, loads catalog.changes with no vector "
+        "index until caught up, then builds the indexes once and goes online (a store that "
+        "holds items stays online).",
+    )
+    enrich_max_batch: int = Field(
+        2000,
+        ge=1,
+        description="Max catalog changes per enrich batch (one commit each). The model idles "
+        "between batches (last write, flush, commit, next fetch): larger batches idle less "
+        "under a backlog; the catalog.enriched events of a batch go out when it is written.",
+    )
+    enrich_index_build_memory_mb: int = Field(
+        1024,
+        ge=64,
+        description="maintenance_work_mem of the HNSW index build ending a backfill; the "
+        "graph should fit (about 1.3 KB per item per index at 384-d) or the build slows down.",
     )
 
 
@@ -272,6 +300,13 @@ class UsersSettings(_Section):
     )
     users_batch_size: int = Field(
         2000, ge=1, description="Events the users worker takes per batch."
+    )
+    users_write_chunk: int = Field(
+        500,
+        ge=1,
+        description="Events per Postgres transaction of the users worker: a batch is "
+        "written in chunks, the next chunk's domain step running while the previous one "
+        "is written (smaller: more overlap and earlier durability, more commits).",
     )
     users_fetch_wait_ms: int = Field(
         100,
@@ -594,6 +629,13 @@ class OpsSettings(_Section):
     )
     dashboard_scrape_s: float = Field(
         5.0, gt=0, description="How often the dashboard scrapes the workers' metrics."
+    )
+    dashboard_tail_idle_s: float = Field(
+        300.0,
+        gt=0,
+        description="The dashboard reads rec.responses and rec.llm-log only while a page "
+        "that shows them (serving, try-it) was viewed within this many seconds: an unwatched "
+        "dashboard puts no load on the broker.",
     )
     dashboard_history_s: float = Field(
         3600.0, gt=0, description="How much metric history the dashboard keeps in memory."

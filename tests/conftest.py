@@ -87,6 +87,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "log_partitions": 1,
         "session_timeout_ms": 3000,
         "batch_fetch_wait_ms": 20,
+        "background_fetch_wait_ms": 20,
         "fetch_wait_ms": 5,
         "admin_timeout_s": 10.0,
         # no metrics endpoints unless a test asks for them on ports of its own: the default

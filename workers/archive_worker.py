@@ -75,6 +75,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         group_id=ctx.overrides.group_id,
         committable=writer.committable,
         housekeeping=housekeeping,
+        consumer_overrides={"fetch.wait.max.ms": s.background_fetch_wait_ms},
         on_revoke=revoked,
     )
     ctx.handles.put(ArchiveWorker(writer, loop))

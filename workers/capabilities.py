@@ -33,7 +33,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Status = Literal["on", "off", "error"]
+Status = Literal["on", "off", "warn", "error"]
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Any
 from recsys.embedding import Embedder, SentenceTransformerEmbedder
 from recsys.enrichment import Enricher, EnrichmentPipeline, PgEnrichmentCache, Taxonomy
 from recsys.exceptions import DatabaseUnavailable
+from recsys.items.backfill import VectorIndexes
 from recsys.items.pgvector import PgItemStore
 from recsys.llm.breaker import CircuitBreaker
 from recsys.llm.client import LlmClient
@@ -33,6 +34,7 @@ from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
 from streams.tracing import consume_span
 from workers.bootstrap import Context
 from workers.catalog_scoring import catalog_scorer
+from workers.enrich_load import WriteMode, max_poll_interval_ms
 from workers.metrics import observe_llm
 from workers.model_load import load_model
 
@@ -59,6 +61,8 @@ class EnrichWorker:
 
     pipeline: EnrichmentPipeline
     loop: ConsumerLoop
+    #: Online or backfilling (``STREAMREC_ENRICH_MODE``), and the switch between them.
+    mode: WriteMode
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:
@@ -88,6 +92,9 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         log.info("enrich: stopped while the embedding model was loading")
         return
     await pipeline.check()
+    indexes = VectorIndexes(apool, build_memory_mb=s.enrich_index_build_memory_mb)
+    mode = WriteMode(indexes, s, topics.catalog_changes.name)
+    await mode.start()
     log.info(
         "enrich: model %s, LLM %s, prompt %s",
         embedder.name,
@@ -102,6 +109,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         observe_llm("enrich", record)
 
     async def handle(batch: list[Inbound[Any]]) -> None:
+        mode.batch_seen()
         with consume_span(
             "catalog.changes enrich",
             batch[0].headers,
@@ -124,9 +132,18 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         inputs=[topics.catalog_changes],
         handler=handle,
         producer=producer,
-        max_batch=500,
+        max_batch=s.enrich_max_batch,
+        # a backfill ends when the group is caught up (idle, lag 0); its index build runs
+        # between two polls, so the group must keep the worker meanwhile
+        housekeeping=mode.idle if mode.backfilling else None,
+        consumer_overrides=(
+            {"max.poll.interval.ms": max_poll_interval_ms(indexes.build_timeout_s)}
+            if mode.backfilling
+            else None
+        ),
     )
-    ctx.handles.put(EnrichWorker(pipeline, loop))
+    mode.group = loop.group_id
+    ctx.handles.put(EnrichWorker(pipeline, loop, mode))
     try:
         await loop.run(stop)
     finally:

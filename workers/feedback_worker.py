@@ -148,6 +148,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         on_assign=joiner.assigned,
         on_revoke=joiner.revoked,
         housekeeping=joiner.housekeeping,
+        consumer_overrides={"fetch.wait.max.ms": ctx.settings.background_fetch_wait_ms},
     )
     ctx.handles.put(FeedbackWorker(joiner, loop))
     await loop.run(stop)

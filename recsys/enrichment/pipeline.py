@@ -261,10 +261,11 @@ class EnrichmentPipeline:
 
         # raw texts are queued in start order: by length, so that micro-batches hold texts
         # of similar length and pad little (what sentence-transformers does within a call)
-        by_length = sorted(items, key=lambda item: len(_raw(item[0])))
+        # (the raw text is built once per item: its cleaning is most of its cost)
+        by_length = sorted(((_raw(c), c, d) for c, d in items), key=lambda item: len(item[0]))
         tasks = [
-            asyncio.ensure_future(self._build(c, d, deadline, emit, enriched_one))
-            for c, d in by_length
+            asyncio.ensure_future(self._build(c, d, text, deadline, emit, enriched_one))
+            for text, c, d in by_length
         ]
         records: list[ItemRecord] = []
         error: Exception | None = None
@@ -285,11 +286,12 @@ class EnrichmentPipeline:
         self,
         change: CatalogChange,
         digest: str,
+        text: str,
         deadline: float,
         emit: LogSink,
         enriched_one: Callable[[], None],
     ) -> ItemRecord:
-        raw_vector = self.batcher.submit(_raw(change))
+        raw_vector = self.batcher.submit(text)
         enriched_vector: asyncio.Future[np.ndarray] | None = None
         try:
             outcome = await self.enricher.enrich(change, digest, deadline=deadline, emit=emit)

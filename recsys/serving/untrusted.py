@@ -102,7 +102,8 @@ def embeddable(text: str, guard: InjectionGuard | None = None) -> str:
         return text
     guard = guard or _default_guard()
     visible = visible_text(mask_encoded(text))
-    if guard.scan(text).flagged or guard.scan(visible).flagged:
+    # ordinary text is its own visible reading: one scan, not the same one twice
+    if guard.scan(text).flagged or (visible != text and guard.scan(visible).flagged):
         visible = " ".join(guard.neutralise(visible).replace(REMOVED, " ").split())
     return destuff(visible.replace(ENCODED, " ").strip()) if visible != text else destuff(text)
 

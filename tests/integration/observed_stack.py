@@ -80,6 +80,7 @@ def start_up(tmp: Path, broker: str, database: str, **overrides: object) -> Up:
         "log_partitions": 1,
         "session_timeout_ms": 3000,
         "batch_fetch_wait_ms": 20,
+        "background_fetch_wait_ms": 20,
         "fetch_wait_ms": 5,
         "metrics_port": free_port_range(6),
         "dashboard_port": free_port(),

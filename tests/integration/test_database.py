@@ -141,3 +141,34 @@ def test_user_state_of_earlier_versions_is_brought_to_the_ordered_shape(
         assert conn.execute("SELECT count(kafka_topic_id) FROM user_events").fetchone() == (0,)
     assert list(migrated.seen) == ["b2", "0", "yy"]  # the newest three, oldest first
     assert migrated.last_position == (UNKNOWN_INCARNATION, 1, 41)
+
+
+def test_covisitation_moves_to_one_row_per_pair_and_reads_the_same(
+    empty_db: str, tmp_path: Path
+) -> None:
+    """0204: the directed ``covisit`` rows (each pair twice, same weight) become one row
+    per pair in byte order, and the ``covisit`` view gives back exactly the old rows."""
+    import shutil
+
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    for m in db.discover_migrations():
+        if m.version < 204:
+            shutil.copy(m.path, earlier / m.path.name)
+    db.apply_migrations(empty_db, earlier)
+    # "B" < "a" in byte order, not in most linguistic collations; "é" sorts after "z"
+    weights = {("a", "B"): 3.5, ("x-1", "x-10"): -2.25, ("z", "é"): 1e-3, ("a", "x-1"): 7.0}
+    before = {**weights, **{(b, a): w for (a, b), w in weights.items()}}
+    with psycopg.connect(empty_db) as conn:
+        for (a, b), w in before.items():
+            conn.execute(
+                "INSERT INTO covisit (item_id, other_id, log2_weight) VALUES (%s, %s, %s)",
+                (a, b, w),
+            )
+    db.apply_migrations(empty_db)
+    with psycopg.connect(empty_db) as conn:
+        pairs = conn.execute("SELECT item_a, item_b, log2_weight FROM covisit_pair").fetchall()
+        view = conn.execute("SELECT item_id, other_id, log2_weight FROM covisit").fetchall()
+    assert len(pairs) == len(weights)
+    assert all(a < b for a, b, _ in pairs)  # Python's order is the stored order
+    assert {(r[0], r[1]): r[2] for r in view} == before and len(view) == len(before)

@@ -117,3 +117,38 @@ def fold_order(log: list[UserEvent]) -> list[UserEvent]:
         seen.add(e.event_id)
         out.append(e)
     return out
+
+
+async def test_a_batch_with_some_events_already_stored_adds_only_the_new_co_visits(
+    pool: object,
+) -> None:
+    """A state that lost track of events (re-sent past the dedup window, or read before
+    another owner's write landed) accepts them again: the insert finds them stored, and
+    the batch's co-visits are summed again without them, in the same transaction."""
+    store, covisit = PgUserStates(pool), PgCovisitation(pool, CCFG.covisit_half_life_h)  # type: ignore[arg-type]
+    log = [
+        ev("u1", "VIEW", "a", 0, "r1"),
+        ev("u2", "VIEW", "a", 5, "r2"),
+        ev("u1", "CLICK", "b", 10, "r3"),
+        ev("u2", "VIEW", "c", 15, "r4"),
+        ev("u1", "VIEW", "c", 20, "r5"),
+        ev("u2", "CART", "b", 25, "r6"),
+        ev("u1", "VIEW", "d", 30, "r7"),
+    ]
+    positions = [(e, Position("t", 0, i)) for i, e in enumerate(log)]
+    first = update_batch({}.get, positions[:3], CFG, CCFG)
+    await store.write(first.accepted, first.states.values(), covisit)
+    # the whole log from no state: r1..r3 are accepted again but are already stored
+    whole = update_batch({}.get, positions, CFG, CCFG)
+    assert whole.duplicates == 0
+    result = await store.write(whole.accepted, whole.states.values(), covisit)
+    assert (result.inserted, result.redelivered) == (4, 3)
+
+    offline = Covisitation(CCFG)
+    for e in log:
+        assert e.item_id is not None
+        offline.update(e.user_id, e.item_id, e.occurred_at)
+    pg, mem = await covisit.log2_weights(), offline.log2_weights()
+    assert pg.keys() == mem.keys() and len(pg) > 4
+    assert all(math.isclose(pg[k], mem[k], rel_tol=1e-12) for k in pg), (pg, mem)
+    assert sorted(await store.consumed("u1")) == ["a", "b", "c", "d"]
