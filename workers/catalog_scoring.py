@@ -3,12 +3,13 @@
 With the LLM on, the serve path screens every candidate's title and description with the
 embedding-based instruction scorer before quoting them into a prompt
 (:mod:`recsys.serving.untrusted`). Scored there, each serve process embeds the catalog's
-sentences again after every start (≈ 50 ms of CPU per request while it does, measured in
-``benchmarks/serve.py``). Scored here, once per item version for the whole deployment,
-into ``instruction_margins`` (:mod:`recsys.textsafety.margins`), serving only reads them
-(preloaded at start). Text the enrich worker did not score (the LLM was off then, or an
-older scorer) is still scored by the serve path, once, and stored for everyone. The
-scoring itself: :func:`recsys.serving.catalog_scores.score_catalog`.
+sentences again after every start (≈ 45 to 70 ms of serve CPU per request while it does,
+measured with ``benchmarks/serve.py``: docs/workers/serve.md). Scored here, once per item
+version for the whole deployment, into ``instruction_margins``
+(:mod:`recsys.textsafety.margins`), serving only reads them (preloaded at start). Text
+the enrich worker did not score (the LLM was off then, or an older scorer) is still
+scored by the serve path, once, and stored for everyone. The scoring itself:
+:func:`recsys.serving.catalog_scores.score_catalog`.
 """
 
 from __future__ import annotations
