@@ -411,7 +411,8 @@ class ServingSettings(_Section):
         ge=0,
         description="Items whose details and serving vectors each serve process keeps in "
         "memory (LRU, ≈ 2.5 kB each; invalidated by catalog.enriched; eligibility is always "
-        "checked in Postgres). 0 = every read goes to Postgres.",
+        "checked in Postgres); the same bound applies to the ALS item factors cached per "
+        "model version (≈ 0.3 kB each at 64 factors). 0 = every read goes to Postgres.",
     )
     serve_embed_threads: int = Field(
         1,
