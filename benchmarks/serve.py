@@ -19,7 +19,7 @@ model, users' histories through the users worker's domain step, ALS trained). Th
    runs on fresh topics with freshly started processes: Tansu 0.6 slows down as a
    partition accumulates batches (DESIGN.md), and the figure asked for is the serving
    path's, not the broker's drift (``--profile`` records the serve processes with
-   py-spy at ``--profile-rate``);
+   py-spy at ``--profile-rate``, and the LLM run below into ``DIR/llm``);
 4. with ``--llm simulated``: the lowest rate again against our simulated LLM endpoint;
    the LLM overhead is the round trip minus the LLM calls' own time (from
    ``rec.llm-log``) minus the LLM-off round trip, at the median.
@@ -87,7 +87,9 @@ async def in_process(
     settings: Settings, embedder: Any, requests: list[RecRequest], profile: Path | None
 ) -> dict[str, Any]:
     assert settings.database_url is not None
-    pool = db.async_pool(settings.database_url.get_secret_value(), name="bench-serve")
+    pool = db.async_pool(  # as the serve worker's pool: autocommit, no COMMIT per read
+        settings.database_url.get_secret_value(), name="bench-serve", autocommit=True
+    )
     await pool.open(wait=True)
     encoder = QueryEncoder(embedder)
     try:
@@ -283,6 +285,12 @@ def _cpu_s(procs: list[psutil.Process]) -> float:
     return total
 
 
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (every process, every core)."""
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0))
+
+
 def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
@@ -345,13 +353,26 @@ def worker_run(
         # machine, this does not depend on who else is running
         serve = [psutil.Process(p) for p in supervisor.pids().values()]
         stack = _stack_processes(run)
-        before = {"serve": _cpu_s(serve)} | {k: _cpu_s(v) for k, v in stack.items()}
+        me = [psutil.Process()]  # the load generator (this process: client threads only now)
+
+        def cpu() -> dict[str, float]:
+            return (
+                {"serve": _cpu_s(serve), "client": _cpu_s(me)}
+                | {k: _cpu_s(v) for k, v in stack.items()}
+                | {"machine": _machine_busy_s()}
+            )
+
+        before, wall = cpu(), time.monotonic()
         out = drive(run, tagged, rate)
-        after = {"serve": _cpu_s(serve)} | {k: _cpu_s(v) for k, v in stack.items()}
+        after, wall = cpu(), time.monotonic() - wall
         answered = max(1, out["round_trip"].get("all", {}).get("n", 0))
         out["cpu_ms_per_request"] = {
-            k: round(1000 * (after[k] - before[k]) / answered, 2) for k in after
+            k: round(1000 * (after[k] - before[k]) / answered, 2) for k in after if k != "machine"
         }
+        # cores' worth of CPU each part used over the run, and what the whole machine
+        # (other sessions included) used: the share left to us
+        out["cores_used"] = {k: round((after[k] - before[k]) / wall, 2) for k in after}
+        out["load_average"] = [round(x, 2) for x in psutil.getloadavg()]
         for spy in spies:
             spy.wait(60)
         out["settings"] = run
@@ -393,8 +414,16 @@ def main() -> None:
         db.apply_migrations(settings.database_url.get_secret_value())
         ensure_topics(settings)
         t0 = time.perf_counter()
+        # with the LLM on, the enrich worker scores item text for the instruction scorer
+        # when it writes the items (workers/catalog_scoring.py): the seed does the same
         trained = asyncio.run(
-            seed_world(settings, embedder, workload.catalog(), list(workload.events()))
+            seed_world(
+                settings,
+                embedder,
+                workload.catalog(),
+                list(workload.events()),
+                score_text=args.llm == "simulated",
+            )
         )
         detail: dict[str, Any] = {
             "items": args.items,
@@ -441,7 +470,10 @@ def main() -> None:
             rate = min(rates)
             with SimulatedLlmServer() as server:
                 llm = settings.with_overrides(llm_base_url=server.base_url, llm_model=server.model)
-                run = worker_run(llm, low_requests, rate, processes, warm)
+                spy = None if args.profile is None else args.profile / "llm"
+                if spy is not None:
+                    spy.mkdir(exist_ok=True)
+                run = worker_run(llm, low_requests, rate, processes, warm, spy)
                 trips, run_settings = run.pop("_trips"), run.pop("settings")
                 spent = _llm_time(run_settings, set(trips))
                 detail["worker_llm_simulated"] = run

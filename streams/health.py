@@ -57,10 +57,14 @@ class Health:
         self._write()
 
     def set(self, name: str, ok: bool, detail: str = "") -> None:
-        """Record readiness check ``name``."""
+        """Record readiness check ``name`` (the shared snapshot is rewritten only when the
+        check changed: the heartbeat rewrites it every second anyway)."""
+        check = Check(ok, detail)
         with self._lock:
-            self._checks[name] = Check(ok, detail)
-        self._write()
+            changed = self._checks.get(name) != check
+            self._checks[name] = check
+        if changed:
+            self._write()
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the endpoints serve, as JSON-ready data."""

@@ -4,6 +4,7 @@ ALS version — the same domain steps the workers run, for benchmarks and tests.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from psycopg_pool import AsyncConnectionPool
@@ -16,6 +17,9 @@ from recsys.embedding import Embedder
 from recsys.enrichment import Enricher, EnrichmentPipeline, InMemoryEnrichmentCache
 from recsys.items.pgvector import PgItemStore
 from recsys.records import CatalogChange, UserEvent
+from recsys.serving.catalog_scores import score_catalog
+from recsys.textsafety.instruction import InstructionScorer
+from recsys.textsafety.margins import PgInstructionMargins
 from recsys.users.nearline import update_batch
 from recsys.users.state import UserState, UserStateConfig
 from recsys.users.store import PgUserStates
@@ -32,8 +36,13 @@ async def seed_world(
     *,
     factors: int = 32,
     iterations: int = 10,
+    score_text: bool = False,
 ) -> TrainCfResult:
-    """Write ``catalog`` and ``events`` into the settings' database and train ALS on them."""
+    """Write ``catalog`` and ``events`` into the settings' database and train ALS on them.
+
+    ``score_text``: also score the items' text for instruction-likeness into
+    ``instruction_margins``, as the enrich worker does when the LLM is on.
+    """
     assert settings.database_url is not None, "seed_world needs a database"
     dsn = settings.database_url.get_secret_value()
     pool = db.async_pool(dsn, min_size=1, max_size=4, name="seed-world")
@@ -43,7 +52,15 @@ async def seed_world(
         pipeline = EnrichmentPipeline(
             store, embedder, Enricher(None, InMemoryEnrichmentCache()), batch_size=64
         )
-        await pipeline.process(list(catalog), lambda _: None)
+        written = await pipeline.process(list(catalog), lambda _: None)
+        if score_text:
+            scorer = InstructionScorer(
+                lambda texts: asyncio.to_thread(embedder.embed, texts),
+                model=embedder.name,
+                store=PgInstructionMargins(pool),
+                chunk=64,
+            )
+            await score_catalog(scorer, list(catalog), written)
         await write_events(pool, settings, events)
     finally:
         await pool.close()

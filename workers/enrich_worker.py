@@ -29,9 +29,11 @@ from recsys.items.pgvector import PgItemStore
 from recsys.llm.breaker import CircuitBreaker
 from recsys.llm.client import LlmClient
 from recsys.records import LlmInvolvement
+from recsys.serving.catalog_scores import score_catalog
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
 from streams.tracing import consume_span
 from workers.bootstrap import Context
+from workers.catalog_scoring import catalog_scorer
 from workers.enrich_load import WriteMode, max_poll_interval_ms
 from workers.metrics import observe_llm
 from workers.model_load import load_model
@@ -101,6 +103,8 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         enricher.prompt.version,
     )
 
+    scorer = catalog_scorer(ctx, embedder, apool)
+
     def emit_log(record: LlmInvolvement) -> None:
         producer.send(topics.llm_log, record.request_id, record)
         observe_llm("enrich", record)
@@ -118,6 +122,10 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
                 raise Retryable(str(exc)) from exc
             for event in events:
                 producer.send(topics.catalog_enriched, event.item_id, event)
+            if scorer is not None and events:
+                # after the events (serve processes' caches are invalidated without
+                # waiting for this): a text not scored yet is scored by serving, once
+                await score_catalog(scorer, [m.value for m in batch], events)
 
     loop = ConsumerLoop(
         s,

@@ -30,6 +30,7 @@ from recsys.serving.recommender import LlmParts, Recommender
 from recsys.serving.rerank import LlmReranker
 from recsys.serving.untrusted import Sanitiser
 from recsys.textsafety.instruction import DEFAULT_THRESHOLD, InstructionScorer
+from recsys.textsafety.margins import MarginStore, PgInstructionMargins
 from recsys.users.store import PgUserStates
 from streams.settings import Settings
 from workers.bootstrap import Context
@@ -56,14 +57,19 @@ def llm_client_for(settings: Settings) -> LlmClient | None:
     return LlmClient.from_settings(settings.llm) if settings.llm_enabled else None
 
 
-def sanitiser_for(settings: Any, embedder: QueryEmbedder | None) -> Sanitiser:
-    """The guard, plus the instruction scorer on the query embedder's model when on."""
+def sanitiser_for(
+    settings: Any, embedder: QueryEmbedder | None, margins: MarginStore | None = None
+) -> Sanitiser:
+    """The guard, plus the instruction scorer on the query embedder's model when on
+    (catalog margins shared through ``margins`` when given)."""
     scorer = None
     if settings.instruction_scoring and embedder is not None:
         threshold = settings.instruction_threshold
         scorer = InstructionScorer(
             embedder.embed_many,
             threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+            model=embedder.name,
+            store=margins,
         )
     return Sanitiser(InjectionGuard(), scorer)
 
@@ -74,15 +80,17 @@ def llm_parts(
     embedder: QueryEmbedder | None = None,
     *,
     wait_for_scores: bool = False,
+    margins: MarginStore | None = None,
 ) -> LlmParts:
     """Reranker, intent parser, explainer, their shared gate and text sanitiser.
 
     ``wait_for_scores`` makes every request wait for the instruction scores of new text
-    (replays and tests, which must not depend on timing) instead of the settings' budget.
+    (replays and tests, which must not depend on timing) instead of the settings' budget;
+    ``margins`` shares catalog text's instruction margins between processes.
     """
     if client is None:
         return LlmParts()
-    sanitiser = sanitiser_for(settings, embedder)
+    sanitiser = sanitiser_for(settings, embedder, margins)
     gate = LlmGate(
         CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_reset_s),
         tokens_per_min=settings.llm_budget_tokens_per_min,
@@ -136,7 +144,13 @@ def build_recommender(
             profiles=PgProfiles(apool, limit=s.cf_profile_events) if s.cf_profile_events else None,
         ),
         cf=PgCf(
-            PgAls(apool, cache_s=s.cf_cache_s, ef_search=max(100, s.hnsw_ef_search)),
+            PgAls(
+                apool,
+                cache_s=s.cf_cache_s,
+                ef_search=max(100, s.hnsw_ef_search),
+                factor_cache=s.serve_item_cache_size,
+                session_ef_search=s.hnsw_ef_search,
+            ),
             PgCovisitation(apool, half_life_h=s.covisit_half_life_h),
             PgPopularity(
                 apool, half_life_h=s.popularity_half_life_h, max_age_s=s.popularity_max_age_s
@@ -144,7 +158,13 @@ def build_recommender(
         ),
         embedder=embedder,
         config=config,
-        llm=llm_parts(s, client, embedder, wait_for_scores=wait_for_scores),
+        llm=llm_parts(
+            s,
+            client,
+            embedder,
+            wait_for_scores=wait_for_scores,
+            margins=PgInstructionMargins(apool),
+        ),
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -121,16 +122,34 @@ class PgAls:
         cache_s: float = 5.0,
         ef_search: int = 100,
         acquire_timeout_s: float = 10.0,
+        factor_cache: int = 0,
+        session_ef_search: int | None = None,
     ) -> None:
         self.pool = pool
         self.cache_s = cache_s
         self.ef_search = ef_search
         self.acquire_timeout_s = acquire_timeout_s
+        #: ``hnsw.ef_search`` the pool's connections already carry, with
+        #: ``hnsw.iterative_scan = relaxed_order`` (:func:`recsys.db.async_pool`): a search
+        #: at that ef on an autocommit connection needs no settings of its own
+        self.session_ef_search = session_ef_search
         self._active: tuple[float, ModelInfo | None] | None = None
         self._infos: dict[str, ModelInfo] = {}
+        #: item factors per (version, item), least recently used evicted beyond
+        #: ``factor_cache`` entries: a version's factors never change once written
+        self.factor_cache = factor_cache
+        self._factors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 
     def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
         return db.connection(self.pool, "ALS store", self.acquire_timeout_s)
+
+    @property
+    def cached_factors(self) -> dict[str, int]:
+        """Item factors held in the cache, per version (observability, tests)."""
+        counts: dict[str, int] = {}
+        for version, _ in self._factors:
+            counts[version] = counts.get(version, 0) + 1
+        return counts
 
     # ---- writing ------------------------------------------------------------------------
     async def write(
@@ -305,14 +324,10 @@ class PgAls:
         skip = sorted({i for i, _ in recent_items} | set(exclude))
         ef = min(max(self.ef_search, n), _MAX_EF_SEARCH)
         async with self._conn() as conn:
-            # one transaction: the recent items' factors, then (pipelined: one round
-            # trip) the search settings and the search itself
-            cur = await conn.execute(
-                "SELECT item_id, factor FROM als_item_factors "
-                "WHERE version = %s AND item_id = ANY(%s)",
-                (info.version, list(totals)),
-            )
-            known = [(r[0], r[1].to_numpy()) for r in await cur.fetchall()]
+            # the recent items' factors (from the cache where it has them), then the
+            # search with its settings (pipelined: one round trip)
+            factors = await self._factors_for(conn, info.version, list(totals))
+            known = [(i, factors[i]) for i in totals if i in factors]
             if not known:
                 return []
             vector = fold_user(
@@ -323,18 +338,49 @@ class PgAls:
                 info.alpha,
                 fold,
             )
-            async with conn.pipeline():
-                await conn.execute(
-                    "SELECT set_config('hnsw.ef_search', %s, true), "
-                    "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                    (str(ef),),
-                )
-                cur = await conn.execute(
-                    self._nearest_sql(info.factors),
-                    {"v": vector, "version": info.version, "skip": skip, "n": n},
-                )
+            params = {"v": vector, "version": info.version, "skip": skip, "n": n}
+            if ef == self.session_ef_search and conn.autocommit:
+                cur = await conn.execute(self._nearest_sql(info.factors), params)
                 rows = await cur.fetchall()
+            else:
+                # pipelined: the settings and the search share one implicit transaction
+                async with conn.pipeline():
+                    await conn.execute(
+                        "SELECT set_config('hnsw.ef_search', %s, true), "
+                        "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                        (str(ef),),
+                    )
+                    cur = await conn.execute(self._nearest_sql(info.factors), params)
+                    rows = await cur.fetchall()
         return [(r[0], float(r[1])) for r in rows]
+
+    async def _factors_for(
+        self, conn: psycopg.AsyncConnection[Any], version: str, item_ids: list[str]
+    ) -> dict[str, np.ndarray]:
+        """Factors of ``item_ids`` in ``version``: cached ones, the rest in one read."""
+        out: dict[str, np.ndarray] = {}
+        missing = []
+        for item_id in item_ids:
+            hit = self._factors.get((version, item_id)) if self.factor_cache else None
+            if hit is None:
+                missing.append(item_id)
+            else:
+                self._factors.move_to_end((version, item_id))
+                out[item_id] = hit
+        if missing:
+            cur = await conn.execute(
+                "SELECT item_id, factor FROM als_item_factors "
+                "WHERE version = %s AND item_id = ANY(%s)",
+                (version, missing),
+            )
+            for item_id, factor in await cur.fetchall():
+                vec = np.asarray(factor.to_numpy(), dtype=np.float32)
+                out[item_id] = vec
+                if self.factor_cache:
+                    self._factors[(version, item_id)] = vec
+            while len(self._factors) > self.factor_cache:
+                self._factors.popitem(last=False)
+        return out
 
     @staticmethod
     def _nearest_sql(factors: int) -> sql.Composed:

@@ -8,15 +8,18 @@ from typing import Literal
 
 import numpy as np
 
+from recsys import db
 from recsys.cf.als import Fold
 from recsys.cf.als_store import PgAls
+from recsys.cf.interactions import Interaction
 from recsys.cf.pg_covisit import PgCovisitation
 from recsys.cf.popularity import PgPopularity
-from recsys.cf.profile import PgProfiles
+from recsys.cf.profile import PgProfiles, user_profile
 from recsys.items.model import ItemFilters, ItemRecord
 from recsys.items.store import ItemStore
 from recsys.serving.ports import UserView
 from recsys.serving.user_view import view_of
+from recsys.users.state import VISIT_EVENTS, UserState
 from recsys.users.store import PgUserStates
 
 __all__ = ["PgCf", "PgItems", "PgUsers"]
@@ -65,6 +68,21 @@ class PgItems:
         return await self.store.categories()
 
 
+_CONSUMED_TYPES = sorted(t.value for t in VISIT_EVENTS)
+#: :meth:`PgUserStates.state_and_consumed` and :meth:`PgProfiles.profile` in one round trip
+_VIEW_SQL = (
+    "SELECT (SELECT state::text FROM user_state WHERE user_id = %(u)s), "
+    "ARRAY(SELECT item_id FROM user_events WHERE user_id = %(u)s "
+    "AND item_id IS NOT NULL AND event_type = ANY(%(types)s) "
+    "ORDER BY occurred_at DESC LIMIT %(limit)s), "
+    "(SELECT json_agg(json_build_array(item_id, event_type, rating, "
+    "extract(epoch FROM occurred_at)::float8) ORDER BY occurred_at DESC) FROM ("
+    "SELECT item_id, event_type, rating, occurred_at FROM user_events "
+    "WHERE user_id = %(u)s AND item_id IS NOT NULL "
+    "ORDER BY occurred_at DESC LIMIT %(events)s) AS newest)"
+)
+
+
 class PgUsers:
     """:class:`~recsys.serving.ports.UserReader` over the users worker's read model (and,
     with ``profiles``, the user's CF profile from ``user_events``)."""
@@ -74,18 +92,39 @@ class PgUsers:
         states: PgUserStates,
         consumed_limit: int = 1000,
         profiles: PgProfiles | None = None,
+        acquire_timeout_s: float = 10.0,
     ) -> None:
         self.states = states
         self.consumed_limit = consumed_limit
         self.profiles = profiles
+        self.acquire_timeout_s = acquire_timeout_s
 
     async def view(self, user_id: str) -> UserView:
-        state, consumed = await self.states.state_and_consumed(user_id, self.consumed_limit)
-        view = view_of(user_id, state, consumed)
-        if self.profiles is None or state is None:
+        if self.profiles is None or self.profiles.limit <= 0:
+            state, consumed = await self.states.state_and_consumed(user_id, self.consumed_limit)
+            return view_of(user_id, state, consumed)
+        # the state, the consumed items and the CF profile's events: one statement
+        async with db.connection(self.states.pool, "user states", self.acquire_timeout_s) as conn:
+            cur = await conn.execute(
+                _VIEW_SQL,
+                {
+                    "u": user_id,
+                    "types": _CONSUMED_TYPES,
+                    "limit": self.consumed_limit,
+                    "events": self.profiles.limit,
+                },
+            )
+            row = await cur.fetchone()
+        assert row is not None  # a SELECT without FROM returns one row
+        state = UserState.model_validate_json(row[0]) if row[0] is not None else None
+        view = view_of(user_id, state, row[1] or ())
+        if state is None:
             return view
-        profile = await self.profiles.profile(user_id)
-        return replace(view, cf_profile=tuple(profile))
+        events = (
+            Interaction(user_id, e[0], e[1], None if e[2] is None else float(e[2]), float(e[3]))
+            for e in row[2] or ()
+        )
+        return replace(view, cf_profile=tuple(user_profile(events, self.profiles.weights)))
 
 
 class PgCf:

@@ -38,6 +38,7 @@ one worked example, and a ranking of the best few; every guardrail above is unch
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import time
@@ -235,11 +236,15 @@ class LlmReranker:
 
     async def _prepare(self, ctx: RerankContext, head: Sequence[Candidate]) -> _Prepared:
         history_in = list(ctx.history)[: self.history_max]
-        texts: list[tuple[str | None, int]] = [(ctx.query, 500)]
-        texts += [(title, 200) for title, _ in history_in]
+        texts: list[tuple[str | None, int]] = [(title, 200) for title, _ in history_in]
         for c in head:
             texts += [(c.title, 200), (c.description, self.description_chars)]
-        done = await self.sanitiser.screen(texts, self.scoring_budget_s)
+        # the query is the user's text, the rest catalog text (whose scores are shared)
+        asked, catalog = await asyncio.gather(
+            self.sanitiser.screen([(ctx.query, 500)], self.scoring_budget_s),
+            self.sanitiser.screen(texts, self.scoring_budget_s, catalog=True),
+        )
+        done = [*asked, *catalog]
         reasons: list[str] = list(ctx.query_reasons)
         for d in done:
             reasons.extend(r for r in d.reasons if r not in reasons)

@@ -42,7 +42,7 @@ from recsys.textsafety.instruction import InstructionScorer, sentences
 from recsys.textsafety.normalise import visible_text
 from recsys.textsafety.stuffing import STUFFED_RATIO, destuff, stuffing_ratio
 
-__all__ = ["Sanitised", "Sanitiser", "embeddable", "sanitise"]
+__all__ = ["Sanitised", "Sanitiser", "embeddable", "sanitise", "scoring_texts"]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,15 @@ def embeddable(text: str, guard: InjectionGuard | None = None) -> str:
     return destuff(visible.replace(ENCODED, " ").strip()) if visible != text else destuff(text)
 
 
+def scoring_texts(texts: Sequence[str], guard: InjectionGuard | None = None) -> list[str]:
+    """What the instruction scorer reads for each of ``texts`` when serving quotes it
+    (:attr:`Sanitised.scoring`: the PII-redacted visible text and decoded payloads, the
+    same whatever the length cap) — for scoring catalog text ahead of serving."""
+    guard = guard or _default_guard()
+    out = [sanitise(text, guard).scoring for text in texts if text]
+    return list(dict.fromkeys(t for t in out if t))
+
+
 def sanitise(text: str | None, guard: InjectionGuard, max_chars: int = 400) -> Sanitised:
     """``text`` redacted, neutralised, unencoded, destuffed and cut to ``max_chars``."""
     if not text:
@@ -156,12 +165,17 @@ class Sanitiser:
         return done
 
     async def warm(self) -> None:
-        """Load what the first request would otherwise wait for (the scorer's exemplars)."""
+        """Load what the first request would otherwise wait for (the scorer's exemplars,
+        and the catalog margins its store holds)."""
         if self.scorer is not None:
-            await self.scorer.warm()
+            await self.scorer.preload()
 
     async def screen(
-        self, texts: Sequence[tuple[str | None, int]], budget_s: float | None = None
+        self,
+        texts: Sequence[tuple[str | None, int]],
+        budget_s: float | None = None,
+        *,
+        catalog: bool = False,
     ) -> list[Sanitised]:
         """Each ``(text, max_chars)`` cleaned and, with a scorer, scored (one batch).
 
@@ -171,6 +185,8 @@ class Sanitiser:
                 until they are scored). Texts not scored in time are scored in the
                 background, for the next request, and count as unflagged by the scorer
                 for this one (the guard's flags and the displacement bound still hold).
+            catalog: the texts are catalog text (titles, descriptions): their scores may
+                come from, and go to, the scorer's shared store; user text never does.
         """
         done = [self.clean(text, max_chars) for text, max_chars in texts]
         scorer = self.scorer
@@ -179,7 +195,7 @@ class Sanitiser:
         todo = list(dict.fromkeys(d.scoring for d in done if d.scoring))
         missing = [t for t in todo if scorer.cached(t) is None]
         if missing:
-            task = asyncio.ensure_future(scorer.scores(missing))
+            task = asyncio.ensure_future(scorer.scores(missing, catalog=catalog))
             if budget_s is None:
                 await task
             else:

@@ -14,21 +14,30 @@ corpus's ``dev`` split (:data:`DEFAULT_THRESHOLD` records the value and the rule
 the ``heldout`` split only measures it (``benchmarks/injection.py``).
 
 Scores are memoised per text and sentence (LRU), so catalog text is embedded once per
-process, not once per request: a request pays only for sentences never seen before.
+process, not once per request: a request pays only for sentences never seen before. With
+a :class:`~recsys.textsafety.margins.MarginStore`, catalog sentences' margins are also
+shared through Postgres (per :attr:`InstructionScorer.version`): preloaded at start,
+looked up before embedding, written back after — the enrich worker fills them when it
+writes items, so the serve path does not embed catalog text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from recsys.embedding import Embedder
 from recsys.textsafety.exemplars import BENIGN_EXEMPLARS, INSTRUCTION_EXEMPLARS
+
+if TYPE_CHECKING:
+    from recsys.textsafety.margins import MarginStore
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -78,6 +87,8 @@ class InstructionScorer:
         chunk: int = 16,
         instructions: Sequence[str] = INSTRUCTION_EXEMPLARS,
         benign: Sequence[str] = BENIGN_EXEMPLARS,
+        model: str = "",
+        store: MarginStore | None = None,
     ) -> None:
         self._embed = embed
         self.threshold = threshold
@@ -85,19 +96,29 @@ class InstructionScorer:
         self.cache_size = cache_size
         self.chunk = chunk
         self._exemplar_texts = (list(instructions), list(benign))
+        #: what the margins depend on (the model, k, the exemplars) — not the threshold,
+        #: which is applied when reading — hashed: stored margins of another version of
+        #: the scorer are never read
+        self.version = _version(model, k, instructions, benign)
+        self.store = store
+        #: sentences embedded here, and margins read from the store (observability, tests)
+        self.embedded = 0
+        self.from_store = 0
+        self._preloaded = False
         self._exemplars: tuple[np.ndarray, np.ndarray] | None = None
         self._sentences: OrderedDict[str, float] = OrderedDict()
         self._texts: OrderedDict[str, float] = OrderedDict()
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_embedder(cls, embedder: Embedder, **options: float | int) -> InstructionScorer:
-        """A scorer that runs ``embedder`` in a worker thread."""
+    def from_embedder(cls, embedder: Embedder, **options: Any) -> InstructionScorer:
+        """A scorer that runs ``embedder`` in a worker thread (its version names the
+        embedder's model)."""
 
         async def embed(texts: list[str]) -> np.ndarray:
             return await asyncio.to_thread(embedder.embed, texts)
 
-        return cls(embed, **options)  # type: ignore[arg-type]
+        return cls(embed, **({"model": embedder.name} | options))
 
     async def warm(self) -> None:
         """Embed the exemplars now (once), not inside the first request's deadline."""
@@ -107,6 +128,21 @@ class InstructionScorer:
                     instructions, benign = self._exemplar_texts
                     vectors = await self._embed([*instructions, *benign])
                     self._exemplars = (vectors[: len(instructions)], vectors[len(instructions) :])
+
+    async def preload(self) -> int:
+        """Load the stored catalog margins into the memo (once; at a process's start).
+
+        Returns:
+            How many margins were loaded.
+        """
+        await self.warm()
+        if self.store is None or self._preloaded:
+            return 0
+        self._preloaded = True
+        stored = await self.store.load(self.version, self.cache_size)
+        for sentence, margin in stored.items():
+            _put(self._sentences, sentence, margin, self.cache_size)
+        return len(stored)
 
     def flagged(self, score: float) -> bool:
         """True when ``score`` marks an instruction."""
@@ -120,33 +156,50 @@ class InstructionScorer:
         """The score of one text."""
         return (await self.scores([text]))[0]
 
-    async def scores(self, texts: Sequence[str]) -> list[float]:
+    async def scores(self, texts: Sequence[str], *, catalog: bool = False) -> list[float]:
         """The score of each text (-1 for text without a sentence); the sentences never
         seen before are embedded in chunks of :attr:`chunk` (so a query waiting for the
-        same model thread waits for one chunk at most, not for a whole catalog batch)."""
+        same model thread waits for one chunk at most, not for a whole catalog batch).
+
+        ``catalog``: the texts are catalog text (item titles and descriptions): their
+        sentences are looked up in the store before being embedded, and what had to be
+        embedded is stored. Anything else (queries) never touches the store.
+        """
         await self.warm()
         missing = [t for t in dict.fromkeys(texts) if t not in self._texts]
         if missing:
-            await self._fill(missing)
+            await self._fill(missing, catalog)
         out = []
         for text in texts:
             score = self._texts.get(text)
             if score is None:  # evicted meanwhile by a huge batch: recompute
-                await self._fill([text])
+                await self._fill([text], catalog)
                 score = self._texts.get(text, -1.0)
             out.append(score)
         return out
 
-    async def _fill(self, texts: list[str]) -> None:
+    async def _fill(self, texts: list[str], catalog: bool = False) -> None:
         split = {t: sentences(t) for t in texts}
         new = list(
             dict.fromkeys(s for ss in split.values() for s in ss if s not in self._sentences)
         )
+        store = self.store if catalog else None
+        if store is not None and new:
+            stored = await store.get(self.version, new)
+            for sentence, margin in stored.items():
+                _put(self._sentences, sentence, margin, self.cache_size)
+            self.from_store += len(stored)
+            new = [s for s in new if s not in stored]
+        embedded: dict[str, float] = {}
         for start in range(0, len(new), self.chunk):
             part = new[start : start + self.chunk]
             vectors = await self._embed(part)
+            self.embedded += len(part)
             for sentence, margin in zip(part, self._margins(vectors), strict=True):
                 _put(self._sentences, sentence, float(margin), self.cache_size)
+                embedded[sentence] = float(margin)
+        if store is not None and embedded:
+            await store.put(self.version, embedded)
         for text, parts in split.items():
             scores = [self._sentences.get(s) for s in parts]
             known = [s for s in scores if s is not None]
@@ -162,6 +215,14 @@ class InstructionScorer:
             return np.sort(sims, axis=1)[:, -kk:].mean(axis=1)
 
         return top_mean(vectors @ instructions.T) - top_mean(vectors @ benign.T)
+
+
+def _version(model: str, k: int, instructions: Sequence[str], benign: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for part in (model, str(k), *instructions, "\x00", *benign):
+        digest.update(part.encode())
+        digest.update(b"\x1f")
+    return f"k{k}-{digest.hexdigest()[:16]}"
 
 
 def _put(cache: OrderedDict[str, float], key: str, value: float, size: int) -> None:

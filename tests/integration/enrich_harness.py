@@ -45,6 +45,12 @@ def dsn_of(settings: Settings) -> str:
     return settings.database_url.get_secret_value()
 
 
+def margins(settings: Settings) -> set[str]:
+    """The catalog sentences ``instruction_margins`` holds (any scorer version)."""
+    with psycopg.connect(dsn_of(settings)) as conn:
+        return {r[0] for r in conn.execute("SELECT sentence FROM instruction_margins")}
+
+
 def rows(settings: Settings) -> dict[str, dict[str, Any]]:
     """The items table by item_id (vectors as numpy arrays)."""
     with psycopg.connect(dsn_of(settings)) as conn:

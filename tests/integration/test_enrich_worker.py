@@ -29,6 +29,7 @@ from tests.integration.enrich_harness import (
     enrich_worker,
     enriched_events,
     llm_log,
+    margins,
     publish,
     rewind,
     rows,
@@ -168,6 +169,12 @@ async def test_enrichment_and_both_embeddings_land_with_provenance_and_the_cache
             False,
         )
         assert llm_server.calls == 3
+        # with the LLM on, the item text serving will quote is scored once, here, and
+        # shared with the serve processes (instruction_margins), after the events
+        await await_until(
+            lambda: "A tense story about first contact in deep space." in margins(s),
+            what="the description's sentences scored",
+        )
         for request in llm_server.requests:
             assert request.temperature is not None and request.temperature <= 0.3
             assert request.response_format is not None
@@ -221,6 +228,7 @@ async def test_without_an_llm_items_are_embedded_from_raw_text_and_bad_input_is_
             assert row["prompt_version"] is None and row["llm_model"] is None
             assert np.array_equal(row["raw_embedding"], row["enriched_embedding"])
         assert ctx.handles.require(EnrichWorker).loop.stats.dead_lettered == 4
+        assert margins(settings) == set()  # no LLM: serving quotes nothing, nothing scored
 
     assert spec.dlq is not None
     dead = read_topic(settings, spec.dlq.name, 4)

@@ -375,3 +375,52 @@ async def test_popularity_snapshot_matches_the_offline_model(database: str) -> N
         ) == [("b3",)]
     finally:
         await pool.close()
+
+
+async def test_serving_store_answers_as_the_plain_one_with_cached_factors(
+    database: str, tmp_path: Path
+) -> None:
+    """The serve worker's PgAls (item factors cached per version, the search on the pool's
+    own ef_search without settings of its own) answers exactly what the plain one does,
+    first from Postgres, then from its cache, and follows a new version."""
+    insert(database, taste_events())
+    ok(streamrec("train-cf", "--database", database, *FLAGS, **home(tmp_path)))
+    plain_pool = await open_pool(database)
+    pool = db.async_pool(database, autocommit=True, ef_search=100)
+    await pool.open(wait=True)
+    try:
+        plain = PgAls(plain_pool, cache_s=0)
+        serving = PgAls(pool, cache_s=0, factor_cache=1000, session_ef_search=100)
+        cases = [
+            ([("a1", 2.0), ("a2", 2.0), ("a3", 1.5)], ["a4", "a5"]),
+            ([("b1", 1.0), ("a2", 3.0), ("nope", 1.0)], []),
+            ([("b7", 2.0)], [f"b{i}" for i in range(20)]),
+        ]
+        for _ in range(2):  # the second round reads every factor from the cache
+            for recent, exclude in cases:
+                assert await serving.recommend(recent, 10, exclude) == await plain.recommend(
+                    recent, 10, exclude
+                )
+        first = await plain.active_version()
+        assert first is not None
+        assert set(serving.cached_factors) == {first}
+        # a bound smaller than what was read: the newest stay, the answers do not change
+        small = PgAls(pool, cache_s=0, factor_cache=2, session_ef_search=100)
+        for recent, exclude in cases:
+            assert await small.recommend(recent, 10, exclude) == await plain.recommend(
+                recent, 10, exclude
+            )
+        assert sum(small.cached_factors.values()) <= 2
+        # a new version: factors are read for it, never taken from the old one's
+        insert(database, taste_events(seed=6, users=20, start=60))
+        ok(streamrec("train-cf", "--database", database, *FLAGS, **home(tmp_path)))
+        second = await plain.active_version()
+        assert second != first
+        for recent, exclude in cases:
+            assert await serving.recommend(recent, 10, exclude) == await plain.recommend(
+                recent, 10, exclude
+            )
+        assert second in serving.cached_factors
+    finally:
+        await pool.close()
+        await plain_pool.close()
