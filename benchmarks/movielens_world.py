@@ -224,11 +224,13 @@ class Answers:
     seconds: float
 
 
-async def serve_in_process(rec: Recommender, cases: Sequence[Case], label: str) -> Answers:
+async def serve_in_process(
+    rec: Recommender, cases: Sequence[Case], label: str, concurrency: int = 4
+) -> Answers:
     items: dict[str, list[str]] = {}
     routes: dict[str, str] = {}
     t = time.perf_counter()
-    sem = asyncio.Semaphore(4)
+    sem = asyncio.Semaphore(concurrency)
 
     async def one(case: Case) -> None:
         async with sem:
@@ -250,6 +252,7 @@ async def in_process(
     cases: Sequence[Case],
     policies: dict[str, dict[str, Any]],
     client: LlmClient | None = None,
+    concurrency: int = 4,
 ) -> dict[str, Answers]:
     assert settings.database_url is not None
     pool = db.async_pool(settings.database_url.get_secret_value(), max_size=4, name="bench-q")
@@ -260,7 +263,7 @@ async def in_process(
             rec = build_recommender(
                 settings, pool, encoder, client, epsilon=0.0, name=name, **overrides
             )
-            out[name] = await serve_in_process(rec, cases, name)
+            out[name] = await serve_in_process(rec, cases, name, concurrency)
         return out
     finally:
         await pool.close()

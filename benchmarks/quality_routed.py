@@ -25,7 +25,8 @@ command that reproduces the shipped defaults on ml-latest-small). ``--worker`` a
 serves ``routed`` through a real ``serve`` worker over the broker (when it is the
 shipped policy) and reports the agreement; ``--llm simulated`` adds the routed policy
 with rerank by our *simulated* LLM (a word-overlap ranker, not a language model) to
-the details.
+the details; ``--llm local`` the same with the embedded local LLM (SmolLM2-135M,
+compact prompts; seconds per call on 2 cores: subsample with ``--users``).
 
 Metrics per bucket (``overall`` = the real users, ``cold``/``warming``/``warm`` by
 training positives, ``sim_cold``): recall@10 and NDCG@10 with a 95 % bootstrap
@@ -35,7 +36,7 @@ selection, the paired comparison of ``routed`` with the best single route per bu
 0, on buckets with ≥ 30 users; on ``sim_cold`` at least 1.1 times), users and timings.
 
     python -m benchmarks quality_routed [--movielens DIR] [--routing procedure|shipped]
-        [--select-only] [--users N] [--worker] [--llm simulated|none]
+        [--select-only] [--users N] [--worker] [--llm simulated|local|none]
 
 Last line: ``{bucket: {policy: {"recall@10": r, "ndcg@10": n, "ndcg@10_ci95": [lo, hi]}}}``.
 """
@@ -80,6 +81,8 @@ from recsys.movielens import MovieLens, TemporalSplit, temporal_split
 from recsys.records import WarmthBucket
 from recsys.serving.config import SHIPPED_ROUTES, BucketRoute
 from recsys.serving.query_embedding import QueryEncoder
+from stack.embedded import free_port
+from stack.local_llm.wiring import embedded_llm, local_llm_overrides
 from streams.settings import Settings
 from testkit.llm_server import SimulatedLlmServer
 
@@ -172,6 +175,23 @@ def evaluate(
                     in_process(llm, encoder, cases, {"llm": dict(routes)}, client)
                 )
                 meta["llm"] = {"model": server.model, "calls": server.calls, "simulated": True}
+        elif args.llm == "local":
+            with embedded_llm(settings.with_overrides(llm_local_port=free_port())) as local:
+                llm = settings.with_overrides(**local_llm_overrides(settings, local))
+                client = LlmClient.from_settings(llm)
+                # one model on the CPU answers one call at a time: requests in flight
+                # would only queue at the server and miss their deadlines
+                answers |= asyncio.run(
+                    in_process(llm, encoder, cases, {"llm": dict(routes)}, client, concurrency=1)
+                )
+                meta["llm"] = {
+                    "model": local.model,
+                    "calls": client.stats.calls,
+                    "ok": client.stats.ok,
+                    "failures": dict(client.stats.failures),
+                    "prompts": llm.prompt_style,
+                    "simulated": False,
+                }
         encoder.close()
         if args.worker:
             shipped = {b.value.lower(): r for b, r in SHIPPED_ROUTES.items()}
@@ -277,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--select-only", action="store_true", help="stop after the selection")
     parser.add_argument("--users", type=int, default=None, help="subsample users (seeded)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--llm", choices=["simulated", "none"], default="none")
+    parser.add_argument("--llm", choices=["simulated", "local", "none"], default="none")
     parser.add_argument("--worker", action="store_true", help="routed through a serve worker too")
     parser.add_argument(
         "--embedding-cache",

@@ -340,7 +340,8 @@ def ab_enrich(
     llm: Annotated[
         str,
         typer.Option(
-            help="auto (the configured endpoint, else none) | endpoint | simulated | none."
+            help="auto (the configured endpoint, else none) | endpoint | local (the embedded "
+            "135M model, compact prompts, no judge) | simulated | none."
         ),
     ] = "auto",
     judge: Annotated[bool, typer.Option(help="Run the LLM judge when there is an LLM.")] = True,

@@ -13,10 +13,23 @@ __all__ = ["demo"]
 
 
 def demo(
-    items: Annotated[int, typer.Option(help="Catalog size.")] = 400,
-    users: Annotated[int, typer.Option(help="Number of synthetic users.")] = 250,
-    requests: Annotated[int, typer.Option(help="Recommendation requests to send.")] = 200,
-    llm: Annotated[str, typer.Option(help="none | simulated | endpoint")] = "simulated",
+    items: Annotated[
+        int | None, typer.Option(help="Catalog size (400; 40 with --llm local).")
+    ] = None,
+    users: Annotated[
+        int | None, typer.Option(help="Number of synthetic users (250; 100 with --llm local).")
+    ] = None,
+    requests: Annotated[
+        int | None,
+        typer.Option(help="Recommendation requests to send (200; 30 with --llm local)."),
+    ] = None,
+    llm: Annotated[
+        str,
+        typer.Option(
+            help="simulated (fast, the default) | local (a real 135M model on this CPU: "
+            "slow, smaller workload) | endpoint | none"
+        ),
+    ] = "simulated",
     broker_port: BrokerPortOpt = None,
 ) -> None:
     """Run the whole component on this machine with a synthetic workload and report."""
@@ -28,5 +41,5 @@ def demo(
         ) from exc
 
     settings = load(broker_port=broker_port)
-    options = DemoOptions(items=items, users=users, requests=requests, llm=llm)
+    options = DemoOptions.for_llm(llm, items=items, users=users, requests=requests)
     run_demo(settings, options, console, steps=transient_steps)

@@ -20,6 +20,7 @@ from cli.common import (
     err_console,
     load,
 )
+from recsys.exceptions import ConfigurationError
 
 __all__ = [
     "dashboard",
@@ -47,6 +48,14 @@ def up(
         bool, typer.Option("--no-dashboard", help="Do not serve the web dashboard.")
     ] = False,
     log_format: LogFormatOpt = None,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            "--llm",
+            help="local: start the embedded local LLM (SmolLM2-135M, grammar-constrained) "
+            "and use it; endpoint: the configured STREAMREC_LLM_BASE_URL (the default).",
+        ),
+    ] = None,
 ) -> None:
     """Start the embedded broker and Postgres (unless external ones are given), apply
     migrations, create topics, run the workers (each with metrics and health endpoints)
@@ -60,6 +69,8 @@ def up(
     from streams.ops_http import OpsServer
     from workers.runtime import available_workers
 
+    if llm not in (None, "local", "endpoint"):
+        raise ConfigurationError(f"--llm must be local or endpoint, not {llm!r}")
     settings = load(
         "up",
         to_file=True,
@@ -68,6 +79,7 @@ def up(
         broker_port=broker_port,
         workers=workers,
         log_format=log_format,
+        llm_local=True if llm == "local" else None,
     )
     stop = threading.Event()
 
@@ -87,6 +99,15 @@ def up(
         console.print(
             f"[bold]topics[/]   {created} created, {len(stack.topic_report) - created} existing"
         )
+        if stack.llm is not None:
+            console.print(
+                f"[bold]llm[/]      {stack.llm.model} at {stack.llm.base_url} (embedded, "
+                f"{s.prompt_style} prompts, log {stack.llm.log_path})"
+            )
+        elif s.llm_enabled:
+            console.print(f"[bold]llm[/]      {s.llm_model} at {s.llm_base_url}")
+        else:
+            console.print("[bold]llm[/]      off (no endpoint; `--llm local` starts one)")
         if no_workers:
             console.print("running without workers; Ctrl-C to stop")
             stop.wait()
@@ -209,12 +230,15 @@ def doctor(
     or database is unreachable or a worker is down, not ready or crash-looping."""
     from stack.broker_load import broker_load
     from stack.embedded import running_postgres_dsn
+    from stack.local_llm.wiring import local_llm_capability
     from workers.capabilities import Capability, check_capabilities, worker_reports
 
     settings = load(bootstrap_servers=broker, database_url=database)
     if settings.database_url is None and (dsn := running_postgres_dsn(settings)) is not None:
         settings = settings.with_overrides(database_url=dsn)
     caps = check_capabilities(settings)
+    at = next((i + 1 for i, c in enumerate(caps) if c.name == "LLM endpoint"), len(caps))
+    caps.insert(at, local_llm_capability(settings))
     if (usage := broker_load(settings)) is not None:
         caps.append(
             Capability("embedded broker", "warn" if usage.near_limit else "on", usage.describe())

@@ -2,6 +2,8 @@
 
 ``--llm simulated`` starts our OpenAI-compatible server in the demo process (model name
 ``streamrec-simulated-llm``, honest behaviour) and points the workers at it;
+``--llm local`` starts the embedded local LLM (a real 135M model on this CPU, compact
+prompts, grammar-constrained; see docs/local-llm.md) and points the workers at it;
 ``--llm none`` leaves the LLM off (every item is embedded from its raw text and each
 decision is logged as ``no_endpoint``); ``--llm endpoint`` uses the configured
 ``STREAMREC_LLM_*`` endpoint.
@@ -22,6 +24,7 @@ from rich.table import Table
 
 from recsys.exceptions import ConfigurationError
 from recsys.records import ItemEnriched, LlmInvolvement, LlmUseCase, Record
+from stack.embedded import free_port, port_is_free
 from streams.kafka import consumer_config
 from streams.lag import end_offsets
 from streams.serde import AvroSerde
@@ -33,7 +36,7 @@ __all__ = ["LLM_CHOICES", "demo_llm", "enrich_report", "read_all"]
 
 log = logging.getLogger(__name__)
 
-LLM_CHOICES = ("none", "simulated", "endpoint")
+LLM_CHOICES = ("none", "simulated", "local", "endpoint")
 
 R = TypeVar("R", bound=Record)
 
@@ -53,6 +56,13 @@ def demo_llm(
                 settings.with_overrides(llm_base_url=server.base_url, llm_model=server.model),
                 server,
             )
+    elif choice == "local":
+        from stack.local_llm.wiring import embedded_llm, local_llm_overrides
+
+        if not port_is_free("127.0.0.1", settings.llm_local_port):
+            settings = settings.with_overrides(llm_local_port=free_port())
+        with embedded_llm(settings) as llm:
+            yield settings.with_overrides(**local_llm_overrides(settings, llm)), None
     elif choice == "none":
         yield settings.with_overrides(llm_base_url=None, llm_model=None), None
     elif choice == "endpoint":

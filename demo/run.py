@@ -60,6 +60,43 @@ class DemoOptions:
     requests: int = 200
     llm: str = "simulated"
     catch_up_timeout_s: float = 180.0
+    #: Request deadline (None: the workload's own, 1.5 s).
+    deadline_ms: int | None = None
+    #: Requests sent per second.
+    rate_per_s: float = 20.0
+
+    @classmethod
+    def for_llm(
+        cls,
+        llm: str,
+        *,
+        items: int | None = None,
+        users: int | None = None,
+        requests: int | None = None,
+    ) -> DemoOptions:
+        """Options for an LLM choice; sizes not given take that choice's defaults.
+
+        With ``local`` (a real 135M model on 2 CPU cores, seconds per call) the workload
+        is small and requests get a 30 s deadline, so that the demo shows the model
+        at work and still ends within about five minutes.
+        """
+        if llm == "local":
+            return cls(
+                items=items or 40,
+                users=users or 100,
+                requests=requests or 30,
+                llm=llm,
+                catch_up_timeout_s=420.0,
+                deadline_ms=30_000,
+                rate_per_s=1.0,
+            )
+        base = cls()
+        return cls(
+            items=items or base.items,
+            users=users or base.users,
+            requests=requests or base.requests,
+            llm=llm,
+        )
 
 
 def _inputs(settings: Settings, name: str) -> tuple[str, ...]:
@@ -154,6 +191,8 @@ def run_demo(
                     options.requests,
                     steps=steps,
                     llm_server=llm_server,
+                    rate_per_s=options.rate_per_s,
+                    deadline_ms=options.deadline_ms,
                 )
                 # let attribution windows close, then the feedback and archive catch up
                 time.sleep(s.attribution_window_s + s.feedback_allowed_lateness_s + 2)

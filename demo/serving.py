@@ -79,13 +79,20 @@ def serve_demo(
     steps: StepsFactory = no_steps,
     llm_server: SimulatedLlmServer | None = None,
     rate_per_s: float = 20.0,
+    deadline_ms: int | None = None,
 ) -> list[tuple[RecRequest, RecResponse]]:
     """Drive the serve worker, then publish what the users did next; print what happened.
 
-    Returns every request with its response (for the demo's closing showcase).
+    ``deadline_ms`` overrides the workload's request deadlines (a real local model needs
+    seconds per rerank). Returns every request with its response (for the demo's closing
+    showcase).
     """
     _train(console, settings, steps)
     requests = workload.requests(n_requests)
+    wait_s = 15.0
+    if deadline_ms is not None:
+        requests = [r.model_copy(update={"deadline_ms": deadline_ms}) for r in requests]
+        wait_s = max(wait_s, deadline_ms / 1000 + 5)
     sent: list[tuple[RecRequest, Future[RecResponse], float]] = []
     finished: dict[str, float] = {}  # request id → when its response arrived
     answered: list[tuple[RecRequest, RecResponse, float]] = []
@@ -107,7 +114,7 @@ def serve_demo(
             sent.append((request, future, time.monotonic()))
         for request, future, at in sent:
             try:
-                response = client.wait(request, future, timeout_s=15.0)
+                response = client.wait(request, future, timeout_s=wait_s)
             except RequestTimeout:
                 timeouts += 1
                 continue
@@ -126,7 +133,9 @@ def serve_demo(
             producer.publish_user_event(event)
         clicks = len(outcomes)
         producer.flush()
-        extra = _showcase_requests(client, settings, workload, answered, llm_server)
+        extra = _showcase_requests(
+            client, settings, workload, answered, llm_server, deadline_ms=deadline_ms
+        )
     _report(console, settings, topics, answered, timeouts, clicks)
     return [(q, r) for q, r, _ in answered] + extra
 
@@ -137,6 +146,8 @@ def _showcase_requests(
     workload: SyntheticWorkload,
     answered: list[tuple[RecRequest, RecResponse, float]],
     llm_server: SimulatedLlmServer | None,
+    *,
+    deadline_ms: int | None = None,
 ) -> list[tuple[RecRequest, RecResponse]]:
     """A request for each kind of response the closing showcase wants and the workload
     did not produce (a warm user, a cold user with a query, an LLM rerank, an LLM
@@ -165,12 +176,13 @@ def _showcase_requests(
             request_id=f"{settings.topic_prefix}showcase-{kind}",
             user_id=user or f"{settings.topic_prefix}showcase-{kind}-user",
             query=query,
-            deadline_ms=5000,
+            deadline_ms=max(5000, deadline_ms or 0),
         )
         if kind == "fallback" and llm_server is not None:
             llm_server.set_behaviour(mode="hallucinate")
         try:
-            out.append((request, client.wait(request, client.submit(request), timeout_s=20.0)))
+            wait_s = max(20.0, (deadline_ms or 0) / 1000 + 5)
+            out.append((request, client.wait(request, client.submit(request), timeout_s=wait_s)))
         except RequestTimeout:
             log.warning("showcase request %s timed out", request.request_id)
         finally:

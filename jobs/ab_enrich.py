@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LLM_CHOICES", "AbCommandOptions", "SimulatedServerFactory", "ab_llm", "run_ab_enrich"]
 
-LLM_CHOICES = ("auto", "endpoint", "simulated", "none")
+LLM_CHOICES = ("auto", "endpoint", "local", "simulated", "none")
 
 
 class LlmEndpoint(Protocol):
@@ -140,6 +140,21 @@ def ab_llm(
             **cache,
         )
         return
+    if choice == "local":
+        from stack.local_llm.wiring import embedded_llm, local_llm_overrides
+
+        with embedded_llm(settings) as local:
+            s = settings.with_overrides(**local_llm_overrides(settings, local))
+            yield AbLlm(
+                LlmClient.from_settings(s.llm),
+                None,
+                simulated=False,
+                judge_off_reason="no judge: a 135M local model cannot judge relevance",
+                taxonomy=taxonomy,
+                prompt_style=s.prompt_style,
+                **cache,
+            )
+        return
     if simulated is None:
         raise ConfigurationError(
             "--llm simulated needs the simulated LLM, a test double shipped in a checkout's "
@@ -204,7 +219,12 @@ def run_ab_enrich(
         judge_queries=opts.judge_queries,
         judge_top=opts.judge_top,
         resamples=opts.resamples,
-        enrich_deadline_s=settings.enrich_deadline_s,
+        # a CPU model needs seconds per item: each item gets the local call timeout
+        enrich_deadline_s=(
+            max(settings.enrich_deadline_s, settings.llm_local_timeout_s)
+            if opts.llm == "local"
+            else settings.enrich_deadline_s
+        ),
     )
     from recsys.evaluation.enrich_ab import run_enrichment_ab
 

@@ -1,4 +1,4 @@
-"""Bring up what a deployment needs: broker, Postgres, schema, topics.
+"""Bring up what a deployment needs: broker, Postgres, schema, topics (and the local LLM).
 
 Embedded parts are started only when the settings name no external one. The result
 is a :class:`Settings` with real addresses filled in, which the supervisor hands to
@@ -14,6 +14,8 @@ from typing import Self
 
 from recsys import db
 from stack.embedded import EmbeddedBroker, EmbeddedPostgres
+from stack.local_llm.launcher import EmbeddedLlm
+from stack.local_llm.wiring import embedded_llm, local_llm_overrides
 from streams import admin
 from streams.settings import Settings
 
@@ -23,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 class Stack:
-    """Context manager for the broker + Postgres pair, embedded or external."""
+    """Context manager for the broker + Postgres pair, embedded or external, and the
+    embedded local LLM when ``llm_local`` is on and no endpoint is configured."""
 
     def __init__(
         self, settings: Settings, *, migrate: bool = True, create_topics: bool = True
@@ -34,6 +37,7 @@ class Stack:
         self.create_topics = create_topics
         self.broker: EmbeddedBroker | None = None
         self.postgres: EmbeddedPostgres | None = None
+        self.llm: EmbeddedLlm | None = None
         self.applied: list[db.Migration] = []
         self.topic_report: dict[str, str] = {}
         self._exit = ExitStack()
@@ -63,6 +67,11 @@ class Stack:
                 self.postgres = EmbeddedPostgres(s.pg_data_dir)
                 changes["database_url"] = self.postgres.start()
                 self._exit.callback(self.postgres.stop)
+            if s.llm_local and not s.llm_base_url:
+                self.llm = embedded_llm(s)
+                self.llm.start()
+                self._exit.callback(self.llm.stop)
+                changes.update(local_llm_overrides(s, self.llm))
             if changes:
                 s = s.with_overrides(**changes)
             self.settings = s

@@ -242,6 +242,30 @@ class LlmSettings(_Section):
     llm_breaker_failures: int = Field(5, ge=1, description="Failures that open the breaker.")
     llm_breaker_reset_s: float = Field(30.0, gt=0, description="Seconds the breaker stays open.")
     llm_enrich: bool = Field(True, description="Use the LLM to enrich catalog items.")
+    llm_prompts: Literal["auto", "standard", "compact"] = Field(
+        "auto",
+        description="Prompt family: compact = few-shot, short answers, fewer candidates "
+        "(for small models); auto = compact with the local LLM, else standard.",
+    )
+    llm_local: bool = Field(
+        False,
+        description="`up`/`demo` start the embedded local LLM (SmolLM2-135M, grammar-"
+        "constrained) and use it as the LLM endpoint (`--llm local`).",
+    )
+    llm_local_model_path: Path | None = Field(
+        None, description="GGUF file of the local LLM; unset = the model `make venv` installs."
+    )
+    llm_local_port: int = Field(8091, ge=1, le=65535, description="Port of the local LLM.")
+    llm_local_threads: int = Field(2, ge=1, description="Torch threads of the local LLM.")
+    llm_local_max_queue: int = Field(
+        16, ge=1, description="Requests the local LLM queues at most (then HTTP 429)."
+    )
+    llm_local_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Per-call LLM timeout used with the local LLM (a CPU model is slow); "
+        "STREAMREC_LLM_TIMEOUT_S, when set, wins.",
+    )
     enrich_deadline_s: float = Field(
         20.0,
         gt=0,
@@ -264,6 +288,13 @@ class LlmSettings(_Section):
     @classmethod
     def _split_taxonomy(cls, value: Any) -> Any:
         return split_csv(value)
+
+    @property
+    def prompt_style(self) -> Literal["standard", "compact"]:
+        """The effective prompt family (``llm_prompts``, auto resolved)."""
+        if self.llm_prompts == "auto":
+            return "compact" if self.llm_local else "standard"
+        return self.llm_prompts
 
 
 class UsersSettings(_Section):

@@ -79,6 +79,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         Taxonomy.from_setting(s.tag_taxonomy),
         off_reason=off_reason,
         breaker=CircuitBreaker(s.llm_breaker_failures, s.llm_breaker_reset_s),
+        prompt_style=s.prompt_style,
     )
     pipeline = EnrichmentPipeline(
         PgItemStore(apool, ef_search=s.hnsw_ef_search),

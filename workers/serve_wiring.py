@@ -17,6 +17,7 @@ from recsys.dialogue.store import PgConversations
 from recsys.items.pgvector import PgItemStore
 from recsys.llm.breaker import CircuitBreaker
 from recsys.llm.client import LlmClient
+from recsys.llm.prompts import PromptStyle
 from recsys.serving.config import ServingConfig
 from recsys.serving.explain_llm import LlmExplainer
 from recsys.serving.guard import InjectionGuard
@@ -95,6 +96,7 @@ def llm_parts(
         tokens_per_min=settings.llm_budget_tokens_per_min,
         usd_per_min=settings.llm_budget_usd_per_min,
     )
+    style: PromptStyle = settings.prompt_style
     return LlmParts(
         reranker=LlmReranker(
             client,
@@ -105,8 +107,9 @@ def llm_parts(
             flagged_displacement=settings.llm_flagged_displacement,
             weight=settings.llm_rerank_weight,
             scoring_budget_s=None if wait_for_scores else settings.instruction_budget_ms / 1000,
+            prompt_style=style,
         ),
-        intent=IntentParser(client, sanitiser=sanitiser),
+        intent=IntentParser(client, sanitiser=sanitiser, prompt_style=style),
         explainer=LlmExplainer(client),
         gate=gate,
         model=client.model,
@@ -178,6 +181,7 @@ def build_dialogue(
         client if on else None,
         sanitiser=recommender.sanitiser,
         off_reason="no_endpoint" if client is None else "disabled",
+        prompt_style=s.prompt_style,
     )
     config = DialogueConfig(
         policy=PolicyConfig(

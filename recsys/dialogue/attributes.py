@@ -25,6 +25,7 @@ from recsys.items.model import ItemRecord
 __all__ = [
     "ATTRIBUTES",
     "LANGUAGE_NAMES",
+    "LENGTH_LABELS",
     "MOODS",
     "QUESTIONS",
     "Split",
@@ -96,6 +97,8 @@ _LENGTHS: tuple[tuple[str, int | None, int | None], ...] = (
     ("90-120 min", 90, 120),
     ("over 2 hours", 121, None),
 )
+#: The length labels, shortest first (what an answer may name).
+LENGTH_LABELS: tuple[str, ...] = tuple(label for label, _, _ in _LENGTHS)
 _OPTIONS = 4
 
 

@@ -5,6 +5,8 @@ options of the pending question), validation, and the rules as the fallback.
 The turn's text is PII-redacted and injection-screened (the serving
 :class:`~recsys.serving.untrusted.Sanitiser`: guard, decoders, instruction scorer) and
 quoted as data; a turn any layer flags is read by the rules only, like a flagged query.
+Small local models read with the compact prompt (:mod:`.llm_reading_compact`: worked
+examples, bounded phrases), validated the same way.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from recsys.dialogue.attributes import LANGUAGE_NAMES, MOODS, QUESTIONS
+from recsys.dialogue.attributes import LANGUAGE_NAMES, LENGTH_LABELS, MOODS, QUESTIONS
+from recsys.dialogue.llm_reading_compact import turn_prompt_compact, turn_schema_compact
 from recsys.dialogue.reading import TurnParse, read_rules
 from recsys.llm.client import LlmClient
-from recsys.llm.prompts import PromptTemplate, quote_untrusted
+from recsys.llm.prompts import PromptStyle, PromptTemplate, quote_untrusted
 from recsys.records import ValidationResult
 from recsys.serving.outcome import LlmAccounting, accounting_from
 from recsys.serving.untrusted import Sanitiser
@@ -25,7 +28,7 @@ from recsys.serving.untrusted import Sanitiser
 __all__ = ["TURN_SCHEMA_NAME", "TurnOutcome", "TurnReader", "turn_prompt", "turn_schema"]
 
 TURN_SCHEMA_NAME = "dialogue_turn"
-LENGTHS = ("under 90 min", "90-120 min", "over 2 hours")
+LENGTHS = LENGTH_LABELS
 
 TURN_SYSTEM = """\
 You read one turn of a conversation between a user and a film recommender, and say \
@@ -110,11 +113,14 @@ class TurnReader:
         *,
         sanitiser: Sanitiser | None = None,
         off_reason: str = "no_endpoint",
+        prompt_style: PromptStyle = "standard",
     ) -> None:
         self.client = client
         self.sanitiser = sanitiser or Sanitiser()
         self.off_reason = off_reason
-        self.prompt = turn_prompt()
+        self.compact = prompt_style == "compact"
+        self.prompt = turn_prompt_compact(TURN_SCHEMA_NAME) if self.compact else turn_prompt()
+        self._schema = turn_schema_compact if self.compact else turn_schema
 
     @property
     def prompt_version(self) -> str:
@@ -174,9 +180,10 @@ class TurnReader:
             self.prompt.render(
                 asked=quote_untrusted("ASKED", asked),
                 turn=quote_untrusted("TURN", {"reply": clean.text}),
+                categories=", ".join(categories),
             ),
             schema_name=TURN_SCHEMA_NAME,
-            schema=turn_schema(categories, options),
+            schema=self._schema(categories, options),
             model=TurnParse,
             context={"categories": tuple(categories), "options": tuple(options)},
             deadline=time.monotonic() + deadline_s,

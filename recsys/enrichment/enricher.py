@@ -34,6 +34,7 @@ from recsys.enrichment.schema import (
 from recsys.enrichment.taxonomy import Taxonomy
 from recsys.llm.breaker import CircuitBreaker
 from recsys.llm.client import LlmClient, LlmResult, is_transport_failure
+from recsys.llm.prompts import PromptStyle
 from recsys.records import (
     CatalogChange,
     EnrichmentStatus,
@@ -76,11 +77,12 @@ class Enricher:
         off_reason: str = NO_ENDPOINT,
         breaker: CircuitBreaker | None = None,
         memory_entries: int = 10_000,
+        prompt_style: PromptStyle = "standard",
     ) -> None:
         self.client = client
         self.cache = cache
         self.taxonomy = taxonomy or Taxonomy()
-        self.prompt = enrichment_prompt(self.taxonomy)
+        self.prompt = enrichment_prompt(self.taxonomy, prompt_style)
         self.off_reason = off_reason
         self.breaker = breaker
         # answers not yet known to be in the shared cache survive a failed batch here

@@ -19,11 +19,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "ENRICH_SYSTEM",
     "ENRICH_USER",
+    "PROMPT_STYLES",
+    "PromptStyle",
     "PromptTemplate",
     "prompt_version",
     "quote_untrusted",
@@ -63,27 +65,51 @@ def prompt_version(*parts: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+#: Prompt families: ``standard`` for capable models; ``compact`` for small local models
+#: (few-shot, short answers such as candidate indices, fewer candidates, bounded
+#: lengths in the schema). Both keep every guardrail: quoted data, enumerated answers,
+#: validation of every answer and the same fallbacks.
+PromptStyle = Literal["standard", "compact"]
+PROMPT_STYLES: tuple[PromptStyle, ...] = ("standard", "compact")
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
-    """A system + user template and the JSON schema of the answer."""
+    """A system + user template, optional worked examples, and the answer's JSON schema.
+
+    ``examples`` are (user message, assistant answer) pairs rendered between the system
+    message and the real user message (few-shot prompting for small models); they are
+    written by us, never taken from upstream data.
+    """
 
     name: str
     system: str
     user: str
     schema: Mapping[str, Any] = field(default_factory=dict)
+    examples: tuple[tuple[str, str], ...] = ()
 
     @cached_property
     def version(self) -> str:
-        """Hash of name, both templates and the schema."""
-        return prompt_version(self.name, self.system, self.user, dict(self.schema))
+        """Hash of name, both templates, the schema and the examples (when there are any)."""
+        parts: list[Any] = [self.name, self.system, self.user, dict(self.schema)]
+        if self.examples:
+            parts.append([list(pair) for pair in self.examples])
+        return prompt_version(*parts)
 
     def render(self, **fields: str) -> list[dict[str, str]]:
         """Chat messages with ``fields`` filled into the user template.
 
         Quote untrusted values with :func:`quote_untrusted` before passing them.
         """
+        shots = []
+        for question, answer in self.examples:
+            shots += [
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": answer},
+            ]
         return [
             {"role": "system", "content": self.system},
+            *shots,
             {"role": "user", "content": self.user.format(**fields)},
         ]
 

@@ -32,9 +32,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from recsys.llm.client import LlmClient
-from recsys.llm.prompts import PromptTemplate, quote_untrusted
+from recsys.llm.prompts import PromptStyle, PromptTemplate, quote_untrusted
 from recsys.records import ValidationResult
 from recsys.serving.guard import InjectionGuard
+from recsys.serving.intent_compact import intent_prompt_compact, intent_schema_compact
 from recsys.serving.outcome import LlmAccounting, accounting_from
 from recsys.serving.untrusted import Sanitiser
 
@@ -383,11 +384,14 @@ class IntentParser:
         guard: InjectionGuard | None = None,
         cache_size: int = 10_000,
         sanitiser: Sanitiser | None = None,
+        prompt_style: PromptStyle = "standard",
     ) -> None:
         self.client = client
         self.sanitiser = sanitiser or Sanitiser(guard)
         self.guard = self.sanitiser.guard
-        self.prompt = intent_prompt()
+        self.compact = prompt_style == "compact"
+        self.prompt = intent_prompt_compact(INTENT_SCHEMA_NAME) if self.compact else intent_prompt()
+        self._schema = intent_schema_compact if self.compact else intent_schema
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, tuple[str, ...], str, str], Intent] = OrderedDict()
 
@@ -445,9 +449,11 @@ class IntentParser:
         if deadline_s <= 0.01:
             return rules("deadline")
         result = await self.client.complete(
-            self.prompt.render(query=quote_untrusted("QUERY", {"query": clean.text})),
+            self.prompt.render(
+                query=quote_untrusted("QUERY", {"query": clean.text}), categories=", ".join(cats)
+            ),
             schema_name=INTENT_SCHEMA_NAME,
-            schema=intent_schema(cats),
+            schema=self._schema(cats),
             model=Intent,
             context={"categories": cats},
             deadline=time.monotonic() + deadline_s,

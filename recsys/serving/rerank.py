@@ -30,6 +30,10 @@ asks the model to reorder them:
   skipped). The bound is reported on ``rec.llm-log``;
 * validated answers are cached by (user context hash, candidate ids and text, prompt
   version, model): a hit makes no call.
+
+``prompt_style="compact"`` (small local models) tells the same protocol shorter
+(:mod:`recsys.serving.rerank_compact`): at most 20 candidates with short descriptions,
+one worked example, and a ranking of the best few; every guardrail above is unchanged.
 """
 
 from __future__ import annotations
@@ -44,12 +48,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recsys.llm.client import LlmClient
-from recsys.llm.prompts import quote_untrusted
+from recsys.llm.prompts import PromptStyle, quote_untrusted
 from recsys.records import ValidationResult
 from recsys.serving.bounded import bounded_order, split_bound
 from recsys.serving.guard import InjectionGuard
 from recsys.serving.mentions import ID_MASK, MentionMask
 from recsys.serving.outcome import LlmAccounting, accounting_from
+from recsys.serving.rerank_compact import (
+    COMPACT_CAP,
+    COMPACT_DESCRIPTION_CHARS,
+    COMPACT_HISTORY,
+    rerank_prompt_compact,
+    rerank_schema_compact,
+)
 from recsys.serving.rerank_prompt import (
     RERANK_SCHEMA_NAME,
     rerank_prompt,
@@ -143,6 +154,8 @@ class LlmReranker:
         rng: shuffles the listed candidates (a fresh system-seeded one by default).
         scoring_budget_s: the longest a request waits for instruction scores of text
             never seen before (None: until scored; see :meth:`Sanitiser.screen`).
+        prompt_style: ``compact`` for small local models: fewer candidates and history
+            items, shorter descriptions, a worked example, the best few ranked.
     """
 
     def __init__(
@@ -162,6 +175,7 @@ class LlmReranker:
         weight: float = 1.0,
         rng: random.Random | None = None,
         scoring_budget_s: float | None = None,
+        prompt_style: PromptStyle = "standard",
     ) -> None:
         if cap < 1:
             raise ValueError("the rerank cap must be at least 1")
@@ -170,12 +184,16 @@ class LlmReranker:
         if flagged_displacement < 0 or not 0.0 <= weight <= 1.0:
             raise ValueError("flagged_displacement >= 0 and 0 <= weight <= 1")
         self.client = client
-        self.cap = cap
-        self.history_max = history_max
+        self.compact = prompt_style == "compact"
+        # the compact prompt shows a small model fewer candidates, with shorter texts
+        self.cap = min(cap, COMPACT_CAP) if self.compact else cap
+        self.history_max = min(history_max, COMPACT_HISTORY) if self.compact else history_max
         self.cache_size = cache_size
         self.sanitiser = sanitiser or Sanitiser(guard)
         self.guard = self.sanitiser.guard
-        self.description_chars = description_chars
+        self.description_chars = (
+            min(description_chars, COMPACT_DESCRIPTION_CHARS) if self.compact else description_chars
+        )
         self.mask_ids = mask_ids
         self.mask_titles = mask_titles
         self.max_displacement = max_displacement
@@ -184,7 +202,7 @@ class LlmReranker:
         self.rng = rng or random.Random()
         self.scoring_budget_s = scoring_budget_s
         self._category_ok: dict[str, bool] = {}
-        self.prompt = rerank_prompt()
+        self.prompt = rerank_prompt_compact() if self.compact else rerank_prompt()
         self._cache: OrderedDict[tuple[str, ...] | tuple[Any, ...], list[str]] = OrderedDict()
 
     @property
@@ -379,7 +397,7 @@ class LlmReranker:
         result = await self.client.complete(
             messages,
             schema_name=RERANK_SCHEMA_NAME,
-            schema=rerank_schema(len(head)),
+            schema=(rerank_schema_compact if self.compact else rerank_schema)(len(head)),
             deadline=deadline,
         )
         base |= accounting_from(result)

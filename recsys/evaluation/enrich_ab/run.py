@@ -43,6 +43,7 @@ from recsys.evaluation.enrich_ab.retrieval import (
     score_ranking,
 )
 from recsys.llm.client import LlmClient
+from recsys.llm.prompts import PromptStyle
 from recsys.records import CatalogChange, EnrichmentStatus, LlmInvolvement
 
 __all__ = ["AbLlm", "AbOptions", "Progress", "run_enrichment_ab"]
@@ -87,6 +88,8 @@ class AbLlm:
     #: where validated enrichments are kept between runs (None: this run only)
     cache: EnrichmentCache | None = None
     cache_description: str = "memory (this run only)"
+    #: prompt family of the enrichment (compact for a small local model)
+    prompt_style: PromptStyle = "standard"
 
 
 def _raw(change: CatalogChange) -> str:
@@ -107,7 +110,7 @@ async def _enrich_texts(
             "items": len(items),
         }
     cache = llm.cache if llm.cache is not None else InMemoryEnrichmentCache(len(items) + 1)
-    enricher = Enricher(client, cache, llm.taxonomy)
+    enricher = Enricher(client, cache, llm.taxonomy, prompt_style=llm.prompt_style)
     records: list[LlmInvolvement] = []
     slots = asyncio.Semaphore(client.max_concurrency)
     statuses: Counter[str] = Counter()
