@@ -92,13 +92,22 @@ class EmbeddedLlm:
                 "start; choose another with STREAMREC_LLM_LOCAL_PORT"
             )
         args = [
-            sys.executable, "-m", "stack.local_llm",
-            "--host", self.host, "--port", str(self.port),
-            "--model-path", str(self.model_file.path),
-            "--threads", str(self.threads),
-            "--max-queue", str(self.max_queue),
-            "--repeat-penalty", str(self.repeat_penalty),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "stack.local_llm",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--model-path",
+            str(self.model_file.path),
+            "--threads",
+            str(self.threads),
+            "--max-queue",
+            str(self.max_queue),
+            "--repeat-penalty",
+            str(self.repeat_penalty),
+        ]
         out: Any = subprocess.DEVNULL
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +121,10 @@ class EmbeddedLlm:
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=lambda: die_with_parent(signal.SIGTERM),
+                # SIGKILL, not SIGTERM: a server loading its model or decoding does not
+                # reach its SIGTERM handler soon (it outlived a killed parent twice), and
+                # it holds nothing durable
+                preexec_fn=lambda: die_with_parent(signal.SIGKILL),
             )
         finally:
             if out is not subprocess.DEVNULL:
