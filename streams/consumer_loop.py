@@ -49,7 +49,7 @@ from streams import admin
 from streams.batch_failures import STORE_REJECTED, commit_may_fail, handle_isolating
 from streams.dlq import DeadLetters
 from streams.exceptions import BrokerUnavailable, SerializationError
-from streams.kafka import consumer_config, poll_batch
+from streams.kafka import consumer_config, poll_batch, poll_paused, resume_all
 from streams.metrics import loop_metrics
 from streams.producer import RecordProducer
 from streams.settings import Settings
@@ -489,9 +489,7 @@ class ConsumerLoop:
                 except Retryable as exc:
                     self.stats.retries += 1
                     self.metrics.retries.labels(self.worker).inc()
-                    if not paused:
-                        paused = consumer.assignment()
-                        consumer.pause(paused)
+                    paused = poll_paused(consumer, paused)
                     log.warning(
                         "%s: retrying a batch of %d in %.1fs: %s",
                         self.worker,
@@ -502,14 +500,14 @@ class ConsumerLoop:
                     deadline = time.monotonic() + delay
                     while time.monotonic() < deadline:
                         # keep group membership alive (max.poll.interval) while paused
-                        consumer.poll(0)
+                        paused = poll_paused(consumer, paused)
                         await asyncio.sleep(min(0.1, delay))
                     delay = min(delay * 2, 10.0)
                     if stop.is_set():
                         raise
         finally:
             if paused:
-                consumer.resume(paused)
+                resume_all(consumer, paused)
 
     def _count_handled(self, batch: list[Inbound[Any]], seconds: float) -> None:
         m = self.metrics

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from streams.settings import Settings
 
@@ -82,3 +82,40 @@ def poll_batch(consumer: Consumer, max_messages: int, timeout_s: float) -> list[
     if max_messages <= 1:
         return [first]
     return [first, *consumer.consume(max_messages - 1, 0)]
+
+
+def poll_paused(consumer: Consumer, paused: list[TopicPartition]) -> list[TopicPartition]:
+    """Keep the group membership of a consumer that holds back (partitions paused).
+
+    A ``poll`` is what serves rebalances and heartbeats, so a waiting consumer must still
+    call it; two things can go wrong then, and this handles both:
+
+    * a partition assigned during the poll is not paused, so the poll may return one of
+      its messages — it is sought back, never dropped (its offset is not consumed);
+    * librdkafka keeps a partition's application pause across a revoke and a new
+      assignment of the same partition, so a pause taken before a rebalance would
+      outlive it and the partition would never be fetched again: the caller resumes
+      what this returns — every partition it paused, assigned or not — when it stops
+      holding back.
+
+    Returns:
+        The partitions paused so far (``paused`` plus the current assignment).
+    """
+    assignment = consumer.assignment()
+    consumer.pause(assignment)
+    held = {(p.topic, p.partition): p for p in [*paused, *assignment]}
+    msg = consumer.poll(0)
+    if msg is not None and msg.error() is None:
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        assert topic is not None and partition is not None and offset is not None
+        consumer.seek(TopicPartition(topic, partition, offset))
+    return list(held.values())
+
+
+def resume_all(consumer: Consumer, paused: list[TopicPartition]) -> None:
+    """Resume what :func:`poll_paused` paused and everything assigned now (a partition
+    that is not assigned any more keeps no pause for its next assignment)."""
+    current = consumer.assignment()
+    held = {(p.topic, p.partition): p for p in [*paused, *current]}
+    if held:
+        consumer.resume(list(held.values()))

@@ -41,7 +41,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from streams.consumer_loop import ConsumerLoop, Handler, Inbound, Retryable, where
 from streams.delivery import DeliveryGroup, current_group
 from streams.exceptions import DeliveryError
-from streams.kafka import poll_batch
+from streams.kafka import poll_batch, poll_paused, resume_all
 from streams.offsets import OffsetTracker
 from streams.producer import RecordProducer
 from streams.settings import Settings
@@ -206,16 +206,18 @@ class PipelinedLoop(ConsumerLoop):
             producer.poll(0.05)
 
     def _idle_poll(self, consumer: Consumer) -> None:
-        """Full for a while (inputs retrying): keep the group membership without fetching."""
-        assignment = consumer.assignment()
-        consumer.pause(assignment)
+        """Full for a while (inputs retrying): keep the group membership without fetching.
+
+        What was paused is resumed even when a rebalance revoked it during the poll: a
+        pause kept by librdkafka would outlive the revoke, and the same partitions
+        assigned again would never be fetched (the serve group stopped answering that
+        way in a soak, its lag reading 0).
+        """
+        paused: list[TopicPartition] = []
         try:
-            msg = consumer.poll(0)
-            if msg is not None and msg.error() is None:  # a partition assigned just now
-                topic, partition, offset = where(msg)
-                consumer.seek(TopicPartition(topic, partition, offset))
+            paused = poll_paused(consumer, paused)
         finally:
-            consumer.resume(consumer.assignment())
+            resume_all(consumer, paused or consumer.assignment())
 
     async def run(self, stop: asyncio.Event) -> Any:
         """Consume until ``stop`` is set or a handler fails; settle, commit, close."""
