@@ -36,8 +36,10 @@ __all__ = [
     "write_run_file",
 ]
 
-#: Share of one core the broker used in the minute its bare echo p99 passed 100 ms
-#: (benchmarks/soak_bare.py; docs/benchmarks.md has the run).
+#: Share of one core past which a bare echo's p99 is well above 100 ms. Issue 11's bare
+#: run (200 events/s + 10 req/s, Tansu 0.6 memory storage): at 0.3 of a core the echo
+#: p99 was 96 ms, at 1.3 it was 869 ms; the 2-core machine could not isolate the
+#: crossing more finely (docs/benchmarks.md, soak) — a rough limit, reported as one.
 LIMIT_CPU_SHARE = 0.75
 #: `doctor` warns from this fraction of the limit on.
 WARN_FRACTION = 0.6
