@@ -35,6 +35,7 @@ __all__ = [
     "free_port",
     "port_is_free",
     "running_postgres_dsn",
+    "stop_process",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _stop_process(proc: subprocess.Popen[bytes], sig: int, timeout_s: float, name: str) -> None:
+def stop_process(proc: subprocess.Popen[bytes], sig: int, timeout_s: float, name: str) -> None:
+    """Send ``sig``, wait up to ``timeout_s``, then SIGKILL (an exited process: nothing)."""
     if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -203,7 +205,7 @@ class EmbeddedBroker:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the broker (its topics are gone: memory storage)."""
         if self._proc is not None:
-            _stop_process(self._proc, signal.SIGTERM, timeout_s, "tansu")
+            stop_process(self._proc, signal.SIGTERM, timeout_s, "tansu")
             self._proc = None
             if self.run_dir is not None:
                 remove_run_file(self.run_dir, self.port)
@@ -453,7 +455,7 @@ class EmbeddedPostgres:
     def stop(self, timeout_s: float = 30.0) -> None:
         """Fast shutdown (SIGINT): open transactions roll back, committed data stays."""
         if self._proc is not None:
-            _stop_process(self._proc, signal.SIGINT, timeout_s, "postgres")
+            stop_process(self._proc, signal.SIGINT, timeout_s, "postgres")
             self._proc = None
         elif self.adopted:
             pid = self._postmaster_pid()

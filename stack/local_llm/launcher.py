@@ -9,7 +9,6 @@ its parent.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from stack.embedded import die_with_parent, port_is_free
+from stack.embedded import die_with_parent, port_is_free, stop_process
 from stack.local_llm.exceptions import LocalLlmError
 from stack.local_llm.model_file import ModelFile, resolve_model_file
 from streams.exceptions import PortInUse
@@ -174,16 +173,8 @@ class EmbeddedLlm:
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout_s``."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("the local LLM did not stop within %.0fs; killing it", timeout_s)
-            proc.kill()
-            proc.wait(5)
+        if proc is not None:
+            stop_process(proc, signal.SIGTERM, timeout_s, "the local LLM")
 
     def __enter__(self) -> Self:
         self.start()
