@@ -94,6 +94,9 @@ SIM_COLD_FACTOR = 1.1
 #: Large enough that 1996-2018 ratings are not decayed away at today's date: the
 #: popular head is all-time popularity (what the CF benchmark's tuning also chose).
 POPULARITY_HALF_LIFE_H = 1e6
+#: The same for co-visitation: with the default half-life of a week, the neighbours of an
+#: item at today's date are whoever co-visited it last (2018), not MovieLens' co-visits.
+COVISIT_HALF_LIFE_H = 1e6
 #: Serving reads the popularity snapshot train-cf wrote (no refresh during the run).
 POPULARITY_MAX_AGE_S = 86_400.0
 #: Requests served in-process a second time: is the in-process answer itself stable?
@@ -114,6 +117,7 @@ def stack(**extra: Any) -> Any:
         user_partitions=2,
         route_epsilon=0.0,
         popularity_half_life_h=POPULARITY_HALF_LIFE_H,
+        covisit_half_life_h=COVISIT_HALF_LIFE_H,
         popularity_max_age_s=POPULARITY_MAX_AGE_S,
         **extra,
     )
