@@ -49,7 +49,10 @@ def _domain_summary(handle: object) -> str:
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(pipeline.stats.statuses.items()))
         parts.append(f"items {statuses or 'none yet'}")
     if (joiner := getattr(handle, "joiner", None)) is not None:
-        parts.append(f"examples {joiner.emitted}, open partitions {len(joiner.partitions)}")
+        parts.append(
+            f"examples {joiner.emitted}, expired answers skipped {joiner.expired}, "
+            f"open partitions {len(joiner.partitions)}"
+        )
     if (writer := getattr(handle, "writer", None)) is not None:
         parts.append(f"archived {writer.stats.written}, files {writer.stats.files}")
     if (rec := getattr(handle, "recommender", None)) is not None:
@@ -58,6 +61,8 @@ def _domain_summary(handle: object) -> str:
             parts.append(f"breaker {gate.breaker.state}, tokens/min {gate.tokens_last_minute}")
         else:
             parts.append("LLM off")
+    if (shedder := getattr(handle, "shedder", None)) is not None:
+        parts.append(f"expired {shedder.stats.expired}")
     return "; ".join(parts)
 
 
