@@ -24,7 +24,7 @@ work is done by then.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from recsys.records import RecRequest, RecResponse, ResponseStatus, Route, WarmthBucket, utcnow
 
@@ -67,8 +67,8 @@ class Shedder:
         """
         if not self.enabled:
             return None
-        late = late_by_s(request, now or utcnow())
-        return late if late > self.grace_s else None
+        late = _late_by(request, now or utcnow())  # exact (microseconds), no float rounding
+        return late.total_seconds() if late > timedelta(seconds=self.grace_s) else None
 
     def shed(self, late_s: float) -> None:
         """Count one request answered ``EXPIRED``, ``late_s`` past its deadline."""
@@ -79,8 +79,11 @@ class Shedder:
 
 def late_by_s(request: RecRequest, now: datetime) -> float:
     """Seconds by which ``request``'s deadline has passed at ``now`` (negative: not yet)."""
-    age_s = (now - request.requested_at).total_seconds()
-    return age_s - request.deadline_ms / 1000.0
+    return _late_by(request, now).total_seconds()
+
+
+def _late_by(request: RecRequest, now: datetime) -> timedelta:
+    return now - request.requested_at - timedelta(milliseconds=request.deadline_ms)
 
 
 def expired_response(request: RecRequest, *, late_s: float, latency_ms: float) -> RecResponse:
