@@ -46,7 +46,7 @@ from recsys.llm.client import LlmClient
 from recsys.llm.prompts import quote_untrusted
 from recsys.movielens import MovieLens
 from recsys.records import CatalogChange, LlmInvolvement, ValidationResult
-from recsys.serving.intent import Intent, IntentParser
+from recsys.serving.intent import IntentParser
 from recsys.serving.rerank import Candidate, LlmReranker, RerankContext
 from recsys.serving.rerank_prompt import validate_ranking
 from stack.embedded import free_port
@@ -225,7 +225,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             ok += await unconstrained(
                 client,
                 messages,
-                lambda v: Intent.model_validate(v, context={"categories": categories}),
+                lambda v: parser.to_intent(
+                    parser.answer_model.model_validate(v, context={"categories": categories}),
+                    categories,
+                ),
             )
             total += 1
         unc["intent"] = ok / max(1, total)

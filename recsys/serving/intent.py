@@ -35,7 +35,11 @@ from recsys.llm.client import LlmClient
 from recsys.llm.prompts import PromptStyle, PromptTemplate, quote_untrusted
 from recsys.records import ValidationResult
 from recsys.serving.guard import InjectionGuard
-from recsys.serving.intent_compact import intent_prompt_compact, intent_schema_compact
+from recsys.serving.intent_compact import (
+    CompactIntent,
+    intent_prompt_compact,
+    intent_schema_compact,
+)
 from recsys.serving.outcome import LlmAccounting, accounting_from
 from recsys.serving.untrusted import Sanitiser
 
@@ -392,6 +396,10 @@ class IntentParser:
         self.compact = prompt_style == "compact"
         self.prompt = intent_prompt_compact(INTENT_SCHEMA_NAME) if self.compact else intent_prompt()
         self._schema = intent_schema_compact if self.compact else intent_schema
+        #: what the LLM's answer validates into (the compact shape cannot clash)
+        self.answer_model: type[Intent] | type[CompactIntent] = (
+            CompactIntent if self.compact else Intent
+        )
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, tuple[str, ...], str, str], Intent] = OrderedDict()
 
@@ -454,12 +462,13 @@ class IntentParser:
             ),
             schema_name=INTENT_SCHEMA_NAME,
             schema=self._schema(cats),
-            model=Intent,
+            model=self.answer_model,
             context={"categories": cats},
             deadline=time.monotonic() + deadline_s,
         )
         accounting = accounting_from(result)
-        if not result.ok or result.value is None:
+        intent = self.to_intent(result.value, cats)
+        if not result.ok or intent is None:
             invalid = result.validated is False
             return rules(
                 result.reason or "unknown",
@@ -467,13 +476,24 @@ class IntentParser:
                 errors=list(result.validation_errors) or ([result.detail] if result.detail else []),
                 **accounting,
             )
-        self._remember(key, result.value)
+        self._remember(key, intent)
         return IntentOutcome(
-            intent=result.value,
+            intent=intent,
             source="llm",
             used=True,
             validation=ValidationResult.VALID,
             **(base | accounting),
+        )
+
+    @staticmethod
+    def to_intent(answer: BaseModel | None, categories: Sequence[str]) -> Intent | None:
+        """The :class:`Intent` of a validated answer of either shape."""
+        if answer is None or isinstance(answer, Intent):
+            return answer
+        if not isinstance(answer, CompactIntent):
+            raise TypeError(f"not an intent answer: {type(answer).__name__}")
+        return Intent.model_validate(
+            answer.intent_fields(), context={"categories": tuple(categories)}
         )
 
     def _remember(self, key: tuple[str, tuple[str, ...], str, str], intent: Intent) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from pydantic import ValidationError
 
 from recsys.dialogue.llm_reading import turn_prompt
 from recsys.dialogue.llm_reading_compact import turn_prompt_compact, turn_schema_compact
@@ -17,14 +19,19 @@ from recsys.dialogue.reading import TurnParse
 from recsys.enrichment.schema import enrichment_prompt
 from recsys.enrichment.taxonomy import Taxonomy
 from recsys.llm.prompts import unquote
-from recsys.serving.intent import intent_prompt
-from recsys.serving.intent_compact import intent_prompt_compact, intent_schema_compact
+from recsys.serving.intent import Intent, IntentParser, intent_prompt
+from recsys.serving.intent_compact import (
+    CompactIntent,
+    intent_prompt_compact,
+    intent_schema_compact,
+)
 from recsys.serving.rerank import rerank_prompt
 from recsys.serving.rerank_compact import rerank_prompt_compact, rerank_schema_compact
 from recsys.serving.rerank_prompt import validate_ranking
 from stack.local_llm.engine import Generation, SamplingParams
 from stack.local_llm.exceptions import InvalidRequest
-from stack.local_llm.model_file import ModelFile
+from stack.local_llm.grammar import GrammarCompiler
+from stack.local_llm.model_file import ModelFile, resolve_model_file
 from stack.local_llm.server import ChatRequest, LlmService, QueueFull
 from stack.local_llm.wiring import local_llm_overrides
 from tests.conftest import make_settings
@@ -69,8 +76,10 @@ def test_compact_schemas_bound_what_a_small_model_may_write() -> None:
     assert enrich["summary"]["maxLength"] == 300 and enrich["tags"]["maxItems"] == 4
     assert enrich["tags"]["items"]["enum"] == list(Taxonomy().tags)
     intent = intent_schema_compact(["Comedy", "Horror"])["properties"]
-    assert intent["category"]["enum"] == ["Comedy", "Horror", None]
-    assert intent["year_min"]["minimum"] == 1870 and intent["categories_any"]["maxItems"] == 3
+    stances = intent["categories"]["properties"]
+    assert list(stances) == ["Comedy", "Horror"] and "required" not in intent["categories"]
+    assert stances["Horror"]["enum"] == ["want", "avoid"]
+    assert intent["year_from"]["minimum"] == 1870 and intent["negatives"]["maxItems"] == 3
     turn = turn_schema_compact(["Comedy", "Horror"], ["funny", "dark"])["properties"]
     assert turn["option"]["enum"] == ["funny", "dark", None]
     assert turn["categories"]["items"]["enum"] == ["Comedy", "Horror"]
@@ -87,6 +96,78 @@ def test_the_compact_turn_examples_are_answers_the_validator_accepts() -> None:
         asked = unquote(question, "ASKED")
         context = {"categories": tuple(categories), "options": tuple(asked["options"])}
         TurnParse.model_validate(json.loads(answer), context=context)
+
+
+def test_the_compact_intent_examples_validate_and_become_intents() -> None:
+    for question, answer in intent_prompt_compact("intent").examples:
+        categories = question.split("\n", 1)[0].removeprefix("Catalog categories: ").split(", ")
+        context = {"categories": categories}
+        compact = CompactIntent.model_validate(json.loads(answer), context=context)
+        assert isinstance(IntentParser.to_intent(compact, categories), Intent)
+
+
+def test_a_compact_intent_has_one_stance_per_category_and_either_year_order() -> None:
+    cats = ("Comedy", "Horror", "Musical")
+    answer = {
+        "categories": {"comedy": "want", "Musical": "avoid"},
+        "year_from": 1999,
+        "year_to": 1990,
+        "soft_preferences": ["funny"],
+        "negatives": [],
+        "confidence": 0.7,
+        "clarification_needed": False,
+    }
+    intent = IntentParser.to_intent(
+        CompactIntent.model_validate(answer, context={"categories": cats}), cats
+    )
+    assert intent is not None
+    assert (intent.category, intent.categories_any, intent.categories_none) == (
+        "Comedy",
+        ["Comedy"],
+        ["Musical"],
+    )
+    assert (intent.year_min, intent.year_max) == (1990, 1999)
+    for bad in ({"Western": "want"}, {"Comedy": "maybe"}, {"comedy": "want", "Comedy": "avoid"}):
+        with pytest.raises(ValidationError, match="categories"):
+            CompactIntent.model_validate(answer | {"categories": bad}, context={"categories": cats})
+
+
+@pytest.fixture(scope="module")
+def grammars() -> tuple[GrammarCompiler, Any]:
+    """The server's grammar compiler on the shipped model's tokenizer (no weights)."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_file(None).path
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    return GrammarCompiler(tokenizer, len(tokenizer), [tokenizer.eos_token_id]), tokenizer
+
+
+def accepted(grammars: tuple[GrammarCompiler, Any], schema: dict[str, Any], text: str) -> bool:
+    """Whether the constrained decoder's masks let it write ``text`` token by token."""
+    compiler, tokenizer = grammars
+    constraint = compiler.compile({"type": "json_schema", "json_schema": {"schema": schema}})
+    assert constraint is not None
+    for token in tokenizer.encode(text, add_special_tokens=False):
+        if constraint.mask(torch.zeros(compiler.n_vocab))[token] == float("-inf"):
+            return False
+        constraint.consume(token)
+    return constraint.error is None
+
+
+def test_the_constrained_decoder_cannot_write_a_clashing_intent(
+    grammars: tuple[GrammarCompiler, Any],
+) -> None:
+    """Wanted-and-excluded was a third of a small model's intent answers; under the
+    compact schema's grammar a category can be named once, in the schema's order."""
+    schema = intent_schema_compact(["Comedy", "Horror", "Musical"])
+    rest = (
+        ',"year_from":null,"year_to":null,"soft_preferences":[],"negatives":[],'
+        '"confidence":0.5,"clarification_needed":false}'
+    )
+    good = '{"categories":{"Comedy":"want","Musical":"avoid"}' + rest
+    assert accepted(grammars, schema, good)
+    for clash in ('"Comedy":"want","Comedy":"avoid"', '"Musical":"avoid","Comedy":"want"'):
+        assert not accepted(grammars, schema, '{"categories":{' + clash + "}" + rest)
 
 
 def test_prompt_style_follows_the_local_llm(tmp_path: Path) -> None:
