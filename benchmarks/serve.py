@@ -34,7 +34,8 @@ sheds a request already past it when serving would begin (``serve_shed_expired``
 answers ``status=EXPIRED`` with no items. Such an answer is *not* counted as answered —
 ``answered_per_s``, ``p99_ms`` and the knee count real (``OK``) answers only — nor as
 lost: each rate's ``expired`` count (and their round trips, ``expired_round_trip``) is in
-``detail`` and on the rate's stderr line.
+``detail`` and on the rate's stderr line, beside ``within_deadline`` (real answers that
+arrived within their request's deadline, by the client's clock).
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def drive(
     trips: dict[str, list[float]] = defaultdict(list)
     by_id: dict[str, float] = {}
     server: dict[str, list[float]] = defaultdict(list)
-    llm_used = lost = 0
+    llm_used = lost = in_time = 0
     expired: list[float] = []  # round trips of EXPIRED answers (shed requests)
     slowest: list[tuple[float, float, str, float]] = []
     with RecClient.from_settings(settings) as client:
@@ -189,6 +190,7 @@ def drive(
             trips[route].append(trip)
             trips["all"].append(trip)
             by_id[request.request_id] = trip
+            in_time += trip <= request.deadline_ms
             slowest.append((round(trip, 1), round(response.latency_ms, 1), route, done - start))
             server[route].append(response.latency_ms)
             llm_used += response.llm_used
@@ -204,6 +206,8 @@ def drive(
         "answered_per_s": round(answered / max(1e-9, offered_s, last - start), 1),
         "lost": lost,
         "expired": len(expired),
+        # real answers that arrived within their request's deadline (client clock)
+        "within_deadline": in_time,
         "expired_round_trip": ms(expired),
         "llm_used": llm_used,
         "round_trip": {k: ms(v) for k, v in sorted(trips.items())},
@@ -478,6 +482,7 @@ def main() -> None:
                 f"# rate {rate}: answered {runs[str(rate)]['answered_per_s']}/s, "
                 f"{runs[str(rate)]['round_trip'].get('all')}, "
                 f"expired {runs[str(rate)]['expired']} of {runs[str(rate)]['sent']}, "
+                f"within deadline {runs[str(rate)]['within_deadline']}, "
                 f"lost {runs[str(rate)]['lost']}",
                 file=sys.stderr,
                 flush=True,
