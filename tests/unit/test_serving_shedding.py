@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
@@ -149,3 +150,18 @@ def test_older_readers_read_expired_answers_and_new_readers_read_old_ones() -> N
     value = schemaless_reader(buf, writer, parse_schema(current, _write_hint=False))
     assert isinstance(value, dict) and value["status"] == "OK"
     assert RecResponse.model_validate(value).status is ResponseStatus.OK
+
+
+def test_operators_see_shedding_in_the_health_details(tmp_path: Path) -> None:
+    from tests.conftest import make_settings
+    from workers.observe import Observer
+
+    observer = Observer("serve", make_settings(tmp_path))
+    shedder = Shedder()
+    assert observer.shedding_detail(shedder).startswith("no request shed")
+    shedder.shed(2.0)
+    shedder.shed(3.0)
+    assert observer.shedding_detail(shedder) == (
+        "2 request(s) shed as EXPIRED in the last minute, 2 since start"
+    )
+    assert "shedding off" in observer.shedding_detail(Shedder(enabled=False))
