@@ -87,7 +87,7 @@ class TrainPopularity:
         return []
 
     async def covisit(
-        self, items: Sequence[str], n: int, exclude: Collection[str]
+        self, items: Sequence[str], n: int, exclude: Collection[str], *, shares: bool = False
     ) -> list[tuple[str, float, str]]:
         return []
 

@@ -68,6 +68,8 @@ from benchmarks.movielens_world import (
     seed,
     through_worker,
 )
+from recsys import db
+from recsys.cf.pg_covisit import PgCovisitation
 from recsys.embedding import SentenceTransformerEmbedder
 from recsys.evaluation.bootstrap import mean_interval, paired_difference
 from recsys.evaluation.route_selection import (
@@ -79,6 +81,7 @@ from recsys.evaluation.route_selection import (
 from recsys.llm.client import LlmClient
 from recsys.movielens import MovieLens, TemporalSplit, temporal_split
 from recsys.records import WarmthBucket
+from recsys.serving.candidates import COVISIT_SEEDS
 from recsys.serving.config import SHIPPED_ROUTES, BucketRoute
 from recsys.serving.query_embedding import QueryEncoder
 from stack.embedded import free_port
@@ -94,6 +97,9 @@ SIM_COLD_FACTOR = 1.1
 #: Large enough that 1996-2018 ratings are not decayed away at today's date: the
 #: popular head is all-time popularity (what the CF benchmark's tuning also chose).
 POPULARITY_HALF_LIFE_H = 1e6
+#: The same for co-visitation: with the default half-life of a week, the neighbours of an
+#: item at today's date are whoever co-visited it last (2018), not MovieLens' co-visits.
+COVISIT_HALF_LIFE_H = 1e6
 #: Serving reads the popularity snapshot train-cf wrote (no refresh during the run).
 POPULARITY_MAX_AGE_S = 86_400.0
 #: Requests served in-process a second time: is the in-process answer itself stable?
@@ -114,9 +120,39 @@ def stack(**extra: Any) -> Any:
         user_partitions=2,
         route_epsilon=0.0,
         popularity_half_life_h=POPULARITY_HALF_LIFE_H,
+        covisit_half_life_h=COVISIT_HALF_LIFE_H,
         popularity_max_age_s=POPULARITY_MAX_AGE_S,
         **extra,
     )
+
+
+async def covisit_statement_ms(
+    settings: Settings, cases: Sequence[Case], sample: int, seed_: int
+) -> dict[str, Any]:
+    """What the ``covisit`` CF list's read costs: :meth:`PgCovisitation.neighbors` with
+    shares for up to :data:`COVISIT_SEEDS` of a sampled user's training items (the
+    request's exclusions, 100 candidates), one after the other, pool acquire included."""
+    assert settings.database_url is not None
+    pool = db.async_pool(settings.database_url.get_secret_value(), max_size=1, name="bench-cv")
+    await pool.open(wait=True)
+    store = PgCovisitation(pool, half_life_h=settings.covisit_half_life_h)
+    rng = random.Random(seed_)
+    picked = rng.sample(list(cases), min(sample, len(cases)))
+    took: list[float] = []
+    try:
+        for case in picked:
+            seeds = rng.sample(sorted(case.train_items), min(COVISIT_SEEDS, len(case.train_items)))
+            t = time.perf_counter()
+            await store.neighbors(seeds, settings.candidate_pool, case.exclude, shares=True)
+            took.append((time.perf_counter() - t) * 1000.0)
+    finally:
+        await pool.close()
+    ms = np.asarray(took)
+    return {
+        "calls": len(took),
+        "p50": round(float(np.percentile(ms, 50)), 2),
+        "p99": round(float(np.percentile(ms, 99)), 2),
+    }
 
 
 def same_for_every_bucket(route: BucketRoute) -> dict[str, BucketRoute]:
@@ -167,6 +203,9 @@ def evaluate(
         sample = random.Random(args.seed).sample(cases, min(REPEAT_SAMPLE, len(cases)))
         again = asyncio.run(in_process(settings, encoder, sample, {"again": dict(routes)}))
         meta["in_process_repeat"] = agreement(answers["routed"], again["again"])
+        meta["covisit_statement_ms"] = asyncio.run(
+            covisit_statement_ms(settings, cases, REPEAT_SAMPLE, args.seed)
+        )
         if args.llm == "simulated":
             with SimulatedLlmServer() as server:
                 llm = settings.with_overrides(llm_base_url=server.base_url, llm_model=server.model)

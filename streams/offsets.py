@@ -5,6 +5,10 @@ keeps one committed position per partition, and committing past an unfinished in
 would lose it on a crash. :class:`OffsetTracker` keeps, per partition, the offsets
 started and not finished, and the highest offset started; the committable position is
 the lowest unfinished offset, or one past the highest started when none is unfinished.
+Each start is stamped with the partition's *epoch*, which :meth:`~OffsetTracker.drop`
+advances: an input of a revoked partition that finishes after the partition was assigned
+again (and the same offset consumed again) cannot mark the new input done.
+
 Thread-safe: inputs finish on the event loop while a rebalance callback (librdkafka's
 poll thread) may drop partitions.
 """
@@ -28,19 +32,23 @@ class OffsetTracker:
         self._heap: dict[TopicPartitionKey, list[int]] = {}
         self._open: dict[TopicPartitionKey, set[int]] = {}
         self._next: dict[TopicPartitionKey, int] = {}
+        self._epoch: dict[TopicPartitionKey, int] = {}
 
-    def start(self, tp: TopicPartitionKey, offset: int) -> None:
-        """``offset`` of ``tp`` was consumed and is being handled."""
+    def start(self, tp: TopicPartitionKey, offset: int) -> int:
+        """``offset`` of ``tp`` was consumed and is being handled; returns the epoch
+        that :meth:`finish` must name."""
         with self._lock:
             heapq.heappush(self._heap.setdefault(tp, []), offset)
             self._open.setdefault(tp, set()).add(offset)
             self._next[tp] = max(self._next.get(tp, 0), offset + 1)
+            return self._epoch.get(tp, 0)
 
-    def finish(self, tp: TopicPartitionKey, offset: int) -> bool:
-        """``offset`` is done (effects durable); False if ``tp`` is no longer tracked."""
+    def finish(self, tp: TopicPartitionKey, offset: int, epoch: int = 0) -> bool:
+        """``offset`` is done (effects durable); False if ``tp`` is no longer tracked or
+        was dropped since ``epoch`` (the input of an earlier assignment)."""
         with self._lock:
             pending = self._open.get(tp)
-            if pending is None or offset not in pending:
+            if pending is None or offset not in pending or self._epoch.get(tp, 0) != epoch:
                 return False
             pending.discard(offset)
             heap = self._heap[tp]
@@ -67,6 +75,7 @@ class OffsetTracker:
         """Forget partitions (revoked): what finishes for them later is ignored."""
         with self._lock:
             for tp in tps:
+                self._epoch[tp] = self._epoch.get(tp, 0) + 1
                 self._heap.pop(tp, None)
                 self._open.pop(tp, None)
                 self._next.pop(tp, None)

@@ -107,8 +107,8 @@ class PipelinedLoop(ConsumerLoop):
             errors = group.errors
             self._fail(DeliveryError(f"{len(errors)} message(s) not delivered: {errors[:3]}"))
             return
-        tp, offset = group.key
-        self.tracker.finish(tp, offset)
+        tp, offset, epoch = group.key
+        self.tracker.finish(tp, offset, epoch)
         self._room.set()
 
     def _fail(self, exc: BaseException) -> None:
@@ -155,8 +155,8 @@ class PipelinedLoop(ConsumerLoop):
         self.metrics.consumed.labels(self.worker, topic).inc()
         tp = (topic, partition)
         self._positions[tp] = offset + 1
-        self.tracker.start(tp, offset)
-        group = DeliveryGroup((tp, offset), self._settled)
+        epoch = self.tracker.start(tp, offset)
+        group = DeliveryGroup((tp, offset, epoch), self._settled)
         token = current_group.set(group)  # a dead letter sent while decoding counts too
         try:
             inbound = self._decode(msg)

@@ -39,6 +39,7 @@ __all__ = [
     "log2_time",
     "pairs_for",
     "rank_neighbors",
+    "rank_shares",
 ]
 
 #: The reference time ``t0`` of forward decay.
@@ -160,6 +161,45 @@ def rank_neighbors(
     return [(item, value, best[item][1]) for item, value in ranked]
 
 
+def rank_shares(
+    rows: Iterable[tuple[str, str, float]],
+    seeds: Collection[str],
+    n: int,
+    exclude: Collection[str],
+) -> list[tuple[str, float, str]]:
+    """Best ``n`` by the seeds' *shares*: ``(item, score, via)``.
+
+    Each seed's rows are turned into shares of that seed's total weight over the rows
+    given for it (``2^(w - max) / Σ 2^(w' - max)``: exact in log2 space, and the
+    reference time of the decay cancels out), and a candidate's score is the sum of its
+    shares over the seeds — every seed has one vote, so a blockbuster among the seeds
+    (whose pair weights are orders of magnitude larger) does not drown the others'
+    neighbours. Shares are taken before seeds and ``exclude`` are dropped, so an
+    excluded neighbour still counts in its seed's total; ``via`` is the seed that gave
+    the largest share; ties go by item id.
+    """
+    by_seed: dict[str, list[tuple[str, float]]] = {}
+    for seed, candidate, log2_w in rows:
+        by_seed.setdefault(seed, []).append((candidate, log2_w))
+    skip = set(seeds) | set(exclude)
+    score: dict[str, float] = {}
+    best: dict[str, tuple[float, str]] = {}
+    for seed, pairs in by_seed.items():
+        top = max(w for _, w in pairs)
+        weights = [(c, math.pow(2.0, w - top)) for c, w in pairs]
+        total = sum(v for _, v in weights)
+        for candidate, value in weights:
+            if candidate in skip:
+                continue
+            share = value / total
+            score[candidate] = score.get(candidate, 0.0) + share
+            prev = best.get(candidate)
+            if prev is None or share > prev[0] or (share == prev[0] and seed < prev[1]):
+                best[candidate] = (share, seed)
+    ranked = sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return [(item, value, best[item][1]) for item, value in ranked]
+
+
 class Covisitation:
     """In-memory co-visitation model: feed visits in time order, ask for neighbours."""
 
@@ -205,14 +245,22 @@ class Covisitation:
         n: int,
         exclude: Collection[str] = (),
         at: datetime | float | None = None,
+        *,
+        shares: bool = False,
     ) -> list[tuple[str, float, str]]:
-        """Items that go with ``items``: ``(item_id, score, via_item_id)``, best first."""
+        """Items that go with ``items``: ``(item_id, score, via_item_id)``, best first.
+
+        ``shares``: score by each seed's shares of its own weight (:func:`rank_shares`)
+        instead of by the summed decayed weights (:func:`rank_neighbors`).
+        """
         seeds = list(dict.fromkeys(items))
         rows = (
             (seed, candidate, w)
             for seed in seeds
             for candidate, w in self._weights.get(seed, {}).items()
         )
+        if shares:
+            return rank_shares(rows, seeds, n, exclude)
         return rank_neighbors(rows, seeds, n, exclude, self._ref(at))
 
     def _ref(self, at: datetime | float | None) -> float:

@@ -25,7 +25,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from recsys import db
-from recsys.cf.covisit import Pair, log2_add, log2_time, rank_neighbors
+from recsys.cf.covisit import Pair, log2_add, log2_time, rank_neighbors, rank_shares
 
 __all__ = ["COVISIT_INSERT", "PgCovisitation", "undirected_sums"]
 
@@ -114,12 +114,16 @@ class PgCovisitation:
         n: int,
         exclude: Collection[str] = (),
         at: datetime | None = None,
+        *,
+        shares: bool = False,
     ) -> list[tuple[str, float, str]]:
         """Items that go with ``items``: ``(item_id, score, via_item_id)``, best first.
 
         Scores are decayed to ``at`` (default: now). Each seed contributes its strongest
         ``n + len(exclude) + len(items)`` pairs, which is exact for one seed and for
-        candidates near the top with several.
+        candidates near the top with several. ``shares``: each seed's pairs become
+        shares of its weight over those pairs, summed (:func:`recsys.cf.covisit.rank_shares`).
+        One statement whatever the number of seeds: two index scans by weight per seed.
         """
         seeds = list(dict.fromkeys(items))
         if not seeds or n <= 0:
@@ -128,6 +132,8 @@ class PgCovisitation:
         async with self._conn() as conn:
             cur = await conn.execute(_NEIGHBOURS, {"seeds": seeds, "k": per_seed})
             rows = await cur.fetchall()
+        if shares:
+            return rank_shares(((r[0], r[1], float(r[2])) for r in rows), seeds, n, exclude)
         ref = log2_time(at or datetime.now(UTC), self.half_life_h)
         return rank_neighbors(((r[0], r[1], float(r[2])) for r in rows), seeds, n, exclude, ref)
 

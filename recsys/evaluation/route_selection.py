@@ -36,11 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from recsys.cf.als import Fold
 from recsys.evaluation.bootstrap import Interval, mean_interval, paired_difference
 from recsys.evaluation.selection import ALPHA, MIN_USERS, pick
 from recsys.records import Route, WarmthBucket
-from recsys.serving.config import BucketRoute
+from recsys.serving.config import BucketRoute, CfFold
 
 __all__ = [
     "CANDIDATES",
@@ -64,7 +63,7 @@ class RouteCandidate:
     route: Route
     content_weight: float = 1.0
     popularity_weight: float = 0.5
-    cf_fold: Fold = "least_squares"
+    cf_fold: CfFold = "least_squares"
 
     @property
     def bucket_route(self) -> BucketRoute:
@@ -80,8 +79,8 @@ class RouteCandidate:
         }
 
 
-def _hybrid(content: float, prior: float, fold: Fold = "least_squares") -> RouteCandidate:
-    suffix = "_sum" if fold == "item_sum" else ""
+def _hybrid(content: float, prior: float, fold: CfFold = "least_squares") -> RouteCandidate:
+    suffix = {"least_squares": "", "item_sum": "_sum", "covisit": "_covisit"}[fold]
     return RouteCandidate(
         f"hybrid{suffix}_c{content:g}_p{prior:g}", Route.HYBRID, content, prior, fold
     )
@@ -97,7 +96,11 @@ SINGLE_ROUTES: tuple[RouteCandidate, ...] = (
 #: The variants: the content list's weight against CF's 1 in the fusion (more CF: 0.5;
 #: more content and popularity: 2), the popularity prior's weight in the content list
 #: (0.5 untuned, 1.5 heavy), and the CF list by the latent item sum instead of the
-#: least-squares fold-in (:func:`recsys.cf.als.item_sum`: better for a handful of items).
+#: least-squares fold-in (:func:`recsys.cf.als.item_sum`: better for a handful of items),
+#: and the CF list made of item-to-item neighbours instead of ALS: the co-visitation
+#: neighbours of the newest items, each item's as shares of its own co-visits
+#: (``cf_fold="covisit"``, :func:`recsys.serving.candidates.cf_candidates`), alone and in
+#: the equal-weight hybrid with the content list.
 FUSIONS: tuple[RouteCandidate, ...] = (
     RouteCandidate("content_p1.5", Route.CONTENT, 1.0, 1.5),
     _hybrid(0.5, 0.5),
@@ -105,6 +108,8 @@ FUSIONS: tuple[RouteCandidate, ...] = (
     RouteCandidate("cf_sum", Route.CF, cf_fold="item_sum"),
     _hybrid(0.5, 1.5, "item_sum"),
     _hybrid(1.0, 1.5, "item_sum"),
+    RouteCandidate("cf_covisit", Route.CF, cf_fold="covisit"),
+    _hybrid(1.0, 0.5, "covisit"),
 )
 CANDIDATES: tuple[RouteCandidate, ...] = SINGLE_ROUTES + FUSIONS
 EMPTY_BUCKET = SINGLE_ROUTES[3]

@@ -1,7 +1,10 @@
 """Candidate generation per route, and the merge rules that need no training.
 
 * CF: ALS folded in from the user's CF profile (:mod:`recsys.cf.profile`: the events as
-  training weighs them), co-visitation neighbours of the newest items to fill.
+  training weighs them), co-visitation neighbours of the newest items to fill; or, with
+  ``cf_fold="covisit"``, the co-visitation neighbours of the :data:`COVISIT_SEEDS` newest
+  profile items alone, each seed's neighbours as shares of its own co-visits
+  (:func:`recsys.cf.covisit.rank_shares`: every seed one vote), ALS not asked.
 * CONTENT: pgvector kNN around the query (or the profile of recent/session items) in the
   serving space, unioned with the popular head, scored ``cosine + w · prior`` where the
   prior is log-popularity scaled to [0, 1]. Similarity alone favours obscure items (on
@@ -22,11 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.cf.als import Fold
+from recsys.cf.als import FOLDS
 from recsys.items.model import ItemFilters
+from recsys.serving.config import CfFold
 from recsys.serving.ports import CfSource, ItemSource
 
 __all__ = [
+    "COVISIT_SEEDS",
     "Candidate",
     "cf_candidates",
     "content_candidates",
@@ -36,6 +41,9 @@ __all__ = [
 ]
 
 RRF_K = 60
+#: Newest profile items whose co-visitation neighbours make a ``covisit`` CF list (a cold
+#: user has at most a handful; one statement reads them all, :mod:`recsys.cf.pg_covisit`).
+COVISIT_SEEDS = 5
 
 
 @dataclass(frozen=True)
@@ -64,10 +72,17 @@ async def cf_candidates(
     recent: Sequence[tuple[str, float]],
     n: int,
     exclude: Collection[str],
-    fold: Fold = "least_squares",
+    fold: CfFold = "least_squares",
 ) -> list[Candidate]:
     """ALS first (folded in from all of ``recent`` by ``fold``), co-visitation neighbours
-    of the newest items after them."""
+    of the newest items after them; ``fold="covisit"``: the shares-scored co-visitation
+    neighbours of the :data:`COVISIT_SEEDS` newest items only (``recent`` is newest first).
+    """
+    if fold == "covisit":
+        seeds = list(dict.fromkeys(item for item, w in recent if w > 0))[:COVISIT_SEEDS]
+        found = await cf.covisit(seeds, n, exclude, shares=True) if seeds else []
+        return [Candidate(item, score, "covisit", via) for item, score, via in found]
+    assert fold in FOLDS
     als = await cf.als(recent, n, exclude, fold)
     out = [Candidate(item, score, "als") for item, score in als]
     seen = {c.item_id for c in out}

@@ -5,10 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from recsys.cf.als import FOLDS, Fold
+from recsys.cf.als import FOLDS
 from recsys.records import Route, WarmthBucket
 
-__all__ = ["SHIPPED_ROUTES", "BucketRoute", "ServingConfig", "warmth_of"]
+__all__ = ["CF_FOLDS", "SHIPPED_ROUTES", "BucketRoute", "CfFold", "ServingConfig", "warmth_of"]
+
+#: How the CF list of a user is made: ALS with the user vector folded in by least squares
+#: or by the latent item sum (:data:`recsys.cf.als.Fold`), or — without ALS — the
+#: co-visitation neighbours of the user's newest items, each item's neighbours as shares
+#: of its own co-visits (:func:`recsys.serving.candidates.cf_candidates`).
+CfFold = Literal["least_squares", "item_sum", "covisit"]
+CF_FOLDS: tuple[CfFold, ...] = (*FOLDS, "covisit")
 
 
 @dataclass(frozen=True)
@@ -22,20 +29,22 @@ class BucketRoute:
             against the CF list's 1.
         popularity_weight: weight of the popularity prior in the content list's scores
             (CONTENT and HYBRID).
-        cf_fold: how the CF list's user vector is made (CF and HYBRID): the model's
-            least-squares fold-in, or the latent item sum (:func:`recsys.cf.als.item_sum`).
+        cf_fold: how the CF list is made (CF and HYBRID, :data:`CfFold`): ALS with the
+            model's least-squares fold-in or the latent item sum
+            (:func:`recsys.cf.als.item_sum`), or the co-visitation neighbours of the
+            user's newest items (``covisit``).
     """
 
     route: Route = Route.HYBRID
     content_weight: float = 1.0
     popularity_weight: float = 0.5
-    cf_fold: Fold = "least_squares"
+    cf_fold: CfFold = "least_squares"
 
     def __post_init__(self) -> None:
         if self.content_weight < 0 or self.popularity_weight < 0:
             raise ValueError("fusion weights must be >= 0")
-        if self.cf_fold not in FOLDS:
-            raise ValueError(f"cf_fold must be one of {', '.join(FOLDS)}")
+        if self.cf_fold not in CF_FOLDS:
+            raise ValueError(f"cf_fold must be one of {', '.join(CF_FOLDS)}")
 
 
 #: The shipped routes per bucket: what :mod:`recsys.evaluation.route_selection` chose on

@@ -143,9 +143,9 @@ class PgCf:
         return await self.als_store.recommend(recent, n, exclude, fold)
 
     async def covisit(
-        self, items: Sequence[str], n: int, exclude: Collection[str]
+        self, items: Sequence[str], n: int, exclude: Collection[str], *, shares: bool = False
     ) -> list[tuple[str, float, str]]:
-        return await self.covisit_store.neighbors(items, n, exclude)
+        return await self.covisit_store.neighbors(items, n, exclude, shares=shares)
 
     async def popular(self, n: int, exclude: Collection[str]) -> list[tuple[str, float]]:
         return await self.popularity.top(n, exclude)

@@ -63,9 +63,10 @@ class CfSource(Protocol):
         ...
 
     async def covisit(
-        self, items: Sequence[str], n: int, exclude: Collection[str]
+        self, items: Sequence[str], n: int, exclude: Collection[str], *, shares: bool = False
     ) -> list[tuple[str, float, str]]:
-        """Items that go with ``items``: (item, score, via item), best first."""
+        """Items that go with ``items``: (item, score, via item), best first (``shares``:
+        each seed's co-visits as shares of its own weight, summed over the seeds)."""
         ...
 
     async def popular(self, n: int, exclude: Collection[str]) -> list[tuple[str, float]]:

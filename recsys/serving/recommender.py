@@ -379,9 +379,11 @@ class Recommender:
                 popularity_weight=popularity_weight,
             )
 
+        # the co-visitation list asks no model: no model version to report
+        uses_model = bucket.cf_fold != "covisit"
         if route is Route.CF:
             ranked = await cf()
-            model_version = await self.cf.model_version()
+            model_version = await self.cf.model_version() if uses_model else None
         elif route is Route.CONTENT:
             ranked = await content(bucket.popularity_weight if history else cfg.popularity_weight)
         elif route is Route.HYBRID:
@@ -389,7 +391,7 @@ class Recommender:
             fusion = action.fusion
             cf_list, content_list = await asyncio.gather(cf(), content(fusion.popularity_weight))
             ranked = cands.rrf(cf_list, content_list, weights=(1.0, fusion.content_weight))
-            model_version = await self.cf.model_version()
+            model_version = await self.cf.model_version() if uses_model else None
         else:
             ranked = []
         if len(ranked) < n:  # fill (or serve) from the popular head

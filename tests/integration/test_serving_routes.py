@@ -118,6 +118,47 @@ async def test_cf_route_by_the_latent_item_sum(world: World, embedder: Any) -> N
     assert [i.item_id for i in served.response.items] == exact[:10]
 
 
+async def test_cf_route_by_co_visitation_shares(world: World, embedder: Any) -> None:
+    """Known answer: with ``cf_fold="covisit"`` a cold user's CF list is the co-visitation
+    neighbours of their 5 newest profile items, each seed's pairs (read here straight from
+    ``covisit_pair``) as shares of its own weight, summed, best first; no ALS involved."""
+    import psycopg
+
+    user = world.user("cold")
+    route = BucketRoute(Route.CF, cf_fold="covisit")
+    async with serving(world, embedder, cold=route) as rec:
+        served = await ask(rec, user, k=10)
+        view = await rec.users.view(user)
+    assert view.cf_profile is not None
+    seeds = list(dict.fromkeys(i for i, _ in view.cf_profile))[:5]
+    with psycopg.connect(world.dsn) as conn:
+        rows = conn.execute(
+            "SELECT item_a, item_b, log2_weight FROM covisit_pair "
+            "WHERE item_a = ANY(%(s)s) OR item_b = ANY(%(s)s)",
+            {"s": seeds},
+        ).fetchall()
+    pairs: dict[str, list[tuple[str, float]]] = {}
+    for a, b, w in rows:
+        if a in seeds:
+            pairs.setdefault(a, []).append((b, w))
+        if b in seeds:
+            pairs.setdefault(b, []).append((a, w))
+    assert pairs and all(len(p) < 100 for p in pairs.values())  # every pair read per seed
+    score: Counter[str] = Counter()
+    for own in pairs.values():
+        top = max(w for _, w in own)
+        total = sum(2.0 ** (w - top) for _, w in own)
+        for other, w in own:
+            score[other] += 2.0 ** (w - top) / total
+    skip = set(seeds) | set(view.consumed) | set(view.recent_items) | world.deleted
+    expected = sorted((i for i in score if i not in skip), key=lambda i: (-score[i], i))
+    r = served.response
+    got = [i.item_id for i in r.items if i.source == "covisit"]
+    assert r.route is Route.CF and r.model_version is None
+    assert got and got == expected[: len(got)]
+    assert len(got) == min(10, len(expected))  # the rest of the 10 from the popular head
+
+
 def active_version(world: World) -> str:
     import psycopg
 

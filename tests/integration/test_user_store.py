@@ -104,6 +104,12 @@ async def test_batches_write_once_and_never_go_backwards(pool: object) -> None:
     assert [(i, v) for i, _, v in got_n] == [(i, v) for i, _, v in want_n]
     assert all(math.isclose(g[1], w[1], rel_tol=1e-9) for g, w in zip(got_n, want_n, strict=True))
     assert [i for i, _, _ in await covisit.neighbors(["a"], 5, exclude={"b"}, at=at)] == ["c"]
+    # by shares (the covisit CF list): the same ranking from Postgres as in memory, every
+    # seed's pairs read in one statement
+    got_s = await covisit.neighbors(["a", "b"], 5, shares=True)
+    want_s = offline.neighbors(["a", "b"], 5, shares=True)
+    assert got_s and [(i, v) for i, _, v in got_s] == [(i, v) for i, _, v in want_s]
+    assert all(math.isclose(g[1], w[1], rel_tol=1e-9) for g, w in zip(got_s, want_s, strict=True))
 
 
 def fold_order(log: list[UserEvent]) -> list[UserEvent]:

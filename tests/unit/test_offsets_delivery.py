@@ -40,6 +40,20 @@ def test_partitions_are_independent_and_dropped_ones_are_ignored() -> None:
     assert not t.finish(OTHER, 5)  # finishing twice is not counted twice
 
 
+def test_a_late_input_of_an_earlier_assignment_cannot_finish_the_new_one() -> None:
+    """Revoked with offset 7 in flight, assigned back, 7 consumed again: the first
+    handling's late completion must not mark the second one done."""
+    t = OffsetTracker()
+    old = t.start(TP, 7)
+    t.drop([TP])
+    new = t.start(TP, 7)
+    assert new != old
+    assert not t.finish(TP, 7, old)
+    assert t.committable() == {TP: 7} and t.in_flight(TP) == 1
+    assert t.finish(TP, 7, new)
+    assert t.committable() == {TP: 8}
+
+
 def test_a_group_settles_once_sealed_and_every_message_is_acknowledged() -> None:
     settled: list[DeliveryGroup] = []
     g = DeliveryGroup((TP, 3), settled.append)

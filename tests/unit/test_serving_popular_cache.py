@@ -25,7 +25,9 @@ class SlowPopularity:
     async def als(self, recent: Sequence[Any], n: int, exclude: Collection[str]) -> list[Any]:
         return []
 
-    async def covisit(self, items: Sequence[str], n: int, exclude: Collection[str]) -> list[Any]:
+    async def covisit(
+        self, items: Sequence[str], n: int, exclude: Collection[str], *, shares: bool = False
+    ) -> list[Any]:
         return []
 
     async def model_version(self) -> str | None:
