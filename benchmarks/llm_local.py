@@ -19,6 +19,7 @@ the answers the same way: what the grammar buys. ``tokens_per_s`` is the server'
 decode rate over the constrained calls (prefill excluded; it is printed apart).
 
     python -m benchmarks llm_local [--calls 200] [--unconstrained 50] [--style compact]
+                                   [--use-cases enrich,intent,rerank]
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from stack.local_llm.launcher import EmbeddedLlm
 from streams.settings import Settings
 
 CANDIDATES = 20
+USE_CASES = ("enrich", "intent", "rerank")
 
 
 def log(message: str) -> None:
@@ -111,6 +113,9 @@ async def unconstrained(client: LlmClient, messages: list[dict[str, str]], check
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    use_cases = set(args.use_cases.split(","))
+    if not use_cases <= set(USE_CASES):
+        raise SystemExit(f"--use-cases: choose among {', '.join(USE_CASES)}")
     movielens = MovieLens(args.movielens)
     qs = load_query_set(movielens)  # the frozen query set of ab-enrich
     items = movielens.catalog()  # titles, genres, viewers' tags as the description
@@ -146,34 +151,41 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     try:
         before = totals(llm)
         # ---- enrich
-        calls, enricher = await run_enrich(client, changes, args.style)
-        latency["enrich"] = [r.latency_ms for r in calls]
-        valid["enrich"] = sum(r.validation is ValidationResult.VALID for r in calls) / len(calls)
-        reasons = [
-            r.fallback_reason or "re-asked"
-            for r in calls
-            if r.validation is not ValidationResult.VALID
-        ]
-        log(f"enrich: {len(calls)} calls, valid {valid['enrich']:.3f}, failures {reasons[:10]}")
+        enricher = Enricher(client, InMemoryEnrichmentCache(), Taxonomy(), prompt_style=args.style)
+        if "enrich" in use_cases:
+            calls, enricher = await run_enrich(client, changes, args.style)
+            latency["enrich"] = [r.latency_ms for r in calls]
+            valid["enrich"] = sum(r.validation is ValidationResult.VALID for r in calls) / len(
+                calls
+            )
+            reasons = [
+                f"{r.fallback_reason or 're-asked'}: {'; '.join(r.validation_errors)[:200]}"
+                for r in calls
+                if r.validation is not ValidationResult.VALID
+            ]
+            log(f"enrich: {len(calls)} calls, valid {valid['enrich']:.3f}, failures {reasons[:10]}")
         # ---- intent
         parser = IntentParser(client, cache_size=0, prompt_style=args.style)
         intents = []
-        for n, q in enumerate(queries, 1):
+        for n, q in enumerate(queries if "intent" in use_cases else [], 1):
             intents.append(await parser.parse(q.text, categories, deadline_s=300))
             if n % 50 == 0:
                 log(f"intent {n}/{len(queries)}")
         called = [o for o in intents if o.called]
-        latency["intent"] = [o.latency_ms for o in called]
-        valid["intent"] = sum(o.validation is ValidationResult.VALID for o in called) / len(called)
-        log(
-            f"intent: {len(called)} calls ({len(intents) - len(called)} not called: "
-            f"{sorted({str(o.fallback_reason) for o in intents if not o.called})}), valid "
-            f"{valid['intent']:.3f}, fallbacks "
-            f"{[o.fallback_reason for o in called if not o.used][:10]}"
-        )
+        if called:
+            latency["intent"] = [o.latency_ms for o in called]
+            valid["intent"] = sum(o.validation is ValidationResult.VALID for o in called) / len(
+                called
+            )
+            log(
+                f"intent: {len(called)} calls ({len(intents) - len(called)} not called: "
+                f"{sorted({str(o.fallback_reason) for o in intents if not o.called})}), valid "
+                f"{valid['intent']:.3f}, fallbacks "
+                f"{[(o.fallback_reason, o.errors[:1]) for o in called if not o.used][:10]}"
+            )
         # ---- rerank
         reranker = LlmReranker(client, cap=CANDIDATES, cache_size=0, prompt_style=args.style)
-        inputs = rerank_inputs(queries, items, args.seed)
+        inputs = rerank_inputs(queries, items, args.seed) if "rerank" in use_cases else []
         outcomes = []
         hits_llm = hits_base = 0
         for n, (_q, ctx, cands, relevant) in enumerate(inputs, 1):
@@ -184,16 +196,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             if n % 50 == 0:
                 log(f"rerank {n}/{len(inputs)}")
         called_r = [o for o in outcomes if o.called]
-        latency["rerank"] = [o.latency_ms for o in called_r]
-        valid["rerank"] = sum(o.validation is ValidationResult.VALID for o in called_r) / len(
-            called_r
-        )
-        hallucinated = sum(bool(o.hallucinated_ids) for o in called_r) / len(called_r)
-        log(
-            f"rerank: {len(called_r)} calls, valid {valid['rerank']:.3f}, fallbacks "
-            f"{[o.fallback_reason for o in called_r if not o.used][:10]}; relevant items in "
-            f"the top 5: LLM order {hits_llm}, shuffled ranker order {hits_base}"
-        )
+        hallucinated: float | None = None
+        if called_r:
+            latency["rerank"] = [o.latency_ms for o in called_r]
+            valid["rerank"] = sum(o.validation is ValidationResult.VALID for o in called_r) / len(
+                called_r
+            )
+            hallucinated = sum(bool(o.hallucinated_ids) for o in called_r) / len(called_r)
+            log(
+                f"rerank: {len(called_r)} calls, valid {valid['rerank']:.3f}, fallbacks "
+                f"{[o.fallback_reason for o in called_r if not o.used][:10]}; relevant items "
+                f"in the top 5: LLM order {hits_llm}, shuffled ranker order {hits_base}"
+            )
         after = totals(llm)
         out_tokens = after["completion_tokens"] - before["completion_tokens"]
         in_tokens = after["prompt_tokens"] - before["prompt_tokens"]
@@ -207,8 +221,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         # ---- unconstrained: the same prompts, no response_format
         ok = 0
         total = 0
+        unc: dict[str, float] = {}
         taxonomy = enricher.taxonomy
-        for change in changes[: args.unconstrained]:
+        for change in changes[: args.unconstrained] if "enrich" in use_cases else []:
             messages = enrichment_messages(enricher.prompt, change, taxonomy)
             ok += await unconstrained(
                 client,
@@ -216,9 +231,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 lambda v: Enrichment.model_validate(v, context={"taxonomy": taxonomy}),
             )
             total += 1
-        unc = {"enrich": ok / max(1, total)}
+        if total:
+            unc["enrich"] = ok / total
         ok = total = 0
-        for q in queries[: args.unconstrained]:
+        for q in queries[: args.unconstrained] if "intent" in use_cases else []:
             messages = parser.prompt.render(
                 query=quote_untrusted("QUERY", {"query": q.text}), categories=", ".join(categories)
             )
@@ -231,7 +247,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 ),
             )
             total += 1
-        unc["intent"] = ok / max(1, total)
+        if total:
+            unc["intent"] = ok / total
         ok = total = 0
         shuffle = random.Random(args.seed)
         for _q, ctx, cands, _rel in inputs[: args.unconstrained]:
@@ -240,8 +257,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 client, messages, lambda v, n=len(cands): validate_ranking(v, n)[1] is None
             )
             total += 1
-        unc["rerank"] = ok / max(1, total)
-        unconstrained_rate = sum(unc.values()) / len(unc)
+        if total:
+            unc["rerank"] = ok / total
+        unconstrained_rate = sum(unc.values()) / len(unc) if unc else float("nan")
         log(f"unconstrained valid by use case: {unc}")
     finally:
         await client.aclose()
@@ -251,7 +269,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "load_s": round(load_s, 1),
         "tokens_per_s": round(tokens_per_s, 1),
         "json_valid_rate": {k: round(v, 4) for k, v in valid.items()},
-        "hallucinated_id_rate": round(hallucinated, 4),
+        "hallucinated_id_rate": None if hallucinated is None else round(hallucinated, 4),
         "p50_ms": {k: round(percentile(v, 50), 1) for k, v in latency.items()},
         "p99_ms": {k: round(percentile(v, 99), 1) for k, v in latency.items()},
         "unconstrained_json_valid_rate": round(unconstrained_rate, 4),
@@ -292,6 +310,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="calls per use case")
     parser.add_argument("--unconstrained", type=int, default=50, help="per use case")
     parser.add_argument("--style", choices=("compact",), default="compact")
+    parser.add_argument(
+        "--use-cases",
+        default=",".join(USE_CASES),
+        help="comma-separated subset of enrich,intent,rerank (a partial run: the maps "
+        "carry only these, hallucinated_id_rate is null without rerank)",
+    )
     parser.add_argument("--repeat-penalty", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2, help="the server's torch threads")
     parser.add_argument("--model-path", type=Path, default=None)

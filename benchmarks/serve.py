@@ -28,12 +28,21 @@ Last line: one JSON object with ``echo_p99_ms``, ``p99_ms`` and ``answered_per_s
 offered rate, ``knee_req_per_s`` (the highest offered rate answered at ≥ 98 % with p99
 ≤ 100 ms), ``llm_overhead_p50_ms``, ``serve_processes`` (the setting ``serve_replicas``;
 details in ``detail``).
+
+Expired answers: the workload's requests carry a 1.5 s deadline, and the serve worker
+sheds a request already past it when serving would begin (``serve_shed_expired``): it
+answers ``status=EXPIRED`` with no items. Such an answer is *not* counted as answered —
+``answered_per_s``, ``p99_ms`` and the knee count real (``OK``) answers only — nor as
+lost: each rate's ``expired`` count (and their round trips, ``expired_round_trip``) is in
+``detail`` and on the rate's stderr line, beside ``within_deadline`` (real answers that
+arrived within their request's deadline, by the client's clock).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import gc
 import io
@@ -62,7 +71,7 @@ from recsys.synthetic import SyntheticWorkload, WorkloadConfig
 from stack.supervisor import Supervisor, replica_names
 from streams.admin import ensure_topics
 from streams.client import RecClient
-from streams.exceptions import RequestTimeout
+from streams.exceptions import RequestExpired, RequestTimeout
 from streams.producer import registry_from_settings
 from streams.serde import AvroSerde
 from streams.settings import Settings
@@ -147,13 +156,15 @@ def drive(
     trips: dict[str, list[float]] = defaultdict(list)
     by_id: dict[str, float] = {}
     server: dict[str, list[float]] = defaultdict(list)
-    llm_used = lost = 0
+    llm_used = lost = in_time = 0
+    expired: list[float] = []  # round trips of EXPIRED answers (shed requests)
     slowest: list[tuple[float, float, str, float]] = []
     with RecClient.from_settings(settings) as client:
         # a new client's first sends and fetches pay for connections and metadata
         # (hundreds of ms here): the figure is the steady state, not the client's start
         for i in range(3):
-            client.request(f"client-warm-up-{i}", timeout_s=30.0)
+            with contextlib.suppress(RequestExpired):  # an answer all the same: warm
+                client.request(f"client-warm-up-{i}", timeout_s=30.0)
         start = time.monotonic()
         for i, request in enumerate(requests):
             time.sleep(max(0.0, start + i / rate - time.monotonic()))
@@ -167,6 +178,9 @@ def drive(
                 response = client.wait(
                     request, future, max(0.1, timeout_s - (time.monotonic() - at))
                 )
+            except RequestExpired:  # shed: answered, but not with recommendations
+                expired.append((finished[request.request_id] - at) * 1000)
+                continue
             except RequestTimeout:
                 lost += 1
                 continue
@@ -176,19 +190,25 @@ def drive(
             trips[route].append(trip)
             trips["all"].append(trip)
             by_id[request.request_id] = trip
+            in_time += trip <= request.deadline_ms
             slowest.append((round(trip, 1), round(response.latency_ms, 1), route, done - start))
             server[route].append(response.latency_ms)
             llm_used += response.llm_used
     # the rate answers came at: over the offered window, or until the last answer when
-    # the worker falls behind (a saturated worker answers at its own pace)
+    # the worker falls behind (a saturated worker answers at its own pace); real answers
+    # only, and the last of them (an EXPIRED answer is not one)
     answered = len(trips["all"])
-    last = max(finished.values(), default=start)
+    last = max((finished[rid] for rid in by_id), default=start)
     return {
         "rate_per_s": rate,
         "sent": len(requests),
         "offered_s": round(offered_s, 2),
         "answered_per_s": round(answered / max(1e-9, offered_s, last - start), 1),
         "lost": lost,
+        "expired": len(expired),
+        # real answers that arrived within their request's deadline (client clock)
+        "within_deadline": in_time,
+        "expired_round_trip": ms(expired),
         "llm_used": llm_used,
         "round_trip": {k: ms(v) for k, v in sorted(trips.items())},
         "server_latency": {k: ms(v) for k, v in sorted(server.items())},
@@ -460,7 +480,10 @@ def main() -> None:
                 low_trips = low
             print(
                 f"# rate {rate}: answered {runs[str(rate)]['answered_per_s']}/s, "
-                f"{runs[str(rate)]['round_trip'].get('all')}",
+                f"{runs[str(rate)]['round_trip'].get('all')}, "
+                f"expired {runs[str(rate)]['expired']} of {runs[str(rate)]['sent']}, "
+                f"within deadline {runs[str(rate)]['within_deadline']}, "
+                f"lost {runs[str(rate)]['lost']}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -22,6 +22,9 @@ recommended item, attributed to its request), requests through :class:`RecClient
 Per minute (one JSON line each): client p50/p99 by send minute, the serve worker's own
 ``latency_ms`` p50/p99, the bare echo p50/p99, CPU seconds and RSS of every process
 (each worker, ``up`` with its dashboard, both brokers, Postgres, the load generators).
+A request the serve worker shed (answered ``EXPIRED``: its deadline had passed before
+serving began) is answered, so not lost, but it is no recommendation: it is counted in the
+minute's ``expired`` and left out of the latencies.
 ``lost`` counts requests never answered and events absent from ``user_events`` once the
 load stopped and the users worker caught up (bounded waits).
 
@@ -76,6 +79,8 @@ class Minute:
     client_ms: list[float] = field(default_factory=list)
     serve_ms: list[float] = field(default_factory=list)
     requests: int = 0
+    #: Answered EXPIRED (shed by serve: past their deadline); not in the latencies.
+    expired: int = 0
     events: int = 0
     cpu_s: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
@@ -129,7 +134,9 @@ class Load:
             response = future.result()
             with self.lock:
                 self.pending.pop(request.request_id, None)
-            if minute >= 0:
+            if minute >= 0 and response.expired:
+                self.minutes[minute].expired += 1
+            elif minute >= 0:
                 m = self.minutes[minute]
                 m.client_ms.append(round((arrived - at) * 1000, 3))
                 m.serve_ms.append(round(response.latency_ms, 3))
@@ -425,6 +432,7 @@ def report(
             "minute": i + 1,
             "requests": m.requests,
             "answered": len(m.client_ms),
+            "expired": m.expired,
             "events": m.events,
             "client_p50_ms": round(percentile(m.client_ms, 50), 1),
             "client_p99_ms": round(percentile(m.client_ms, 99), 1),

@@ -10,6 +10,7 @@ from rich.table import Table
 from cli.common import BrokerOpt, DatabaseOpt, console, load
 from jobs.chat import ChatSession, ChatTurn
 from recsys.records import DialogueAction
+from streams.exceptions import RequestExpired
 
 __all__ = ["chat"]
 
@@ -121,7 +122,11 @@ def chat(
                 console.print("[bold cyan]streamrec>[/] New conversation. What would you like?")
                 continue
             show_now = command == "/show"
-            last = session.say("" if show_now else text, show_now=show_now)
+            try:
+                last = session.say("" if show_now else text, show_now=show_now)
+            except RequestExpired as exc:  # shed by serve: nothing was computed for it
+                console.print(f"[bold cyan]streamrec>[/] [yellow]{exc}[/]", highlight=False)
+                continue
             render(last)
             if details:
                 render_details(last)

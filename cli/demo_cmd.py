@@ -14,14 +14,14 @@ __all__ = ["demo"]
 
 def demo(
     items: Annotated[
-        int | None, typer.Option(help="Catalog size (400; 40 with --llm local).")
+        int | None, typer.Option(help="Catalog size (400; 24 with --llm local).")
     ] = None,
     users: Annotated[
-        int | None, typer.Option(help="Number of synthetic users (250; 100 with --llm local).")
+        int | None, typer.Option(help="Number of synthetic users (250; 60 with --llm local).")
     ] = None,
     requests: Annotated[
         int | None,
-        typer.Option(help="Recommendation requests to send (200; 30 with --llm local)."),
+        typer.Option(help="Recommendation requests to send (200; 15 with --llm local)."),
     ] = None,
     llm: Annotated[
         str,

@@ -69,6 +69,13 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         console.print(table)
         for note in notes:
             console.print(f"  {note}", highlight=False, soft_wrap=True)
+    if report.get("expired_requests"):
+        console.print(
+            f"  {report['expired_requests']} requests were answered EXPIRED (shed: their "
+            "deadline passed before serving began); no system is judged on them.",
+            highlight=False,
+            soft_wrap=True,
+        )
     if report["llm"]:
         llm = Table(title="LLM log by use case")
         llm_cols = [

@@ -76,7 +76,8 @@ def overview_page(
 
 
 def serving_page(scraper: Scraper, tail: TailIndex) -> dict[str, Any]:
-    """Latency percentiles per route, route mix by warmth, LLM involvement and cost."""
+    """Latency percentiles per route, route mix by warmth, LLM involvement and cost, and
+    the requests shed as EXPIRED (counted apart from the answered ones)."""
     w = "serve"
     snap = scraper.latest(w)
     charts = {}
@@ -91,6 +92,7 @@ def serving_page(scraper: Scraper, tail: TailIndex) -> dict[str, Any]:
         for s in snap.select("streamrec_serve_requests_total"):
             mix.setdefault(s.labels.get("warmth", "?"), {})[s.labels.get("route", "?")] = s.value
     requests = sum(sum(v.values()) for v in mix.values())
+    expired = snap.total("streamrec_serve_expired_requests_total") if snap else 0.0
     used = snap.total("streamrec_serve_llm_used_requests_total") if snap else 0.0
     flagged = snap.total("streamrec_serve_injection_flagged_requests_total") if snap else 0.0
     calls = (
@@ -114,6 +116,8 @@ def serving_page(scraper: Scraper, tail: TailIndex) -> dict[str, Any]:
         "charts": charts,
         "mix_chart": bars(mix, title="route mix by warmth bucket (requests so far)"),
         "requests": requests,
+        "expired": expired,
+        "expired_rate": 100.0 * expired / (requests + expired) if requests + expired else None,
         "llm_used": used,
         "llm_rate": 100.0 * used / requests if requests else None,
         "injection_rate": 100.0 * flagged / requests if requests else None,

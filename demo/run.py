@@ -82,9 +82,9 @@ class DemoOptions:
         """
         if llm == "local":
             return cls(
-                items=items or 40,
-                users=users or 100,
-                requests=requests or 30,
+                items=items or 24,
+                users=users or 60,
+                requests=requests or 15,
                 llm=llm,
                 catch_up_timeout_s=420.0,
                 deadline_ms=30_000,

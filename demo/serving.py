@@ -23,7 +23,7 @@ from jobs.train_cf import TrainCfOptions, run_train_cf
 from recsys.records import LlmInvolvement, RecRequest, RecResponse, WarmthBucket, utcnow
 from recsys.synthetic import SyntheticWorkload
 from streams.client import RecClient
-from streams.exceptions import RequestTimeout
+from streams.exceptions import RequestExpired, RequestTimeout
 from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
@@ -96,7 +96,7 @@ def serve_demo(
     sent: list[tuple[RecRequest, Future[RecResponse], float]] = []
     finished: dict[str, float] = {}  # request id → when its response arrived
     answered: list[tuple[RecRequest, RecResponse, float]] = []
-    timeouts = 0
+    timeouts = expired = 0
     with RecClient.from_settings(settings) as client, RecordProducer(settings) as producer:
         started = time.monotonic()
         for i, request in enumerate(requests):
@@ -115,6 +115,9 @@ def serve_demo(
         for request, future, at in sent:
             try:
                 response = client.wait(request, future, timeout_s=wait_s)
+            except RequestExpired:  # shed by serve: its deadline passed before serving
+                expired += 1
+                continue
             except RequestTimeout:
                 timeouts += 1
                 continue
@@ -136,7 +139,7 @@ def serve_demo(
         extra = _showcase_requests(
             client, settings, workload, answered, llm_server, deadline_ms=deadline_ms
         )
-    _report(console, settings, topics, answered, timeouts, clicks)
+    _report(console, settings, topics, answered, timeouts, clicks, expired)
     return [(q, r) for q, r, _ in answered] + extra
 
 
@@ -198,13 +201,15 @@ def _report(
     answered: list[tuple[RecRequest, RecResponse, float]],
     timeouts: int,
     clicks: int,
+    expired: int = 0,
 ) -> None:
     """Print routes, latencies and LLM decisions."""
     by_route: dict[str, list[tuple[RecRequest, RecResponse, float]]] = defaultdict(list)
     for row in answered:
         by_route[row[1].route.value].append(row)
     table = Table(
-        title=f"serving: {len(answered)} answered, {timeouts} timed out; "
+        title=f"serving: {len(answered)} answered, {expired} expired (shed), "
+        f"{timeouts} timed out; "
         f"then {clicks} outcome events (what the users did next)"
     )
     for col in (

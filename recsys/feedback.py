@@ -18,6 +18,8 @@ Rules (checked by tests on a scripted session):
   change them.
 * One example per shown item, outcome or not, with the deterministic id
   ``<request_id>:<item_id>`` — re-emitting it is idempotent for readers that key by id.
+* An ``EXPIRED`` answer (the request was shed: :mod:`recsys.serving.shedding`) showed
+  nothing and is no impression: it yields no examples (:func:`is_impression`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "EventClock",
     "attribution",
     "example_id",
+    "is_impression",
     "join_impression",
 ]
 
@@ -50,6 +53,12 @@ OUTCOME_EVENTS = frozenset(
 def example_id(request_id: str, item_id: str) -> str:
     """Deterministic id of the example of one shown item."""
     return f"{request_id}:{item_id}"
+
+
+def is_impression(response: RecResponse) -> bool:
+    """Whether ``response`` showed the user anything to join outcomes with: not an
+    ``EXPIRED`` answer (a shed request; its user saw nothing)."""
+    return not response.expired
 
 
 def attribution(impression: RecResponse, event: UserEvent, window_s: float) -> str | None:
@@ -73,7 +82,10 @@ def attribution(impression: RecResponse, event: UserEvent, window_s: float) -> s
 def join_impression(
     impression: RecResponse, events: Iterable[UserEvent], window_s: float
 ) -> list[FeedbackExample]:
-    """One :class:`FeedbackExample` per shown item, labelled with the events that count."""
+    """One :class:`FeedbackExample` per shown item, labelled with the events that count
+    (none for an ``EXPIRED`` answer)."""
+    if not is_impression(impression):
+        return []
     matched: dict[str, list[tuple[UserEvent, str]]] = {}
     shown = {item.item_id for item in impression.items}
     for event in events:

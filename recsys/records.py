@@ -36,6 +36,7 @@ __all__ = [
     "RecResponse",
     "RecommendedItem",
     "Record",
+    "ResponseStatus",
     "Route",
     "SignalKind",
     "UserEvent",
@@ -145,6 +146,13 @@ class SignalKind(enum.StrEnum):
 class DialogueAction(enum.StrEnum):
     QUESTION = "QUESTION"
     RECOMMEND = "RECOMMEND"
+
+
+class ResponseStatus(enum.StrEnum):
+    """What kind of answer a :class:`RecResponse` is (``OK`` for every older response)."""
+
+    OK = "OK"
+    EXPIRED = "EXPIRED"
 
 
 class ValidationResult(enum.StrEnum):
@@ -348,6 +356,14 @@ class RecResponse(Record):
     eligible_count: int | None = Field(default=None, ge=0)
     short_reason: str | None = None
     conversation: DialogueReply | None = None
+    status: ResponseStatus = ResponseStatus.OK
+
+    @property
+    def expired(self) -> bool:
+        """The request's deadline had passed before serving began: nothing was computed,
+        nothing is to be shown (``items`` is empty; route, warmth and the decision fields
+        are placeholders). Not an impression."""
+        return self.status is ResponseStatus.EXPIRED
 
 
 class LlmInvolvement(Record):

@@ -5,6 +5,13 @@ partition at its current high watermark (so no response produced after start can
 missed, and no group join delays the first request), then one background thread
 hands each response to the caller waiting for its ``request_id``.
 
+A request the serve worker shed (its deadline had passed before serving began) is
+answered with ``status=EXPIRED`` and no items: :meth:`RecClient.wait`, :meth:`request`
+and :meth:`arequest` raise :class:`~streams.exceptions.RequestExpired` for it (a
+:class:`~streams.exceptions.RequestTimeout`), never return it as an empty list that would
+read as "nothing to recommend"; a future from :meth:`submit` resolves with the response,
+whose ``expired`` property says so.
+
 With ``llm_log=True`` it also reads ``rec.llm-log`` the same way and keeps the records of
 the requests it sent (:meth:`RecClient.llm_logs`), so a client can show what an LLM did.
 :class:`Conversation` numbers the turns of one conversation over a client.
@@ -25,7 +32,12 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from opentelemetry.trace import SpanKind
 
 from recsys.records import ConversationTurn, LlmInvolvement, RecRequest, RecResponse, new_id
-from streams.exceptions import BrokerUnavailable, RequestTimeout, SerializationError
+from streams.exceptions import (
+    BrokerUnavailable,
+    RequestExpired,
+    RequestTimeout,
+    SerializationError,
+)
 from streams.kafka import consumer_config, poll_batch
 from streams.producer import RecordProducer
 from streams.settings import Settings
@@ -163,6 +175,7 @@ class RecClient:
         """Ask for recommendations for ``user_id`` and wait for the answer.
 
         Raises:
+            RequestExpired: the serve worker shed the request (deadline passed first).
             RequestTimeout: no response within ``timeout_s``.
         """
         request = RecRequest(user_id=user_id, **fields)
@@ -171,9 +184,14 @@ class RecClient:
     def wait(
         self, request: RecRequest, future: Future[RecResponse], timeout_s: float
     ) -> RecResponse:
-        """Wait for the response to a submitted request."""
+        """Wait for the response to a submitted request.
+
+        Raises:
+            RequestExpired: the answer is ``EXPIRED`` (see the module docstring).
+            RequestTimeout: no response within ``timeout_s``.
+        """
         try:
-            return future.result(timeout=timeout_s)
+            return _usable(future.result(timeout=timeout_s))
         except FutureTimeout:
             with self._lock:
                 self._pending.pop(request.request_id, None)
@@ -183,11 +201,11 @@ class RecClient:
             ) from None
 
     async def arequest(self, user_id: str, *, timeout_s: float = 5.0, **fields: Any) -> RecResponse:
-        """Async variant of :meth:`request`."""
+        """Async variant of :meth:`request` (same exceptions)."""
         request = RecRequest(user_id=user_id, **fields)
         future = self.submit(request)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+            return _usable(await asyncio.wait_for(asyncio.wrap_future(future), timeout_s))
         except TimeoutError:
             with self._lock:
                 self._pending.pop(request.request_id, None)
@@ -213,6 +231,18 @@ class RecClient:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _usable(response: RecResponse) -> RecResponse:
+    """``response``, unless it is an ``EXPIRED`` answer (then :class:`RequestExpired`)."""
+    if response.expired:
+        raise RequestExpired(
+            f"request {response.request_id} was not served "
+            f"({response.short_reason or 'expired: its deadline had passed'}); send it again "
+            "with a longer deadline_ms, or when the serve worker has caught up",
+            response,
+        )
+    return response
 
 
 class Conversation:

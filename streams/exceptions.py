@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from recsys.exceptions import ConfigurationError, StreamrecError
+from recsys.records import RecResponse
 
 __all__ = [
     "BrokerUnavailable",
@@ -10,6 +11,7 @@ __all__ = [
     "EmbeddedStackError",
     "PartitionMismatch",
     "PortInUse",
+    "RequestExpired",
     "RequestTimeout",
     "SchemaCompatibilityError",
     "SchemaDriftError",
@@ -66,3 +68,14 @@ class EmbeddedStackError(StreamrecError):
 
 class RequestTimeout(StreamrecError):
     """No response arrived for a recommendation request within its timeout."""
+
+
+class RequestExpired(RequestTimeout):
+    """The serve worker answered ``EXPIRED``: the request's deadline had passed before it
+    could be served, so nothing was computed (a :class:`RequestTimeout`: the answer came
+    too late to be of use, which is what a caller handling timeouts already expects)."""
+
+    def __init__(self, message: str, response: RecResponse) -> None:
+        super().__init__(message)
+        #: The ``EXPIRED`` :class:`~recsys.records.RecResponse` itself.
+        self.response = response

@@ -460,6 +460,24 @@ class ServingSettings(_Section):
         "others take its partitions over within about the session timeout instead of "
         "waiting for a new process to load its model.",
     )
+    serve_shed_expired: bool = Field(
+        True,
+        description="Shed requests already past their deadline: when serving would begin "
+        "later than requested_at + deadline_ms + serve_deadline_grace_ms (the serve "
+        "process's clock), serve answers status EXPIRED at once (no items, no LLM, not an "
+        "impression) instead of computing an answer nobody waits for; a backlog after a "
+        "saturation or an outage then drains at almost no cost. false = answer every "
+        "request in full, however late.",
+    )
+    serve_deadline_grace_ms: int = Field(
+        100,
+        ge=0,
+        le=600_000,
+        description="How far past its deadline a request may be when serving begins and "
+        "still be served in full. Covers the clock skew between requesters (requested_at "
+        "is their clock) and serve processes: keep it above that skew (NTP-synced hosts: "
+        "a few ms).",
+    )
     response_cache_size: int = Field(10_000, ge=0, description="LLM rerank cache entries.")
     llm_max_displacement: int = Field(
         10,

@@ -7,6 +7,9 @@ in Postgres (idempotent) → close due windows with :func:`recsys.feedback.join_
 ``impression_at + attribution_window_s + feedback_allowed_lateness_s``, or when the
 impression has waited that long in wall time (an idle partition).
 
+An ``EXPIRED`` response (a shed request: nothing was shown) is no impression: it moves the
+partition's event time like any response but is not stored, so no example comes of it.
+
 Delivery: at least once, with deterministic example ids. Examples are emitted, flushed,
 and only then marked emitted; a crash between the two re-emits the same examples
 (identical values, same ``example_id``) — readers key by ``example_id`` (the archive
@@ -24,7 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 from recsys.exceptions import DatabaseUnavailable
-from recsys.feedback import EventClock, join_impression
+from recsys.feedback import EventClock, is_impression, join_impression
 from recsys.feedback_store import OpenImpression, PgFeedbackStore
 from recsys.records import RecResponse, UserEvent
 from streams.consumer_loop import ConsumerLoop, Inbound, Retryable
@@ -48,6 +51,8 @@ class FeedbackJoiner:
         self.clock = EventClock([ctx.topics.rec_responses.name, ctx.topics.user_events.name])
         self.partitions: set[int] = set()
         self.emitted = 0
+        #: ``EXPIRED`` responses seen and left out (not impressions).
+        self.expired = 0
         #: Sweeps done (tests wait for sweeps instead of sleeping).
         self.sweeps = 0
         self._last_sweep = 0.0
@@ -58,7 +63,10 @@ class FeedbackJoiner:
         events: list[UserEvent] = []
         for msg in batch:
             if isinstance(msg.value, RecResponse):
-                impressions.append((msg.partition, msg.value))
+                if is_impression(msg.value):
+                    impressions.append((msg.partition, msg.value))
+                else:
+                    self.expired += 1
                 self.clock.observe(msg.topic, msg.partition, msg.value.produced_at)
             elif isinstance(msg.value, UserEvent):
                 events.append(msg.value)
@@ -152,4 +160,6 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     )
     ctx.handles.put(FeedbackWorker(joiner, loop))
     await loop.run(stop)
-    log.info("feedback: %d examples emitted", joiner.emitted)
+    log.info(
+        "feedback: %d examples emitted, %d expired answers skipped", joiner.emitted, joiner.expired
+    )

@@ -28,6 +28,7 @@ from streams.metrics import SECONDS_BUCKETS
 __all__ = [
     "StatsExporter",
     "WorkerMetrics",
+    "observe_expired",
     "observe_llm",
     "observe_served",
     "worker_metrics",
@@ -36,6 +37,8 @@ __all__ = [
 #: Stages of a served request, in order (from :attr:`recsys.serving.Served.timings`).
 STAGES = ("user", "candidates", "ranked", "total")
 _STAGE_NAMES = {"user": "user_state", "candidates": "candidates", "ranked": "rank"}
+#: Lateness of shed requests: from just past the grace to a backlog left by an outage.
+LATE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 #: Reason codes a label may carry (decisions, fallbacks); others become ``other``.
 REASONS = frozenset(
     {
@@ -93,6 +96,8 @@ class WorkerMetrics:
     injection_requests: Counter
     request_seconds: Histogram
     stage_seconds: Histogram
+    expired_requests: Counter
+    expired_late_seconds: Histogram
     llm_decisions: Counter
     llm_fallbacks: Counter
     llm_tokens: Counter
@@ -146,6 +151,16 @@ def worker_metrics() -> WorkerMetrics:
             "LLM rerank included —, explain), by route.",
             ["route", "stage"],
             buckets=SECONDS_BUCKETS,
+        ),
+        expired_requests=Counter(
+            "streamrec_serve_expired_requests",
+            "Requests answered EXPIRED without computing anything: their deadline (plus "
+            "serve_deadline_grace_ms) had passed when serving would have begun (shed load).",
+        ),
+        expired_late_seconds=Histogram(
+            "streamrec_serve_expired_late_seconds",
+            "How far past its deadline each shed request was when the worker picked it up.",
+            buckets=LATE_BUCKETS,
         ),
         llm_decisions=Counter(
             "streamrec_llm_decisions",
@@ -301,6 +316,13 @@ def observe_served(
         m.stage_seconds.labels(route, "explain").observe(max(0.0, total - previous))
     for record in logs:
         observe_llm("serve", record)
+
+
+def observe_expired(late_s: float) -> None:
+    """Count one request answered ``EXPIRED`` (shed), ``late_s`` past its deadline."""
+    m = worker_metrics()
+    m.expired_requests.inc()
+    m.expired_late_seconds.observe(max(0.0, late_s))
 
 
 class _Delta:

@@ -7,7 +7,9 @@ worker runs, a task on the worker's own event loop, once a second:
 
 * beats the liveness heartbeat (a loop stuck in a blocking call stops beating);
 * sets the readiness checks: started (model loaded, handle published), partitions
-  assigned, Postgres reachable (a fresh connection every few seconds);
+  assigned, Postgres reachable (a fresh connection every few seconds); for serve, a
+  ``deadlines`` check that never fails but says how many requests were shed as
+  ``EXPIRED`` in the last minute (``doctor`` and ``/health`` show it);
 * copies the worker's stats objects into metrics (:class:`workers.metrics.StatsExporter`);
 * every ``progress_interval_s`` logs one progress line.
 """
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from streams.exceptions import PortInUse
@@ -49,7 +52,10 @@ def _domain_summary(handle: object) -> str:
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(pipeline.stats.statuses.items()))
         parts.append(f"items {statuses or 'none yet'}")
     if (joiner := getattr(handle, "joiner", None)) is not None:
-        parts.append(f"examples {joiner.emitted}, open partitions {len(joiner.partitions)}")
+        parts.append(
+            f"examples {joiner.emitted}, expired answers skipped {joiner.expired}, "
+            f"open partitions {len(joiner.partitions)}"
+        )
     if (writer := getattr(handle, "writer", None)) is not None:
         parts.append(f"archived {writer.stats.written}, files {writer.stats.files}")
     if (rec := getattr(handle, "recommender", None)) is not None:
@@ -58,6 +64,8 @@ def _domain_summary(handle: object) -> str:
             parts.append(f"breaker {gate.breaker.state}, tokens/min {gate.tokens_last_minute}")
         else:
             parts.append("LLM off")
+    if (shedder := getattr(handle, "shedder", None)) is not None:
+        parts.append(f"expired {shedder.stats.expired}")
     return "; ".join(parts)
 
 
@@ -93,6 +101,8 @@ class Observer:
         self.server: OpsServer | None = None
         self._progress: tuple[float, int] | None = None
         self._db_at = -1e9
+        #: (when, requests shed so far) over the last minute, from the observer's start.
+        self._shed: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
 
     def start_endpoints(self) -> None:
         """Serve ``/metrics`` and ``/health/*`` (unless ``metrics_port`` is 0).
@@ -142,6 +152,8 @@ class Observer:
             self._db_at = time.monotonic()
             problem = await ctx.ping_database()
             self.health.set("database", problem is None, problem or "Postgres answers")
+        if (shedder := getattr(handle, "shedder", None)) is not None:
+            self.health.set("deadlines", True, self.shedding_detail(shedder))
         self.exporter.export(handle)
         every = self.settings.progress_interval_s
         if every > 0 and (self._progress is None or time.monotonic() - self._progress[0] >= every):
@@ -149,6 +161,19 @@ class Observer:
             if self._progress is not None:  # the first tick only sets the baseline
                 log.info("%s progress: %s", self.name, line)
             self._progress = (time.monotonic(), consumed)
+
+    def shedding_detail(self, shedder: Any) -> str:
+        """How many requests serve shed as EXPIRED in the last minute (and since start)."""
+        if not shedder.enabled:
+            return "shedding off (serve_shed_expired=false): late requests are served in full"
+        now, total = time.monotonic(), shedder.stats.expired
+        self._shed.append((now, total))
+        while now - self._shed[0][0] > 60.0:
+            self._shed.popleft()
+        recent = total - self._shed[0][1]
+        if not total:
+            return "no request shed: none was past its deadline when picked up"
+        return f"{recent} request(s) shed as EXPIRED in the last minute, {total} since start"
 
     async def watch(self, ctx: Context, stop: asyncio.Event) -> None:
         """Tick about once a second until ``stop`` is set."""

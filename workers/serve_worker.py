@@ -8,10 +8,12 @@ outputs the broker acknowledged; each request continues its trace and fails alon
 request whose values Postgres refuses is dead-lettered (``store_rejected``) while the
 others are answered. Postgres away is :class:`Retryable` (that request is served again;
 a crash before the commit answers it again: responses are keyed by ``request_id``, so a
-repeat is recognisable). Item details and vectors are cached per process
-(:mod:`recsys.serving.item_cache`), invalidated from ``catalog.enriched``
-(:class:`~streams.follow.KeyFollower`); ``serve_replicas`` processes share the requests
-through the consumer group. Design and figures: docs/workers/serve.md.
+repeat is recognisable). A request already past its deadline when serving would begin is
+answered ``EXPIRED`` without computing anything (:mod:`recsys.serving.shedding`,
+``serve_shed_expired``); its offset commits like any answered one. Item details and
+vectors are cached per process (:mod:`recsys.serving.item_cache`), invalidated from
+``catalog.enriched`` (:class:`~streams.follow.KeyFollower`); ``serve_replicas``
+processes share the requests through the consumer group. Design and figures: docs/workers/serve.md.
 
 The routing policy is the active version in Postgres (checked every ``policy_refresh_s``
 seconds, switched without a restart), or the settings' policy while none is active.
@@ -39,13 +41,14 @@ from recsys.records import RecRequest
 from recsys.serving.item_cache import ItemCache
 from recsys.serving.query_embedding import QueryEncoder
 from recsys.serving.recommender import Recommender
+from recsys.serving.shedding import Shedder, expired_response
 from recsys.users.state import Position
 from streams.consumer_loop import STORE_REJECTED, ConsumerLoop, Inbound, Retryable
 from streams.follow import KeyFollower
 from streams.pipelined_loop import PipelinedLoop
 from streams.tracing import consume_span
 from workers.bootstrap import Context
-from workers.metrics import observe_served
+from workers.metrics import observe_expired, observe_served
 from workers.model_load import load_model
 from workers.serve_wiring import build_dialogue, build_recommender, llm_client
 
@@ -64,6 +67,7 @@ class ServeWorker:
     invalidations: KeyFollower
     policies: PolicyFollower
     dialogue: Dialogue | None = None
+    shedder: Shedder | None = None
 
 
 async def run(ctx: Context, stop: asyncio.Event) -> None:
@@ -113,14 +117,40 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
         recommender.policy.version,
         recommender.config,
     )
+    shedder = Shedder(s.serve_shed_expired, s.serve_deadline_grace_ms / 1000.0)
     limit = asyncio.Semaphore(s.serve_concurrency)
     #: Positions of the current batch already answered or rejected (a retried batch
     #: skips them).
     done: set[tuple[str, int, int]] = set()
 
+    def shed(msg: Inbound[RecRequest], received: float) -> bool:
+        """Answer ``EXPIRED`` if the request is already too late (no LLM, no log records)."""
+        late_s = shedder.lateness_s(msg.value)
+        if late_s is None:
+            return False
+        request = msg.value
+        attributes = {
+            "streamrec.request_id": request.request_id,
+            "streamrec.user_id": request.user_id,
+            "streamrec.status": "EXPIRED",
+        }
+        with consume_span("rec.requests serve", msg.headers, attributes):
+            response = expired_response(
+                request, late_s=late_s, latency_ms=(time.monotonic() - received) * 1000
+            )
+            producer.send(topics.rec_responses, request.user_id, response)
+        shedder.shed(late_s)
+        observe_expired(late_s)
+        done.add((msg.topic, msg.partition, msg.offset))
+        return True
+
     async def one(msg: Inbound[RecRequest]) -> None:
+        if shed(msg, time.monotonic()):  # too late already: no slot, no work
+            return
         async with limit:
             received = time.monotonic()
+            if shed(msg, received):  # expired while waiting for a slot
+                return
             request = msg.value
             with consume_span(
                 "rec.requests serve",
@@ -170,7 +200,7 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     # lands on whichever requests are in flight. Frozen, collections see only new objects.
     gc.collect()
     gc.freeze()
-    ctx.handles.put(ServeWorker(recommender, loop, cache, follower, policies, dialogue))
+    ctx.handles.put(ServeWorker(recommender, loop, cache, follower, policies, dialogue, shedder))
     try:
         await loop.run(stop)
     finally:

@@ -119,13 +119,15 @@ def enrichment_schema_compact(taxonomy: Taxonomy) -> dict[str, Any]:
     """
     schema = enrichment_schema(taxonomy)
     props = schema["properties"]
-    props["summary"] = {**props["summary"], "maxLength": 300}
+    # minLength 1: Enrichment refuses an empty summary, theme or mood, so the grammar
+    # must not let the model write one
+    props["summary"] = {**props["summary"], "minLength": 1, "maxLength": 300}
     props["themes"] = {
         **props["themes"],
-        "items": {"type": "string", "maxLength": 40},
+        "items": {"type": "string", "minLength": 1, "maxLength": 40},
         "maxItems": 3,
     }
-    props["mood"] = {**props["mood"], "maxLength": 30}
+    props["mood"] = {**props["mood"], "minLength": 1, "maxLength": 30}
     props["tags"] = {**props["tags"], "maxItems": 4}
     return schema
 

@@ -3,6 +3,11 @@
 Loading de-duplicates what at-least-once delivery may repeat: responses by
 (request_id, policy), feedback examples by ``example_id``, LLM-log records by
 ``record_id``, events by (user_id, event_id).
+
+``EXPIRED`` answers (requests the serve worker shed: nothing was shown) are set apart in
+:attr:`EvaluationData.expired`, not evaluated as empty lists; a counterfactual answer to
+a request production shed is dropped too, so that every system is judged on the same
+requests (those production actually answered).
 """
 
 from __future__ import annotations
@@ -100,15 +105,28 @@ class EvaluationData:
     counterfactual: dict[str, list[RecResponse]] = field(default_factory=dict)
     categories: Mapping[str, list[str]] | None = None
     vectors: Mapping[str, np.ndarray] | None = None
+    #: Logged ``EXPIRED`` answers of requests that got no real answer (set apart, counted).
+    expired: list[RecResponse] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.responses = _unique(self.responses, lambda r: (r.request_id, r.policy))
+        shown = [r for r in self.responses if not r.expired]
+        answered = {r.request_id for r in shown}
+        self.expired = _unique(
+            [*self.expired, *(r for r in self.responses if r.expired)],
+            lambda r: r.request_id,
+        )
+        self.expired = [r for r in self.expired if r.request_id not in answered]
+        shed = {r.request_id for r in self.expired}
+        self.responses = _unique(shown, lambda r: (r.request_id, r.policy))
         self.examples = _unique(self.examples, lambda e: e.example_id)
         self.llm_log = _unique(self.llm_log, lambda r: r.record_id)
         if self.events is not None:
             self.events = _unique(self.events, lambda e: (e.user_id, e.event_id))
         self.counterfactual = {
-            name: _unique(rs, lambda r: (r.request_id, r.policy))
+            name: _unique(
+                (r for r in rs if not r.expired and r.request_id not in shed),
+                lambda r: (r.request_id, r.policy),
+            )
             for name, rs in self.counterfactual.items()
         }
 

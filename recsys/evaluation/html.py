@@ -43,6 +43,8 @@ figcaption { color: #555; font-size: 0.8rem; }
 {{ r.catalog_size }} ({{ r.catalog_source }}) · diversity from
 {{ r.diversity_source or "n/a (no categories or vectors)" }} · intervals:
 {{ (confidence * 100)|int }}% percentile bootstrap over requests, {{ resamples }} resamples.</p>
+{% if r.expired_requests %}<p class="note">{{ r.expired_requests }} requests were answered EXPIRED
+(shed: their deadline passed before serving began); no system is judged on them.</p>{% endif %}
 {% for name, system in r.systems.items() %}
 <section class="system">
 <h2>{{ name }}</h2>

@@ -289,6 +289,8 @@ def evaluate(
             else None
         ),
         "systems": report_systems,
+        # shed requests (EXPIRED answers): no system is judged on them (dataset.py)
+        "expired_requests": len(data.expired),
         "llm": _llm_summary(data.llm_log),
         "off_policy": {
             "reward": reward,

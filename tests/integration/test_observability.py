@@ -118,7 +118,8 @@ def workload(stack: Up) -> dict[str, object]:
             (f"u-new-{uuid.uuid4().hex[:6]}", "a funny space comedy"),
             (f"u-new-{uuid.uuid4().hex[:6]}", None),
         ]:
-            response = client.request(user, query=query, timeout_s=30)
+            # a deadline as long as the wait: this test counts answers, not deadlines
+            response = client.request(user, query=query, timeout_s=30, deadline_ms=30_000)
             routes[response.route.value] += 1
     producer.close()
     return {"items": len(items), "events": len(clicks), "poison": 1, "routes": routes}

@@ -218,7 +218,9 @@ async def test_learn_policy_closes_the_loop(
                 what="serve worker on the new policy",
             )
             with RecClient(settings) as rc:
-                after = await rc.arequest(world.users[0].user_id, k=K, timeout_s=30)
+                after = await rc.arequest(
+                    world.users[0].user_id, k=K, timeout_s=30, deadline_ms=30_000
+                )
             assert after.policy_version == learned.version
             assert after.propensity == pytest.approx(
                 learned.probability(logged_context(after), logged_action(after))

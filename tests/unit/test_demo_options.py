@@ -19,7 +19,7 @@ def test_the_default_demo_is_the_fast_simulated_one() -> None:
 
 def test_the_local_model_demo_is_smaller_with_deadlines_it_can_meet() -> None:
     options = DemoOptions.for_llm("local")
-    assert (options.items, options.users, options.requests) == (40, 100, 30)
+    assert (options.items, options.users, options.requests) == (24, 60, 15)
     assert options.deadline_ms == 30_000 and options.rate_per_s == 1.0
     assert DemoOptions.for_llm("local", requests=5).requests == 5
     assert DemoOptions.for_llm("none", items=10).items == 10

@@ -251,3 +251,34 @@ def test_html_report_is_self_contained(data: EvaluationData) -> None:
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
     assert "<script" not in text and "http" not in text  # no external assets
     assert "router-no-llm" in page and "no-llm" in page
+
+
+def test_shed_requests_are_set_apart_not_judged_as_empty_lists(data: EvaluationData) -> None:
+    from recsys.records import RecRequest as Req
+    from recsys.serving.shedding import expired_response
+
+    before = evaluate(data, k=2, targets=["logged"])
+    shed = expired_response(Req(request_id="r3", user_id="u1"), late_s=4.0, latency_ms=0.1)
+    # an EXPIRED duplicate of an answered request (a redelivery served late) is no shed
+    late_repeat = expired_response(Req(request_id="r1", user_id="u1"), late_s=9.0, latency_ms=0.1)
+    cf_r3 = _resp(
+        "r3", "u1", ["b", "a"], Route.POPULARITY, WarmthBucket.WARM, False, 1.0, 1.0, "no-llm"
+    )
+    with_shed = EvaluationData(
+        responses=[*data.responses, shed, late_repeat, shed],
+        examples=data.examples,
+        llm_log=data.llm_log,
+        requests=data.requests,
+        events=data.events,
+        counterfactual={"no-llm": [*data.counterfactual["no-llm"], cf_r3]},
+    )
+    assert [r.request_id for r in with_shed.expired] == ["r3"]
+    assert {r.request_id for r in with_shed.responses} == {"r1", "r2"}
+    # the counterfactual is judged on the requests production answered, too
+    assert {r.request_id for r in with_shed.counterfactual["no-llm"]} == {"r1", "r2"}
+    report = evaluate(with_shed, k=2, targets=["logged"])
+    assert report["expired_requests"] == 1 and before["expired_requests"] == 0
+    for name in ("production", "no-llm"):
+        assert report["systems"][name]["overall"] == before["systems"][name]["overall"]
+    assert report["off_policy"]["n_logged"] == before["off_policy"]["n_logged"]
+    assert "1 requests were answered EXPIRED" in render_html(report)

@@ -143,3 +143,18 @@ def test_event_clock_waits_for_both_inputs() -> None:
     assert clock.now(1) is None
     clock.forget(0)
     assert clock.now(0) is None
+
+
+def test_an_expired_answer_is_no_impression() -> None:
+    from recsys.feedback import is_impression
+    from recsys.records import ResponseStatus
+
+    # what a stray EXPIRED answer would look like if it carried items: still nothing shown
+    expired = IMPRESSION.model_copy(update={"status": ResponseStatus.EXPIRED})
+    events = [
+        ev("e1", EventType.CLICK, "A", 5, rec_request_id="req-1"),
+        ev("e2", EventType.PURCHASE, "B", 10),
+    ]
+    assert not is_impression(expired) and is_impression(IMPRESSION)
+    assert join_impression(expired, events, WINDOW) == []
+    assert len(join_impression(IMPRESSION, events, WINDOW)) == 3

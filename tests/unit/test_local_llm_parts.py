@@ -74,6 +74,9 @@ def test_compact_prompts_are_new_versions_with_worked_examples() -> None:
 def test_compact_schemas_bound_what_a_small_model_may_write() -> None:
     enrich = enrichment_prompt(Taxonomy(), "compact").schema["properties"]
     assert enrich["summary"]["maxLength"] == 300 and enrich["tags"]["maxItems"] == 4
+    # Enrichment refuses empty texts: the grammar must not let the model write one
+    assert enrich["summary"]["minLength"] == enrich["mood"]["minLength"] == 1
+    assert enrich["themes"]["items"]["minLength"] == 1
     assert enrich["tags"]["items"]["enum"] == list(Taxonomy().tags)
     intent = intent_schema_compact(["Comedy", "Horror"])["properties"]
     stances = intent["categories"]["properties"]
