@@ -120,8 +120,11 @@ def enrichment_schema_compact(taxonomy: Taxonomy) -> dict[str, Any]:
     schema = enrichment_schema(taxonomy)
     props = schema["properties"]
     # minLength 1: Enrichment refuses an empty summary, theme or mood, so the grammar
-    # must not let the model write one
-    props["summary"] = {**props["summary"], "minLength": 1, "maxLength": 300}
+    # must not let the model write one. 160 characters hold at most 80 words (each needs
+    # a character and a separator), so the word limit holds by construction too: with 300,
+    # a repeating summary of short words broke it (1 of 203 answers), and 26 of 343
+    # summaries ran to the 300-character cap repeating themselves.
+    props["summary"] = {**props["summary"], "minLength": 1, "maxLength": 2 * MAX_SUMMARY_WORDS}
     props["themes"] = {
         **props["themes"],
         "items": {"type": "string", "minLength": 1, "maxLength": 40},

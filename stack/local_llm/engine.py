@@ -30,7 +30,7 @@ from typing import Any, Literal
 import torch
 
 from stack.local_llm.exceptions import InvalidRequest
-from stack.local_llm.grammar import Constraint, GrammarCompiler
+from stack.local_llm.grammar import Constraint, GrammarCompiler, strict_json
 from stack.local_llm.model_file import ModelFile
 
 __all__ = ["Generation", "LocalModel", "SamplingParams"]
@@ -232,6 +232,8 @@ class LocalModel:
             self._keep(fed, past)
         if not (params.stop and finish == "stop"):
             text = self._tokenizer.decode(out, skip_special_tokens=True)
+        if constraint is not None and finish == "stop":
+            text = strict_json(text)
         return Generation(
             text=text,
             prompt_tokens=len(prompt),

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from recsys.dialogue.llm_reading import turn_prompt
 from recsys.dialogue.llm_reading_compact import turn_prompt_compact, turn_schema_compact
 from recsys.dialogue.reading import TurnParse
-from recsys.enrichment.schema import enrichment_prompt
+from recsys.enrichment.schema import MAX_SUMMARY_WORDS, enrichment_prompt
 from recsys.enrichment.taxonomy import Taxonomy
 from recsys.llm.prompts import unquote
 from recsys.serving.intent import Intent, IntentParser, intent_prompt
@@ -30,7 +30,7 @@ from recsys.serving.rerank_compact import rerank_prompt_compact, rerank_schema_c
 from recsys.serving.rerank_prompt import validate_ranking
 from stack.local_llm.engine import Generation, SamplingParams
 from stack.local_llm.exceptions import InvalidRequest
-from stack.local_llm.grammar import GrammarCompiler
+from stack.local_llm.grammar import GrammarCompiler, strict_json
 from stack.local_llm.model_file import ModelFile, resolve_model_file
 from stack.local_llm.server import ChatRequest, LlmService, QueueFull
 from stack.local_llm.wiring import local_llm_overrides
@@ -73,7 +73,9 @@ def test_compact_prompts_are_new_versions_with_worked_examples() -> None:
 
 def test_compact_schemas_bound_what_a_small_model_may_write() -> None:
     enrich = enrichment_prompt(Taxonomy(), "compact").schema["properties"]
-    assert enrich["summary"]["maxLength"] == 300 and enrich["tags"]["maxItems"] == 4
+    assert enrich["tags"]["maxItems"] == 4
+    # at most 80 words by construction: a word takes a character and a separator
+    assert enrich["summary"]["maxLength"] <= 2 * MAX_SUMMARY_WORDS
     # Enrichment refuses empty texts: the grammar must not let the model write one
     assert enrich["summary"]["minLength"] == enrich["mood"]["minLength"] == 1
     assert enrich["themes"]["items"]["minLength"] == 1
@@ -249,6 +251,16 @@ async def test_a_full_queue_refuses_and_a_gone_client_cancels() -> None:
     generation, _ = await second
     assert generation.text == "{}" and service.pending == 0
     service.shutdown()
+
+
+def test_json_answers_are_spelled_strictly() -> None:
+    """The grammar lets a raw newline into a JSON string; the server escapes it."""
+    raw = '{"summary":"a\nb","n":0.80}'
+    with pytest.raises(ValueError, match="control character"):
+        json.loads(raw)
+    assert json.loads(strict_json(raw)) == {"summary": "a\nb", "n": 0.8}
+    assert strict_json('{"n":0.80}') == '{"n":0.80}'  # strict already: untouched
+    assert strict_json('{"summary":"cut off') == '{"summary":"cut off'
 
 
 def test_what_cannot_be_honoured_is_refused() -> None:
