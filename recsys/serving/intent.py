@@ -29,7 +29,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from recsys.llm.client import LlmClient
 from recsys.llm.prompts import PromptStyle, PromptTemplate, quote_untrusted
@@ -467,7 +475,15 @@ class IntentParser:
             deadline=time.monotonic() + deadline_s,
         )
         accounting = accounting_from(result)
-        intent = self.to_intent(result.value, cats)
+        try:
+            intent = self.to_intent(result.value, cats)
+        except ValidationError as exc:  # e.g. more wanted categories than an Intent holds
+            return rules(
+                "schema_violation",
+                validation=ValidationResult.INVALID,
+                errors=[str(e["msg"]) for e in exc.errors()][:10],
+                **accounting,
+            )
         if not result.ok or intent is None:
             invalid = result.validated is False
             return rules(

@@ -207,3 +207,34 @@ async def test_flagged_queries_and_no_endpoint_use_only_the_rules() -> None:
     assert out.intent.categories_none == ["Horror"]
     off = await IntentParser(None).parse("no horror", CATS, deadline_s=1.0)
     assert off.source == "rules" and off.fallback_reason == "no_endpoint" and not off.called
+
+
+def compact_answer(categories: dict[str, str]) -> dict[str, Any]:
+    return {
+        "categories": categories,
+        "year_from": 1999,
+        "year_to": 1990,
+        "soft_preferences": [],
+        "negatives": [],
+        "confidence": 0.8,
+        "clarification_needed": False,
+    }
+
+
+async def test_the_compact_answer_becomes_an_intent_or_falls_back_never_raises() -> None:
+    client = FakeClient(lambda call: compact_answer({"Horror": "avoid", "Comedy": "want"}))
+    parser = IntentParser(client, prompt_style="compact")  # type: ignore[arg-type]
+    out = await parser.parse("funny, no horror, 90s", CATS, deadline_s=1.0)
+    assert out.source == "llm" and out.validation is ValidationResult.VALID
+    intent = out.intent
+    assert (intent.categories_any, intent.categories_none) == (["Comedy"], ["Horror"])
+    assert (intent.year_min, intent.year_max) == (1990, 1999)
+    assert "categories" in client.calls[0].schema["properties"]
+    # a catalog wider than an Intent holds: 21 wanted categories is a refused answer
+    wide = [f"Genre{i}" for i in range(25)]
+    greedy = FakeClient(lambda call: compact_answer(dict.fromkeys(wide[:21], "want")))
+    out = await IntentParser(greedy, prompt_style="compact").parse(  # type: ignore[arg-type]
+        "everything", wide, deadline_s=1.0
+    )
+    assert out.source == "rules" and out.fallback_reason == "schema_violation"
+    assert out.validation is ValidationResult.INVALID and out.errors
