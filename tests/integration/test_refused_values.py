@@ -263,10 +263,17 @@ async def test_serve_parks_nul_text_and_refused_reads_and_answers_the_rest_once(
             "INSERT INTO user_state_rows (user_id, version, warmth, positives, engagement, "
             "state) VALUES ('refuse-me', 1, 'COLD', 0, 0, '{}')"
         )
-    good = [RecRequest(request_id=f"r{i}", user_id=f"user-{i}", k=5) for i in range(5)]
+    # produced before the worker starts: a deadline as long as the test's wait, so that
+    # none is shed as EXPIRED (which reads nothing) while the worker loads its model
+    late_ok = 120_000
+    good = [
+        RecRequest(request_id=f"r{i}", user_id=f"user-{i}", k=5, deadline_ms=late_ok)
+        for i in range(5)
+    ]
     requests = [good[0], good[1]]
-    requests += [RecRequest(request_id="r-nul", user_id="u\x00x", k=5)]
-    requests += [good[2], RecRequest(request_id="r-refused", user_id="refuse-me", k=5)]
+    requests += [RecRequest(request_id="r-nul", user_id="u\x00x", k=5, deadline_ms=late_ok)]
+    refused = RecRequest(request_id="r-refused", user_id="refuse-me", k=5, deadline_ms=late_ok)
+    requests += [good[2], refused]
     requests += good[3:]
     with RecordProducer(settings) as producer:
         for request in requests:
