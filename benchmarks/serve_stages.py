@@ -38,6 +38,7 @@ from recsys.serving.query_embedding import QueryEncoder
 from recsys.synthetic import SyntheticWorkload, WorkloadConfig
 from streams.settings import Settings
 from testkit.synthetic_world import seed_world
+from workers.query_embedder import query_embedder
 from workers.serve_wiring import build_recommender
 
 #: (label, start, end) of the current request's statements, seconds from its start
@@ -112,6 +113,10 @@ async def run(settings: Settings, embedder: Any, requests: list[RecRequest], rou
         settings.database_url.get_secret_value(), name="bench-stages", autocommit=True
     )
     await pool.open(wait=True)
+    queries = query_embedder(settings)  # what a serve process uses
+    if not isinstance(queries, SentenceTransformerEmbedder):
+        embedder = queries
+    _ = embedder.dim
     encoder = QueryEncoder(embedder)
     origin = [0.0]
     _instrument(origin)
@@ -167,6 +172,7 @@ async def run(settings: Settings, embedder: Any, requests: list[RecRequest], rou
     n = len(rows)
     return {
         "requests": n,
+        "query_embedding": type(embedder).__name__,
         "routes": sorted({route for route, _, _ in rows}),
         "wall_ms": pair(walls),
         "statements_per_request": round(

@@ -68,7 +68,7 @@ async def load_query_embedder(settings: Any, stop: asyncio.Event) -> Embedder | 
         await asyncio.get_running_loop().run_in_executor(
             None, limit_threads, settings.serve_embed_threads
         )
-    else:
+    elif isinstance(embedder, OnnxEmbedder):
         log.info(
             "serve: query embedding on ONNX Runtime (%s%s)",
             embedder.graph_path,

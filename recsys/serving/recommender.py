@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,8 +39,9 @@ from recsys.serving.config import ServingConfig, warmth_of
 from recsys.serving.constraints import (
     QueryConstraints,
     Shortfall,
+    by_preference,
     mark_soft_matches,
-    prefer,
+    preference_levels,
     query_constraints,
     shortfall,
 )
@@ -185,19 +186,56 @@ class Recommender:
         """
         received = self.clock() if received is None else received
         timings: dict[str, float] = {}
-        logs: list[LlmInvolvement] = []
+        # the user's state, the query's screening and intent, and the query's vector are
+        # independent: the read and the embedding run while the others are worked out
+        reading = asyncio.ensure_future(self.users.view(request.user_id))
+        embedding: asyncio.Future[np.ndarray] | None = None
+        try:
+            if steer is None:
+                query, flagged, reasons = await self.sanitiser.screen_query(request.query)
+            else:
+                query, flagged, reasons = steer.query, steer.flagged, steer.reasons
+            if query is not None and self.embedder is not None:
+                embedding = asyncio.ensure_future(self.embedder.embed(query))
+            if steer is None:
+                intent, intent_log = await self._intent(request, query, received)
+            else:
+                intent, intent_log = steer.intent, None
+            view = await reading
+            timings["user"] = self.clock() - received
+            return await self._recommend(
+                request,
+                received,
+                steer,
+                timings,
+                view,
+                (query, flagged, reasons),
+                (intent, intent_log),
+                embedding,
+            )
+        finally:
+            _settle(reading)
+            if embedding is not None:
+                _settle(embedding)
+
+    async def _recommend(
+        self,
+        request: RecRequest,
+        received: float,
+        steer: Steer | None,
+        timings: dict[str, float],
+        view: UserView,
+        screened: tuple[str | None, bool, tuple[str, ...]],
+        parsed: tuple[Intent | None, LlmInvolvement | None],
+        embedding: asyncio.Future[np.ndarray] | None,
+    ) -> Served:
         cfg = self.config
-        view = await self.users.view(request.user_id)
-        timings["user"] = self.clock() - received
+        logs: list[LlmInvolvement] = []
+        query, flagged, reasons = screened
+        intent, intent_log = parsed
         warmth = warmth_of(view.positives, cfg)
         history = [*view.session_items, *view.recent_items]
         history = list(dict.fromkeys(history))
-        if steer is None:
-            query, flagged, reasons = await self.sanitiser.screen_query(request.query)
-            intent, intent_log = await self._intent(request, query, received)
-        else:
-            query, flagged, reasons = steer.query, steer.flagged, steer.reasons
-            intent, intent_log = steer.intent, None
         if intent_log is not None:
             logs.append(intent_log)
         if steer is None:
@@ -218,12 +256,19 @@ class Recommender:
         decision = self.policy.decide(context, self.rng, force=cfg.force_route)
         exclude = set(request.exclude_item_ids) | set(view.consumed) | set(history)
         ranked, model_version = await self._candidates(
-            decision.action, warmth, view, history, query, filters, exclude
+            decision.action, warmth, view, history, query, filters, exclude, embedding
         )
         timings["candidates"] = self.clock() - received
-        ranked = await prefer(
-            self.items, await self._eligible(ranked, filters, exclude), constraints.soft
+        # eligibility and the soft preference's levels: independent reads, together
+        eligible, levels = await asyncio.gather(
+            self._eligible(ranked, filters, exclude),
+            preference_levels(
+                self.items,
+                [c.item_id for c in ranked if c.item_id not in exclude],
+                constraints.soft,
+            ),
         )
+        ranked = by_preference(eligible, levels)
         short: Shortfall | None = None
         if len(ranked) < request.k:
 
@@ -237,7 +282,7 @@ class Recommender:
                 for action in actions:
                     skip = taken | {c.item_id for c in found}
                     more_, _ = await self._candidates(
-                        action, warmth, view, history, query, filters, skip
+                        action, warmth, view, history, query, filters, skip, embedding
                     )
                     found += await self._eligible(more_, filters, skip)
                     if len(found) >= request.k:
@@ -350,6 +395,7 @@ class Recommender:
         query: str | None,
         filters: ItemFilters | None,
         exclude: set[str],
+        embedding: Awaitable[np.ndarray] | None = None,
     ) -> tuple[list[Candidate], str | None]:
         cfg = self.config
         n = cfg.candidate_pool
@@ -366,7 +412,7 @@ class Recommender:
             return await cands.cf_candidates(self.cf, recent, n, exclude, bucket.cf_fold)
 
         async def content(popularity_weight: float) -> list[Candidate]:
-            vector = await self._content_vector(query, history)
+            vector = await self._content_vector(query, history, embedding)
             if vector is None:
                 return []
             return await cands.content_candidates(
@@ -403,9 +449,14 @@ class Recommender:
             ][: n - len(ranked)]
         return ranked, model_version
 
-    async def _content_vector(self, query: str | None, history: Sequence[str]) -> np.ndarray | None:
+    async def _content_vector(
+        self,
+        query: str | None,
+        history: Sequence[str],
+        embedding: Awaitable[np.ndarray] | None = None,
+    ) -> np.ndarray | None:
         if query is not None and self.embedder is not None:
-            return await self.embedder.embed(query)
+            return await (embedding if embedding is not None else self.embedder.embed(query))
         if history:
             vectors = await self.items.vectors(list(history[:10]))
             return cands.profile_vector(list(history[:10]), vectors)
@@ -558,6 +609,15 @@ class Recommender:
                 )
             )
         return out, logs
+
+
+def _settle(future: asyncio.Future[Any]) -> None:
+    """Cancel ``future`` if it is still running; retrieve its error if it failed
+    unawaited (a route that needed no query vector), so that nothing is logged."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
 
 
 def _off_reason(enabled: bool, available: bool) -> str | None:
