@@ -293,8 +293,14 @@ class Recommender:
                 self.items, request, decision.route, constraints, exclude, ranked, more
             )
             ranked = ranked + short.topup + short.fill
-        details = await self.items.details(
-            [c.item_id for c in ranked[: max(cfg.rerank_cap, request.k * 3)]] + history[:20]
+        # the explanations' vectors (the likely final items' and the history's) are read
+        # beside the details; _explain reads only what the final order adds
+        early = [c.item_id for c in ranked[: request.k]] + history[:10]
+        details, vectors = await asyncio.gather(
+            self.items.details(
+                [c.item_id for c in ranked[: max(cfg.rerank_cap, request.k * 3)]] + history[:20]
+            ),
+            self.items.vectors(early),
         )
         if decision.route is Route.POPULARITY and cfg.diversity > 0:
             cats = {i: frozenset(r.categories) for i, r in details.items()}
@@ -319,7 +325,14 @@ class Recommender:
             order = [i for i in order if i not in filled] + [i for i in order if i in filled]
         final = [by_id[i] for i in order[: request.k]]
         items, explain_logs = await self._explain(
-            request, final, history, details, intent, received, steer.stated if steer else None
+            request,
+            final,
+            history,
+            details,
+            intent,
+            received,
+            steer.stated if steer else None,
+            (set(early), vectors),
         )
         if rerank_log.used:  # what the LLM changed: where the ranker had put each item
             position = {c.item_id: n for n, c in enumerate(ranked, start=1)}
@@ -548,11 +561,16 @@ class Recommender:
         intent: Intent | None,
         received: float,
         stated: Callable[[ItemRecord | None], list[Evidence]] | None = None,
+        read: tuple[set[str], dict[str, np.ndarray]] = (set(), {}),
     ) -> tuple[list[RecommendedItem], list[LlmInvolvement]]:
         missing = [c.item_id for c in final if c.item_id not in details]
         if missing:
             details = details | await self.items.details(missing)
-        vectors = await self.items.vectors([c.item_id for c in final] + history[:10])
+        asked, found = read  # vectors already read (of ``asked``: ``found``)
+        need = list(dict.fromkeys([c.item_id for c in final] + history[:10]))
+        extra = [i for i in need if i not in asked]
+        more = await self.items.vectors(extra) if extra else {}
+        vectors = {i: v for i in need if (v := found.get(i, more.get(i))) is not None}
         grounds = Grounds(
             recent=history,
             details=details,
