@@ -457,7 +457,7 @@ class ServingSettings(_Section):
         description="What runs each serve process's query embedding: onnx = ONNX Runtime "
         "on a graph exported once from the model's local weights into "
         "$XDG_CACHE_HOME/streamrec/onnx (checked against torch's vectors before use; "
-        "≈ 3× less CPU per query here); torch = sentence-transformers on torch; auto = "
+        "about a third of the CPU per query here); torch = sentence-transformers on torch; auto = "
         "onnx when onnxruntime is installed and the model and device allow it, else torch. "
         "Catalog vectors (the enrich worker) always come from torch: the two agree to a "
         "cosine ≥ 0.9999.",
