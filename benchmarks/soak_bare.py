@@ -204,14 +204,17 @@ class BareLoad:
         pad = b"e" * max(0, self.args.event_bytes - 16)
         rate = self.args.events_per_s
         rng = random.Random(5)
+        tick = max(0.0, self.args.event_tick_ms / 1000.0)
+        next_tick = start_at
         i = 0
         while not self.stop.is_set():
             target = start_at + i / rate
             if target >= end_at:
                 break
-            delay = target - time.time()
-            if delay > 0:
-                time.sleep(delay)
+            if target > time.time():  # nothing due: sleep to the next tick (or event)
+                next_tick = max(next_tick + tick, target)
+                time.sleep(max(0.0, next_tick - time.time()))
+                continue
             event_id = f"{i:016d}".encode()
             minute = min(len(self.minutes) - 1, int((time.time() - start_at) // 60))
             if minute >= 0:
@@ -307,6 +310,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=20.0, help="echo requests per second")
     p.add_argument("--events-per-s", type=float, default=200.0)
     p.add_argument("--event-linger-ms", type=float, default=1.0)
+    p.add_argument(
+        "--event-tick-ms",
+        type=float,
+        default=0.0,
+        help="publish the events due in ticks of this many ms (0: one sleep per event)",
+    )
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--fetch-wait-ms", type=int, default=5)
     p.add_argument("--events-fetch-wait-ms", type=int, default=100)
