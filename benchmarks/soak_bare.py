@@ -44,7 +44,7 @@ import psutil
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from benchmarks.common import emit, percentile
+from benchmarks.common import emit, paced, percentile
 from benchmarks.soak_procs import BatchStats
 from stack.embedded import EmbeddedBroker, free_port
 
@@ -205,16 +205,7 @@ class BareLoad:
         rate = self.args.events_per_s
         rng = random.Random(5)
         tick = max(0.0, self.args.event_tick_ms / 1000.0)
-        next_tick = start_at
-        i = 0
-        while not self.stop.is_set():
-            target = start_at + i / rate
-            if target >= end_at:
-                break
-            if target > time.time():  # nothing due: sleep to the next tick (or event)
-                next_tick = max(next_tick + tick, target)
-                time.sleep(max(0.0, next_tick - time.time()))
-                continue
+        for i in paced(rate, tick, start_at, end_at, stop=self.stop):
             event_id = f"{i:016d}".encode()
             minute = min(len(self.minutes) - 1, int((time.time() - start_at) // 60))
             if minute >= 0:
@@ -227,7 +218,6 @@ class BareLoad:
                 except BufferError:
                     p.poll(0.05)
             p.poll(0)
-            i += 1
         p.flush(30)
 
     def sampler(self, start_at: float, broker: psutil.Process) -> None:
