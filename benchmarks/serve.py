@@ -78,6 +78,7 @@ from streams.settings import Settings
 from streams.topics import Topics
 from testkit.llm_server import SimulatedLlmServer
 from testkit.synthetic_world import seed_world
+from workers.query_embedder import query_embedder
 from workers.serve_wiring import build_recommender
 
 KNEE_ANSWERED = 0.98
@@ -100,6 +101,11 @@ async def in_process(
         settings.database_url.get_secret_value(), name="bench-serve", autocommit=True
     )
     await pool.open(wait=True)
+    # the query embedder a serve process uses (STREAMREC_SERVE_EMBED_BACKEND)
+    queries = query_embedder(settings)
+    if not isinstance(queries, SentenceTransformerEmbedder):
+        embedder = queries
+    _ = embedder.dim
     encoder = QueryEncoder(embedder)
     try:
         cache = ItemCache(settings.serve_item_cache_size)  # as in the serve worker
@@ -124,6 +130,7 @@ async def in_process(
             pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(60)
             (profile / "in_process.txt").write_text(text.getvalue())
         return {
+            "query_embedding": type(embedder).__name__,
             "routes": {k: ms(v) for k, v in sorted(by_route.items())},
             "stages_cumulative": {k: ms(v) for k, v in stages.items()},
         }

@@ -450,9 +450,19 @@ class ServingSettings(_Section):
     serve_embed_threads: int = Field(
         1,
         ge=1,
-        description="torch threads of each serve process's query embedding. More than one "
-        "on a busy machine makes one query many times slower (threads wait for each "
-        "other); scale with serve_replicas instead.",
+        description="Threads (torch's or ONNX Runtime's) of each serve process's query "
+        "embedding. More than one on a busy machine makes one query many times slower "
+        "(threads wait for each other); scale with serve_replicas instead.",
+    )
+    serve_embed_backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="What runs each serve process's query embedding: onnx = ONNX Runtime "
+        "on a graph exported once from the model's local weights into "
+        "$XDG_CACHE_HOME/streamrec/onnx (checked against torch's vectors before use; "
+        "about a third of the CPU per query here); torch = sentence-transformers on torch; auto = "
+        "onnx when onnxruntime is installed and the model and device allow it, else torch. "
+        "Catalog vectors (the enrich worker) always come from torch: the two agree to a "
+        "cosine ≥ 0.9999.",
     )
     serve_replicas: int = Field(
         2,

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from recsys.dialogue.engine import Dialogue
-from recsys.embedding import Embedder, SentenceTransformerEmbedder, limit_threads
+from recsys.embedding import Embedder
 from recsys.exceptions import DatabaseUnavailable, DataRejected
 from recsys.policy.store import PgPolicies, PolicyFollower
 from recsys.records import RecRequest
@@ -50,6 +50,7 @@ from streams.tracing import consume_span
 from workers.bootstrap import Context
 from workers.metrics import observe_expired, observe_served
 from workers.model_load import load_model
+from workers.query_embedder import load_query_embedder
 from workers.serve_wiring import build_dialogue, build_recommender, llm_client
 
 __all__ = ["ServeWorker", "run"]
@@ -74,15 +75,16 @@ async def run(ctx: Context, stop: asyncio.Event) -> None:
     """Serve requests until ``stop`` is set."""
     s, topics, producer = ctx.settings, ctx.topics, ctx.producer
     apool = await ctx.async_pool("serve", autocommit=True, full=True)
-    embedder: Embedder = ctx.overrides.embedder or SentenceTransformerEmbedder(
-        s.embedding_model, s.embedding_device, s.embedding_batch_size
-    )
-    if not await load_model(embedder, stop, worker="serve"):
+    embedder: Embedder | None = ctx.overrides.embedder
+    if embedder is not None:
+        loaded = await load_model(embedder, stop, worker="serve")
+    else:
+        embedder = await load_query_embedder(s, stop)
+        loaded = embedder is not None
+    if not loaded or embedder is None:
         log.info("serve: stopped while the embedding model was loading")
         return
     aloop = asyncio.get_running_loop()
-    if ctx.overrides.embedder is None:
-        await aloop.run_in_executor(None, limit_threads, s.serve_embed_threads)
     encoder = QueryEncoder(embedder)
     await encoder.embed("warm up the query path")
     client, off_reason = llm_client(ctx)

@@ -22,6 +22,7 @@ no horror" would rather see a 2001 comedy than nothing, and never a horror film.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -35,10 +36,12 @@ from recsys.serving.ports import ItemSource
 __all__ = [
     "QueryConstraints",
     "Shortfall",
+    "by_preference",
     "describe_filters",
     "intent_filters",
     "mark_soft_matches",
     "prefer",
+    "preference_levels",
     "query_constraints",
     "short_reason",
     "shortfall",
@@ -120,8 +123,20 @@ async def prefer(
     ranked = list(ranked)
     if preference is None or not ranked:
         return ranked
-    ids = [c.item_id for c in ranked]
-    level = dict.fromkeys(ids, 0)
+    return by_preference(
+        ranked, await preference_levels(items, [c.item_id for c in ranked], preference)
+    )
+
+
+async def preference_levels(
+    items: ItemSource, item_ids: Sequence[str], preference: ItemFilters | None
+) -> dict[str, int]:
+    """How well each of ``item_ids`` meets ``preference`` (see :func:`prefer`); an item's
+    level does not depend on the others, so it may be asked for a superset. The parts'
+    reads go out together."""
+    level = dict.fromkeys(item_ids, 0)
+    if preference is None or not item_ids:
+        return level
     parts: list[tuple[ItemFilters, int]] = []
     if preference.categories_any:
         parts.append((ItemFilters(categories_any=list(preference.categories_any)), 1))
@@ -129,10 +144,18 @@ async def prefer(
         parts.append((ItemFilters(ranges=dict(preference.ranges)), 1))
     if preference.categories_none:
         parts.append((ItemFilters(categories_any=list(preference.categories_none)), -10))
-    for part, weight in parts:
-        for item_id in await items.eligible(ids, part):
+    ids = list(item_ids)
+    found = await asyncio.gather(*(items.eligible(ids, part) for part, _ in parts))
+    for (_, weight), meeting in zip(parts, found, strict=True):
+        for item_id in meeting:
             level[item_id] += weight
-    return sorted(ranked, key=lambda c: -level[c.item_id])
+    return level
+
+
+def by_preference(ranked: Sequence[Candidate], level: dict[str, int]) -> list[Candidate]:
+    """``ranked`` sorted by :func:`preference_levels` (stable: the ranker's order holds
+    among equals)."""
+    return sorted(ranked, key=lambda c: -level.get(c.item_id, 0))
 
 
 def describe_filters(filters: ItemFilters | None) -> str:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,8 +39,9 @@ from recsys.serving.config import ServingConfig, warmth_of
 from recsys.serving.constraints import (
     QueryConstraints,
     Shortfall,
+    by_preference,
     mark_soft_matches,
-    prefer,
+    preference_levels,
     query_constraints,
     shortfall,
 )
@@ -185,19 +186,56 @@ class Recommender:
         """
         received = self.clock() if received is None else received
         timings: dict[str, float] = {}
-        logs: list[LlmInvolvement] = []
+        # the user's state, the query's screening and intent, and the query's vector are
+        # independent: the read and the embedding run while the others are worked out
+        reading = asyncio.ensure_future(self.users.view(request.user_id))
+        embedding: asyncio.Future[np.ndarray] | None = None
+        try:
+            if steer is None:
+                query, flagged, reasons = await self.sanitiser.screen_query(request.query)
+            else:
+                query, flagged, reasons = steer.query, steer.flagged, steer.reasons
+            if query is not None and self.embedder is not None:
+                embedding = asyncio.ensure_future(self.embedder.embed(query))
+            if steer is None:
+                intent, intent_log = await self._intent(request, query, received)
+            else:
+                intent, intent_log = steer.intent, None
+            view = await reading
+            timings["user"] = self.clock() - received
+            return await self._recommend(
+                request,
+                received,
+                steer,
+                timings,
+                view,
+                (query, flagged, reasons),
+                (intent, intent_log),
+                embedding,
+            )
+        finally:
+            _settle(reading)
+            if embedding is not None:
+                _settle(embedding)
+
+    async def _recommend(
+        self,
+        request: RecRequest,
+        received: float,
+        steer: Steer | None,
+        timings: dict[str, float],
+        view: UserView,
+        screened: tuple[str | None, bool, tuple[str, ...]],
+        parsed: tuple[Intent | None, LlmInvolvement | None],
+        embedding: asyncio.Future[np.ndarray] | None,
+    ) -> Served:
         cfg = self.config
-        view = await self.users.view(request.user_id)
-        timings["user"] = self.clock() - received
+        logs: list[LlmInvolvement] = []
+        query, flagged, reasons = screened
+        intent, intent_log = parsed
         warmth = warmth_of(view.positives, cfg)
         history = [*view.session_items, *view.recent_items]
         history = list(dict.fromkeys(history))
-        if steer is None:
-            query, flagged, reasons = await self.sanitiser.screen_query(request.query)
-            intent, intent_log = await self._intent(request, query, received)
-        else:
-            query, flagged, reasons = steer.query, steer.flagged, steer.reasons
-            intent, intent_log = steer.intent, None
         if intent_log is not None:
             logs.append(intent_log)
         if steer is None:
@@ -218,12 +256,19 @@ class Recommender:
         decision = self.policy.decide(context, self.rng, force=cfg.force_route)
         exclude = set(request.exclude_item_ids) | set(view.consumed) | set(history)
         ranked, model_version = await self._candidates(
-            decision.action, warmth, view, history, query, filters, exclude
+            decision.action, warmth, view, history, query, filters, exclude, embedding
         )
         timings["candidates"] = self.clock() - received
-        ranked = await prefer(
-            self.items, await self._eligible(ranked, filters, exclude), constraints.soft
+        # eligibility and the soft preference's levels: independent reads, together
+        eligible, levels = await asyncio.gather(
+            self._eligible(ranked, filters, exclude),
+            preference_levels(
+                self.items,
+                [c.item_id for c in ranked if c.item_id not in exclude],
+                constraints.soft,
+            ),
         )
+        ranked = by_preference(eligible, levels)
         short: Shortfall | None = None
         if len(ranked) < request.k:
 
@@ -237,7 +282,7 @@ class Recommender:
                 for action in actions:
                     skip = taken | {c.item_id for c in found}
                     more_, _ = await self._candidates(
-                        action, warmth, view, history, query, filters, skip
+                        action, warmth, view, history, query, filters, skip, embedding
                     )
                     found += await self._eligible(more_, filters, skip)
                     if len(found) >= request.k:
@@ -248,8 +293,14 @@ class Recommender:
                 self.items, request, decision.route, constraints, exclude, ranked, more
             )
             ranked = ranked + short.topup + short.fill
-        details = await self.items.details(
-            [c.item_id for c in ranked[: max(cfg.rerank_cap, request.k * 3)]] + history[:20]
+        # the explanations' vectors (the likely final items' and the history's) are read
+        # beside the details; _explain reads only what the final order adds
+        early = [c.item_id for c in ranked[: request.k]] + history[:10]
+        details, vectors = await asyncio.gather(
+            self.items.details(
+                [c.item_id for c in ranked[: max(cfg.rerank_cap, request.k * 3)]] + history[:20]
+            ),
+            self.items.vectors(early),
         )
         if decision.route is Route.POPULARITY and cfg.diversity > 0:
             cats = {i: frozenset(r.categories) for i, r in details.items()}
@@ -274,7 +325,14 @@ class Recommender:
             order = [i for i in order if i not in filled] + [i for i in order if i in filled]
         final = [by_id[i] for i in order[: request.k]]
         items, explain_logs = await self._explain(
-            request, final, history, details, intent, received, steer.stated if steer else None
+            request,
+            final,
+            history,
+            details,
+            intent,
+            received,
+            steer.stated if steer else None,
+            (set(early), vectors),
         )
         if rerank_log.used:  # what the LLM changed: where the ranker had put each item
             position = {c.item_id: n for n, c in enumerate(ranked, start=1)}
@@ -350,6 +408,7 @@ class Recommender:
         query: str | None,
         filters: ItemFilters | None,
         exclude: set[str],
+        embedding: Awaitable[np.ndarray] | None = None,
     ) -> tuple[list[Candidate], str | None]:
         cfg = self.config
         n = cfg.candidate_pool
@@ -366,7 +425,7 @@ class Recommender:
             return await cands.cf_candidates(self.cf, recent, n, exclude, bucket.cf_fold)
 
         async def content(popularity_weight: float) -> list[Candidate]:
-            vector = await self._content_vector(query, history)
+            vector = await self._content_vector(query, history, embedding)
             if vector is None:
                 return []
             return await cands.content_candidates(
@@ -403,9 +462,14 @@ class Recommender:
             ][: n - len(ranked)]
         return ranked, model_version
 
-    async def _content_vector(self, query: str | None, history: Sequence[str]) -> np.ndarray | None:
+    async def _content_vector(
+        self,
+        query: str | None,
+        history: Sequence[str],
+        embedding: Awaitable[np.ndarray] | None = None,
+    ) -> np.ndarray | None:
         if query is not None and self.embedder is not None:
-            return await self.embedder.embed(query)
+            return await (embedding if embedding is not None else self.embedder.embed(query))
         if history:
             vectors = await self.items.vectors(list(history[:10]))
             return cands.profile_vector(list(history[:10]), vectors)
@@ -497,11 +561,16 @@ class Recommender:
         intent: Intent | None,
         received: float,
         stated: Callable[[ItemRecord | None], list[Evidence]] | None = None,
+        read: tuple[set[str], dict[str, np.ndarray]] = (set(), {}),
     ) -> tuple[list[RecommendedItem], list[LlmInvolvement]]:
         missing = [c.item_id for c in final if c.item_id not in details]
         if missing:
             details = details | await self.items.details(missing)
-        vectors = await self.items.vectors([c.item_id for c in final] + history[:10])
+        asked, found = read  # vectors already read (of ``asked``: ``found``)
+        need = list(dict.fromkeys([c.item_id for c in final] + history[:10]))
+        extra = [i for i in need if i not in asked]
+        more = await self.items.vectors(extra) if extra else {}
+        vectors = {i: v for i in need if (v := found.get(i, more.get(i))) is not None}
         grounds = Grounds(
             recent=history,
             details=details,
@@ -558,6 +627,15 @@ class Recommender:
                 )
             )
         return out, logs
+
+
+def _settle(future: asyncio.Future[Any]) -> None:
+    """Cancel ``future`` if it is still running; retrieve its error if it failed
+    unawaited (a route that needed no query vector), so that nothing is logged."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
 
 
 def _off_reason(enabled: bool, available: bool) -> str | None:
