@@ -9,9 +9,11 @@
    until the committed offsets reach the end of every partition (group join excluded);
    CPU seconds per event of this process, Postgres and the broker over the same span;
 4. lag: events produced at ``--rate`` per second for ``--lag-seconds`` by another process
-   (lingering ``LAG_LINGER_MS``); produce time → the moment the event's chunk is durable
-   in Postgres. These users have history by now, so each visit pairs with more recent
-   items than in step 3: the per-event cost of the steady state.
+   (lingering ``LAG_LINGER_MS``), after ``LAG_WARMUP_S`` of the same stream that is not
+   measured; produce time → the moment the event's chunk is durable in Postgres (the
+   worker's own ``on_durable`` callback, in this process: detecting it costs no poll).
+   These users have history by now, so each visit pairs with more recent items than in
+   step 3: the per-event cost of the steady state.
 
     python -m benchmarks users [--events 50000] [--batch 2000] [--fetch-wait-ms 100]
         [--chunk 500] [--rate 2000] [--lag-seconds 15] [--profile out.prof]
@@ -51,7 +53,7 @@ from streams.producer import RecordProducer
 from streams.settings import Settings
 from streams.topics import Topics
 from workers.bootstrap import bootstrap
-from workers.runtime import serve_forever
+from workers.runtime import freeze_startup_heap, serve_forever
 from workers.users_worker import UsersWorker
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -59,6 +61,11 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 #: Tansu walks every stored batch on each fetch, so one batch per event at 2,000/s makes
 #: the broker, not the worker, the figure); the linger counts in the lag measured.
 LAG_LINGER_MS = 5
+#: Seconds of the lag run's stream produced before the measured events. A fresh
+#: librdkafka producer holds its first messages ≈ 0.5 s (measured here: connection,
+#: idempotent producer id) and then releases them as one burst; an upstream service's
+#: producer is long-lived, so the lag measured is the worker's steady state, not that.
+LAG_WARMUP_S = 1.0
 log = logging.getLogger("benchmarks.users")
 KINDS = (
     [EventType.VIEW] * 6
@@ -209,6 +216,50 @@ class CpuMeter:
         return out
 
 
+class MachineMeter:
+    """Cores busy on the whole machine and in this benchmark's processes (worker,
+    Postgres, broker, the lag run's producer), sampled every half second: on a shared
+    machine, the lag of a window is read beside what others took from it."""
+
+    def __init__(self, meter: CpuMeter, sender_pid: int | None) -> None:
+        self.meter = meter
+        self.sender = psutil.Process(sender_pid) if sender_pid else None
+        self.sender_s = 0.0
+        #: (time, machine busy, ours, of which the producer) in CPU seconds.
+        self.samples: list[tuple[float, float, float, float]] = []
+
+    def sample(self) -> None:
+        """Take a sample if the last one is half a second old."""
+        now = time.time()
+        if self.samples and now - self.samples[-1][0] < 0.5:
+            return
+        t = psutil.cpu_times()
+        busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+        if self.sender is not None:
+            try:
+                self.sender_s = sum(self.sender.cpu_times()[:2])
+            except psutil.Error:
+                self.sender = None  # exited: its last figure stands
+        ours = sum(self.meter.snapshot().values()) + self.sender_s
+        self.samples.append((now, busy, ours, self.sender_s))
+
+    def cores_by_window(self, start: float, width: float, n: int) -> dict[str, list[float]]:
+        """Mean cores busy per window from ``start``: ours (of which the lag run's
+        producer) and everyone else's."""
+        out: dict[str, list[float]] = {"ours": [], "producer": [], "others": []}
+        for w in range(n):
+            lo, hi = start + w * width, start + (w + 1) * width
+            inside = [s for s in self.samples if lo <= s[0] <= hi]
+            if len(inside) < 2:
+                break
+            (t0, busy0, ours0, prod0), (t1, busy1, ours1, prod1) = inside[0], inside[-1]
+            ours = (ours1 - ours0) / (t1 - t0)
+            out["ours"].append(round(ours, 2))
+            out["producer"].append(round((prod1 - prod0) / (t1 - t0), 2))
+            out["others"].append(round(max(0.0, (busy1 - busy0) / (t1 - t0) - ours), 2))
+        return out
+
+
 def send_at_rate(
     settings: Settings,
     results: multiprocessing.Queue[dict[str, float]],
@@ -217,22 +268,31 @@ def send_at_rate(
     first: int,
     users: int,
     items: int,
+    warmup: int,
 ) -> None:
-    """Produce ``count`` events at ``rate``/s; put their send times (epoch s) on
-    ``results``."""
+    """Produce ``warmup`` events then ``count`` events at ``rate``/s, one stream; put the
+    send times (epoch s) of the ``count`` measured ones on ``results``.
+
+    The events are built and Avro-encoded before the clock starts, so that this process
+    spends its CPU on producing only: on 2 cores, building them at rate took ≈ 0.2 core
+    from the stack it measures.
+    """
     rng = random.Random(9)
     sent: dict[str, float] = {}
     with RecordProducer(settings, config={"linger.ms": LAG_LINGER_MS}) as producer:
+        spec = producer.topics.user_events
+        encoded = []
+        for i in range(warmup + count):
+            e = make_event(rng, first + i, users, items, T0 + timedelta(seconds=first + i))
+            encoded.append((e.event_id, e.user_id, producer.serde.encode(e, spec.subject)))
         t_start = time.perf_counter()
-        for i in range(count):
+        for i, (event_id, user_id, value) in enumerate(encoded):
             delay = t_start + i / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            at = T0 + timedelta(seconds=first + i)
-            e = make_event(rng, first + i, users, items, at)
-            sent[e.event_id] = time.time()
-            producer.publish_user_event(e)
-            producer.producer.poll(0)
+            if i >= warmup:
+                sent[event_id] = time.time()
+            producer.send_raw(spec, user_id, value)
     results.put(sent)
 
 
@@ -265,6 +325,7 @@ async def worker_run(
     profile: Path | None = None,
 ) -> dict[str, Any]:
     ctx = bootstrap(settings)
+    freeze_startup_heap()  # as `streamrec worker users` does before its loop
     meter = CpuMeter(settings)
     cpu_start: dict[str, float] = {}
     cpu: dict[str, float] = {}
@@ -320,6 +381,7 @@ async def worker_run(
 
         updater.on_durable.append(record)
         count = int(rate * lag_seconds)
+        warmup = int(rate * LAG_WARMUP_S)
 
         lag_cpu_start = meter.snapshot()
         # the producer runs in a process of its own, as upstream services do: in this
@@ -328,16 +390,18 @@ async def worker_run(
         results: multiprocessing.Queue[dict[str, float]] = mp.Queue()
         sender = mp.Process(
             target=send_at_rate,
-            args=(settings, results, count, rate, n, users, items),
+            args=(settings, results, count, rate, n, users, items, warmup),
             daemon=True,
         )
         sender.start()
         sent: dict[str, float] = {}
-        deadline = time.monotonic() + lag_seconds + 60
+        machine = MachineMeter(meter, sender.pid)
+        deadline = time.monotonic() + LAG_WARMUP_S + lag_seconds + 60
         while time.monotonic() < deadline:
+            machine.sample()
             if not sent and not results.empty():
                 sent = results.get()
-            if sent and len(durable) >= count:
+            if sent and len(durable) >= warmup + count:
                 break
             await asyncio.sleep(0.05)
         sender.join(10)
@@ -350,7 +414,9 @@ async def worker_run(
                 windows.setdefault(int((t - t_first) // 3), []).append(durable[k] - t)
         return {
             "cpu_us_per_event": {k: round(v / n * 1e6) for k, v in cpu.items()},
-            "lag_cpu_us_per_event": {k: round(v / count * 1e6) for k, v in lag_cpu.items()},
+            "lag_cpu_us_per_event": {
+                k: round(v / (warmup + count) * 1e6) for k, v in lag_cpu.items()
+            },
             "durable_s": durable_s,
             "committed_s": committed_s,
             "applied": applied,
@@ -359,6 +425,7 @@ async def worker_run(
             "lag": summary_ms(lags),
             "lag_lost": count - len(lags),
             "lag_p99_ms_by_3s": [round(percentile(windows[w], 99) * 1000) for w in sorted(windows)],
+            "lag_cores_by_3s": machine.cores_by_window(t_first, 3.0, len(windows)),
             "busy_s": {
                 "read": round(stats.read_s, 2),
                 "domain": round(stats.domain_s, 2),
@@ -448,6 +515,7 @@ def main() -> None:
         "lag": run["lag"],
         "lag_lost": run["lag_lost"],
         "lag_p99_ms_by_3s": run["lag_p99_ms_by_3s"],
+        "lag_cores_by_3s": run["lag_cores_by_3s"],
         "worker_busy_s": run["busy_s"],
         "postgres_only": {"first_events": yardstick[0], "with_history": yardstick[1]},
         "cpu_us_per_event": run["cpu_us_per_event"],

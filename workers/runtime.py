@@ -9,6 +9,7 @@ summary, and runs it until SIGINT/SIGTERM sets ``stop``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import signal
@@ -29,6 +30,7 @@ __all__ = [
     "ALL_RECORDS",
     "WorkerMain",
     "available_workers",
+    "freeze_startup_heap",
     "resolve_worker",
     "run_worker",
     "serve_forever",
@@ -112,6 +114,25 @@ async def serve_forever(
         await ctx.aclose()
 
 
+def freeze_startup_heap() -> int:
+    """Take what start-up built out of the cyclic garbage collector's full collections.
+
+    Modules, classes, schemas, settings and clients live as long as the process, yet
+    every full (generation 2) collection walks them again: about 67,000 objects in a
+    worker, and the users worker's stream of new states sets off a full collection
+    about once a second. Frozen, they are skipped (still freed by reference counting
+    if ever dropped); the users worker's full collections then pause it 34 ms at the
+    median instead of 57, at most 98 ms instead of 180 (docs/workers/users.md). Call it
+    once, after start-up and before the loop.
+
+    Returns:
+        The number of objects frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def run_worker(name: str, settings: Settings, overrides: Overrides | None = None) -> None:
     """Entry point of ``streamrec worker NAME``: endpoints, preflight, tracing, run until
     signalled."""
@@ -124,6 +145,7 @@ def run_worker(name: str, settings: Settings, overrides: Overrides | None = None
         observer.health.set("started", False, "preflight: schemas, broker, topics")
         preflight(settings, name)
         ctx = bootstrap(settings, overrides)
+        freeze_startup_heap()
         asyncio.run(serve_forever(name, ctx, install_signals=True, observer=observer))
     finally:
         observer.stop_endpoints()
