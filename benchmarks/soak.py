@@ -55,7 +55,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks.common import percentile
+from benchmarks.common import paced, percentile
 from benchmarks.soak_procs import BatchStats, ProcessMeter, thread_cpu_s
 from recsys import db
 from recsys.embedding import SentenceTransformerEmbedder
@@ -121,7 +121,10 @@ class Load:
         self.rng = random.Random(11)
         self.client = RecClient.from_settings(settings).start()
         self.batches = BatchStats()
-        self.producer = RecordProducer.from_settings(settings, config=self.batches.config())
+        config = self.batches.config()
+        if args.event_linger_ms is not None:  # an upstream producer's own choice
+            config["linger.ms"] = args.event_linger_ms
+        self.producer = RecordProducer.from_settings(settings, config=config)
 
     def _minute(self, start_at: float, now: float) -> int:
         return min(len(self.minutes) - 1, int((now - start_at) // 60))
@@ -169,7 +172,7 @@ class Load:
 
     def _event(self, i: int) -> UserEvent:
         if self.recent and self.rng.random() < 0.1:
-            user_id, request_id, items = self.rng.choice(list(self.recent))
+            user_id, request_id, items = self.recent[self.rng.randrange(len(self.recent))]
             return UserEvent(
                 event_id=f"soak-{i}",
                 user_id=user_id,
@@ -199,22 +202,19 @@ class Load:
         )
 
     def events(self, start_at: float, end_at: float) -> None:
-        """User events at ``events_per_s`` through the SDK, as an upstream service would."""
-        rate = self.args.events_per_s
-        began = time.time()
-        i = 0
-        while not self.stop.is_set():
-            target = began + i / rate
-            if target >= end_at:
-                break
-            time.sleep(max(0.0, target - time.time()))
+        """User events at ``events_per_s`` through the SDK, as an upstream service would.
+
+        Paced in ticks of ``--event-tick-ms`` (:func:`benchmarks.common.paced`): each tick
+        publishes the events due by then, back to back (4 per 20 ms tick at 200/s).
+        """
+        tick = max(0.0, self.args.event_tick_ms / 1000.0)
+        for i in paced(self.args.events_per_s, tick, time.time(), end_at, stop=self.stop):
             event = self._event(i)
             self.producer.publish_user_event(event)
             self.event_ids.append(event.event_id)
             now = time.time()
             if now >= start_at:
                 self.minutes[self._minute(start_at, now)].events += 1
-            i += 1
         self.producer.flush()
 
     def run(self, start_at: float, end_at: float) -> None:
@@ -287,7 +287,8 @@ def start_bare(args: Any, start_at: float, out: Path, sizes: dict[str, int], s: 
         f"--minutes={args.minutes}",
         f"--rate={args.rate}",
         f"--events-per-s={args.events_per_s}",
-        f"--event-linger-ms={s.producer_linger_ms}",
+        f"--event-linger-ms={event_linger_ms(args, s)}",
+        f"--event-tick-ms={args.event_tick_ms}",
         f"--partitions={s.user_partitions}",
         f"--fetch-wait-ms={s.fetch_wait_ms}",
         f"--events-fetch-wait-ms={s.users_fetch_wait_ms}",
@@ -302,6 +303,13 @@ def start_bare(args: Any, start_at: float, out: Path, sizes: dict[str, int], s: 
     ]
     log = (out.parent / "bare.log").open("wb")
     return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+
+def event_linger_ms(args: Any, settings: Settings) -> float:
+    """The event producer's linger: ``--event-linger-ms``, else the SDK default."""
+    return float(
+        settings.producer_linger_ms if args.event_linger_ms is None else args.event_linger_ms
+    )
 
 
 def drift(last: float, first: float) -> float:
@@ -325,6 +333,19 @@ def main() -> None:
     p.add_argument("--items", type=int, default=1000)
     p.add_argument("--users", type=int, default=300)
     p.add_argument("--warmup-s", type=float, default=30.0)
+    p.add_argument(
+        "--event-linger-ms",
+        type=float,
+        default=None,
+        help="linger.ms of the event producer (the upstream service's); default: the SDK's "
+        "producer_linger_ms. The bare yardstick's event producer uses the same.",
+    )
+    p.add_argument(
+        "--event-tick-ms",
+        type=float,
+        default=20.0,
+        help="events are published in ticks of this many ms (0: one sleep per event)",
+    )
     p.add_argument("--set", action="append", default=[], help="NAME=VALUE setting for up")
     p.add_argument("--no-bare", action="store_true", help="skip the bare yardstick")
     args = p.parse_args()
@@ -382,6 +403,11 @@ def main() -> None:
             target=meter.per_minute, args=(start_at, load.minutes), daemon=True
         )
         sampler.start()
+        print(
+            f"soak: load from now (pid {os.getpid()}), timed minutes from {start_at:.0f}",
+            file=sys.stderr,
+            flush=True,
+        )
         load.run(start_at, end_at)
         sampler.join(timeout=120)
         unanswered = load.drain()
@@ -465,6 +491,8 @@ def report(
                 "bare_events_per_batch": bare.get("events_per_batch"),
                 "record_bytes": sizes,
                 "producer_linger_ms": settings.producer_linger_ms,
+                "event_linger_ms": event_linger_ms(args, settings),
+                "event_tick_ms": args.event_tick_ms,
                 "settings_set": args.set,
                 "loadavg_before": [round(x, 2) for x in load_at],
                 "loadavg_after": [round(x, 2) for x in os.getloadavg()],

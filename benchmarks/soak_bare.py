@@ -44,7 +44,7 @@ import psutil
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from benchmarks.common import emit, percentile
+from benchmarks.common import emit, paced, percentile
 from benchmarks.soak_procs import BatchStats
 from stack.embedded import EmbeddedBroker, free_port
 
@@ -204,14 +204,8 @@ class BareLoad:
         pad = b"e" * max(0, self.args.event_bytes - 16)
         rate = self.args.events_per_s
         rng = random.Random(5)
-        i = 0
-        while not self.stop.is_set():
-            target = start_at + i / rate
-            if target >= end_at:
-                break
-            delay = target - time.time()
-            if delay > 0:
-                time.sleep(delay)
+        tick = max(0.0, self.args.event_tick_ms / 1000.0)
+        for i in paced(rate, tick, start_at, end_at, stop=self.stop):
             event_id = f"{i:016d}".encode()
             minute = min(len(self.minutes) - 1, int((time.time() - start_at) // 60))
             if minute >= 0:
@@ -224,7 +218,6 @@ class BareLoad:
                 except BufferError:
                     p.poll(0.05)
             p.poll(0)
-            i += 1
         p.flush(30)
 
     def sampler(self, start_at: float, broker: psutil.Process) -> None:
@@ -307,6 +300,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=20.0, help="echo requests per second")
     p.add_argument("--events-per-s", type=float, default=200.0)
     p.add_argument("--event-linger-ms", type=float, default=1.0)
+    p.add_argument(
+        "--event-tick-ms",
+        type=float,
+        default=0.0,
+        help="publish the events due in ticks of this many ms (0: one sleep per event)",
+    )
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--fetch-wait-ms", type=int, default=5)
     p.add_argument("--events-fetch-wait-ms", type=int, default=100)

@@ -134,9 +134,11 @@ class KafkaSettings(_Section):
     background_fetch_wait_ms: int = Field(
         1000,
         ge=1,
-        description="fetch.wait.max.ms of consumers nobody waits on (feedback, archive): the "
-        "embedded broker lists every record batch stored in a partition for each fetch that "
-        "finds data there, so fewer, fuller fetches save it the most.",
+        description="fetch.wait.max.ms of consumers nobody waits on (feedback, archive, each "
+        "serve process's catalog.enriched follower, whose cache invalidations arrive up to "
+        "this much later): the embedded broker lists every record batch stored in a "
+        "partition for each fetch that finds data there, so fewer, fuller fetches save it "
+        "the most.",
     )
     session_timeout_ms: int = Field(
         6000,

@@ -69,7 +69,11 @@ async def test_catalog_enriched_invalidates_the_running_workers_cache(
     world: World, embedder: Any, broker: EmbeddedBroker
 ) -> None:
     settings = world.settings.with_overrides(
-        bootstrap_servers=broker.bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}."
+        bootstrap_servers=broker.bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        # the follower fetches like the consumers nobody waits on (longer than the tests'
+        # 20 ms, shorter than the 1 s default, to keep the test quick)
+        background_fetch_wait_ms=500,
     )
     admin.ensure_topics(settings)
     ctx = bootstrap(settings, Overrides(embedder=embedder))
@@ -81,6 +85,7 @@ async def test_catalog_enriched_invalidates_the_running_workers_cache(
         await await_until(lambda: ctx.handles.get(ServeWorker) is not None, 120, what="start")
         handle = ctx.handles.get(ServeWorker)
         assert handle is not None
+        assert handle.invalidations.fetch_wait_ms == 500
         with RecClient(settings) as client:
             response = await client.arequest("u-warm", timeout_s=60, deadline_ms=5000)
         item = response.items[0].item_id
