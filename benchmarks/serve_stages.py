@@ -51,11 +51,13 @@ _LABELS = [
     ("als_ann", re.compile(r"als_item_factors", re.S)),
     ("covisit", re.compile(r"covisit", re.I)),
     ("popular", re.compile(r"popularity", re.I)),
+    ("knn_head", re.compile(r"AS MATERIALIZED.*UNION ALL", re.S)),
     ("knn", re.compile(r"AS MATERIALIZED")),
     ("similarities", re.compile(r"AS similarity FROM")),
     ("details", re.compile(r"updated_at FROM")),
     ("vectors", re.compile(r"AS v FROM")),
     ("eligible", re.compile(r"SELECT item_id FROM .* = ANY", re.S)),
+    ("eligible_each", re.compile(r"AS ok FROM")),
     ("set_config", re.compile(r"set_config|SET LOCAL")),
 ]
 

@@ -126,6 +126,19 @@ class InMemoryItemStore:
         order = sorted(range(len(rows)), key=lambda i: (-sims[i], rows[i].item_id))[:k]
         return [(rows[i].item_id, float(sims[i])) for i in order]
 
+    async def knn_and_similarities(
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        space: Space = "enriched",
+        filters: ItemFilters | None = None,
+        exclude_ids: Sequence[str] = (),
+        item_ids: Sequence[str] = (),
+    ) -> tuple[Neighbours, dict[str, float]]:
+        near = await self.knn(vector, k, space=space, filters=filters, exclude_ids=exclude_ids)
+        return near, await self.similarities(vector, item_ids, space=space, filters=filters)
+
     async def get_many(
         self, item_ids: Sequence[str], *, with_vectors: bool = False
     ) -> list[ItemRecord]:
@@ -149,6 +162,11 @@ class InMemoryItemStore:
             and row.eligible
             and (filters is None or filters.matches(row))
         }
+
+    async def eligible_ids_each(
+        self, item_ids: Sequence[str], filter_sets: Sequence[ItemFilters | None]
+    ) -> list[set[str]]:
+        return [await self.eligible_ids(item_ids, filters) for filters in filter_sets]
 
     async def vectors(
         self, item_ids: Sequence[str], *, space: Space = "enriched"

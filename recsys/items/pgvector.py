@@ -268,42 +268,47 @@ class PgItemStore:
         }
 
     def _where(
-        self, column: sql.Identifier, filters: ItemFilters | None, exclude_ids: Sequence[str]
+        self,
+        column: sql.Identifier,
+        filters: ItemFilters | None,
+        exclude_ids: Sequence[str],
+        prefix: str = "",
     ) -> tuple[sql.Composable, dict[str, Any]]:
+        """The eligibility condition (and ``filters``, ``exclude_ids``) and its parameters,
+        named with ``prefix`` so that several conditions can share one statement."""
+        p = prefix
         conds: list[sql.Composable] = [
             sql.SQL("NOT deleted AND available AND {c} IS NOT NULL").format(c=column)
         ]
         params: dict[str, Any] = {}
         if exclude_ids:
-            conds.append(sql.SQL("item_id <> ALL(%(exclude)s::text[])"))
-            params["exclude"] = list(exclude_ids)
+            conds.append(sql.SQL(f"item_id <> ALL(%({p}exclude)s::text[])"))
+            params[f"{p}exclude"] = list(exclude_ids)
         if filters is not None:
             if filters.categories_any:
-                conds.append(sql.SQL("category_keys && %(cat_any)s::text[]"))
-                params["cat_any"] = sorted({category_key(c) for c in filters.categories_any})
+                conds.append(sql.SQL(f"category_keys && %({p}cat_any)s::text[]"))
+                params[f"{p}cat_any"] = sorted({category_key(c) for c in filters.categories_any})
             if filters.categories_none:
-                conds.append(sql.SQL("NOT (category_keys && %(cat_none)s::text[])"))
-                params["cat_none"] = sorted({category_key(c) for c in filters.categories_none})
+                conds.append(sql.SQL(f"NOT (category_keys && %({p}cat_none)s::text[])"))
+                params[f"{p}cat_none"] = sorted({category_key(c) for c in filters.categories_none})
             if filters.attributes:
-                conds.append(sql.SQL("attributes @> %(attrs)s::jsonb"))
-                params["attrs"] = json.dumps(dict(filters.attributes))
+                conds.append(sql.SQL(f"attributes @> %({p}attrs)s::jsonb"))
+                params[f"{p}attrs"] = json.dumps(dict(filters.attributes))
             for i, (name, (low, high)) in enumerate(sorted(filters.ranges.items())):
-                key, number = (
-                    f"range_key_{i}",
-                    sql.SQL(
-                        "(CASE WHEN attributes ->> %({k})s ~ %(numeric)s "
-                        "THEN (attributes ->> %({k})s)::numeric END)"
-                    ).format(k=sql.SQL(f"range_key_{i}")),
+                key = f"{p}range_key_{i}"
+                number = sql.SQL(
+                    f"(CASE WHEN attributes ->> %({key})s ~ %({p}numeric)s "
+                    f"THEN (attributes ->> %({key})s)::numeric END)"
                 )
                 params[key] = name
-                params["numeric"] = NUMERIC_PATTERN
+                params[f"{p}numeric"] = NUMERIC_PATTERN
                 conds.append(sql.SQL("{n} IS NOT NULL").format(n=number))
                 if low is not None:
-                    conds.append(sql.SQL("{n} >= %(lo_{i})s").format(n=number, i=sql.SQL(str(i))))
-                    params[f"lo_{i}"] = low
+                    conds.append(sql.SQL(f"{{n}} >= %({p}lo_{i})s").format(n=number))
+                    params[f"{p}lo_{i}"] = low
                 if high is not None:
-                    conds.append(sql.SQL("{n} <= %(hi_{i})s").format(n=number, i=sql.SQL(str(i))))
-                    params[f"hi_{i}"] = high
+                    conds.append(sql.SQL(f"{{n}} <= %({p}hi_{i})s").format(n=number))
+                    params[f"{p}hi_{i}"] = high
         return sql.SQL(" AND ").join(conds), params
 
     async def knn(
@@ -327,24 +332,65 @@ class PgItemStore:
             ") SELECT item_id, 1 - distance AS similarity FROM nearest "
             "ORDER BY distance + 0, item_id"
         ).format(c=column, t=self.table, where=where)
+        rows = await self._search(query, params, k)
+        return [(r[0], float(r[1])) for r in rows]
+
+    async def knn_and_similarities(
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        space: Space = "enriched",
+        filters: ItemFilters | None = None,
+        exclude_ids: Sequence[str] = (),
+        item_ids: Sequence[str] = (),
+    ) -> tuple[Neighbours, dict[str, float]]:
+        if k <= 0 or not item_ids:
+            near = await self.knn(vector, k, space=space, filters=filters, exclude_ids=exclude_ids)
+            sims = await self.similarities(vector, item_ids, space=space, filters=filters)
+            return near, sims
+        column = sql.Identifier(_SPACE_COLUMN[space])
+        where, params = self._where(column, filters, exclude_ids)
+        given, given_params = self._where(column, filters, (), prefix="g_")
+        params |= given_params | {
+            "v": np.asarray(vector, dtype=np.float32),
+            "k": k,
+            "ids": list(item_ids),
+        }
+        # the search's rows first, in its order; then the given items' (part 1)
+        query = sql.SQL(
+            "WITH nearest AS MATERIALIZED ("
+            " SELECT item_id, {c} <=> %(v)s AS distance FROM {t} WHERE {where}"
+            " ORDER BY distance LIMIT %(k)s"
+            ") SELECT item_id, 1 - distance AS similarity, 0 AS part, distance + 0 AS d "
+            "FROM nearest UNION ALL "
+            "SELECT item_id, 1 - ({c} <=> %(v)s), 1, NULL FROM {t} "
+            "WHERE item_id = ANY(%(ids)s) AND {given} "
+            "ORDER BY part, d, item_id"
+        ).format(c=column, t=self.table, where=where, given=given)
+        rows = await self._search(query, params, k)
+        near = [(r[0], float(r[1])) for r in rows if r[2] == 0]
+        return near, {r[0]: float(r[1]) for r in rows if r[2] == 1}
+
+    async def _search(self, query: sql.Composed, params: dict[str, Any], k: int) -> list[Any]:
+        """Rows of a statement with an HNSW search for ``k`` rows (``ef_search`` raised
+        for this statement when ``k`` exceeds the pool's)."""
         ef = min(max(self.ef_search, k), _MAX_EF_SEARCH)
         async with self._conn() as conn:
             try:
                 if ef == self.ef_search and conn.autocommit:
                     # the pool's connections carry these settings (recsys.db): one round trip
                     cur = await conn.execute(query, params)
-                    rows = await cur.fetchall()
-                else:
-                    async with conn.transaction(), conn.cursor() as cur:
-                        await cur.execute(
-                            sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef))
-                        )
-                        await cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-                        await cur.execute(query, params)
-                        rows = await cur.fetchall()
+                    return await cur.fetchall()
+                async with conn.transaction(), conn.cursor() as cur:
+                    await cur.execute(
+                        sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef))
+                    )
+                    await cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                    await cur.execute(query, params)
+                    return await cur.fetchall()
             except psycopg.Error as exc:
                 raise db.db_error(exc, "item store") from exc
-        return [(r[0], float(r[1])) for r in rows]
 
     async def get_many(
         self, item_ids: Sequence[str], *, with_vectors: bool = False
@@ -377,6 +423,28 @@ class PgItemStore:
             params,
         )
         return {r["item_id"] for r in rows}
+
+    async def eligible_ids_each(
+        self, item_ids: Sequence[str], filter_sets: Sequence[ItemFilters | None]
+    ) -> list[set[str]]:
+        if not item_ids or not filter_sets:
+            return [set() for _ in filter_sets]
+        column = sql.Identifier("raw_embedding")
+        base, params = self._where(column, None, ())
+        tests: list[sql.Composable] = []
+        for n, filters in enumerate(filter_sets):
+            where, named = self._where(column, filters, (), prefix=f"f{n}_")
+            tests.append(sql.SQL("({w}) IS TRUE").format(w=where))
+            params |= named
+        params["ids"] = list(item_ids)
+        rows = await self._fetch(
+            sql.SQL(
+                "SELECT item_id, ARRAY[{tests}] AS ok FROM {t} "
+                "WHERE item_id = ANY(%(ids)s) AND {base}"
+            ).format(tests=sql.SQL(", ").join(tests), t=self.table, base=base),
+            params,
+        )
+        return [{r["item_id"] for r in rows if r["ok"][n]} for n in range(len(filter_sets))]
 
     async def vectors(
         self, item_ids: Sequence[str], *, space: Space = "enriched"

@@ -51,6 +51,21 @@ class ItemStore(Protocol):
         """Up to ``k`` eligible items nearest to ``vector`` by cosine similarity."""
         ...
 
+    async def knn_and_similarities(
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        space: Space = "enriched",
+        filters: ItemFilters | None = None,
+        exclude_ids: Sequence[str] = (),
+        item_ids: Sequence[str] = (),
+    ) -> tuple[Neighbours, dict[str, float]]:
+        """``knn(vector, k, …)`` and ``similarities(vector, item_ids, …)`` (same space and
+        ``filters``; ``exclude_ids`` applies to the search only) in one read: one statement
+        on pgvector, so both answers come from the same snapshot."""
+        ...
+
     async def get_many(
         self, item_ids: Sequence[str], *, with_vectors: bool = False
     ) -> list[ItemRecord]:
@@ -62,6 +77,13 @@ class ItemStore(Protocol):
     ) -> set[str]:
         """The subset that exists, is not deleted, is available, is embedded and matches
         ``filters`` (the request's hard constraints) when given."""
+        ...
+
+    async def eligible_ids_each(
+        self, item_ids: Sequence[str], filter_sets: Sequence[ItemFilters | None]
+    ) -> list[set[str]]:
+        """``[eligible_ids(item_ids, f) for f in filter_sets]`` in one read (one statement
+        on pgvector; none when either is empty)."""
         ...
 
     async def vectors(

@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -125,21 +124,17 @@ async def content_candidates(
 ) -> list[Candidate]:
     """Nearest items plus the popular head, scored by cosine plus the popularity prior.
 
-    The kNN search and the head's similarities go out together (two connections): the
-    head is asked for whole and only its items the search did not find are added, which
-    is what asking for those alone after the search gave.
+    The kNN search and the head's similarities are one read (one statement on pgvector):
+    the head is asked for whole and only its items the search did not find are added,
+    which is what asking for those alone after the search gave.
     """
     prior = popularity_prior(popular)
     head = [item for item, _ in popular[:n] if item not in exclude]
-    if head and popularity_weight > 0:
-        found, similar = await asyncio.gather(
-            items.knn(vector, n, filters=filters, exclude=exclude),
-            items.similarities(vector, head, filters),
-        )
-        near = dict(found)
-        near |= {item: sim for item, sim in similar.items() if item not in near}
-    else:
-        near = dict(await items.knn(vector, n, filters=filters, exclude=exclude))
+    if not (head and popularity_weight > 0):
+        head = []
+    found, similar = await items.nearest(vector, n, filters=filters, exclude=exclude, also=head)
+    near = dict(found)
+    near |= {item: sim for item, sim in similar.items() if item not in near}
     scored = [
         Candidate(item, sim + popularity_weight * prior.get(item, 0.0), "content")
         for item, sim in near.items()

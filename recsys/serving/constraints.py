@@ -22,7 +22,6 @@ no horror" would rather see a 2001 comedy than nothing, and never a horror film.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -39,9 +38,11 @@ __all__ = [
     "by_preference",
     "describe_filters",
     "intent_filters",
+    "levels_of",
     "mark_soft_matches",
     "prefer",
     "preference_levels",
+    "preference_parts",
     "query_constraints",
     "short_reason",
     "shortfall",
@@ -128,28 +129,46 @@ async def prefer(
     )
 
 
-async def preference_levels(
-    items: ItemSource, item_ids: Sequence[str], preference: ItemFilters | None
-) -> dict[str, int]:
-    """How well each of ``item_ids`` meets ``preference`` (see :func:`prefer`); an item's
-    level does not depend on the others, so it may be asked for a superset. The parts'
-    reads go out together."""
-    level = dict.fromkeys(item_ids, 0)
-    if preference is None or not item_ids:
-        return level
+def preference_parts(preference: ItemFilters | None) -> list[tuple[ItemFilters, int]]:
+    """The preference's parts and what meeting each adds to an item's level: a wanted
+    category 1, the year range 1, an excluded category -10 (see :func:`prefer`)."""
     parts: list[tuple[ItemFilters, int]] = []
+    if preference is None:
+        return parts
     if preference.categories_any:
         parts.append((ItemFilters(categories_any=list(preference.categories_any)), 1))
     if preference.ranges:
         parts.append((ItemFilters(ranges=dict(preference.ranges)), 1))
     if preference.categories_none:
         parts.append((ItemFilters(categories_any=list(preference.categories_none)), -10))
-    ids = list(item_ids)
-    found = await asyncio.gather(*(items.eligible(ids, part) for part, _ in parts))
-    for (_, weight), meeting in zip(parts, found, strict=True):
-        for item_id in meeting:
+    return parts
+
+
+def levels_of(
+    item_ids: Sequence[str],
+    parts: Sequence[tuple[ItemFilters, int]],
+    meeting: Sequence[set[str]],
+) -> dict[str, int]:
+    """Each item's level from the eligible items meeting each part (``meeting[i]`` for
+    ``parts[i]``)."""
+    level = dict.fromkeys(item_ids, 0)
+    for (_, weight), met in zip(parts, meeting, strict=True):
+        for item_id in met:
             level[item_id] += weight
     return level
+
+
+async def preference_levels(
+    items: ItemSource, item_ids: Sequence[str], preference: ItemFilters | None
+) -> dict[str, int]:
+    """How well each of ``item_ids`` meets ``preference`` (see :func:`prefer`); an item's
+    level does not depend on the others, so it may be asked for a superset. The parts
+    are one read (:meth:`~recsys.serving.ports.ItemSource.eligible_each`)."""
+    parts = preference_parts(preference)
+    if not parts or not item_ids:
+        return dict.fromkeys(item_ids, 0)
+    ids = list(item_ids)
+    return levels_of(ids, parts, await items.eligible_each(ids, [part for part, _ in parts]))
 
 
 def by_preference(ranked: Sequence[Candidate], level: dict[str, int]) -> list[Candidate]:

@@ -8,9 +8,10 @@ profile vector, LLM prompts). What it holds and what it never decides:
   of the serving space, per item, least recently used evicted beyond ``max_items`` —
   a catalog larger than the cache is served correctly, its tail just misses more often.
 * **Never**: whether an item may be served. Deleted, unavailable or unembedded items
-  and the request's filters are checked in SQL on every request (``eligible``, ``knn``,
-  ``similarities`` go straight to Postgres), so a stale entry can at most word an
-  explanation with the previous version's text for the invalidation delay.
+  and the request's filters are checked in SQL on every request (``eligible``,
+  ``eligible_each``, ``knn``, ``nearest``, ``similarities`` go straight to Postgres),
+  so a stale entry can at most word an explanation with the previous version's text for
+  the invalidation delay.
 * **Invalidation**: :meth:`ItemCache.invalidate` with the item ids of every
   ``catalog.enriched`` event (the serve worker consumes that topic in each process;
   the enrich worker emits it after the write commits). A load that began before an
@@ -119,6 +120,22 @@ class CachedItems:
 
     async def eligible(self, item_ids: Sequence[str], filters: ItemFilters | None) -> set[str]:
         return await self.inner.eligible(item_ids, filters)
+
+    async def nearest(
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        filters: ItemFilters | None = None,
+        exclude: Collection[str] = (),
+        also: Sequence[str] = (),
+    ) -> tuple[list[tuple[str, float]], dict[str, float]]:
+        return await self.inner.nearest(vector, k, filters=filters, exclude=exclude, also=also)
+
+    async def eligible_each(
+        self, item_ids: Sequence[str], filter_sets: Sequence[ItemFilters | None]
+    ) -> list[set[str]]:
+        return await self.inner.eligible_each(item_ids, filter_sets)
 
     async def count_eligible(self, filters: ItemFilters | None, exclude: Collection[str]) -> int:
         return await self.inner.count_eligible(filters, exclude)

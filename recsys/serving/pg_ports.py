@@ -48,6 +48,29 @@ class PgItems:
     async def eligible(self, item_ids: Sequence[str], filters: ItemFilters | None) -> set[str]:
         return await self.store.eligible_ids(list(item_ids), filters)
 
+    async def nearest(
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        filters: ItemFilters | None = None,
+        exclude: Collection[str] = (),
+        also: Sequence[str] = (),
+    ) -> tuple[list[tuple[str, float]], dict[str, float]]:
+        return await self.store.knn_and_similarities(
+            vector,
+            k,
+            space=self.space,
+            filters=filters,
+            exclude_ids=list(exclude),
+            item_ids=list(also),
+        )
+
+    async def eligible_each(
+        self, item_ids: Sequence[str], filter_sets: Sequence[ItemFilters | None]
+    ) -> list[set[str]]:
+        return await self.store.eligible_ids_each(list(item_ids), filter_sets)
+
     async def count_eligible(self, filters: ItemFilters | None, exclude: Collection[str]) -> int:
         return await self.store.count_eligible(filters, list(exclude))
 

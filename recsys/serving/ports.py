@@ -100,6 +100,25 @@ class ItemSource(Protocol):
         """Cosine of ``vector`` to each given item that is eligible and matches ``filters``."""
         ...
 
+    async def nearest(
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        filters: ItemFilters | None = None,
+        exclude: Collection[str] = (),
+        also: Sequence[str] = (),
+    ) -> tuple[list[tuple[str, float]], dict[str, float]]:
+        """``knn(vector, k, …)`` and ``similarities(vector, also, filters)`` in one read
+        (``exclude`` applies to the search only)."""
+        ...
+
+    async def eligible_each(
+        self, item_ids: Sequence[str], filter_sets: Sequence[ItemFilters | None]
+    ) -> list[set[str]]:
+        """``[eligible(item_ids, f) for f in filter_sets]`` in one read."""
+        ...
+
     async def count_eligible(self, filters: ItemFilters | None, exclude: Collection[str]) -> int:
         """How many eligible items satisfy ``filters`` and are not in ``exclude``."""
         ...

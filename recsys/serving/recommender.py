@@ -40,8 +40,9 @@ from recsys.serving.constraints import (
     QueryConstraints,
     Shortfall,
     by_preference,
+    levels_of,
     mark_soft_matches,
-    preference_levels,
+    preference_parts,
     query_constraints,
     shortfall,
 )
@@ -259,16 +260,15 @@ class Recommender:
             decision.action, warmth, view, history, query, filters, exclude, embedding
         )
         timings["candidates"] = self.clock() - received
-        # eligibility and the soft preference's levels: independent reads, together
-        eligible, levels = await asyncio.gather(
-            self._eligible(ranked, filters, exclude),
-            preference_levels(
-                self.items,
-                [c.item_id for c in ranked if c.item_id not in exclude],
-                constraints.soft,
-            ),
+        # eligibility and the soft preference's levels: one read (a level does not
+        # depend on the other items, so the candidates' are asked and the eligible's used)
+        ranked = [c for c in ranked if c.item_id not in exclude]
+        ids = [c.item_id for c in ranked]
+        parts = preference_parts(constraints.soft)
+        ok, *meeting = await self.items.eligible_each(ids, [filters, *(p for p, _ in parts)])
+        ranked = by_preference(
+            [c for c in ranked if c.item_id in ok], levels_of(ids, parts, meeting)
         )
-        ranked = by_preference(eligible, levels)
         short: Shortfall | None = None
         if len(ranked) < request.k:
 

@@ -264,3 +264,96 @@ async def test_knn_returns_k_rows_even_when_k_exceeds_ef_search(store: ItemStore
     assert len(filtered) == 35 and all(int(i[1:]) % 2 == 1 for i, _ in filtered)
     sims = [s for _, s in filtered]
     assert sims == sorted(sims, reverse=True)
+
+
+HEADS = [[], ["e", "a", "c", "zz"], ["a", "b", "c", "d", "e"], ["d", "d", "zz"]]
+SEARCH_FILTERS = [
+    None,
+    ItemFilters(categories_any=["sci-fi"]),
+    ItemFilters(categories_none=["drama"], ranges={"year": (None, 2005)}),
+    ItemFilters(categories_any=["western"]),
+]
+
+
+async def _separately(
+    store: ItemStore,
+    query: np.ndarray,
+    k: int,
+    filters: ItemFilters | None,
+    exclude: list[str],
+    head: list[str],
+) -> tuple[list[tuple[str, float]], dict[str, float]]:
+    near = await store.knn(query, k, space="raw", filters=filters, exclude_ids=exclude)
+    return near, await store.similarities(query, head, space="raw", filters=filters)
+
+
+async def test_knn_and_similarities_in_one_read_answer_as_two(loaded: ItemStore) -> None:
+    """The merged statement gives exactly the two reads' answers: an empty head, excluded
+    items (the search's only: a head item may be excluded from the search), unknown ids,
+    repeats, filters that leave nothing, and after items were deleted or made unavailable
+    between one request's reads and the next."""
+    query = vec(e0=0.9, e1=0.3)
+    for _ in range(2):
+        for filters in SEARCH_FILTERS:
+            for head in HEADS:
+                for k, exclude in [(3, []), (5, ["a", "c"]), (0, []), (10, ["zz"])]:
+                    merged = await loaded.knn_and_similarities(
+                        query,
+                        k,
+                        space="raw",
+                        filters=filters,
+                        exclude_ids=exclude,
+                        item_ids=head,
+                    )
+                    assert merged == await _separately(loaded, query, k, filters, exclude, head)
+        b2 = replace(CATALOG[1], version=2, change_id="b-c2", available=False)
+        await loaded.apply([b2, Tombstone("c", 2, "c-c2")])
+    near, sims = await loaded.knn_and_similarities(
+        query, 5, space="raw", item_ids=["a", "b", "c", "e"]
+    )
+    assert [i for i, _ in near] == ["a", "d", "e"] and set(sims) == {"a", "e"}
+
+
+async def test_knn_and_similarities_past_ef_search(store: ItemStore) -> None:
+    """k above the pool's ef_search (the statement raises it for itself): still k rows,
+    and the given items' similarities beside them."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(80):
+        v = rng.normal(size=DIM).astype(np.float32)
+        rows.append(item(f"r{i:02d}", v / np.linalg.norm(v), v / np.linalg.norm(v)))
+    await store.apply(rows)
+    query = rows[0].raw_embedding
+    assert query is not None
+    head = [f"r{i:02d}" for i in range(0, 80, 7)]
+    merged = await store.knn_and_similarities(
+        query, 50, space="raw", exclude_ids=["r01"], item_ids=head
+    )
+    assert len(merged[0]) == 50 and set(merged[1]) == set(head)
+    assert merged == await _separately(store, query, 50, None, ["r01"], head)
+
+
+async def test_eligible_ids_each_answers_as_one_read_per_filter(loaded: ItemStore) -> None:
+    """Eligibility and the soft preference's parts in one statement: each set is what
+    ``eligible_ids`` gives for its filters, before and after deletions."""
+    ids = ["a", "b", "c", "d", "e", "zz", "a"]
+    sets: list[ItemFilters | None] = [
+        None,
+        ItemFilters(categories_any=["drama"]),
+        ItemFilters(ranges={"year": (1990, 1999)}),
+        ItemFilters(categories_any=["horror"]),
+        ItemFilters(categories_any=["sci-fi"], categories_none=["drama"]),
+        ItemFilters(attributes={"language": "fr"}, ranges={"year": (2000, None)}),
+        ItemFilters(categories_any=["western"]),
+    ]
+    for _ in range(2):
+        for n in range(len(sets)):
+            chosen = sets[n:] + sets[:n]
+            want = [await loaded.eligible_ids(ids, f) for f in chosen]
+            assert await loaded.eligible_ids_each(ids, chosen) == want
+        await loaded.apply(
+            [Tombstone("b", 2, "b-c2"), VersionBump("d", 2, "d-c2", available=False)]
+        )
+    assert (await loaded.eligible_ids_each(ids, [None]))[0] == {"a", "c", "e"}
+    assert await loaded.eligible_ids_each([], [None, sets[1]]) == [set(), set()]
+    assert await loaded.eligible_ids_each(ids, []) == []

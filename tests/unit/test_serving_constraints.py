@@ -68,6 +68,11 @@ class _Items:
     async def eligible(self, item_ids: Sequence[str], filters: ItemFilters | None) -> set[str]:
         return await self.store.eligible_ids(list(item_ids), filters)
 
+    async def eligible_each(
+        self, item_ids: Sequence[str], filter_sets: Sequence[ItemFilters | None]
+    ) -> list[set[str]]:
+        return await self.store.eligible_ids_each(list(item_ids), filter_sets)
+
     async def count_eligible(self, filters: ItemFilters | None, exclude: Collection[str]) -> int:
         return await self.store.count_eligible(filters, list(exclude))
 
