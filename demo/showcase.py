@@ -145,7 +145,7 @@ def print_exchange(
         )
         wording = " [dim](LLM wording)[/]" if item.explanation_source.value == "LLM" else ""
         console.print(f"       {escape(item.explanation)}{wording}", highlight=False)
-        facts = "; ".join(f"{e.kind.value.lower()} {e.value}" for e in item.evidence)
+        facts = "; ".join(_fact(e.kind.value.lower(), e.value) for e in item.evidence)
         console.print(f"       [dim]evidence: {escape(facts)}[/]", highlight=False)
     if len(r.items) > SHOWN:
         console.print(f"       … and {len(r.items) - SHOWN} more", highlight=False)
@@ -180,3 +180,8 @@ def print_next(console: Console, settings: Settings) -> None:
     )
     for command in next_commands(settings):
         console.print(f"  {escape(command)}", highlight=False, soft_wrap=True)
+
+
+def _fact(kind: str, value: str) -> str:
+    """One evidence fact as shown: its kind, then its value (once when the value says it)."""
+    return value if value.lower().startswith(kind) else f"{kind} {value}"
